@@ -1,0 +1,67 @@
+/* The operator contract (DESIGN.md "Operators", STYLE.md rule 1).
+ *
+ * One operator = one file in operators/ exporting one
+ * `const struct ink_op_vtable`, listed in operators/registry.c.
+ * Lifecycle, owned by the engine:
+ *   mem_bound(conf)     bytes init will allocate, before anything is allocated
+ *   init(state, ...)    state points at state_size zeroed bytes; allocate
+ *                       everything from the parameters
+ *   process / query     per record / per request; no allocation
+ *   save / load         versioned msgpack state
+ *   fini(state)         frees; safe on a zeroed or half-initialised state
+ * Keyed state (`key_by`) is the engine's business: it creates one state per
+ * key, so operators never see keys as state selectors. */
+#ifndef INK_OP_H
+#define INK_OP_H
+
+#include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "param.h"
+#include "record.h"
+
+/* What the engine gives init besides the conf. */
+struct ink_op_init {
+    const char *name;     /* node name, for messages */
+    uint64_t seed;        /* derived from engine.seed, the node name (and key slot) */
+    const char *base_dir; /* directory of the config file, for relative paths */
+};
+
+/* Gauges an operator may export (metrics, summaries). NAN = not applicable. */
+struct ink_op_gauges {
+    double dict, deff, gamma_eff;
+};
+
+struct ink_op_vtable {
+    const char *name;    /* the `type:` in the config */
+    const char *summary; /* one line for `inkflow help` */
+    const struct ink_param *params;
+    size_t conf_size;
+    size_t state_size;
+    int (*check)(const void *conf, struct ink_err *err); /* optional cross-key checks */
+    size_t (*mem_bound)(const void *conf);
+    int (*init)(void *state, const void *conf, const struct ink_op_init *ini, struct ink_err *err);
+    /* One record in, zero or more out through `out`. Return 0; or INK_EDIM /
+     * INK_EINVAL with err filled when the record is refused (the engine counts
+     * it and dead-letters it: the state must be unchanged); or another
+     * negative code from a failed ink_emit. */
+    int (*process)(void *state, const struct ink_record *in, const struct ink_emitter *out,
+                   struct ink_err *err);
+    /* A request (a record with `op`). Answers through `out`; an error return
+     * with err filled becomes an error reply. Read-only, except for requests
+     * documented to change state (bkb's ask/tell). Optional. */
+    int (*query)(void *state, const struct ink_record *req, const struct ink_emitter *out,
+                 struct ink_err *err);
+    int (*save)(const void *state, msgpack_packer *pk);
+    int (*load)(void *state, const msgpack_object *obj, struct ink_err *err);
+    void (*fini)(void *state);
+    void (*gauges)(const void *state, struct ink_op_gauges *g); /* optional */
+};
+
+/* The static registry (operators/registry.c). */
+extern const struct ink_op_vtable *const ink_operators[];
+const struct ink_op_vtable *ink_op_find(const char *name);
+
+#endif

@@ -1,0 +1,83 @@
+/* Static parameter tables (STYLE.md rule 2): one table per node type
+ * describes every key once. The same table parses YAML into the node's conf
+ * struct, range-checks, rejects unknown keys with a suggestion, prints
+ * `inkflow help TYPE` and generates the config reference. */
+#ifndef INK_PARAM_H
+#define INK_PARAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "err.h"
+
+enum ink_ptype {
+    INK_P_BOOL,      /* bool */
+    INK_P_INT,       /* int64_t, range [min, max] */
+    INK_P_DOUBLE,    /* double, finite, range [min, max] */
+    INK_P_STRING,    /* char * (owned by the conf; freed by ink_params_free) */
+    INK_P_ENUM,      /* int: index into choices */
+    INK_P_SIZE,      /* uint64_t bytes: 4096, "64KiB", "512MiB", "2GiB"; range in bytes */
+    INK_P_DURATION,  /* double seconds: 10, "10s", "500ms", "2m", "1h" */
+    INK_P_F64_LIST,  /* struct ink_f64_list; a scalar is accepted as a 1-list; range per element;
+                        length within [len_min, len_max] */
+    INK_P_F64_LISTS, /* struct ink_f64_lists: list of lists of numbers */
+    INK_P_OBJECT     /* nested table `sub`, parsed into an inline struct at offset whose first
+                        member is `bool set` (true when the key was given) */
+};
+
+struct ink_f64_list {
+    double *v;
+    int n;
+};
+
+struct ink_f64_lists {
+    struct ink_f64_list *v;
+    int n;
+};
+
+enum {
+    INK_PF_REQUIRED = 1u << 0, /* no default: must be given */
+};
+
+struct ink_param {
+    const char *name;
+    enum ink_ptype type;
+    size_t offset;             /* where the value goes in the conf struct */
+    const char *def;           /* default, written as YAML (also shown by help); NULL = none */
+    double min, max;           /* numeric range (inclusive); min == max == 0 means unbounded */
+    int len_min, len_max;      /* lists: allowed lengths (0, 0 = any) */
+    const char *const *choices; /* ENUM: NULL-terminated names */
+    const struct ink_param *sub; /* OBJECT: nested table, NULL-name terminated */
+    unsigned flags;            /* INK_PF_* */
+    const char *help;          /* one line */
+};
+
+/* A node type as the config loader sees it (sources, sinks, operators). */
+enum ink_node_kind { INK_NODE_SOURCE, INK_NODE_OPERATOR, INK_NODE_SINK };
+
+struct ink_node_type {
+    const char *name;            /* `type:` value */
+    enum ink_node_kind kind;
+    const char *summary;         /* one line for `inkflow help` */
+    const struct ink_param *params; /* NULL-name terminated */
+    size_t conf_size;            /* size of the conf struct the table fills */
+    /* Cross-key checks after parsing (e.g. lo < hi). On error fill err
+     * (line/col may stay 0: the loader then points at the node). */
+    int (*check)(const void *conf, struct ink_err *err);
+};
+
+/* Release what parsing allocated inside conf (strings, lists), recursively;
+ * safe on a zeroed conf. Does not free conf itself. */
+void ink_params_free(const struct ink_param *table, void *conf);
+
+/* Fill conf with the defaults of the table (used by tests and by nodes built
+ * in code). Returns 0 or a negative code (a default that does not parse is a
+ * programmer error). */
+int ink_params_defaults(const struct ink_param *table, void *conf, struct ink_err *err);
+
+/* Print the help of a node type (as `inkflow help TYPE`). */
+void ink_params_help(const struct ink_node_type *nt, FILE *out);
+
+#endif

@@ -1,0 +1,140 @@
+#include "state.h"
+
+#include <string.h>
+
+/* All targets are little-endian x86_64/aarch64; blobs are documented as LE
+ * and load refuses nothing on that ground. A big-endian port would byte-swap
+ * here. */
+
+void ink_pack_key(msgpack_packer *pk, const char *key)
+{
+    size_t n = strlen(key);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, key, n);
+}
+
+static void pack_bin(msgpack_packer *pk, const void *v, size_t bytes)
+{
+    msgpack_pack_bin(pk, bytes);
+    msgpack_pack_bin_body(pk, bytes ? v : "", bytes);
+}
+
+void ink_pack_f64s(msgpack_packer *pk, const double *v, size_t n) { pack_bin(pk, v, n * 8); }
+void ink_pack_i64s(msgpack_packer *pk, const int64_t *v, size_t n) { pack_bin(pk, v, n * 8); }
+void ink_pack_i32s(msgpack_packer *pk, const int32_t *v, size_t n) { pack_bin(pk, v, n * 4); }
+void ink_pack_u64s(msgpack_packer *pk, const uint64_t *v, size_t n) { pack_bin(pk, v, n * 8); }
+void ink_pack_rng(msgpack_packer *pk, const struct ink_rng *r) { pack_bin(pk, r->s, sizeof r->s); }
+
+int ink_state_get(const msgpack_object *map, const char *key, const msgpack_object **out,
+                  struct ink_err *err)
+{
+    if (!map || map->type != MSGPACK_OBJECT_MAP)
+        return ink_err_set(err, INK_ESTATE, "state: not a map");
+    size_t n = strlen(key);
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object_kv *kv = &map->via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == n &&
+            memcmp(kv->key.via.str.ptr, key, n) == 0) {
+            *out = &kv->val;
+            return 0;
+        }
+    }
+    return ink_err_set(err, INK_ESTATE, "state: key '%s' missing", key);
+}
+
+int ink_state_i64(const msgpack_object *map, const char *key, int64_t *out, struct ink_err *err)
+{
+    const msgpack_object *o;
+    int rc = ink_state_get(map, key, &o, err);
+    if (rc) return rc;
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= (uint64_t)INT64_MAX)
+        *out = (int64_t)o->via.u64;
+    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        *out = o->via.i64;
+    else
+        return ink_err_set(err, INK_ESTATE, "state: key '%s' is not an integer", key);
+    return 0;
+}
+
+int ink_state_u64(const msgpack_object *map, const char *key, uint64_t *out, struct ink_err *err)
+{
+    const msgpack_object *o;
+    int rc = ink_state_get(map, key, &o, err);
+    if (rc) return rc;
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return ink_err_set(err, INK_ESTATE, "state: key '%s' is not an unsigned integer", key);
+    *out = o->via.u64;
+    return 0;
+}
+
+int ink_state_f64(const msgpack_object *map, const char *key, double *out, struct ink_err *err)
+{
+    const msgpack_object *o;
+    int rc = ink_state_get(map, key, &o, err);
+    if (rc) return rc;
+    switch (o->type) {
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: *out = o->via.f64; return 0;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: *out = (double)o->via.u64; return 0;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: *out = (double)o->via.i64; return 0;
+    default: return ink_err_set(err, INK_ESTATE, "state: key '%s' is not a number", key);
+    }
+}
+
+int ink_state_len(const msgpack_object *map, const char *key, size_t elem, size_t *n,
+                  struct ink_err *err)
+{
+    const msgpack_object *o;
+    int rc = ink_state_get(map, key, &o, err);
+    if (rc) return rc;
+    if (o->type != MSGPACK_OBJECT_BIN || o->via.bin.size % elem)
+        return ink_err_set(err, INK_ESTATE, "state: key '%s' is not an array of %zu-byte values",
+                           key, elem);
+    *n = o->via.bin.size / elem;
+    return 0;
+}
+
+static int get_bin(const msgpack_object *map, const char *key, void *out, size_t n, size_t elem,
+                   struct ink_err *err)
+{
+    size_t have;
+    int rc = ink_state_len(map, key, elem, &have, err);
+    if (rc) return rc;
+    if (have != n)
+        return ink_err_set(err, INK_ESTATE, "state: key '%s' has %zu values, expected %zu", key,
+                           have, n);
+    const msgpack_object *o;
+    ink_state_get(map, key, &o, err);
+    if (n) memcpy(out, o->via.bin.ptr, n * elem);
+    return 0;
+}
+
+int ink_state_f64s(const msgpack_object *map, const char *key, double *out, size_t n,
+                   struct ink_err *err)
+{
+    return get_bin(map, key, out, n, 8, err);
+}
+
+int ink_state_i64s(const msgpack_object *map, const char *key, int64_t *out, size_t n,
+                   struct ink_err *err)
+{
+    return get_bin(map, key, out, n, 8, err);
+}
+
+int ink_state_i32s(const msgpack_object *map, const char *key, int32_t *out, size_t n,
+                   struct ink_err *err)
+{
+    return get_bin(map, key, out, n, 4, err);
+}
+
+int ink_state_u64s(const msgpack_object *map, const char *key, uint64_t *out, size_t n,
+                   struct ink_err *err)
+{
+    return get_bin(map, key, out, n, 8, err);
+}
+
+int ink_state_rng(const msgpack_object *map, const char *key, struct ink_rng *r,
+                  struct ink_err *err)
+{
+    return get_bin(map, key, r->s, 4, 8, err);
+}

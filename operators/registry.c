@@ -1,0 +1,18 @@
+/* The static operator registry: a missing operator is a link error. */
+#include <string.h>
+
+#include "../engine/op.h"
+
+extern const struct ink_op_vtable ink_op_passthrough;
+
+const struct ink_op_vtable *const ink_operators[] = {
+    &ink_op_passthrough,
+    NULL,
+};
+
+const struct ink_op_vtable *ink_op_find(const char *name)
+{
+    for (int i = 0; ink_operators[i]; i++)
+        if (strcmp(ink_operators[i]->name, name) == 0) return ink_operators[i];
+    return NULL;
+}
