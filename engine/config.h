@@ -25,13 +25,13 @@ struct ink_http_conf {
 
 struct ink_engine_conf {
     int64_t seed;
-    uint64_t memory_limit;   /* bytes */
-    int64_t blas_threads;    /* OpenBLAS threads for operators (default 1) */
-    double grace;            /* seconds allowed to drain on SIGTERM/SIGINT */
-    int64_t max_dim;         /* longest x accepted from any source */
+    uint64_t memory_limit;     /* bytes */
+    int64_t blas_threads;      /* OpenBLAS threads for operators (default 1) */
+    double grace;              /* seconds allowed to drain on SIGTERM/SIGINT */
+    int64_t max_dim;           /* longest x accepted from any source */
     uint64_t max_record_bytes; /* cap on one record's carried-through extra fields */
-    int64_t max_depth;       /* msgpack / JSON nesting limit */
-    int64_t progress;        /* 1 = progress line on a terminal for file runs */
+    int64_t max_depth;         /* msgpack / JSON nesting limit */
+    int64_t progress;          /* 1 = progress line on a terminal for file runs */
     struct ink_snapshot_conf snapshot;
     struct ink_http_conf http;
 };
@@ -39,11 +39,11 @@ extern const struct ink_param ink_engine_params[];
 
 /* Keys every operator accepts besides its own table (engine-level). */
 struct ink_op_common_conf {
-    char *key_by;         /* NULL or "key": one state per key value */
+    char *key_by; /* NULL or "key": one state per key value */
     int64_t max_keys;
-    int on_new_key;       /* 0 = reject, 1 = evict (least recently used) */
-    char *dead_letter;    /* NULL or the name of a sink that receives rejected records */
-    int64_t seed;         /* -1 = derive from engine.seed and the node name */
+    int on_new_key;    /* 0 = reject, 1 = evict (least recently used) */
+    char *dead_letter; /* NULL or the name of a sink that receives rejected records */
+    int64_t seed;      /* -1 = derive from engine.seed and the node name */
 };
 extern const struct ink_param ink_op_common_params[];
 
@@ -61,19 +61,19 @@ struct ink_node_conf {
     struct ink_op_common_conf common; /* operators only */
     char *dead_letter;                /* sources and operators: sink name or NULL */
     int ninputs;
-    char **inputs;      /* names; resolved into input_idx */
-    int *input_idx;     /* index into ink_config.nodes */
+    char **inputs;  /* names; resolved into input_idx */
+    int *input_idx; /* index into ink_config.nodes */
     int *input_line, *input_col;
 };
 
 struct ink_config {
-    char *path;      /* as given */
-    char *base_dir;  /* directory of the file, for relative paths in it */
-    uint64_t hash;   /* FNV-1a 64 of the file bytes (snapshots refuse a mismatch) */
+    char *path;     /* as given */
+    char *base_dir; /* directory of the file, for relative paths in it */
+    uint64_t hash;  /* FNV-1a 64 of the file bytes (snapshots refuse a mismatch) */
     struct ink_engine_conf engine;
     int nnodes;
     struct ink_node_conf *nodes; /* sources first, then operators, then sinks, each in file order */
-    int *topo;       /* node indices in a topological order (sources first) */
+    int *topo;                   /* node indices in a topological order (sources first) */
 };
 
 /* One diagnostic, printed as FILE:LINE:COL: error: message. */

@@ -24,17 +24,28 @@ int ink_err_set(struct ink_err *err, int code, const char *fmt, ...)
 const char *ink_strerror(int code)
 {
     switch (code) {
-    case INK_OK: return "ok";
-    case INK_EINVAL: return "invalid argument";
-    case INK_ENOMEM: return "out of memory";
-    case INK_EIO: return "i/o error";
-    case INK_ERANGE: return "out of range";
-    case INK_EDIM: return "wrong dimension";
-    case INK_EPARSE: return "parse error";
-    case INK_ESTATE: return "bad state";
-    case INK_EAGAIN: return "try again";
-    case INK_ENOTSUP: return "not supported";
-    case INK_ENUMERIC: return "numerical failure";
+    case INK_OK:
+        return "ok";
+    case INK_EINVAL:
+        return "invalid argument";
+    case INK_ENOMEM:
+        return "out of memory";
+    case INK_EIO:
+        return "i/o error";
+    case INK_ERANGE:
+        return "out of range";
+    case INK_EDIM:
+        return "wrong dimension";
+    case INK_EPARSE:
+        return "parse error";
+    case INK_ESTATE:
+        return "bad state";
+    case INK_EAGAIN:
+        return "try again";
+    case INK_ENOTSUP:
+        return "not supported";
+    case INK_ENUMERIC:
+        return "numerical failure";
     }
     return "unknown error";
 }

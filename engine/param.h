@@ -39,30 +39,31 @@ struct ink_f64_lists {
 
 enum {
     INK_PF_REQUIRED = 1u << 0, /* no default: must be given */
+    INK_PF_I64 = 1u << 1,      /* INK_P_BOOL stored as int64_t 0/1 instead of bool */
 };
 
 struct ink_param {
     const char *name;
     enum ink_ptype type;
-    size_t offset;             /* where the value goes in the conf struct */
-    const char *def;           /* default, written as YAML (also shown by help); NULL = none */
-    double min, max;           /* numeric range (inclusive); min == max == 0 means unbounded */
-    int len_min, len_max;      /* lists: allowed lengths (0, 0 = any) */
-    const char *const *choices; /* ENUM: NULL-terminated names */
+    size_t offset;               /* where the value goes in the conf struct */
+    const char *def;             /* default, written as YAML (also shown by help); NULL = none */
+    double min, max;             /* numeric range (inclusive); min == max == 0 means unbounded */
+    int len_min, len_max;        /* lists: allowed lengths (0, 0 = any) */
+    const char *const *choices;  /* ENUM: NULL-terminated names */
     const struct ink_param *sub; /* OBJECT: nested table, NULL-name terminated */
-    unsigned flags;            /* INK_PF_* */
-    const char *help;          /* one line */
+    unsigned flags;              /* INK_PF_* */
+    const char *help;            /* one line */
 };
 
 /* A node type as the config loader sees it (sources, sinks, operators). */
 enum ink_node_kind { INK_NODE_SOURCE, INK_NODE_OPERATOR, INK_NODE_SINK };
 
 struct ink_node_type {
-    const char *name;            /* `type:` value */
+    const char *name; /* `type:` value */
     enum ink_node_kind kind;
-    const char *summary;         /* one line for `inkflow help` */
+    const char *summary;            /* one line for `inkflow help` */
     const struct ink_param *params; /* NULL-name terminated */
-    size_t conf_size;            /* size of the conf struct the table fills */
+    size_t conf_size;               /* size of the conf struct the table fills */
     /* Cross-key checks after parsing (e.g. lo < hi). On error fill err
      * (line/col may stay 0: the loader then points at the node). */
     int (*check)(const void *conf, struct ink_err *err);
@@ -79,5 +80,13 @@ int ink_params_defaults(const struct ink_param *table, void *conf, struct ink_er
 
 /* Print the help of a node type (as `inkflow help TYPE`). */
 void ink_params_help(const struct ink_node_type *nt, FILE *out);
+
+/* Print the list of node types with their summaries, and the engine keys
+ * (as `inkflow help` without a type). */
+void ink_params_help_list(FILE *out);
+
+/* Print docs/config-reference.md: every key of the engine section and of
+ * every node type, from the tables (as `inkflow help --markdown`). */
+void ink_params_markdown(FILE *out);
 
 #endif

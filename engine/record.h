@@ -21,7 +21,7 @@ enum {
     INK_HAS_T = 1u << 1,
     INK_HAS_KEY = 1u << 2,
     INK_HAS_ARM = 1u << 3,
-    INK_HAS_OP = 1u << 4,  /* request: `op` string, from a router source or a file */
+    INK_HAS_OP = 1u << 4, /* request: `op` string, from a router source or a file */
     INK_HAS_SEQ = 1u << 5,
     INK_HAS_X = 1u << 6
 };
@@ -34,7 +34,8 @@ enum ink_vtype {
     INK_V_STR,  /* s.p, s.n: not NUL-terminated */
     INK_V_F64S, /* fa.p, fa.n: array of doubles */
     INK_V_I64S, /* ia.p, ia.n: array of integers */
-    INK_V_F64M, /* fm.p, fm.rows, fm.cols: array of rows (column-major d x n: point j at p + j*rows) */
+    INK_V_F64M, /* fm.p, fm.rows, fm.cols: array of rows (column-major d x n: point j at p + j*rows)
+                 */
     INK_V_RAW   /* raw.p, raw.n: one complete msgpack object, passed through */
 };
 
@@ -44,11 +45,26 @@ struct ink_value {
         bool b;
         int64_t i;
         double f;
-        struct { const char *p; uint32_t n; } s;
-        struct { const double *p; uint32_t n; } fa;
-        struct { const int64_t *p; uint32_t n; } ia;
-        struct { const double *p; uint32_t rows, cols; } fm;
-        struct { const uint8_t *p; uint32_t n; } raw;
+        struct {
+            const char *p;
+            uint32_t n;
+        } s;
+        struct {
+            const double *p;
+            uint32_t n;
+        } fa;
+        struct {
+            const int64_t *p;
+            uint32_t n;
+        } ia;
+        struct {
+            const double *p;
+            uint32_t rows, cols;
+        } fm;
+        struct {
+            const uint8_t *p;
+            uint32_t n;
+        } raw;
     };
 };
 
@@ -62,13 +78,13 @@ struct ink_record {
     uint32_t dim;    /* length of x */
     const double *x; /* the point */
     double y;
-    int64_t t;       /* event time, ns since the epoch */
+    int64_t t; /* event time, ns since the epoch */
     int64_t arm;
     uint64_t seq;    /* position in its source, from 0 */
     const char *key; /* not NUL-terminated */
     uint32_t key_len;
     uint32_t op_len;
-    const char *op;  /* request verb, not NUL-terminated */
+    const char *op; /* request verb, not NUL-terminated */
     /* Unknown input fields, carried through: extra_n key/value pairs of raw
      * msgpack, concatenated (each key is a msgpack string). */
     const uint8_t *extra;
@@ -82,18 +98,18 @@ struct ink_record {
  * logs, dead letters and /metrics; keep them stable. */
 enum ink_reject {
     INK_REJ_NONE = 0,
-    INK_REJ_DECODE,      /* malformed bytes: not msgpack / not JSON / bad CSV row */
-    INK_REJ_TRUNCATED,   /* a declared length runs past the bytes present */
-    INK_REJ_TOO_LARGE,   /* frame or line over max_message_bytes */
-    INK_REJ_DEPTH,       /* nesting deeper than the limit */
-    INK_REJ_NOT_MAP,     /* top level is not a map / object */
-    INK_REJ_TYPE,        /* a known field has the wrong type */
-    INK_REJ_NONFINITE,   /* NaN or infinity */
-    INK_REJ_MISSING_X,   /* no x where the operator needs one */
-    INK_REJ_DIM,         /* x has the wrong length (or over max_dim) */
-    INK_REJ_TOO_BIG,     /* too many fields, string too long, extras over the cap */
-    INK_REJ_INVALID,     /* rejected by the operator (bad value for it) */
-    INK_REJ_KEYS,        /* keyed state full and policy is reject */
+    INK_REJ_DECODE,    /* malformed bytes: not msgpack / not JSON / bad CSV row */
+    INK_REJ_TRUNCATED, /* a declared length runs past the bytes present */
+    INK_REJ_TOO_LARGE, /* frame or line over max_message_bytes */
+    INK_REJ_DEPTH,     /* nesting deeper than the limit */
+    INK_REJ_NOT_MAP,   /* top level is not a map / object */
+    INK_REJ_TYPE,      /* a known field has the wrong type */
+    INK_REJ_NONFINITE, /* NaN or infinity */
+    INK_REJ_MISSING_X, /* no x where the operator needs one */
+    INK_REJ_DIM,       /* x has the wrong length (or over max_dim) */
+    INK_REJ_TOO_BIG,   /* too many fields, string too long, extras over the cap */
+    INK_REJ_INVALID,   /* rejected by the operator (bad value for it) */
+    INK_REJ_KEYS,      /* keyed state full and policy is reject */
     INK_REJ__COUNT
 };
 
@@ -133,8 +149,7 @@ int ink_record_extra_f64(const struct ink_record *r, const char *name, double *o
 int ink_record_extra_f64s(const struct ink_record *r, const char *name, double *out, uint32_t cap,
                           uint32_t *n);
 /* A string extra; *s points into the record (not NUL-terminated). */
-int ink_record_extra_str(const struct ink_record *r, const char *name, const char **s,
-                         uint32_t *n);
+int ink_record_extra_str(const struct ink_record *r, const char *name, const char **s, uint32_t *n);
 
 /* Compare the op of a request with a literal. */
 static inline bool ink_record_op_is(const struct ink_record *r, const char *lit)

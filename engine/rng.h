@@ -22,7 +22,10 @@ static inline void ink_rng_seed(struct ink_rng *r, uint64_t seed)
     for (int i = 0; i < 4; i++) r->s[i] = ink_splitmix64(&seed);
 }
 
-static inline uint64_t ink_rng_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static inline uint64_t ink_rng_rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
 
 static inline uint64_t ink_rng_next(struct ink_rng *r)
 {

@@ -19,11 +19,26 @@ static void pack_bin(msgpack_packer *pk, const void *v, size_t bytes)
     msgpack_pack_bin_body(pk, bytes ? v : "", bytes);
 }
 
-void ink_pack_f64s(msgpack_packer *pk, const double *v, size_t n) { pack_bin(pk, v, n * 8); }
-void ink_pack_i64s(msgpack_packer *pk, const int64_t *v, size_t n) { pack_bin(pk, v, n * 8); }
-void ink_pack_i32s(msgpack_packer *pk, const int32_t *v, size_t n) { pack_bin(pk, v, n * 4); }
-void ink_pack_u64s(msgpack_packer *pk, const uint64_t *v, size_t n) { pack_bin(pk, v, n * 8); }
-void ink_pack_rng(msgpack_packer *pk, const struct ink_rng *r) { pack_bin(pk, r->s, sizeof r->s); }
+void ink_pack_f64s(msgpack_packer *pk, const double *v, size_t n)
+{
+    pack_bin(pk, v, n * 8);
+}
+void ink_pack_i64s(msgpack_packer *pk, const int64_t *v, size_t n)
+{
+    pack_bin(pk, v, n * 8);
+}
+void ink_pack_i32s(msgpack_packer *pk, const int32_t *v, size_t n)
+{
+    pack_bin(pk, v, n * 4);
+}
+void ink_pack_u64s(msgpack_packer *pk, const uint64_t *v, size_t n)
+{
+    pack_bin(pk, v, n * 8);
+}
+void ink_pack_rng(msgpack_packer *pk, const struct ink_rng *r)
+{
+    pack_bin(pk, r->s, sizeof r->s);
+}
 
 int ink_state_get(const msgpack_object *map, const char *key, const msgpack_object **out,
                   struct ink_err *err)
@@ -74,10 +89,17 @@ int ink_state_f64(const msgpack_object *map, const char *key, double *out, struc
     if (rc) return rc;
     switch (o->type) {
     case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: *out = o->via.f64; return 0;
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: *out = (double)o->via.u64; return 0;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: *out = (double)o->via.i64; return 0;
-    default: return ink_err_set(err, INK_ESTATE, "state: key '%s' is not a number", key);
+    case MSGPACK_OBJECT_FLOAT64:
+        *out = o->via.f64;
+        return 0;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        *out = (double)o->via.u64;
+        return 0;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        *out = (double)o->via.i64;
+        return 0;
+    default:
+        return ink_err_set(err, INK_ESTATE, "state: key '%s' is not a number", key);
     }
 }
 

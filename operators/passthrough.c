@@ -42,7 +42,10 @@ static int passthrough_load(void *state, const msgpack_object *obj, struct ink_e
     return 0;
 }
 
-static void passthrough_fini(void *state) { (void)state; }
+static void passthrough_fini(void *state)
+{
+    (void)state;
+}
 
 const struct ink_op_vtable ink_op_passthrough = {
     .name = "passthrough",

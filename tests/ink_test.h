@@ -31,7 +31,8 @@ static int ink__failures;
     static void test_##name(void);                                                                 \
     __attribute__((constructor)) static void reg_##name(void)                                      \
     {                                                                                              \
-        if (ink__ntests < INK_TEST_MAX) ink__tests[ink__ntests++] = (struct ink_test_case){#name, test_##name}; \
+        if (ink__ntests < INK_TEST_MAX)                                                            \
+            ink__tests[ink__ntests++] = (struct ink_test_case){#name, test_##name};                \
     }                                                                                              \
     static void test_##name(void)
 
@@ -110,7 +111,10 @@ static inline int ink_test_main(int argc, char **argv)
         int bad = ink__run_one(&ink__tests[i], nofork);
         printf("%s %s\n", bad ? "FAIL" : "ok  ", ink__tests[i].name);
         fflush(stdout);
-        if (bad) failed++; else passed++;
+        if (bad)
+            failed++;
+        else
+            passed++;
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -52,4 +52,7 @@ TEST(blob_roundtrip)
     msgpack_sbuffer_destroy(&sb);
 }
 
-int main(int argc, char **argv) { return ink_test_main(argc, argv); }
+int main(int argc, char **argv)
+{
+    return ink_test_main(argc, argv);
+}

@@ -1,0 +1,51 @@
+/* ink_count: receive N frames on a PULL socket (connects) and print the rate
+ * between the first and the last: "count N seconds S rate R". Exit 1 when
+ * fewer than N arrive within the timeout. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <zmq.h>
+
+#include "../transports/zmq_util.h"
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: ink_count ENDPOINT N [TIMEOUT_S]\n");
+        return 2;
+    }
+    long long n = atoll(argv[2]);
+    double timeout = argc > 3 ? atof(argv[3]) : 60;
+    void *ctx = zmq_ctx_new();
+    struct ink_zmq_conf c = {
+        .hwm = 10000, .linger = 0, .connect = argv[1], .max_message_bytes = 1 << 20};
+    struct ink_err err = {0};
+    void *s = ink_zmq_open(ctx, ZMQ_PULL, &c, &err);
+    if (!s) {
+        fprintf(stderr, "ink_count: %s\n", err.msg);
+        return 1;
+    }
+    int ms = (int)(timeout * 1000);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &ms, sizeof ms);
+    long long got = 0;
+    double t0 = 0, t1 = 0;
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    int in_multi = 0;
+    while (got < n) {
+        if (zmq_msg_recv(&m, s, 0) < 0) break;
+        int more = zmq_msg_more(&m);
+        if (more || in_multi) { /* control messages (several frames) are not records */
+            in_multi = more;
+            continue;
+        }
+        if (got == 0) t0 = ink_now();
+        got++;
+    }
+    t1 = ink_now();
+    zmq_msg_close(&m);
+    printf("count %lld seconds %.6f rate %.1f\n", got, t1 - t0,
+           got > 1 ? (double)(got - 1) / (t1 - t0) : 0.0);
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    return got == n ? 0 : 1;
+}

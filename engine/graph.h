@@ -1,0 +1,122 @@
+/* Phase two of a run: the live graph built from a checked config, and the
+ * internal interface between the runtime loop (engine/runtime.c) and the
+ * transports (transports/zmq.c, transports/file.c). */
+#ifndef INK_GRAPH_H
+#define INK_GRAPH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <zmq.h>
+
+#include "buf.h"
+#include "config.h"
+#include "op.h"
+#include "record.h"
+
+struct ink_counters {
+    uint64_t in, out, dropped;
+    uint64_t rejected[INK_REJ__COUNT];
+};
+
+struct ink_graph;
+struct ink_node;
+
+/* A source: pump() reads up to `budget` records and dispatches each through
+ * ink__source_emit / ink__source_reject. */
+struct ink_source_impl {
+    int (*open)(struct ink_node *n, struct ink_err *err);
+    /* The socket to poll, or NULL for a source that is always ready (files). */
+    void *(*socket)(struct ink_node *n);
+    /* Returns records handled (>= 0), or -1 when the source has ended. */
+    int (*pump)(struct ink_node *n, int budget);
+    void (*close)(struct ink_node *n);
+    bool finite; /* ends by itself (files, pull with stop_after_eos) */
+};
+
+struct ink_sink_impl {
+    int (*open)(struct ink_node *n, struct ink_err *err);
+    int (*write)(struct ink_node *n, const struct ink_record *rec);
+    void (*flush)(struct ink_node *n);  /* periodic: make output visible */
+    void (*finish)(struct ink_node *n); /* the graph has ended: flush, end of stream */
+    void (*close)(struct ink_node *n);
+};
+
+/* Keyed operator state: one state per key value (ink_op_common_conf.key_by). */
+struct ink_keyslot {
+    char *key; /* NUL-terminated copy, NULL = free */
+    uint32_t len;
+    void *state;
+    int64_t prev, next; /* LRU list, most recent at head */
+};
+
+struct ink_node {
+    struct ink_graph *g;
+    int idx;
+    const struct ink_node_conf *nc;
+    const char *name;
+    enum ink_node_kind kind;
+    struct ink_counters c;
+    struct ink_node **out; /* consumers */
+    int nout;
+    struct ink_node *dead_letter;
+    /* operators */
+    const struct ink_op_vtable *vt;
+    void *state;               /* unkeyed */
+    struct ink_keyslot *slots; /* keyed: max_keys slots */
+    int64_t *hash;             /* keyed: open addressing, 2*max_keys entries, -1 empty */
+    int64_t nslots, hcap, lru_head, lru_tail, keys_used;
+    uint64_t evicted;
+    struct ink_emitter emitter;
+    /* sources and sinks */
+    const struct ink_source_impl *src;
+    const struct ink_sink_impl *snk;
+    void *impl;      /* transport state */
+    bool ended;      /* source ended */
+    uint64_t seq;    /* next seq for a source */
+    double last_log; /* rate-limited logging */
+    uint64_t log_suppressed;
+};
+
+struct ink_graph {
+    const struct ink_config *cfg;
+    void *zctx;
+    int n;
+    struct ink_node *nodes;
+    volatile int stop; /* set by signals */
+    /* the router request being answered, if any */
+    struct ink_node *reply_node;
+    int reply_count;
+    struct ink_buf *reply_buf;
+    const char *reply_error;
+    char reply_errbuf[512];
+    double t0;
+};
+
+/* Build everything (operators initialised, sockets opened, files opened). */
+int ink_graph_build(struct ink_graph **out, const struct ink_config *cfg, struct ink_err *err);
+/* Run until every source has ended (all finite) or stop is set; then finish
+ * sinks. Returns 0 or a negative code on a runtime failure. */
+int ink_graph_run(struct ink_graph *g);
+void ink_graph_summary(const struct ink_graph *g, FILE *out);
+void ink_graph_free(struct ink_graph *g);
+
+/* For transports. The record is borrowed. */
+int ink__source_emit(struct ink_node *src, struct ink_record *rec);
+/* A record that failed decoding at a source: counted, logged, dead-lettered. */
+void ink__source_reject(struct ink_node *src, enum ink_reject why, const char *msg, const void *raw,
+                        size_t rawlen);
+/* Rate-limited log line with the node's name. */
+void ink__log(struct ink_node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Router requests: begin capturing replies from the source's reply_from
+ * node; end returns the reply to send (msgpack, owned by the graph). */
+void ink__request_begin(struct ink_graph *g, struct ink_node *reply_node);
+void ink__request_fail(struct ink_graph *g, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+const uint8_t *ink__request_end(struct ink_graph *g, size_t *len);
+
+extern const struct ink_source_impl ink__zmq_source, ink__file_source;
+extern const struct ink_sink_impl ink__zmq_sink, ink__file_sink;
+
+#endif

@@ -1,0 +1,620 @@
+/* The runtime: builds the live graph from a checked config and runs one
+ * event loop over zmq_poll and the file sources. Dispatch is synchronous and
+ * depth-first: a source's record goes through every consumer (fan-out in
+ * config order) down to the sinks before the next record is read, so no
+ * record is ever queued inside the engine and records borrowed by a node
+ * never outlive the call. */
+#include "graph.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "codec.h"
+#include "rng.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void ink__log(struct ink_node *n, const char *fmt, ...)
+{
+    /* At most 5 lines a second per node; the rest are counted and the count
+     * is reported with the next line that gets through. */
+    double t = now_s();
+    if (t - n->last_log < 0.2) {
+        n->log_suppressed++;
+        return;
+    }
+    n->last_log = t;
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n->log_suppressed)
+        fprintf(stderr, "inkflow: [%s] %s (%llu similar lines suppressed)\n", n->name, msg,
+                (unsigned long long)n->log_suppressed);
+    else
+        fprintf(stderr, "inkflow: [%s] %s\n", n->name, msg);
+    n->log_suppressed = 0;
+}
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+static int deliver(struct ink_node *to, const struct ink_record *rec);
+
+static int fan_out(struct ink_node *from, const struct ink_record *rec)
+{
+    from->c.out++;
+    struct ink_graph *g = from->g;
+    if (g->reply_node == from) {
+        if (g->reply_count == 0) ink_buf_reset(g->reply_buf);
+        g->reply_count++;
+        /* Several outputs for one request become a msgpack array: the
+         * count is patched in ink__request_end. */
+        ink_encode_msgpack(rec, 0, g->reply_buf);
+    }
+    for (int i = 0; i < from->nout; i++) {
+        int rc = deliver(from->out[i], rec);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+static int op_emit(void *ctx, const struct ink_record *rec)
+{
+    return fan_out((struct ink_node *)ctx, rec);
+}
+
+/* Rejected record at an operator or source: counted, logged, dead-lettered
+ * with the reason, the node and the message added. */
+static void reject(struct ink_node *n, const struct ink_record *rec, enum ink_reject why,
+                   const char *msg)
+{
+    n->c.rejected[why]++;
+    ink__log(n, "rejected record (%s): %s", ink_reject_name(why), msg);
+    struct ink_graph *g = n->g;
+    if (g->reply_node) ink__request_fail(g, "%s: %s: %s", n->name, ink_reject_name(why), msg);
+    if (!n->dead_letter) return;
+    struct ink_record dl;
+    ink_record_derive(&dl, rec);
+    const char *rn = ink_reject_name(why);
+    ink_record_add_str(&dl, "_reject", rn, (uint32_t)strlen(rn));
+    ink_record_add_str(&dl, "_node", n->name, (uint32_t)strlen(n->name));
+    ink_record_add_str(&dl, "_error", msg, (uint32_t)strlen(msg));
+    deliver(n->dead_letter, &dl);
+}
+
+static enum ink_reject reason_of(int rc)
+{
+    switch (rc) {
+    case INK_EDIM:
+        return INK_REJ_DIM;
+    default:
+        return INK_REJ_INVALID;
+    }
+}
+
+/* Keyed state: find or create the slot for rec's key. */
+static void *keyed_state(struct ink_node *n, const struct ink_record *rec, struct ink_err *err,
+                         enum ink_reject *why);
+
+static int deliver_op(struct ink_node *n, const struct ink_record *rec)
+{
+    struct ink_err err = {0};
+    void *st = n->state;
+    if (n->slots) {
+        enum ink_reject why = INK_REJ_NONE;
+        st = keyed_state(n, rec, &err, &why);
+        if (!st) {
+            reject(n, rec, why, err.msg);
+            return 0;
+        }
+    }
+    int rc;
+    if (rec->flags & INK_HAS_OP) {
+        if (!n->vt->query) {
+            /* Not a request this operator answers: pass it on. */
+            return fan_out(n, rec);
+        }
+        rc = n->vt->query(st, rec, &n->emitter, &err);
+        if (rc == INK_ENOTSUP && n->g->reply_node != n) return fan_out(n, rec);
+    } else {
+        rc = n->vt->process(st, rec, &n->emitter, &err);
+    }
+    /* An operator that refuses a record leaves its state unchanged (the
+     * contract of op.h), so every error is that record's reject, never the
+     * end of the graph. Downstream failures do not come back through emit:
+     * sinks count their own drops. */
+    if (rc < 0) reject(n, rec, reason_of(rc), err.msg[0] ? err.msg : ink_strerror(rc));
+    return 0;
+}
+
+static int deliver(struct ink_node *to, const struct ink_record *rec)
+{
+    to->c.in++;
+    if (to->kind == INK_NODE_OPERATOR) return deliver_op(to, rec);
+    /* sink */
+    int rc = to->snk->write(to, rec);
+    if (rc == 0) to->c.out++;
+    return rc < 0 && rc != INK_EAGAIN ? rc : 0;
+}
+
+int ink__source_emit(struct ink_node *src, struct ink_record *rec)
+{
+    src->c.in++;
+    rec->seq = src->seq++;
+    rec->flags |= INK_HAS_SEQ;
+    return fan_out(src, rec);
+}
+
+static const char hexd[] = "0123456789abcdef";
+
+void ink__source_reject(struct ink_node *src, enum ink_reject why, const char *msg, const void *raw,
+                        size_t rawlen)
+{
+    src->c.in++;
+    src->seq++; /* a rejected input still has a position in its source */
+    src->c.rejected[why]++;
+    ink__log(src, "rejected input (%s): %s", ink_reject_name(why), msg);
+    if (src->g->reply_node) ink__request_fail(src->g, "%s: %s", ink_reject_name(why), msg);
+    if (!src->dead_letter) return;
+    struct ink_record dl;
+    memset(&dl, 0, offsetof(struct ink_record, fields));
+    dl.nfields = 0;
+    const char *rn = ink_reject_name(why);
+    char hex[2 * 256 + 1];
+    size_t k = rawlen < 256 ? rawlen : 256;
+    for (size_t i = 0; i < k; i++) {
+        hex[2 * i] = hexd[((const uint8_t *)raw)[i] >> 4];
+        hex[2 * i + 1] = hexd[((const uint8_t *)raw)[i] & 15];
+    }
+    ink_record_add_str(&dl, "_reject", rn, (uint32_t)strlen(rn));
+    ink_record_add_str(&dl, "_node", src->name, (uint32_t)strlen(src->name));
+    ink_record_add_str(&dl, "_error", msg, (uint32_t)strlen(msg));
+    ink_record_add_str(&dl, "_raw_hex", hex, (uint32_t)(2 * k));
+    ink_record_add_i64(&dl, "_raw_bytes", (int64_t)rawlen);
+    deliver(src->dead_letter, &dl);
+}
+
+/* ---- router requests ---------------------------------------------------- */
+
+void ink__request_begin(struct ink_graph *g, struct ink_node *reply_node)
+{
+    g->reply_node = reply_node;
+    g->reply_count = 0;
+    g->reply_error = NULL;
+    ink_buf_reset(g->reply_buf);
+}
+
+void ink__request_fail(struct ink_graph *g, const char *fmt, ...)
+{
+    if (g->reply_error) return; /* keep the first */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g->reply_errbuf, sizeof g->reply_errbuf, fmt, ap);
+    va_end(ap);
+    g->reply_error = g->reply_errbuf;
+}
+
+const uint8_t *ink__request_end(struct ink_graph *g, size_t *len)
+{
+    struct ink_buf *b = g->reply_buf;
+    if (g->reply_error || g->reply_count == 0) {
+        const char *e = g->reply_error
+                            ? g->reply_error
+                            : "no reply: the request produced no output at the reply_from node";
+        ink_buf_reset(b);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, b, ink_buf_write);
+        msgpack_pack_map(&pk, 1);
+        msgpack_pack_str(&pk, 5);
+        msgpack_pack_str_body(&pk, "error", 5);
+        size_t n = strlen(e);
+        msgpack_pack_str(&pk, n);
+        msgpack_pack_str_body(&pk, e, n);
+    } else if (g->reply_count > 1) {
+        /* prepend an array header: encode it into a small buffer and move */
+        uint8_t hdr[5];
+        size_t h;
+        uint32_t c = (uint32_t)g->reply_count;
+        if (c < 16) {
+            hdr[0] = (uint8_t)(0x90 | c);
+            h = 1;
+        } else if (c < 65536) {
+            hdr[0] = 0xdc, hdr[1] = (uint8_t)(c >> 8), hdr[2] = (uint8_t)c;
+            h = 3;
+        } else {
+            hdr[0] = 0xdd, hdr[1] = (uint8_t)(c >> 24), hdr[2] = (uint8_t)(c >> 16);
+            hdr[3] = (uint8_t)(c >> 8), hdr[4] = (uint8_t)c;
+            h = 5;
+        }
+        if (ink_buf_reserve(b, h) == 0) {
+            memmove(b->p + h, b->p, b->len);
+            memcpy(b->p, hdr, h);
+            b->len += h;
+        }
+    }
+    g->reply_node = NULL;
+    *len = b->len;
+    return b->p;
+}
+
+/* ---- keyed state ---------------------------------------------------------- */
+
+static uint64_t key_hash(const char *k, uint32_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (uint32_t i = 0; i < n; i++) h = (h ^ (uint8_t)k[i]) * 1099511628211ULL;
+    return h;
+}
+
+static void lru_unlink(struct ink_node *n, int64_t s)
+{
+    struct ink_keyslot *ks = &n->slots[s];
+    if (ks->prev >= 0)
+        n->slots[ks->prev].next = ks->next;
+    else
+        n->lru_head = ks->next;
+    if (ks->next >= 0)
+        n->slots[ks->next].prev = ks->prev;
+    else
+        n->lru_tail = ks->prev;
+    ks->prev = ks->next = -1;
+}
+
+static void lru_push_front(struct ink_node *n, int64_t s)
+{
+    struct ink_keyslot *ks = &n->slots[s];
+    ks->prev = -1;
+    ks->next = n->lru_head;
+    if (n->lru_head >= 0) n->slots[n->lru_head].prev = s;
+    n->lru_head = s;
+    if (n->lru_tail < 0) n->lru_tail = s;
+}
+
+static int64_t hash_find(struct ink_node *n, const char *k, uint32_t len, int64_t *ins)
+{
+    uint64_t h = key_hash(k, len) & (uint64_t)(n->hcap - 1);
+    int64_t tomb = -1;
+    for (int64_t probe = 0; probe < n->hcap; probe++) {
+        int64_t e = n->hash[h];
+        if (e == -1) {
+            if (ins) *ins = tomb >= 0 ? tomb : (int64_t)h;
+            return -1;
+        }
+        if (e == -2) {
+            if (tomb < 0) tomb = (int64_t)h;
+        } else if (n->slots[e].len == len && memcmp(n->slots[e].key, k, len) == 0) {
+            return (int64_t)h;
+        }
+        h = (h + 1) & (uint64_t)(n->hcap - 1);
+    }
+    if (ins) *ins = tomb;
+    return -1;
+}
+
+static int slot_init(struct ink_node *n, int64_t s, const char *key, uint32_t len,
+                     struct ink_err *err)
+{
+    struct ink_keyslot *ks = &n->slots[s];
+    memset(ks->state, 0, n->vt->state_size);
+    char name[256];
+    snprintf(name, sizeof name, "%s[%.*s]", n->name, (int)(len < 200 ? len : 200), key);
+    struct ink_op_init ini = {.name = n->name, .base_dir = n->g->cfg->base_dir};
+    uint64_t base = n->nc->common.seed >= 0
+                        ? (uint64_t)n->nc->common.seed
+                        : ink_seed_derive((uint64_t)n->g->cfg->engine.seed, n->name);
+    ini.seed = ink_seed_derive(base, name);
+    int rc = n->vt->init(ks->state, n->nc->conf, &ini, err);
+    if (rc) {
+        n->vt->fini(ks->state);
+        return rc;
+    }
+    memcpy(ks->key, key, len);
+    ks->key[len] = 0;
+    ks->len = len;
+    return 0;
+}
+
+static void *keyed_state(struct ink_node *n, const struct ink_record *rec, struct ink_err *err,
+                         enum ink_reject *why)
+{
+    if (!(rec->flags & INK_HAS_KEY)) {
+        *why = INK_REJ_INVALID;
+        ink_err_set(err, INK_EINVAL, "no 'key' field, and this operator keeps one state per key");
+        return NULL;
+    }
+    if (rec->key_len > 255) {
+        *why = INK_REJ_TOO_BIG;
+        ink_err_set(err, INK_EINVAL, "key longer than 255 bytes");
+        return NULL;
+    }
+    int64_t ins = -1;
+    int64_t h = hash_find(n, rec->key, rec->key_len, &ins);
+    if (h < 0 && (rec->flags & INK_HAS_OP)) { /* a query never creates or evicts state */
+        *why = INK_REJ_INVALID;
+        ink_err_set(err, INK_EINVAL, "unknown key '%.*s'", (int)rec->key_len, rec->key);
+        return NULL;
+    }
+    if (h >= 0) {
+        int64_t s = n->hash[h];
+        if (n->lru_head != s) {
+            lru_unlink(n, s);
+            lru_push_front(n, s);
+        }
+        return n->slots[s].state;
+    }
+    int64_t s;
+    if (n->keys_used < n->nslots) {
+        s = n->keys_used++;
+    } else if (n->nc->common.on_new_key == 1) {
+        s = n->lru_tail;
+        struct ink_keyslot *old = &n->slots[s];
+        int64_t oh = hash_find(n, old->key, old->len, NULL);
+        if (oh >= 0) n->hash[oh] = -2;
+        lru_unlink(n, s);
+        n->vt->fini(old->state);
+        n->evicted++;
+        ink__log(n, "key '%s' evicted (max_keys %lld reached)", old->key, (long long)n->nslots);
+        h = hash_find(n, rec->key, rec->key_len, &ins);
+    } else {
+        *why = INK_REJ_KEYS;
+        ink_err_set(err, INK_EINVAL, "new key '%.*s' refused: max_keys (%lld) reached",
+                    (int)rec->key_len, rec->key, (long long)n->nslots);
+        return NULL;
+    }
+    if (ins < 0) { /* cannot happen: the table has twice as many entries as slots */
+        *why = INK_REJ_INVALID;
+        ink_err_set(err, INK_EINVAL, "key table full");
+        return NULL;
+    }
+    int rc = slot_init(n, s, rec->key, rec->key_len, err);
+    if (rc) {
+        *why = INK_REJ_INVALID;
+        return NULL;
+    }
+    n->hash[ins] = s;
+    lru_push_front(n, s);
+    return n->slots[s].state;
+}
+
+/* ---- build ------------------------------------------------------------------ */
+
+static int build_operator(struct ink_node *n, struct ink_err *err)
+{
+    const struct ink_node_conf *nc = n->nc;
+    n->vt = ink_op_find(nc->type->name);
+    if (!n->vt) return ink_err_set(err, INK_EINVAL, "unknown operator type '%s'", nc->type->name);
+    n->emitter.emit = op_emit;
+    n->emitter.ctx = n;
+    if (nc->common.key_by) {
+        n->nslots = nc->common.max_keys > 0 ? nc->common.max_keys : 1;
+        n->hcap = 2;
+        while (n->hcap < 2 * n->nslots) n->hcap *= 2;
+        n->slots = calloc((size_t)n->nslots, sizeof *n->slots);
+        n->hash = malloc((size_t)n->hcap * sizeof *n->hash);
+        if (!n->slots || !n->hash) return ink_err_set(err, INK_ENOMEM, "out of memory");
+        for (int64_t i = 0; i < n->hcap; i++) n->hash[i] = -1;
+        for (int64_t i = 0; i < n->nslots; i++) {
+            n->slots[i].prev = n->slots[i].next = -1;
+            n->slots[i].key = malloc(256);
+            n->slots[i].state = calloc(1, n->vt->state_size);
+            if (!n->slots[i].key || !n->slots[i].state)
+                return ink_err_set(err, INK_ENOMEM, "out of memory");
+        }
+        n->lru_head = n->lru_tail = -1;
+        return 0;
+    }
+    n->state = calloc(1, n->vt->state_size);
+    if (!n->state) return ink_err_set(err, INK_ENOMEM, "out of memory");
+    struct ink_op_init ini = {.name = n->name, .base_dir = n->g->cfg->base_dir};
+    ini.seed = nc->common.seed >= 0 ? (uint64_t)nc->common.seed
+                                    : ink_seed_derive((uint64_t)n->g->cfg->engine.seed, n->name);
+    return n->vt->init(n->state, nc->conf, &ini, err);
+}
+
+int ink_graph_build(struct ink_graph **out, const struct ink_config *cfg, struct ink_err *err)
+{
+    struct ink_graph *g = calloc(1, sizeof *g);
+    if (!g) return ink_err_set(err, INK_ENOMEM, "out of memory");
+    *out = g;
+    g->cfg = cfg;
+    g->t0 = now_s();
+    openblas_set_num_threads((int)(cfg->engine.blas_threads > 0 ? cfg->engine.blas_threads : 1));
+    g->zctx = zmq_ctx_new();
+    g->reply_buf = calloc(1, sizeof *g->reply_buf);
+    g->n = cfg->nnodes;
+    g->nodes = calloc((size_t)g->n, sizeof *g->nodes);
+    if (!g->zctx || !g->nodes || !g->reply_buf)
+        return ink_err_set(err, INK_ENOMEM, "out of memory");
+    for (int i = 0; i < g->n; i++) {
+        struct ink_node *n = &g->nodes[i];
+        n->g = g;
+        n->idx = i;
+        n->nc = &cfg->nodes[i];
+        n->name = n->nc->name;
+        n->kind = n->nc->kind;
+        n->last_log = -1e9;
+    }
+    /* consumers, in config order of the consumers */
+    for (int i = 0; i < g->n; i++) {
+        const struct ink_node_conf *nc = &cfg->nodes[i];
+        for (int k = 0; k < nc->ninputs; k++) {
+            struct ink_node *from = &g->nodes[nc->input_idx[k]];
+            struct ink_node **v = realloc(from->out, (size_t)(from->nout + 1) * sizeof *v);
+            if (!v) return ink_err_set(err, INK_ENOMEM, "out of memory");
+            v[from->nout++] = &g->nodes[i];
+            from->out = v;
+        }
+        const char *dl = nc->dead_letter ? nc->dead_letter : nc->common.dead_letter;
+        if (dl) {
+            for (int j = 0; j < g->n; j++)
+                if (strcmp(cfg->nodes[j].name, dl) == 0) g->nodes[i].dead_letter = &g->nodes[j];
+        }
+    }
+    for (int t = 0; t < g->n; t++) {
+        struct ink_node *n = &g->nodes[cfg->topo ? cfg->topo[t] : t];
+        int rc = 0;
+        struct ink_err e = {0};
+        switch (n->kind) {
+        case INK_NODE_OPERATOR:
+            rc = build_operator(n, &e);
+            break;
+        case INK_NODE_SOURCE:
+            n->src = strcmp(n->nc->type->name, "zmq") == 0 ? &ink__zmq_source : &ink__file_source;
+            rc = n->src->open(n, &e);
+            break;
+        case INK_NODE_SINK:
+            n->snk = strcmp(n->nc->type->name, "zmq") == 0 ? &ink__zmq_sink : &ink__file_sink;
+            rc = n->snk->open(n, &e);
+            break;
+        }
+        if (rc) return ink_err_set(err, rc, "%s: %s", n->name, e.msg[0] ? e.msg : ink_strerror(rc));
+    }
+    return 0;
+}
+
+/* ---- run -------------------------------------------------------------------- */
+
+int ink_graph_run(struct ink_graph *g)
+{
+    int nsrc = 0;
+    for (int i = 0; i < g->n; i++) nsrc += g->nodes[i].kind == INK_NODE_SOURCE;
+    zmq_pollitem_t *items = calloc((size_t)nsrc + 1, sizeof *items);
+    struct ink_node **who = calloc((size_t)nsrc + 1, sizeof *who);
+    if (!items || !who) {
+        free(items);
+        free(who);
+        return INK_ENOMEM;
+    }
+    int rc = 0;
+    double last_flush = now_s();
+    while (!g->stop) {
+        int npoll = 0, files_ready = 0, live = 0, infinite = 0;
+        for (int i = 0; i < g->n; i++) {
+            struct ink_node *n = &g->nodes[i];
+            if (n->kind != INK_NODE_SOURCE || n->ended) continue;
+            live++;
+            infinite += !n->src->finite;
+            void *s = n->src->socket(n);
+            if (s) {
+                items[npoll] = (zmq_pollitem_t){.socket = s, .events = ZMQ_POLLIN};
+                who[npoll++] = n;
+            } else {
+                files_ready++;
+            }
+        }
+        if (live == 0) break;
+        (void)infinite;
+        /* Files are always ready: poll sockets without waiting, then give
+         * every file source a turn, in config order (deterministic). */
+        int timeout = files_ready ? 0 : 100;
+        int nr = npoll ? zmq_poll(items, npoll, timeout) : 0;
+        if (nr < 0 && zmq_errno() != EINTR) {
+            fprintf(stderr, "inkflow: zmq_poll: %s\n", zmq_strerror(zmq_errno()));
+            rc = INK_EIO;
+            break;
+        }
+        for (int k = 0; k < npoll && nr > 0 && !g->stop; k++) {
+            if (!(items[k].revents & ZMQ_POLLIN)) continue;
+            int got = who[k]->src->pump(who[k], 256);
+            if (got == -1)
+                who[k]->ended = true;
+            else if (got < -1) {
+                rc = got;
+                g->stop = 1;
+            }
+        }
+        for (int i = 0; i < g->n && !g->stop; i++) {
+            struct ink_node *n = &g->nodes[i];
+            if (n->kind != INK_NODE_SOURCE || n->ended || n->src->socket(n)) continue;
+            int got = n->src->pump(n, 256);
+            if (got == -1)
+                n->ended = true;
+            else if (got < -1) {
+                rc = got;
+                g->stop = 1;
+            }
+        }
+        double t = now_s();
+        if (t - last_flush > 0.1) {
+            last_flush = t;
+            for (int i = 0; i < g->n; i++)
+                if (g->nodes[i].kind == INK_NODE_SINK) g->nodes[i].snk->flush(&g->nodes[i]);
+        }
+    }
+    free(items);
+    free(who);
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].kind == INK_NODE_SINK) g->nodes[i].snk->finish(&g->nodes[i]);
+    return rc;
+}
+
+/* ---- summary and teardown ------------------------------------------------------ */
+
+static const char *kind_name(enum ink_node_kind k)
+{
+    return k == INK_NODE_SOURCE ? "source" : k == INK_NODE_OPERATOR ? "operator" : "sink";
+}
+
+void ink_graph_summary(const struct ink_graph *g, FILE *out)
+{
+    double el = now_s() - g->t0;
+    fprintf(out, "inkflow: summary after %.2f s\n", el);
+    fprintf(out, "  %-20s %-8s %12s %12s %10s %10s  %s\n", "node", "kind", "in", "out", "rejected",
+            "dropped", "");
+    for (int i = 0; i < g->n; i++) {
+        const struct ink_node *n = &g->nodes[i];
+        uint64_t rej = 0;
+        for (int r = 1; r < INK_REJ__COUNT; r++) rej += n->c.rejected[r];
+        char why[512] = "";
+        size_t w = 0;
+        for (int r = 1; r < INK_REJ__COUNT && w < sizeof why - 64; r++)
+            if (n->c.rejected[r])
+                w += (size_t)snprintf(why + w, sizeof why - w, "%s%s=%llu", w ? " " : "",
+                                      ink_reject_name(r), (unsigned long long)n->c.rejected[r]);
+        if (n->evicted && w < sizeof why - 64)
+            snprintf(why + w, sizeof why - w, "%skeys_evicted=%llu", w ? " " : "",
+                     (unsigned long long)n->evicted);
+        fprintf(out, "  %-20s %-8s %12llu %12llu %10llu %10llu  %s\n", n->name, kind_name(n->kind),
+                (unsigned long long)n->c.in, (unsigned long long)n->c.out, (unsigned long long)rej,
+                (unsigned long long)n->c.dropped, why);
+    }
+}
+
+void ink_graph_free(struct ink_graph *g)
+{
+    if (!g) return;
+    for (int i = 0; i < g->n; i++) {
+        struct ink_node *n = &g->nodes[i];
+        if (n->kind == INK_NODE_SOURCE && n->src) n->src->close(n);
+        if (n->kind == INK_NODE_SINK && n->snk) n->snk->close(n);
+        if (n->kind == INK_NODE_OPERATOR && n->vt) {
+            if (n->state) n->vt->fini(n->state);
+            for (int64_t s = 0; s < n->nslots && n->slots; s++) {
+                if (s < n->keys_used && n->slots[s].state) n->vt->fini(n->slots[s].state);
+                free(n->slots[s].state);
+                free(n->slots[s].key);
+            }
+        }
+        free(n->slots);
+        free(n->hash);
+        free(n->state);
+        free(n->out);
+    }
+    free(g->nodes);
+    if (g->reply_buf) ink_buf_fini(g->reply_buf);
+    free(g->reply_buf);
+    if (g->zctx) zmq_ctx_term(g->zctx);
+    free(g);
+}

@@ -1,0 +1,235 @@
+/* inkflow: the command-line program. */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../engine/config.h"
+#include "../engine/graph.h"
+#include "../transports/file_io.h"
+#include "../transports/zmq_util.h"
+#include "cli.h"
+
+static const char usage[] =
+    "usage: inkflow COMMAND ...\n"
+    "\n"
+    "  run CONFIG [--restore]        run the graph described by CONFIG\n"
+    "  validate CONFIG               check CONFIG; print every error; exit 2 if any\n"
+    "  help [TYPE | --markdown]      list node types, or the keys of one type\n"
+    "  send ENDPOINT [FILE]          send a CSV / JSONL / msgpack file (or stdin) to a socket\n"
+    "  recv ENDPOINT [--count N]     print records from a socket as JSON Lines\n"
+    "  query ENDPOINT JSON           send one request to a router source, print the reply\n"
+    "\n"
+    "Run `inkflow COMMAND --help` for the options of a command.\n"
+    "Exit codes: 0 done, 1 runtime failure, 2 bad config or usage.\n";
+
+/* ---- run ------------------------------------------------------------------ */
+
+static struct ink_graph *running;
+static volatile sig_atomic_t signals_seen;
+static double grace_s = 5;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    signals_seen++;
+    if (running) running->stop = 1;
+    if (signals_seen == 1) {
+        /* bounded grace period: drain and finish within it, or give up */
+        alarm((unsigned)ceil(grace_s) + 1);
+    } else {
+        static const char m[] = "inkflow: second signal, exiting now\n";
+        ssize_t w = write(2, m, sizeof m - 1);
+        (void)w;
+        _exit(1);
+    }
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    static const char m[] = "inkflow: grace period exceeded while draining; exiting\n";
+    ssize_t w = write(2, m, sizeof m - 1);
+    (void)w;
+    _exit(1);
+}
+
+static int load_config(const char *path, struct ink_config *cfg)
+{
+    struct ink_diags d = {0};
+    int rc = ink_config_load(path, cfg, &d);
+    if (rc) {
+        ink_diags_print(&d, path, stderr);
+        fprintf(stderr, "inkflow: %s: %d error%s\n", path, d.n, d.n == 1 ? "" : "s");
+    }
+    ink_diags_free(&d);
+    return rc;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    const char *path = NULL;
+    int restore = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--restore") == 0)
+            restore = 1;
+        else if (strcmp(argv[i], "--help") == 0) {
+            printf("usage: inkflow run CONFIG [--restore]\n");
+            return 0;
+        } else if (!path)
+            path = argv[i];
+        else
+            return ink_usage("run: unexpected argument '%s'", argv[i]);
+    }
+    if (!path) return ink_usage("run: missing CONFIG");
+    if (restore) {
+        fprintf(stderr, "inkflow: --restore: snapshots are not implemented yet\n");
+        return 2;
+    }
+    struct ink_config cfg = {0};
+    if (load_config(path, &cfg)) return 2;
+    grace_s = cfg.engine.grace;
+    struct ink_graph *g = NULL;
+    struct ink_err err = {0};
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = on_alarm;
+    sigaction(SIGALRM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int rc = ink_graph_build(&g, &cfg, &err);
+    if (rc) {
+        fprintf(stderr, "inkflow: %s\n", err.msg);
+        ink_graph_free(g);
+        ink_config_free(&cfg);
+        return 1;
+    }
+    running = g;
+    if (signals_seen) g->stop = 1;
+    rc = ink_graph_run(g);
+    running = NULL;
+    ink_graph_summary(g, stderr);
+    ink_graph_free(g);
+    ink_config_free(&cfg);
+    return rc ? 1 : 0;
+}
+
+static int cmd_validate(int argc, char **argv)
+{
+    if (argc != 1 || strcmp(argv[0], "--help") == 0) {
+        if (argc == 1) {
+            printf("usage: inkflow validate CONFIG\n");
+            return 0;
+        }
+        return ink_usage("validate: give exactly one CONFIG");
+    }
+    struct ink_config cfg = {0};
+    if (load_config(argv[0], &cfg)) return 2;
+    int ns = 0, no = 0, nk = 0;
+    uint64_t mem = 0;
+    for (int i = 0; i < cfg.nnodes; i++) {
+        const struct ink_node_conf *n = &cfg.nodes[i];
+        ns += n->kind == INK_NODE_SOURCE;
+        nk += n->kind == INK_NODE_SINK;
+        if (n->kind == INK_NODE_OPERATOR) {
+            no++;
+            const struct ink_op_vtable *vt = ink_op_find(n->type->name);
+            uint64_t b = vt ? vt->mem_bound(n->conf) : 0;
+            if (n->common.key_by) b *= (uint64_t)n->common.max_keys;
+            mem += b;
+        }
+    }
+    printf("%s: ok: %d source%s, %d operator%s, %d sink%s; operator memory bound %.1f MiB of "
+           "%.1f MiB\n",
+           argv[0], ns, ns == 1 ? "" : "s", no, no == 1 ? "" : "s", nk, nk == 1 ? "" : "s",
+           (double)mem / 1048576.0, (double)cfg.engine.memory_limit / 1048576.0);
+    ink_config_free(&cfg);
+    return 0;
+}
+
+static void list_types(const char *title, const struct ink_node_type *const *v)
+{
+    printf("%s:\n", title);
+    for (int i = 0; v[i]; i++) printf("  %-14s %s\n", v[i]->name, v[i]->summary);
+}
+
+static int cmd_help(int argc, char **argv)
+{
+    if (argc == 0) {
+        fputs(usage, stdout);
+        printf("\n");
+        list_types("sources", ink_source_types);
+        printf("operators:\n");
+        for (int i = 0; ink_operators[i]; i++)
+            printf("  %-14s %s\n", ink_operators[i]->name, ink_operators[i]->summary);
+        list_types("sinks", ink_sink_types);
+        printf("\nRun `inkflow help TYPE` for the keys of a type, `inkflow help engine` for the "
+               "engine section.\n");
+        return 0;
+    }
+    if (strcmp(argv[0], "--markdown") == 0) {
+        ink_params_markdown(stdout);
+        return 0;
+    }
+    int found = 0;
+    if (strcmp(argv[0], "engine") == 0) {
+        static const struct ink_node_type eng = {.name = "engine",
+                                                 .summary = "the engine: section (all optional)",
+                                                 .params = ink_engine_params};
+        ink_params_help(&eng, stdout);
+        return 0;
+    }
+    static const enum ink_node_kind kinds[] = {INK_NODE_SOURCE, INK_NODE_OPERATOR, INK_NODE_SINK};
+    for (int k = 0; k < 3; k++) {
+        const struct ink_node_type *nt = ink_node_type_find(kinds[k], argv[0]);
+        if (!nt) continue;
+        if (found) printf("\n");
+        ink_params_help(nt, stdout);
+        found = 1;
+    }
+    if (!found)
+        return ink_usage("help: no node type '%s' (run `inkflow help` for the list)", argv[0]);
+    return 0;
+}
+
+int ink_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "inkflow: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    int n = argc - 2;
+    char **a = argv + 2;
+    if (strcmp(cmd, "run") == 0) return cmd_run(n, a);
+    if (strcmp(cmd, "validate") == 0) return cmd_validate(n, a);
+    if (strcmp(cmd, "help") == 0) return cmd_help(n, a);
+    if (strcmp(cmd, "send") == 0) return ink_cmd_send(n, a);
+    if (strcmp(cmd, "recv") == 0) return ink_cmd_recv(n, a);
+    if (strcmp(cmd, "query") == 0) return ink_cmd_query(n, a);
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("inkflow 0.1.0\n");
+        return 0;
+    }
+    fprintf(stderr, "inkflow: unknown command '%s'\n\n%s", cmd, usage);
+    return 2;
+}

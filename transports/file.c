@@ -1,0 +1,544 @@
+/* File transport: the reader/writer of record files and the `file` source
+ * and sink nodes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../engine/graph.h"
+#include "file_io.h"
+
+const char *ink_path_resolve(const char *base_dir, const char *path, char *buf, size_t n)
+{
+    if (!base_dir || !*base_dir || path[0] == '/' || strcmp(path, "-") == 0) return path;
+    snprintf(buf, n, "%s/%s", base_dir, path);
+    return buf;
+}
+
+static int ends_with(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+int ink_format_from_path(const char *path, int fallback)
+{
+    if (ends_with(path, ".csv")) return INK_FMT_CSV;
+    if (ends_with(path, ".jsonl") || ends_with(path, ".ndjson") || ends_with(path, ".json"))
+        return INK_FMT_JSONL;
+    if (ends_with(path, ".msgpack") || ends_with(path, ".mp") || ends_with(path, ".mpk"))
+        return INK_FMT_MSGPACK;
+    if (ends_with(path, ".txt") || ends_with(path, ".log")) return INK_FMT_TEXT;
+    return fallback;
+}
+
+/* ---- reader ---------------------------------------------------------------- */
+
+int ink_file_reader_open(struct ink_file_reader *r, const char *path, int format,
+                         const struct ink_limits *lim, struct ink_err *err)
+{
+    memset(r, 0, sizeof *r);
+    r->fd = -1;
+    r->lineno = 1;
+    r->is_stdin = strcmp(path, "-") == 0;
+    if (format == INK_FMT_AUTO)
+        format = ink_format_from_path(path, r->is_stdin ? INK_FMT_JSONL : -1);
+    if (format < 0 || format == INK_FMT_TEXT)
+        return ink_err_set(
+            err, INK_EINVAL,
+            "%s: cannot tell the format from the name; say format: csv, jsonl or msgpack", path);
+    r->format = format;
+    if (ink_decoder_init(&r->dec, lim)) return ink_err_set(err, INK_ENOMEM, "out of memory");
+    r->fd = r->is_stdin ? 0 : open(path, O_RDONLY | O_CLOEXEC);
+    if (r->fd < 0) {
+        int e = errno;
+        ink_decoder_fini(&r->dec);
+        return ink_err_set(err, INK_EIO, "%s: %s", path, strerror(e));
+    }
+    struct stat st;
+    if (!r->is_stdin && fstat(r->fd, &st) == 0 && S_ISREG(st.st_mode))
+        r->size = (uint64_t)st.st_size;
+    /* room for the largest record plus slack so reads stay large */
+    r->cap = (size_t)r->dec.lim.max_frame * 2 + (1u << 20);
+    r->buf = malloc(r->cap + 1);
+    if (!r->buf) {
+        ink_file_reader_close(r);
+        return ink_err_set(err, INK_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+void ink_file_reader_close(struct ink_file_reader *r)
+{
+    if (r->fd > 0) close(r->fd);
+    r->fd = -1;
+    free(r->buf);
+    r->buf = NULL;
+    if (r->have_hdr) ink_csv_header_fini(&r->hdr);
+    r->have_hdr = false;
+    ink_decoder_fini(&r->dec);
+}
+
+/* Move the unread tail to the front and read more. 1 = got bytes, 0 = EOF, <0 error. */
+static int fill(struct ink_file_reader *r)
+{
+    if (r->pos > 0) {
+        memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+        r->len -= r->pos;
+        r->pos = 0;
+    }
+    if (r->eof || r->len >= r->cap) return 0;
+    for (;;) {
+        ssize_t got = read(r->fd, r->buf + r->len, r->cap - r->len);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            snprintf(r->why, sizeof r->why, "read: %s", strerror(errno));
+            return INK_EIO;
+        }
+        if (got == 0) {
+            r->eof = true;
+            return 0;
+        }
+        r->len += (size_t)got;
+        return 1;
+    }
+}
+
+static void consume(struct ink_file_reader *r, size_t n)
+{
+    r->pos += n;
+    r->consumed += n;
+}
+
+/* Find the extent of the next text record (line or CSV record). 1 found, 0 need more. */
+static int text_extent(struct ink_file_reader *r, size_t *n)
+{
+    const char *p = (const char *)r->buf + r->pos;
+    size_t avail = r->len - r->pos;
+    if (r->format == INK_FMT_CSV) {
+        if (ink_csv_record_len(p, avail, n) == 0) return 1;
+    } else {
+        const char *nl = memchr(p, '\n', avail);
+        if (nl) {
+            *n = (size_t)(nl - p) + 1;
+            return 1;
+        }
+    }
+    if (r->eof && avail > 0) {
+        *n = avail; /* last record without a newline */
+        return 1;
+    }
+    return 0;
+}
+
+static int next_text(struct ink_file_reader *r, struct ink_record *rec, enum ink_reject *why,
+                     const uint8_t **raw, size_t *rawlen)
+{
+    for (;;) {
+        size_t n = 0;
+        int have = text_extent(r, &n);
+        size_t maxrec = r->dec.lim.max_frame;
+        if (!have) {
+            if (r->len - r->pos > maxrec) {
+                /* Over the cap and still no end: reject it and skip to the
+                 * next newline without holding it all. */
+                *why = INK_REJ_TOO_LARGE;
+                snprintf(r->why, sizeof r->why, "line %llu longer than %zu bytes",
+                         (unsigned long long)r->lineno, maxrec);
+                *raw = NULL; /* the bytes are skipped, not held */
+                *rawlen = 0;
+                for (;;) {
+                    const char *nl = memchr(r->buf + r->pos, '\n', r->len - r->pos);
+                    if (nl) {
+                        consume(r, (size_t)((const uint8_t *)nl - (r->buf + r->pos)) + 1);
+                        break;
+                    }
+                    consume(r, r->len - r->pos);
+                    int f = fill(r);
+                    if (f <= 0) break;
+                }
+                r->lineno++;
+                return 2;
+            }
+            int f = fill(r);
+            if (f < 0) return f;
+            if (f == 0 && !r->eof) continue; /* buffer compacted */
+            if (f == 0 && r->pos == r->len) return 0;
+            continue;
+        }
+        const char *line = (const char *)r->buf + r->pos;
+        uint64_t lineno = r->lineno;
+        for (size_t i = 0; i < n; i++) r->lineno += line[i] == '\n';
+        if (r->eof && n == r->len - r->pos && line[n - 1] != '\n') r->lineno++;
+        consume(r, n);
+        if (ink_line_blank(line, n)) continue;
+        if (n > maxrec) {
+            *why = INK_REJ_TOO_LARGE;
+            snprintf(r->why, sizeof r->why, "line %llu: %zu bytes, more than %zu",
+                     (unsigned long long)lineno, n, maxrec);
+            *raw = (const uint8_t *)line;
+            *rawlen = n;
+            return 2;
+        }
+        if (r->format == INK_FMT_CSV && !r->have_hdr) {
+            struct ink_err e = {0};
+            if (ink_csv_header_parse(&r->hdr, line, n, &e)) {
+                snprintf(r->why, sizeof r->why, "line %llu: CSV header: %s",
+                         (unsigned long long)lineno, e.msg);
+                return INK_EPARSE;
+            }
+            r->have_hdr = true;
+            continue;
+        }
+        enum ink_reject rj = r->format == INK_FMT_CSV
+                                 ? ink_decode_csv(&r->dec, &r->hdr, line, n, rec)
+                                 : ink_decode_json(&r->dec, line, n, rec);
+        if (rj != INK_REJ_NONE) {
+            *why = rj;
+            snprintf(r->why, sizeof r->why, "line %llu: %s", (unsigned long long)lineno,
+                     r->dec.why);
+            *raw = (const uint8_t *)line;
+            *rawlen = n;
+            return 2;
+        }
+        return 1;
+    }
+}
+
+static int next_msgpack(struct ink_file_reader *r, struct ink_record *rec, enum ink_reject *why,
+                        const uint8_t **raw, size_t *rawlen)
+{
+    for (;;) {
+        size_t avail = r->len - r->pos, n = 0;
+        if (avail == 0 && r->eof) return 0;
+        enum ink_reject sw = INK_REJ_NONE;
+        int s = avail ? ink_msgpack_scan(r->buf + r->pos, avail, r->dec.lim.max_depth, &n, &sw) : 1;
+        if (s == 1) {
+            if (avail > r->dec.lim.max_frame) {
+                snprintf(r->why, sizeof r->why,
+                         "msgpack object at byte %llu is larger than %u bytes (or its declared "
+                         "length is corrupt); the rest of the stream cannot be framed",
+                         (unsigned long long)r->consumed, r->dec.lim.max_frame);
+                r->fatal = true;
+                return INK_EPARSE;
+            }
+            if (r->eof) {
+                snprintf(r->why, sizeof r->why, "truncated msgpack object at the end (byte %llu)",
+                         (unsigned long long)r->consumed);
+                *why = INK_REJ_TRUNCATED;
+                *raw = r->buf + r->pos;
+                *rawlen = avail;
+                consume(r, avail);
+                return 2;
+            }
+            int f = fill(r);
+            if (f < 0) return f;
+            continue;
+        }
+        if (s < 0) {
+            snprintf(r->why, sizeof r->why,
+                     "malformed msgpack at byte %llu; the rest of the stream cannot be framed",
+                     (unsigned long long)r->consumed);
+            r->fatal = true;
+            return INK_EPARSE;
+        }
+        const uint8_t *p = r->buf + r->pos;
+        uint64_t at = r->consumed;
+        consume(r, n);
+        enum ink_reject rj = ink_decode_msgpack(&r->dec, p, n, rec);
+        if (rj != INK_REJ_NONE) {
+            *why = rj;
+            snprintf(r->why, sizeof r->why, "object at byte %llu: %s", (unsigned long long)at,
+                     r->dec.why);
+            *raw = p;
+            *rawlen = n;
+            return 2;
+        }
+        return 1;
+    }
+}
+
+int ink_file_reader_next(struct ink_file_reader *r, struct ink_record *rec, enum ink_reject *why,
+                         const uint8_t **raw, size_t *rawlen)
+{
+    if (r->fatal) return INK_EPARSE;
+    if (r->format == INK_FMT_MSGPACK) return next_msgpack(r, rec, why, raw, rawlen);
+    return next_text(r, rec, why, raw, rawlen);
+}
+
+int ink_file_reader_seek(struct ink_file_reader *r, uint64_t offset, struct ink_err *err)
+{
+    /* Text formats re-read from the start so that the CSV header and line
+     * numbers are right; then skip whole records up to the offset. */
+    struct ink_record rec;
+    enum ink_reject why;
+    const uint8_t *raw;
+    size_t rawlen;
+    while (r->consumed < offset) {
+        int rc = ink_file_reader_next(r, &rec, &why, &raw, &rawlen);
+        if (rc <= 0)
+            return ink_err_set(err, INK_ESTATE, "cannot resume at byte %llu: the file is shorter",
+                               (unsigned long long)offset);
+    }
+    if (r->consumed != offset)
+        return ink_err_set(err, INK_ESTATE, "byte %llu is not a record boundary",
+                           (unsigned long long)offset);
+    return 0;
+}
+
+/* ---- writer ---------------------------------------------------------------- */
+
+int ink_file_writer_open(struct ink_file_writer *w, const char *path, int format, bool append,
+                         struct ink_err *err)
+{
+    memset(w, 0, sizeof *w);
+    w->is_stdout = strcmp(path, "-") == 0;
+    if (format == INK_FMT_AUTO) format = ink_format_from_path(path, INK_FMT_JSONL);
+    w->format = format;
+    w->f = w->is_stdout ? stdout : fopen(path, append ? "ab" : "wb");
+    if (!w->f) return ink_err_set(err, INK_EIO, "%s: %s", path, strerror(errno));
+    return 0;
+}
+
+int ink_file_writer_write(struct ink_file_writer *w, const struct ink_record *rec)
+{
+    int rc;
+    switch (w->format) {
+    case INK_FMT_CSV:
+        if (!w->header_done) {
+            rc = ink_encode_csv_header(&w->lay, rec, w->flags, &w->buf);
+            if (rc) return INK_ENOMEM;
+            w->header_done = true;
+        }
+        rc = ink_encode_csv(&w->lay, rec, &w->buf);
+        break;
+    case INK_FMT_MSGPACK:
+        rc = ink_encode_msgpack(rec, w->flags, &w->buf);
+        break;
+    case INK_FMT_TEXT:
+        rc = ink_encode_text(rec, w->flags, &w->buf);
+        break;
+    default:
+        rc = ink_encode_json(rec, w->flags, &w->buf);
+        break;
+    }
+    if (rc) return INK_ENOMEM;
+    if (w->buf.len >= (1u << 16)) return ink_file_writer_flush(w) ? INK_EIO : 0;
+    return 0;
+}
+
+int ink_file_writer_flush(struct ink_file_writer *w)
+{
+    int bad = 0;
+    if (w->buf.len) {
+        bad = fwrite(w->buf.p, 1, w->buf.len, w->f) != w->buf.len;
+        ink_buf_reset(&w->buf);
+    }
+    if (fflush(w->f)) bad = 1;
+    return bad ? INK_EIO : 0;
+}
+
+int ink_file_writer_close(struct ink_file_writer *w)
+{
+    if (!w->f) return 0;
+    int rc = ink_file_writer_flush(w);
+    if (!w->is_stdout && fclose(w->f)) rc = INK_EIO;
+    w->f = NULL;
+    ink_buf_fini(&w->buf);
+    return rc;
+}
+
+/* ---- the file source node ------------------------------------------------------ */
+
+struct file_src {
+    struct ink_file_reader r;
+    const struct ink_file_src_conf *c;
+    char path[4096];
+    double t_start, last_progress;
+    bool progress, progress_shown;
+};
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static struct ink_limits limits_of(const struct ink_graph *g, uint64_t frame)
+{
+    const struct ink_engine_conf *e = &g->cfg->engine;
+    struct ink_limits l = INK_LIMITS_DEFAULT;
+    if (frame) l.max_frame = (uint32_t)frame;
+    if (e->max_dim > 0) l.max_dim = (uint32_t)e->max_dim;
+    if (e->max_depth > 0) l.max_depth = (uint32_t)e->max_depth;
+    if (e->max_record_bytes > 0) l.max_extra = (uint32_t)e->max_record_bytes;
+    return l;
+}
+
+static int fsrc_open(struct ink_node *n, struct ink_err *err)
+{
+    struct file_src *fs = calloc(1, sizeof *fs);
+    if (!fs) return ink_err_set(err, INK_ENOMEM, "out of memory");
+    n->impl = fs;
+    fs->c = n->nc->conf;
+    const char *p = ink_path_resolve(n->g->cfg->base_dir, fs->c->path, fs->path, sizeof fs->path);
+    if (p != fs->path) snprintf(fs->path, sizeof fs->path, "%s", p);
+    struct ink_limits lim = limits_of(n->g, (uint64_t)n->g->cfg->engine.max_record_bytes + 65536);
+    int rc = ink_file_reader_open(&fs->r, fs->path, fs->c->format, &lim, err);
+    if (rc) return rc;
+    fs->t_start = mono();
+    fs->progress = n->g->cfg->engine.progress && isatty(2) && fs->r.size > 0;
+    return 0;
+}
+
+static void *fsrc_socket(struct ink_node *n)
+{
+    (void)n;
+    return NULL;
+}
+
+static void progress(struct ink_node *n, struct file_src *fs, bool final)
+{
+    double t = mono();
+    if (!final && t - fs->last_progress < 0.5) return;
+    fs->last_progress = t;
+    double el = t - fs->t_start;
+    double pct = fs->r.size ? 100.0 * (double)fs->r.consumed / (double)fs->r.size : 0;
+    fprintf(stderr, "\r\033[K[%s] %llu records  %5.1f%%  %.0f records/s%s", n->name,
+            (unsigned long long)n->c.in, pct, el > 0 ? (double)n->c.in / el : 0.0,
+            final ? "\n" : "");
+    fs->progress_shown = true;
+}
+
+static int fsrc_pump(struct ink_node *n, int budget)
+{
+    struct file_src *fs = n->impl;
+    int done = 0;
+    for (; done < budget && !n->g->stop; done++) {
+        if (fs->c->rate > 0) {
+            double due = fs->t_start + (double)n->c.in / fs->c->rate;
+            double wait = due - mono();
+            if (wait > 0) {
+                if (wait > 0.05) return done; /* let the loop serve sockets meanwhile */
+                struct timespec ts = {0, (long)(wait * 1e9)};
+                nanosleep(&ts, NULL);
+            }
+        }
+        struct ink_record rec;
+        enum ink_reject why;
+        const uint8_t *raw;
+        size_t rawlen;
+        int rc = ink_file_reader_next(&fs->r, &rec, &why, &raw, &rawlen);
+        if (rc == 1) {
+            int e = ink__source_emit(n, &rec);
+            if (e < 0) return e;
+        } else if (rc == 2) {
+            ink__source_reject(n, why, fs->r.why, raw, rawlen);
+        } else if (rc == 0) {
+            if (fs->progress_shown) progress(n, fs, true);
+            return -1;
+        } else {
+            ink__log(n, "%s: %s; stopping this source", fs->path, fs->r.why);
+            if (fs->progress_shown) progress(n, fs, true);
+            return -1;
+        }
+    }
+    if (fs->progress) progress(n, fs, false);
+    return done;
+}
+
+static void fsrc_close(struct ink_node *n)
+{
+    struct file_src *fs = n->impl;
+    if (!fs) return;
+    ink_file_reader_close(&fs->r);
+    free(fs);
+    n->impl = NULL;
+}
+
+const struct ink_source_impl ink__file_source = {
+    .open = fsrc_open,
+    .socket = fsrc_socket,
+    .pump = fsrc_pump,
+    .close = fsrc_close,
+    .finite = true,
+};
+
+/* ---- the file sink node -------------------------------------------------------- */
+
+struct file_snk {
+    struct ink_file_writer w;
+    const struct ink_file_sink_conf *c;
+    uint64_t seen;
+    bool failed;
+};
+
+static int fsnk_open(struct ink_node *n, struct ink_err *err)
+{
+    struct file_snk *fk = calloc(1, sizeof *fk);
+    if (!fk) return ink_err_set(err, INK_ENOMEM, "out of memory");
+    n->impl = fk;
+    fk->c = n->nc->conf;
+    char buf[4096];
+    const char *p = ink_path_resolve(n->g->cfg->base_dir, fk->c->path, buf, sizeof buf);
+    return ink_file_writer_open(&fk->w, p, fk->c->format, fk->c->append, err);
+}
+
+static int fsnk_write(struct ink_node *n, const struct ink_record *rec)
+{
+    struct file_snk *fk = n->impl;
+    uint64_t k = fk->seen++;
+    int64_t every = fk->c->every > 0 ? fk->c->every : 1;
+    if (k % (uint64_t)every != 0 ||
+        (fk->c->head > 0 && k / (uint64_t)every >= (uint64_t)fk->c->head)) {
+        return 1; /* deliberately skipped (sampling): not an output, not a drop */
+    }
+    if (fk->failed) {
+        n->c.dropped++;
+        return 1;
+    }
+    int rc = ink_file_writer_write(&fk->w, rec);
+    if (rc) {
+        fk->failed = true;
+        n->c.dropped++;
+        ink__log(n, "write failed (%s); further records are counted as dropped", ink_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
+static void fsnk_flush(struct ink_node *n)
+{
+    struct file_snk *fk = n->impl;
+    if (fk->w.f && ink_file_writer_flush(&fk->w) && !fk->failed) {
+        fk->failed = true;
+        ink__log(n, "write failed; further records are counted as dropped");
+    }
+}
+
+static void fsnk_finish(struct ink_node *n)
+{
+    fsnk_flush(n);
+}
+
+static void fsnk_close(struct ink_node *n)
+{
+    struct file_snk *fk = n->impl;
+    if (!fk) return;
+    ink_file_writer_close(&fk->w);
+    free(fk);
+    n->impl = NULL;
+}
+
+const struct ink_sink_impl ink__file_sink = {
+    .open = fsnk_open,
+    .write = fsnk_write,
+    .flush = fsnk_flush,
+    .finish = fsnk_finish,
+    .close = fsnk_close,
+};

@@ -1,0 +1,55 @@
+/* ZeroMQ plumbing shared by the zmq source/sink and the send/recv/query
+ * commands: socket set-up from a conf, and the end-of-stream exchange.
+ *
+ * End of stream (DESIGN.md "A stream's end is explicit"): libzmq 4.3.4 can
+ * drop the last messages of a PUSH socket closed right after its last send
+ * (zeromq/libzmq#4660). So a sender finishes with a two-frame control
+ * message ["INKFLOW-EOS", msgpack {id, sent, ack}] on the same pipe as the
+ * data; data messages are always one frame, so the receiver tells them
+ * apart by ZMQ_RCVMORE. `ack` is an endpoint the sender has bound a PULL
+ * socket on; the receiver connects a PUSH there and sends
+ * ["INKFLOW-EOS-ACK", msgpack {id, received}]. Messages on one pipe arrive
+ * in order, so the acknowledgement proves every data message before the
+ * marker arrived. The sender re-sends the marker until acknowledged or its
+ * timeout runs out; the receiver counts each id once. For tcp the ack
+ * endpoint's host "@peer" means "the address the marker came from". */
+#ifndef INK_ZMQ_UTIL_H
+#define INK_ZMQ_UTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <zmq.h>
+
+#include "../engine/err.h"
+#include "transport.h"
+
+#define INK_EOS_TAG     "INKFLOW-EOS"
+#define INK_EOS_ACK_TAG "INKFLOW-EOS-ACK"
+
+/* Open a socket of zmq type `zt` configured from c (hwm, max size, linger,
+ * conflate, subscribe) and bound or connected. NULL with err filled. */
+void *ink_zmq_open(void *ctx, int zt, const struct ink_zmq_conf *c, struct ink_err *err);
+
+/* Sender side of the end-of-stream exchange on `sock` (PUSH), whose data
+ * endpoint is `endpoint` (used to choose where the ack socket binds).
+ * Returns 0 when acknowledged (*received = the receiver's count of data
+ * messages, may be NULL), INK_EAGAIN on timeout, other negative on error. */
+int ink_eos_send(void *ctx, void *sock, const char *endpoint, uint64_t sent, double timeout,
+                 uint64_t *received, struct ink_err *err);
+
+/* Receiver side. `tag` is the first frame just received with RCVMORE set;
+ * this reads the rest of the message from sock. Returns 1 when it was an
+ * end-of-stream marker (acknowledged; *fresh = 1 the first time this id is
+ * seen), 0 when it was some other multi-frame message (consumed, caller
+ * counts it as a decode reject), <0 on error. */
+struct ink_eos_seen {
+    uint64_t ids[64];
+    int n, next;
+};
+int ink_eos_handle(void *ctx, void *sock, zmq_msg_t *tag, uint64_t received,
+                   struct ink_eos_seen *seen, int *fresh, struct ink_err *err);
+
+/* Monotonic seconds. */
+double ink_now(void);
+
+#endif
