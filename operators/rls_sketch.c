@@ -1,0 +1,932 @@
+/* rls_sketch: sequential ridge-leverage-score sampling (SQUEAK, or
+ * INK-Estimate with `mode: ink`) keeping a weighted Nystrom dictionary whose
+ * size follows the effective dimension, with a prequential Nystrom KRR on
+ * top (ALGORITHMS.md sections 1 and 5.1).
+ *
+ * Per arrival, O(m^2): the new point's score from a Cholesky factor L of
+ * S K_DD S + gamma_eff I kept in step with the dictionary, thinning of the
+ * new point, and the KRR prediction and update. Every `batch` arrivals (or
+ * when the dictionary overflows max_dict), O(m^3): all members re-estimated
+ * from the eigen form and thinned (expand / estimate / shrink, 1.5), the cap
+ * enforced by doubling gamma_eff (1.7), L refactored. */
+#include "rls_sketch.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../engine/rng.h"
+#include "../engine/state.h"
+
+#define STATE_VERSION 1
+#define P_FLOOR       1e-12 /* 1.7: keeps s_j^2 = q/(qbar p) finite */
+/* 5.1: a dictionary point whose feature lies within this fraction of
+ * k(x, x) of the current basis span adds no KRR coordinate (it would make
+ * the basis Cholesky factor singular). */
+#define BASIS_TOL 1e-10
+
+static const char *const rls_modes[] = {"squeak", "ink", NULL};
+
+#define COFF(f) offsetof(struct ink_rls_conf, f)
+
+const struct ink_param ink_rls_params[] = {
+    {.name = "kernel",
+     .type = INK_P_OBJECT,
+     .offset = COFF(kernel),
+     .sub = ink_kernel_params,
+     .help = "kernel, e.g. {type: gaussian, sigma: 1.0} (default gaussian, sigma 1)"},
+    {.name = "dim",
+     .type = INK_P_INT,
+     .offset = COFF(dim),
+     .min = 1,
+     .max = 1 << 20,
+     .flags = INK_PF_REQUIRED,
+     .help = "length of x (memory is sized from it at start)"},
+    {.name = "gamma",
+     .type = INK_P_DOUBLE,
+     .offset = COFF(gamma),
+     .def = "1.0",
+     .min = 1e-12,
+     .max = 1e12,
+     .help = "RLS regulariser: larger gives a smaller, coarser dictionary"},
+    {.name = "eps",
+     .type = INK_P_DOUBLE,
+     .offset = COFF(eps),
+     .def = "0.5",
+     .min = 1e-6,
+     .max = 0.999,
+     .help = "accuracy; scores are guaranteed in [tau/alpha, tau], alpha = (1+eps)/(1-eps)"},
+    {.name = "est_scale",
+     .type = INK_P_DOUBLE,
+     .offset = COFF(est_scale),
+     .def = "0",
+     .min = 0,
+     .max = 1,
+     .help = "scale of the RLS estimator; 0 means 1 - eps (the value the band needs)"},
+    {.name = "qbar",
+     .type = INK_P_INT,
+     .offset = COFF(qbar),
+     .def = "8",
+     .min = 1,
+     .max = 100000,
+     .help = "copies per point (oversampling); the total budget in mode ink"},
+    {.name = "max_dict",
+     .type = INK_P_INT,
+     .offset = COFF(max_dict),
+     .def = "1024",
+     .min = 1,
+     .max = 16384,
+     .help = "hard cap on the dictionary; reaching it doubles gamma_eff"},
+    {.name = "batch",
+     .type = INK_P_INT,
+     .offset = COFF(batch),
+     .def = "1",
+     .min = 1,
+     .max = 16384,
+     .help = "arrivals between O(m^3) re-estimations of all members (16-1024 for throughput)"},
+    {.name = "mode",
+     .type = INK_P_ENUM,
+     .offset = COFF(mode),
+     .def = "squeak",
+     .choices = rls_modes,
+     .help = "squeak (unnormalised scores) or ink (scores divided by the d_eff estimate)"},
+    {.name = "seed",
+     .type = INK_P_INT,
+     .offset = COFF(seed),
+     .def = "-1",
+     .min = -1,
+     .max = 9.2e18,
+     .help = "RNG seed; -1 derives it from engine.seed and the node name"},
+    {.name = "predict",
+     .type = INK_P_BOOL,
+     .offset = COFF(predict),
+     .def = "false",
+     .help = "Nystrom kernel ridge regression on y: adds yhat, made before learning from y"},
+    {.name = "mu",
+     .type = INK_P_DOUBLE,
+     .offset = COFF(mu),
+     .def = "0.1",
+     .min = 1e-12,
+     .max = 1e12,
+     .help = "KRR regulariser (gamma = 0.1..1 x mu keeps the risk close to exact KRR)"},
+    {.name = "shrink",
+     .type = INK_P_BOOL,
+     .offset = COFF(shrink),
+     .def = "true",
+     .help = "false keeps every point with p = 1 until max_dict (diagnostic: exact RLS)"},
+    {0},
+};
+
+/* One sketch. Matrices are column-major with leading dimension cap. */
+struct rls_state {
+    struct ink_kernel kern;
+    int d, qbar, m_max, b, cap;
+    bool normalize, predict, shrink;
+    double gamma, c_est, mu; /* c_est: est_scale of 1.2 */
+
+    struct ink_rng rng;
+    double gamma_eff; /* 1.7: only ever doubled */
+    double dhat;      /* d_eff estimate (1.5 step 6), plus arrivals since */
+    int64_t t;        /* arrivals so far (the next id) */
+    int64_t escalations;
+    int64_t reestimations; /* O(m^3) steps run (a throughput diagnostic) */
+    int m, since;          /* dictionary size, arrivals since the last re-estimation */
+
+    /* Dictionary I_t (1.2): points, ids, p, q, weights s = sqrt(q/(qbar p)). */
+    double *X;
+    int64_t *id;
+    double *p;
+    int32_t *q;
+    double *s;
+    double *K; /* K_DD, both triangles */
+    double *L; /* lower Cholesky of S K_DD S + gamma_eff I; dsyevr input while re-estimating */
+
+    double *U, *w, *tau, *ev_work; /* re-estimation scratch */
+    int *isuppz, *ev_iwork;
+    int lwork, liwork;
+    double *kx, *u, *kwork; /* per-record scratch */
+    int64_t *qi;            /* query scratch */
+
+    /* Nystrom KRR (5.1): basis = dictionary members with a new direction;
+     * z(x) = R^{-T} k_b(x), K_bb = R^T R; H + mu I = C^T C; g = sum z y. */
+    int nb;
+    int64_t nobs;
+    int64_t *bid;
+    int32_t *bpos; /* dictionary position of each basis point */
+    double *R, *C, *g, *z, *v, *v2;
+
+    void *arena;
+};
+
+/* ---------------------------------------------------------------- memory */
+
+static size_t carve(char *base, size_t *off, size_t bytes, void *out)
+{
+    *off = (*off + 63) & ~(size_t)63;
+    if (base) *(void **)out = base + *off;
+    *off += bytes;
+    return *off;
+}
+
+static void dsyevr_query(int cap, int *lwork, int *liwork)
+{
+    double a = 0, w = 0, z = 0, wq = 0;
+    lapack_int nf = 0, isuppz[2] = {0, 0}, iwq = 0;
+    lapack_int info = LAPACKE_dsyevr_work(LAPACK_COL_MAJOR, 'V', 'A', 'L', cap, &a, cap, 0, 0, 0, 0,
+                                          0.0, &nf, &w, &z, cap, isuppz, &wq, -1, &iwq, -1);
+    /* Documented minimums when the query fails. */
+    *lwork = info == 0 && wq >= 26.0 * cap ? (int)wq : 26 * cap;
+    *liwork = info == 0 && iwq >= 10 * cap ? (int)iwq : 10 * cap;
+}
+
+/* Lays the buffers out in one arena; with base NULL only sizes it. The same
+ * function serves mem_bound and init, so the bound is exact. */
+static size_t layout(const struct ink_rls_conf *c, struct rls_state *st, char *base)
+{
+    /* Re-estimation runs as soon as an arrival overflows max_dict, so one
+     * spare slot is all the expand step needs, whatever the batch. */
+    size_t cap = (size_t)c->max_dict + 1, d = (size_t)c->dim, off = 0;
+    size_t mat = cap * cap * sizeof(double), vec = cap * sizeof(double);
+    int lwork, liwork;
+    dsyevr_query((int)cap, &lwork, &liwork);
+    struct rls_state dummy;
+    if (!st) st = &dummy;
+    carve(base, &off, d * vec, &st->X);
+    carve(base, &off, cap * sizeof(int64_t), &st->id);
+    carve(base, &off, vec, &st->p);
+    carve(base, &off, cap * sizeof(int32_t), &st->q);
+    carve(base, &off, vec, &st->s);
+    carve(base, &off, mat, &st->K);
+    carve(base, &off, mat, &st->L);
+    carve(base, &off, mat, &st->U);
+    carve(base, &off, vec, &st->w);
+    carve(base, &off, vec, &st->tau);
+    carve(base, &off, (size_t)lwork * sizeof(double), &st->ev_work);
+    carve(base, &off, 2 * cap * sizeof(int), &st->isuppz);
+    carve(base, &off, (size_t)liwork * sizeof(int), &st->ev_iwork);
+    carve(base, &off, vec, &st->kx);
+    carve(base, &off, vec, &st->u);
+    carve(base, &off, vec + sizeof(double), &st->kwork);
+    carve(base, &off, cap * sizeof(int64_t), &st->qi);
+    if (c->predict) {
+        carve(base, &off, cap * sizeof(int64_t), &st->bid);
+        carve(base, &off, cap * sizeof(int32_t), &st->bpos);
+        carve(base, &off, mat, &st->R);
+        carve(base, &off, mat, &st->C);
+        carve(base, &off, vec, &st->g);
+        carve(base, &off, vec + sizeof(double), &st->z);
+        carve(base, &off, vec + sizeof(double), &st->v);
+        carve(base, &off, vec + sizeof(double), &st->v2);
+    }
+    st->lwork = lwork;
+    st->liwork = liwork;
+    return (off + 63) & ~(size_t)63;
+}
+
+static size_t rls_mem_bound(const void *conf)
+{
+    return layout(conf, NULL, NULL);
+}
+
+static int rls_check(const void *conf, struct ink_err *err)
+{
+    const struct ink_rls_conf *c = conf;
+    if (c->dim < 1) return ink_err_set(err, INK_EINVAL, "rls_sketch: dim must be >= 1");
+    if (!(c->eps > 0 && c->eps < 1))
+        return ink_err_set(err, INK_EINVAL, "rls_sketch: eps must be in (0, 1), got %g", c->eps);
+    if (!(c->gamma > 0) || !isfinite(c->gamma))
+        return ink_err_set(err, INK_EINVAL, "rls_sketch: gamma must be > 0, got %g", c->gamma);
+    if (c->predict && !(c->mu > 0))
+        return ink_err_set(err, INK_EINVAL, "rls_sketch: mu must be > 0 with predict");
+    if (c->qbar < 1 || c->max_dict < 1 || c->batch < 1)
+        return ink_err_set(err, INK_EINVAL, "rls_sketch: qbar, max_dict and batch must be >= 1");
+    if (c->est_scale < 0 || c->est_scale > 1)
+        return ink_err_set(err, INK_EINVAL, "rls_sketch: est_scale must be in [0, 1]");
+    if (c->mode != INK_RLS_SQUEAK && c->mode != INK_RLS_INK)
+        return ink_err_set(err, INK_EINVAL, "rls_sketch: unknown mode %d", c->mode);
+    struct ink_kernel k;
+    return ink_kernel_init(&k, &c->kernel, (int)c->dim, err);
+}
+
+static int rls_init(void *state, const void *conf, const struct ink_op_init *ini,
+                    struct ink_err *err)
+{
+    struct rls_state *st = state;
+    const struct ink_rls_conf *c = conf;
+    int rc = rls_check(conf, err);
+    if (rc) return rc;
+    ink_kernel_init(&st->kern, &c->kernel, (int)c->dim, err);
+    size_t bytes = layout(c, NULL, NULL);
+    st->arena = aligned_alloc(64, bytes);
+    if (!st->arena)
+        return ink_err_set(err, INK_ENOMEM, "rls_sketch: cannot allocate %zu bytes", bytes);
+    memset(st->arena, 0, bytes);
+    layout(c, st, st->arena);
+    st->d = (int)c->dim;
+    st->qbar = (int)c->qbar;
+    st->m_max = (int)c->max_dict;
+    st->b = (int)c->batch;
+    st->cap = st->m_max + 1;
+    st->normalize = c->mode == INK_RLS_INK;
+    st->predict = c->predict;
+    st->shrink = c->shrink;
+    st->gamma = st->gamma_eff = c->gamma;
+    st->c_est = c->est_scale > 0 ? c->est_scale : 1.0 - c->eps;
+    st->mu = c->mu;
+    ink_rng_seed(&st->rng, c->seed >= 0 ? (uint64_t)c->seed : (ini ? ini->seed : 0));
+    return 0;
+}
+
+static void rls_fini(void *state)
+{
+    struct rls_state *st = state;
+    free(st->arena);
+    st->arena = NULL;
+}
+
+/* ------------------------------------------------------------ estimation */
+
+static void set_weights(struct rls_state *st)
+{
+    for (int j = 0; j < st->m; j++) st->s[j] = sqrt(st->q[j] / (st->qbar * st->p[j]));
+}
+
+/* Binomial(n, r) as n Bernoulli draws (0.2; n <= qbar is small). */
+static int binomial(struct ink_rng *rng, int n, double r)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++) k += ink_rng_uniform(rng) < r;
+    return k;
+}
+
+/* 1.5 steps 3-6: A_s = S K_DD S = U Lam U^T; r_j = sum_i U_ji^2 lam_i/(lam_i+gamma)
+ * (eigen form: every term >= 0, no cancellation); tau_j = c_est r_j / s_j^2;
+ * dhat = sum_j s_j^2 tau_j. */
+static int estimate(struct rls_state *st)
+{
+    int m = st->m, cap = st->cap;
+    double *A = st->L, gam = st->gamma_eff;
+    for (int j = 0; j < m; j++)
+        for (int i = j; i < m; i++)
+            A[i + (size_t)j * cap] = st->s[i] * st->K[i + (size_t)j * cap] * st->s[j];
+    lapack_int nf = 0;
+    lapack_int info = LAPACKE_dsyevr_work(LAPACK_COL_MAJOR, 'V', 'A', 'L', m, A, cap, 0, 0, 0, 0,
+                                          0.0, &nf, st->w, st->U, cap, st->isuppz, st->ev_work,
+                                          st->lwork, st->ev_iwork, st->liwork);
+    if (info != 0 || nf != m) return INK_ENUMERIC;
+    for (int j = 0; j < m; j++) st->tau[j] = 0;
+    double fsum = 0;
+    for (int i = 0; i < m; i++) {
+        double lam = st->w[i] > 0 ? st->w[i] : 0;
+        double f = lam / (lam + gam);
+        fsum += f;
+        const double *ui = st->U + (size_t)i * cap;
+        for (int j = 0; j < m; j++) st->tau[j] += ui[j] * ui[j] * f;
+    }
+    for (int j = 0; j < m; j++) st->tau[j] *= st->c_est / (st->s[j] * st->s[j]);
+    st->dhat = st->c_est * fsum; /* sum_j s_j^2 tau_j = c_est tr(A_s (A_s + gamma I)^-1) */
+    return 0;
+}
+
+/* 1.5 steps 7-8: p_new = min(target, p); q ~ Binomial(q, p_new / p); stable
+ * compaction of the members with q > 0. */
+static void thin_and_compact(struct rls_state *st)
+{
+    int m = st->m, cap = st->cap, d = st->d, k = 0;
+    double dh = st->dhat > 0 ? st->dhat : 1.0;
+    int32_t *keep = (int32_t *)st->qi; /* old index of each kept member */
+    for (int j = 0; j < m; j++) {
+        double target = st->normalize ? st->tau[j] / dh : st->tau[j];
+        double pn = fmin(fmax(target, P_FLOOR), st->p[j]);
+        st->q[j] = binomial(&st->rng, st->q[j], pn / st->p[j]);
+        st->p[j] = pn;
+        if (st->q[j] > 0) keep[k++] = j;
+    }
+    if (k == m) return;
+    for (int a = 0; a < k; a++) {
+        int j = keep[a];
+        if (j == a) continue;
+        memmove(st->X + (size_t)a * d, st->X + (size_t)j * d, (size_t)d * sizeof(double));
+        st->id[a] = st->id[j];
+        st->p[a] = st->p[j];
+        st->q[a] = st->q[j];
+        st->tau[a] = st->tau[j];
+    }
+    /* Destination indices never exceed source ones, in column-major order. */
+    for (int b = 0; b < k; b++)
+        for (int a = 0; a < k; a++)
+            st->K[a + (size_t)b * cap] = st->K[keep[a] + (size_t)keep[b] * cap];
+    st->m = k;
+}
+
+/* L = chol(S K_DD S + gamma_eff I), lower. */
+static int factor(struct rls_state *st)
+{
+    int m = st->m, cap = st->cap;
+    double *L = st->L;
+    for (int j = 0; j < m; j++) {
+        for (int i = j; i < m; i++)
+            L[i + (size_t)j * cap] = st->s[i] * st->K[i + (size_t)j * cap] * st->s[j];
+        L[j + (size_t)j * cap] += st->gamma_eff;
+    }
+    if (m == 0) return 0;
+    return LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', m, L, cap) == 0 ? 0 : INK_ENUMERIC;
+}
+
+static void krr_sync_basis(struct rls_state *st);
+
+/* Re-estimate and thin every member; enforce the cap by doubling gamma_eff
+ * (1.7 a): RLS are non-increasing in gamma, so min(tau(2 gamma), p) keeps a
+ * valid sequential sampling for the larger gamma. A Cholesky that fails
+ * (gamma_eff below the rounding of K_DD) is escalated the same way. */
+static int reestimate(struct rls_state *st)
+{
+    st->reestimations++;
+    for (int guard = 0; guard < 200; guard++) {
+        set_weights(st);
+        if (st->m > 0) {
+            if (estimate(st) != 0) return INK_ENUMERIC;
+            if (st->shrink) thin_and_compact(st);
+        } else {
+            st->dhat = 0;
+        }
+        set_weights(st);
+        if (st->m <= st->m_max && factor(st) == 0) {
+            if (st->predict) krr_sync_basis(st);
+            st->since = 0;
+            return 0;
+        }
+        st->gamma_eff *= 2;
+        st->escalations++;
+    }
+    return INK_ENUMERIC;
+}
+
+/* kx[j] = k(x, X_j) for the m members; returns k(x, x). */
+static double kernel_row(struct rls_state *st, const double *x)
+{
+    if (st->m > 0) ink_kernel_block(&st->kern, st->X, st->m, x, 1, st->kx, st->m, st->kwork);
+    double kxx;
+    ink_kernel_diag(&st->kern, x, 1, &kxx);
+    return kxx;
+}
+
+/* Posterior variance of x given the weighted dictionary (1.2):
+ * s = k(x,x) - a^T (A_s + gamma I)^{-1} a, a = S k_D(x); leaves u = L^{-1} a. */
+static double residual(struct rls_state *st, double kxx)
+{
+    int m = st->m;
+    if (m == 0) return kxx > 0 ? kxx : 0;
+    for (int j = 0; j < m; j++) st->u[j] = st->s[j] * st->kx[j];
+    cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, m, st->L, st->cap, st->u, 1);
+    double r = kxx - cblas_ddot(m, st->u, 1, st->u, 1);
+    return r > 0 ? r : 0;
+}
+
+/* ------------------------------------------------------------------- KRR */
+
+/* z = R^{-T} k_b(x) from kx; returns ||z||^2. */
+static double krr_embed(struct rls_state *st)
+{
+    int nb = st->nb;
+    for (int i = 0; i < nb; i++) st->z[i] = st->kx[st->bpos[i]];
+    if (nb == 0) return 0;
+    cblas_dtrsv(CblasColMajor, CblasUpper, CblasTrans, CblasNonUnit, nb, st->R, st->cap, st->z, 1);
+    return cblas_ddot(nb, st->z, 1, st->z, 1);
+}
+
+/* yhat = z^T (H + mu I)^{-1} g; *var = (k(x,x) - ||z||^2)/mu + z^T (H + mu I)^{-1} z. */
+static double krr_predict(struct rls_state *st, double kxx, double zz, double *var)
+{
+    int nb = st->nb;
+    if (nb == 0) {
+        if (var) *var = kxx / st->mu;
+        return 0;
+    }
+    memcpy(st->v, st->z, (size_t)nb * sizeof(double));
+    memcpy(st->v2, st->g, (size_t)nb * sizeof(double));
+    cblas_dtrsv(CblasColMajor, CblasUpper, CblasTrans, CblasNonUnit, nb, st->C, st->cap, st->v, 1);
+    cblas_dtrsv(CblasColMajor, CblasUpper, CblasTrans, CblasNonUnit, nb, st->C, st->cap, st->v2, 1);
+    if (var) {
+        double res = kxx - zz;
+        *var = (res > 0 ? res : 0) / st->mu + cblas_ddot(nb, st->v, 1, st->v, 1);
+    }
+    return cblas_ddot(nb, st->v, 1, st->v2, 1);
+}
+
+/* The member just appended at dictionary position pos joins the basis when
+ * it adds a direction: R gains column [z; rho], rho^2 = k(x,x) - ||z||^2;
+ * H and g get a zero coordinate (old data stay projected on the old span). */
+static void krr_append(struct rls_state *st, int pos, double kxx, double zz)
+{
+    double rho2 = kxx - zz;
+    if (!(rho2 > BASIS_TOL * kxx)) return;
+    int nb = st->nb, cap = st->cap;
+    double *rc = st->R + (size_t)nb * cap, *cc = st->C + (size_t)nb * cap;
+    memcpy(rc, st->z, (size_t)nb * sizeof(double));
+    rc[nb] = sqrt(rho2);
+    for (int i = 0; i < nb; i++) cc[i] = 0;
+    cc[nb] = sqrt(st->mu);
+    st->g[nb] = 0;
+    st->z[nb] = rc[nb]; /* the new point's own coordinate */
+    st->bid[nb] = st->id[pos];
+    st->bpos[nb] = pos;
+    st->nb = nb + 1;
+}
+
+/* H += z z^T as a rank-one update of C (C^T C = H + mu I); g += y z. */
+static void krr_learn(struct rls_state *st, double y)
+{
+    int nb = st->nb, cap = st->cap;
+    double *x = st->v;
+    memcpy(x, st->z, (size_t)nb * sizeof(double));
+    for (int k = 0; k < nb; k++) {
+        double *ck = st->C + (size_t)k * cap;
+        double ckk = ck[k], r = hypot(ckk, x[k]);
+        double c = r / ckk, s = x[k] / ckk;
+        ck[k] = r;
+        for (int j = k + 1; j < nb; j++) {
+            double *cj = &st->C[k + (size_t)j * cap];
+            *cj = (*cj + s * x[j]) / c;
+            x[j] = c * x[j] - s * *cj;
+        }
+    }
+    for (int k = 0; k < nb; k++) st->g[k] += y * st->z[k];
+    st->nobs++;
+}
+
+static void givens(double a, double b, double *c, double *s)
+{
+    double r = hypot(a, b);
+    if (r == 0) {
+        *c = 1;
+        *s = 0;
+    } else {
+        *c = a / r;
+        *s = b / r;
+    }
+}
+
+/* Drop basis coordinate j (5.1): with R~ = R minus column j = Q [R'; 0],
+ * the map to the new coordinates is T = [I 0] Q^T; apply the same
+ * rotations to g and to H + mu I = C^T C (as C G^T, re-triangularised). */
+static void krr_delete(struct rls_state *st, int j)
+{
+    int nb = st->nb, cap = st->cap;
+    double *R = st->R, *C = st->C, *g = st->g;
+    for (int k = j; k < nb - 1; k++)
+        memcpy(R + (size_t)k * cap, R + (size_t)(k + 1) * cap, (size_t)(k + 2) * sizeof(double));
+    for (int k = j; k < nb - 1; k++) {
+        double c, s;
+        givens(R[k + (size_t)k * cap], R[k + 1 + (size_t)k * cap], &c, &s);
+        for (int l = k; l < nb - 1; l++) {
+            double ra = R[k + (size_t)l * cap], rb = R[k + 1 + (size_t)l * cap];
+            R[k + (size_t)l * cap] = c * ra + s * rb;
+            R[k + 1 + (size_t)l * cap] = -s * ra + c * rb;
+        }
+        R[k + 1 + (size_t)k * cap] = 0;
+        double ga = g[k], gb = g[k + 1];
+        g[k] = c * ga + s * gb;
+        g[k + 1] = -s * ga + c * gb;
+        double *ck = C + (size_t)k * cap, *ck1 = C + (size_t)(k + 1) * cap;
+        ck[k + 1] = 0;
+        for (int i = 0; i <= k + 1; i++) {
+            double ca = ck[i], cb = ck1[i];
+            ck[i] = c * ca + s * cb;
+            ck1[i] = -s * ca + c * cb;
+        }
+        double c2, s2;
+        givens(ck[k], ck[k + 1], &c2, &s2);
+        for (int l = k; l < nb; l++) {
+            double *cl = C + (size_t)l * cap;
+            double a = cl[k], b = cl[k + 1];
+            cl[k] = c2 * a + s2 * b;
+            cl[k + 1] = -s2 * a + c2 * b;
+        }
+        ck[k + 1] = 0;
+    }
+    memmove(st->bid + j, st->bid + j + 1, (size_t)(nb - 1 - j) * sizeof(int64_t));
+    memmove(st->bpos + j, st->bpos + j + 1, (size_t)(nb - 1 - j) * sizeof(int32_t));
+    st->nb = nb - 1;
+}
+
+/* After a compaction: map basis ids to dictionary positions (both sorted by
+ * id) and drop the coordinates of evicted members, last first. */
+static void krr_sync_basis(struct rls_state *st)
+{
+    int pos = 0;
+    for (int k = 0; k < st->nb; k++) {
+        while (pos < st->m && st->id[pos] < st->bid[k]) pos++;
+        st->bpos[k] = (pos < st->m && st->id[pos] == st->bid[k]) ? pos : -1;
+    }
+    for (int k = st->nb - 1; k >= 0; k--)
+        if (st->bpos[k] < 0) krr_delete(st, k);
+}
+
+/* --------------------------------------------------------------- process */
+
+static int check_x(const struct rls_state *st, const struct ink_record *in, struct ink_err *err)
+{
+    if (!(in->flags & INK_HAS_X) || !in->x)
+        return ink_err_set(err, INK_EDIM, "rls_sketch: record has no x");
+    if ((int64_t)in->dim != st->d)
+        return ink_err_set(err, INK_EDIM, "rls_sketch: x has %u values, expected %d", in->dim,
+                           st->d);
+    for (int i = 0; i < st->d; i++)
+        if (!isfinite(in->x[i]))
+            return ink_err_set(err, INK_EINVAL, "rls_sketch: x[%d] is not finite", i);
+    return 0;
+}
+
+/* Append x with (p, q): K_DD, L (one new row: [s u^T, sqrt(s^2 res + gamma)],
+ * exact since u = L^{-1} S k_D(x)) and the KRR basis. */
+static void append(struct rls_state *st, const double *x, double kxx, double res, double zz,
+                   double p, int q)
+{
+    int m = st->m, cap = st->cap;
+    double sw = sqrt(q / (st->qbar * p));
+    memcpy(st->X + (size_t)m * st->d, x, (size_t)st->d * sizeof(double));
+    st->id[m] = st->t;
+    st->p[m] = p;
+    st->q[m] = q;
+    st->s[m] = sw;
+    for (int j = 0; j < m; j++) {
+        st->K[j + (size_t)m * cap] = st->kx[j];
+        st->K[m + (size_t)j * cap] = st->kx[j];
+        st->L[m + (size_t)j * cap] = sw * st->u[j];
+    }
+    st->K[m + (size_t)m * cap] = kxx;
+    st->L[m + (size_t)m * cap] = sqrt(sw * sw * res + st->gamma_eff);
+    st->kx[m] = kxx;
+    st->m = m + 1;
+    if (st->predict) krr_append(st, m, kxx, zz);
+}
+
+static int rls_process(void *state, const struct ink_record *in, const struct ink_emitter *out,
+                       struct ink_err *err)
+{
+    struct rls_state *st = state;
+    int rc = check_x(st, in, err);
+    if (rc) return rc;
+    bool learn = st->predict && (in->flags & INK_HAS_Y);
+    if (learn && !isfinite(in->y))
+        return ink_err_set(err, INK_EINVAL, "rls_sketch: y is not finite");
+
+    double kxx = kernel_row(st, in->x), zz = 0, yhat = 0;
+    if (st->predict) zz = krr_embed(st);
+    if (learn) yhat = krr_predict(st, kxx, zz, NULL); /* prequential: before learning y */
+
+    /* tau~ of the newest point, in the dictionary with s = 1 (1.5): c s/(s + gamma). */
+    double res = residual(st, kxx);
+    double tau = st->c_est * res / (res + st->gamma_eff);
+    st->dhat += tau;
+    double target = st->normalize ? tau / fmax(st->dhat, 1e-300) : tau;
+    target = fmin(target, 1.0);
+    double p = 1;
+    int q = st->qbar;
+    if (st->shrink) {
+        p = fmax(target, P_FLOOR);
+        q = binomial(&st->rng, st->qbar, target);
+    } else if (st->m >= st->m_max) {
+        q = 0; /* full, and nothing may be thinned */
+    }
+    int64_t id = st->t;
+    if (q > 0) append(st, in->x, kxx, res, zz, p, q);
+    if (learn) krr_learn(st, in->y);
+    st->t++;
+    st->since++;
+    if (st->since >= st->b || st->m > st->m_max) {
+        rc = reestimate(st);
+        if (rc) return ink_err_set(err, rc, "rls_sketch: eigen/Cholesky failure");
+    }
+
+    struct ink_record o;
+    ink_record_derive(&o, in);
+    ink_record_add_f64(&o, "tau", tau);
+    /* Accepted = in the dictionary after the step (a re-estimation right
+     * after the arrival may already have thinned it out; it is last). */
+    ink_record_add_bool(&o, "accepted", st->m > 0 && st->id[st->m - 1] == id);
+    ink_record_add_i64(&o, "dict", st->m);
+    ink_record_add_f64(&o, "deff", st->dhat);
+    ink_record_add_f64(&o, "gamma_eff", st->gamma_eff);
+    if (learn) ink_record_add_f64(&o, "yhat", yhat);
+    return ink_emit(out, &o);
+}
+
+/* ----------------------------------------------------------------- query */
+
+static int rls_query(void *state, const struct ink_record *req, const struct ink_emitter *out,
+                     struct ink_err *err)
+{
+    struct rls_state *st = state;
+    struct ink_record o;
+    ink_record_derive(&o, req);
+    if (ink_record_op_is(req, "tau") || ink_record_op_is(req, "predict")) {
+        int rc = check_x(st, req, err);
+        if (rc) return rc;
+        double kxx = kernel_row(st, req->x);
+        if (ink_record_op_is(req, "tau")) {
+            /* General formula (1.2): c/gamma (k(x,x) - a^T (A_s + gamma I)^{-1} a), the
+             * estimate of tau_{t,i} for a point of the stream; tau_new is the score x
+             * would get if it arrived now. */
+            double res = residual(st, kxx);
+            ink_record_add_f64(&o, "tau", st->c_est * res / st->gamma_eff);
+            ink_record_add_f64(&o, "tau_new", st->c_est * res / (res + st->gamma_eff));
+        } else {
+            if (!st->predict)
+                return ink_err_set(err, INK_ENOTSUP, "rls_sketch: predict is off for this node");
+            double var, zz = krr_embed(st);
+            double yhat = krr_predict(st, kxx, zz, &var);
+            ink_record_add_f64(&o, "yhat", yhat);
+            ink_record_add_f64(&o, "var", var);
+        }
+    } else if (ink_record_op_is(req, "deff")) {
+        ink_record_add_f64(&o, "deff", st->dhat);
+    } else if (ink_record_op_is(req, "dict")) {
+        for (int j = 0; j < st->m; j++) st->qi[j] = st->q[j];
+        ink_record_add_f64m(&o, "points", st->X, (uint32_t)st->d, (uint32_t)st->m);
+        ink_record_add_i64s(&o, "ids", st->id, (uint32_t)st->m);
+        ink_record_add_f64s(&o, "weights", st->s, (uint32_t)st->m);
+        ink_record_add_f64s(&o, "p", st->p, (uint32_t)st->m);
+        ink_record_add_i64s(&o, "q", st->qi, (uint32_t)st->m);
+        ink_record_add_i64(&o, "escalations", st->escalations);
+        ink_record_add_i64(&o, "reestimations", st->reestimations);
+    } else {
+        return ink_err_set(err, INK_ENOTSUP,
+                           "rls_sketch: unknown op '%.*s' (tau, predict, deff, dict)",
+                           (int)req->op_len, req->op ? req->op : "");
+    }
+    ink_record_add_i64(&o, "dict", st->m);
+    ink_record_add_f64(&o, "gamma_eff", st->gamma_eff);
+    ink_record_add_i64(&o, "n", st->t);
+    return ink_emit(out, &o);
+}
+
+static void rls_gauges(const void *state, struct ink_op_gauges *g)
+{
+    const struct rls_state *st = state;
+    g->dict = st->m;
+    g->deff = st->dhat;
+    g->gamma_eff = st->gamma_eff;
+}
+
+/* ------------------------------------------------------------ save/load */
+
+/* Leading n x n block of a cap-strided matrix, packed (scratch: U). */
+static const double *pack_block(const struct rls_state *st, const double *A, int n)
+{
+    for (int j = 0; j < n; j++)
+        memcpy(st->U + (size_t)j * n, A + (size_t)j * st->cap, (size_t)n * sizeof(double));
+    return st->U;
+}
+
+static void unpack_block(const struct rls_state *st, double *A, int n)
+{
+    for (int j = n - 1; j >= 0; j--)
+        memmove(A + (size_t)j * st->cap, st->U + (size_t)j * n, (size_t)n * sizeof(double));
+}
+
+static int rls_save(const void *state, msgpack_packer *pk)
+{
+    const struct rls_state *st = state;
+    int m = st->m, nb = st->nb;
+    msgpack_pack_map(pk, st->predict ? 28 : 21);
+    ink_pack_key(pk, "version");
+    msgpack_pack_int64(pk, STATE_VERSION);
+    ink_pack_key(pk, "dim");
+    msgpack_pack_int64(pk, st->d);
+    ink_pack_key(pk, "qbar");
+    msgpack_pack_int64(pk, st->qbar);
+    ink_pack_key(pk, "max_dict");
+    msgpack_pack_int64(pk, st->m_max);
+    ink_pack_key(pk, "batch");
+    msgpack_pack_int64(pk, st->b);
+    ink_pack_key(pk, "predict");
+    msgpack_pack_int64(pk, st->predict);
+    ink_pack_key(pk, "gamma");
+    msgpack_pack_double(pk, st->gamma);
+    ink_pack_key(pk, "gamma_eff");
+    msgpack_pack_double(pk, st->gamma_eff);
+    ink_pack_key(pk, "dhat");
+    msgpack_pack_double(pk, st->dhat);
+    ink_pack_key(pk, "t");
+    msgpack_pack_int64(pk, st->t);
+    ink_pack_key(pk, "escalations");
+    msgpack_pack_int64(pk, st->escalations);
+    ink_pack_key(pk, "reestimations");
+    msgpack_pack_int64(pk, st->reestimations);
+    ink_pack_key(pk, "m");
+    msgpack_pack_int64(pk, m);
+    ink_pack_key(pk, "since");
+    msgpack_pack_int64(pk, st->since);
+    ink_pack_key(pk, "rng");
+    ink_pack_rng(pk, &st->rng);
+    ink_pack_key(pk, "X");
+    ink_pack_f64s(pk, st->X, (size_t)m * st->d);
+    ink_pack_key(pk, "id");
+    ink_pack_i64s(pk, st->id, (size_t)m);
+    ink_pack_key(pk, "p");
+    ink_pack_f64s(pk, st->p, (size_t)m);
+    ink_pack_key(pk, "q");
+    ink_pack_i32s(pk, st->q, (size_t)m);
+    /* K_DD and L are stored, not recomputed: a restore continues bit for bit
+     * (5.2). U is scratch between records, so it can stage the packing. */
+    ink_pack_key(pk, "K");
+    ink_pack_f64s(pk, pack_block(st, st->K, m), (size_t)m * m);
+    ink_pack_key(pk, "L");
+    ink_pack_f64s(pk, pack_block(st, st->L, m), (size_t)m * m);
+    if (st->predict) {
+        ink_pack_key(pk, "nb");
+        msgpack_pack_int64(pk, nb);
+        ink_pack_key(pk, "nobs");
+        msgpack_pack_int64(pk, st->nobs);
+        ink_pack_key(pk, "bid");
+        ink_pack_i64s(pk, st->bid, (size_t)nb);
+        ink_pack_key(pk, "bpos");
+        ink_pack_i32s(pk, st->bpos, (size_t)nb);
+        ink_pack_key(pk, "R");
+        ink_pack_f64s(pk, pack_block(st, st->R, nb), (size_t)nb * nb);
+        ink_pack_key(pk, "C");
+        ink_pack_f64s(pk, pack_block(st, st->C, nb), (size_t)nb * nb);
+        ink_pack_key(pk, "g");
+        ink_pack_f64s(pk, st->g, (size_t)nb);
+    }
+    return 0;
+}
+
+static int expect_len(const msgpack_object *obj, const char *key, size_t elem, size_t n,
+                      struct ink_err *err)
+{
+    size_t got;
+    int rc = ink_state_len(obj, key, elem, &got, err);
+    if (rc) return rc;
+    if (got != n)
+        return ink_err_set(err, INK_ESTATE, "state: '%s' has %zu values, expected %zu", key, got,
+                           n);
+    return 0;
+}
+
+static int expect_i64(const msgpack_object *obj, const char *key, int64_t want, struct ink_err *err)
+{
+    int64_t v;
+    int rc = ink_state_i64(obj, key, &v, err);
+    if (rc) return rc;
+    if (v != want)
+        return ink_err_set(err, INK_ESTATE, "state: %s is %lld, this node has %lld", key,
+                           (long long)v, (long long)want);
+    return 0;
+}
+
+/* Everything is checked before anything is written: a refused state leaves
+ * the node as it was. */
+static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
+{
+    struct rls_state *st = state;
+    int64_t m, since, t, esc, nre, nb = 0, nobs = 0;
+    double gamma_eff, dhat, gamma;
+    struct ink_rng rng;
+    int rc;
+    if ((rc = expect_i64(obj, "version", STATE_VERSION, err)) ||
+        (rc = expect_i64(obj, "dim", st->d, err)) ||
+        (rc = expect_i64(obj, "qbar", st->qbar, err)) ||
+        (rc = expect_i64(obj, "max_dict", st->m_max, err)) ||
+        (rc = expect_i64(obj, "batch", st->b, err)) ||
+        (rc = expect_i64(obj, "predict", st->predict, err)) ||
+        (rc = ink_state_f64(obj, "gamma", &gamma, err)) ||
+        (rc = ink_state_f64(obj, "gamma_eff", &gamma_eff, err)) ||
+        (rc = ink_state_f64(obj, "dhat", &dhat, err)) || (rc = ink_state_i64(obj, "t", &t, err)) ||
+        (rc = ink_state_i64(obj, "escalations", &esc, err)) ||
+        (rc = ink_state_i64(obj, "reestimations", &nre, err)) ||
+        (rc = ink_state_i64(obj, "m", &m, err)) ||
+        (rc = ink_state_i64(obj, "since", &since, err)) ||
+        (rc = ink_state_rng(obj, "rng", &rng, err)))
+        return rc;
+    if (gamma != st->gamma)
+        return ink_err_set(err, INK_ESTATE, "state: gamma %g differs from the config's %g", gamma,
+                           st->gamma);
+    if (m < 0 || m > st->m_max || since < 0 || since >= st->b || t < 0 ||
+        !(gamma_eff >= st->gamma) || !isfinite(gamma_eff))
+        return ink_err_set(err, INK_ESTATE, "state: inconsistent sizes or gamma_eff");
+    size_t mm = (size_t)m;
+    if ((rc = expect_len(obj, "X", 8, mm * st->d, err)) ||
+        (rc = expect_len(obj, "id", 8, mm, err)) || (rc = expect_len(obj, "p", 8, mm, err)) ||
+        (rc = expect_len(obj, "q", 4, mm, err)) || (rc = expect_len(obj, "K", 8, mm * mm, err)) ||
+        (rc = expect_len(obj, "L", 8, mm * mm, err)))
+        return rc;
+    if (st->predict) {
+        if ((rc = ink_state_i64(obj, "nb", &nb, err)) ||
+            (rc = ink_state_i64(obj, "nobs", &nobs, err)))
+            return rc;
+        if (nb < 0 || nb > m) return ink_err_set(err, INK_ESTATE, "state: nb out of range");
+        size_t n = (size_t)nb;
+        if ((rc = expect_len(obj, "bid", 8, n, err)) || (rc = expect_len(obj, "bpos", 4, n, err)) ||
+            (rc = expect_len(obj, "R", 8, n * n, err)) ||
+            (rc = expect_len(obj, "C", 8, n * n, err)) || (rc = expect_len(obj, "g", 8, n, err)))
+            return rc;
+    }
+    /* Sizes are right; copy. Values are validated where a bad one could
+     * break an invariant (p in (0, 1], 1 <= q <= qbar, bpos in range). */
+    ink_state_f64s(obj, "p", st->tau, mm, err);
+    ink_state_i32s(obj, "q", (int32_t *)st->qi, mm, err);
+    for (size_t j = 0; j < mm; j++) {
+        int32_t qj = ((int32_t *)st->qi)[j];
+        if (!(st->tau[j] > 0 && st->tau[j] <= 1) || qj < 1 || qj > st->qbar)
+            return ink_err_set(err, INK_ESTATE, "state: member %zu has p or q out of range", j);
+    }
+    if (st->predict) {
+        int32_t *bpos = (int32_t *)st->isuppz;
+        ink_state_i32s(obj, "bpos", bpos, (size_t)nb, err);
+        for (int64_t k = 0; k < nb; k++)
+            if (bpos[k] < 0 || bpos[k] >= m)
+                return ink_err_set(err, INK_ESTATE, "state: basis position out of range");
+    }
+    memcpy(st->p, st->tau, mm * sizeof(double));
+    memcpy(st->q, st->qi, mm * sizeof(int32_t));
+    ink_state_f64s(obj, "X", st->X, mm * st->d, err);
+    ink_state_i64s(obj, "id", st->id, mm, err);
+    ink_state_f64s(obj, "K", st->U, mm * mm, err);
+    unpack_block(st, st->K, (int)m);
+    ink_state_f64s(obj, "L", st->U, mm * mm, err);
+    unpack_block(st, st->L, (int)m);
+    if (st->predict) {
+        size_t n = (size_t)nb;
+        ink_state_i64s(obj, "bid", st->bid, n, err);
+        memcpy(st->bpos, st->isuppz, n * sizeof(int32_t));
+        ink_state_f64s(obj, "R", st->U, n * n, err);
+        unpack_block(st, st->R, (int)nb);
+        ink_state_f64s(obj, "C", st->U, n * n, err);
+        unpack_block(st, st->C, (int)nb);
+        ink_state_f64s(obj, "g", st->g, n, err);
+        st->nb = (int)nb;
+        st->nobs = nobs;
+    }
+    st->m = (int)m;
+    st->since = (int)since;
+    st->t = t;
+    st->escalations = esc;
+    st->reestimations = nre;
+    st->gamma_eff = gamma_eff;
+    st->dhat = dhat;
+    st->rng = rng;
+    set_weights(st);
+    return 0;
+}
+
+const struct ink_op_vtable ink_op_rls_sketch = {
+    .name = "rls_sketch",
+    .summary = "ridge-leverage-score Nystrom sketch (SQUEAK / INK-Estimate) with online KRR",
+    .params = ink_rls_params,
+    .conf_size = sizeof(struct ink_rls_conf),
+    .state_size = sizeof(struct rls_state),
+    .check = rls_check,
+    .mem_bound = rls_mem_bound,
+    .init = rls_init,
+    .process = rls_process,
+    .query = rls_query,
+    .save = rls_save,
+    .load = rls_load,
+    .fini = rls_fini,
+    .gauges = rls_gauges,
+};

@@ -1,0 +1,36 @@
+/* rls_sketch: the conf struct its parameter table fills (tests and nodes
+ * built in code fill it directly). ALGORITHMS.md sections 1 and 5.1. */
+#ifndef INK_RLS_SKETCH_H
+#define INK_RLS_SKETCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../engine/op.h"
+#include "kernel.h"
+
+enum ink_rls_mode {
+    INK_RLS_SQUEAK = 0, /* unnormalised RLS (default) */
+    INK_RLS_INK = 1     /* INK-Estimate: scores normalised by the d_eff estimate */
+};
+
+struct ink_rls_conf {
+    struct ink_kernel_conf kernel;
+    int64_t dim;      /* length of x (required: buffers are sized at init) */
+    double gamma;     /* RLS regulariser (1.2) */
+    double eps;       /* accuracy; alpha = (1+eps)/(1-eps) */
+    double est_scale; /* estimator scale c_est (1.2); 0 = 1 - eps */
+    int64_t qbar;     /* copies per point (1.4) */
+    int64_t max_dict; /* hard cap m_max (1.7) */
+    int64_t batch;    /* arrivals between re-estimations of all members (1.5) */
+    int mode;         /* enum ink_rls_mode */
+    int64_t seed;     /* -1 = the seed the engine derives for the node */
+    bool predict;     /* Nystrom KRR (5.1) */
+    double mu;        /* KRR regulariser */
+    bool shrink;      /* false: keep every point with p = 1 (diagnostic, 1.8 T6) */
+};
+
+extern const struct ink_param ink_rls_params[];
+extern const struct ink_op_vtable ink_op_rls_sketch;
+
+#endif
