@@ -4,10 +4,12 @@
 #include "../engine/op.h"
 
 extern const struct ink_op_vtable ink_op_passthrough;
+extern const struct ink_op_vtable ink_op_bkb;
 extern const struct ink_op_vtable ink_op_rls_sketch;
 
 const struct ink_op_vtable *const ink_operators[] = {
     &ink_op_passthrough,
+    &ink_op_bkb,
     &ink_op_rls_sketch,
     NULL,
 };

@@ -1,0 +1,1660 @@
+/* bkb: budgeted kernelized bandit (BKB) and batched BKB (BBKB) over a fixed
+ * set of arms (ALGORITHMS.md sections 2 and 5.3).
+ *
+ * State: the posterior built at the last "rebuild" (resampled dictionary D,
+ * projection Nystrom embedding B, Cholesky factor L of G, weights w, and per
+ * arm mu, var, ucb), plus a hallucinated factor Lh = chol(G + sum_j h_j z_j
+ * z_j^T) over the arms that were handed out since (BBKB batch members) or are
+ * still waiting for their reward (service asks). Suggestions maximise
+ * mu + beta * sqrt(var_h) with the mean frozen, so concurrent workers are
+ * not sent the same arm and BBKB batches spread out.
+ *
+ * Driving it:
+ *  - process: a reward record (`arm`, or `x` equal to an arm, and `y`) is
+ *    learnt from, then the next suggestion is emitted (`arm`, `x`, `mu`,
+ *    `sigma`, `ucb`, `beta`, `dict`, `round`). The very first process call
+ *    emits the start suggestion (round 0) before anything else; a record
+ *    with neither `y`, `arm` nor `x` only asks for a suggestion. Streaming
+ *    suggestions are advisory: rewards for any arm are accepted.
+ *  - query (changes state, unlike other operators' queries):
+ *      {"op": "ask"}            one suggestion record, as above; the arm is
+ *                               pending until told and is not handed out
+ *                               again meanwhile (INK_ERANGE when every arm is
+ *                               pending: the runtime treats EAGAIN as fatal).
+ *      {"op": "ask", "n": k}    k arms at once (1 <= k <= 256), one record with
+ *                               array fields `arms`, `xs` (d x k), `mu`, `sigma`,
+ *                               `ucb` and scalars `beta`, `dict`, `round`
+ *                               (of the first); n: 0 = as many as the BBKB
+ *                               global rule allows (one for BKB).
+ *      {"op": "tell", "arm": i, "y": r}  (or "x") the reward of a pending arm;
+ *                               replies `pulls`, `dict`, `beta`, `round`.
+ *                               Unknown or not-pending arms: INK_EINVAL.
+ *      {"op": "predict", "arm": i}  read-only: posterior `mu`, `sigma`, `ucb`.
+ *  BKB rebuilds the posterior at every reward; BBKB only at a reward that
+ *  arrives once the current batch is closed (1 + sum var0 > ratio) and all
+ *  of its asked arms are told (or as many rewards came in as it had arms),
+ *  so the dictionary is resampled only at batch starts. The first `init`
+ *  suggestions are uniformly random among the arms not pending; before the
+ *  first reward, ties of the prior UCB are broken at random. State, pending
+ *  asks included, is saved and restored whole. See docs/bkb.md. */
+#include "bkb.h"
+
+#include <cblas.h>
+#include <ctype.h>
+#include <errno.h>
+#include <float.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../engine/rng.h"
+#include "../engine/state.h"
+
+#define BKB_MAX_ASK       256
+#define BKB_MAX_ARMS      100000000
+#define BKB_STATE_VERSION 1
+#define BKB_X_TOL         1e-9 /* an `x` names the arm whose coordinates match within this */
+
+/* pend[i] */
+enum { PEND_NONE = 0, PEND_OLD = 1, PEND_BATCH = 2 };
+
+static const char *const bkb_op_names = "ask, tell, predict";
+
+/* ---- parameters ---------------------------------------------------------------------- */
+
+#define GOFF(f) offsetof(struct ink_bkb_grid_conf, f)
+#define ROFF(f) offsetof(struct ink_bkb_random_conf, f)
+#define AOFF(f) offsetof(struct ink_bkb_arms_conf, f)
+#define BOFF(f) offsetof(struct ink_bkb_batch_conf, f)
+#define COFF(f) offsetof(struct ink_bkb_conf, f)
+
+static const struct ink_param grid_params[] = {
+    {.name = "lo",
+     .type = INK_P_F64_LIST,
+     .offset = GOFF(lo),
+     .len_min = 1,
+     .len_max = 64,
+     .flags = INK_PF_REQUIRED,
+     .help = "lower corner, one value per axis"},
+    {.name = "hi",
+     .type = INK_P_F64_LIST,
+     .offset = GOFF(hi),
+     .len_min = 1,
+     .len_max = 64,
+     .flags = INK_PF_REQUIRED,
+     .help = "upper corner, one value per axis"},
+    {.name = "n",
+     .type = INK_P_F64_LIST,
+     .offset = GOFF(n),
+     .def = "10",
+     .min = 1,
+     .max = 1e8,
+     .len_min = 1,
+     .len_max = 64,
+     .help = "points per axis: one value for all axes or one per axis"},
+    {0},
+};
+
+static const struct ink_param random_params[] = {
+    {.name = "n",
+     .type = INK_P_INT,
+     .offset = ROFF(n),
+     .min = 1,
+     .max = BKB_MAX_ARMS,
+     .flags = INK_PF_REQUIRED,
+     .help = "number of arms"},
+    {.name = "lo",
+     .type = INK_P_F64_LIST,
+     .offset = ROFF(lo),
+     .len_min = 1,
+     .len_max = 1024,
+     .flags = INK_PF_REQUIRED,
+     .help = "lower corner of the box, one value per axis"},
+    {.name = "hi",
+     .type = INK_P_F64_LIST,
+     .offset = ROFF(hi),
+     .len_min = 1,
+     .len_max = 1024,
+     .flags = INK_PF_REQUIRED,
+     .help = "upper corner of the box, one value per axis"},
+    {.name = "seed",
+     .type = INK_P_INT,
+     .offset = ROFF(seed),
+     .def = "1",
+     .min = 0,
+     .max = 9.2e18,
+     .help = "seed of the arm draw (independent of the operator's seed)"},
+    {0},
+};
+
+static const struct ink_param arms_params[] = {
+    {.name = "grid",
+     .type = INK_P_OBJECT,
+     .offset = AOFF(grid),
+     .sub = grid_params,
+     .help = "arms on a grid: {lo, hi, n}"},
+    {.name = "file",
+     .type = INK_P_STRING,
+     .offset = AOFF(file),
+     .help = "CSV file, one arm per row (a header row is skipped), relative to the config"},
+    {.name = "max_arms",
+     .type = INK_P_INT,
+     .offset = AOFF(max_arms),
+     .def = "100000",
+     .min = 1,
+     .max = BKB_MAX_ARMS,
+     .help = "file: most rows accepted (sizes the memory bound)"},
+    {.name = "max_dim",
+     .type = INK_P_INT,
+     .offset = AOFF(max_dim),
+     .def = "64",
+     .min = 1,
+     .max = 1024,
+     .help = "file: most columns accepted (sizes the memory bound)"},
+    {.name = "random",
+     .type = INK_P_OBJECT,
+     .offset = AOFF(random),
+     .sub = random_params,
+     .help = "random arms: {n, lo, hi, seed}"},
+    {0},
+};
+
+static const struct ink_param batch_params[] = {
+    {.name = "ratio",
+     .type = INK_P_DOUBLE,
+     .offset = BOFF(ratio),
+     .def = "2",
+     .min = 1e-12,
+     .max = 1e12,
+     .help = "C~: a batch closes when 1 + sum of its arms' batch-start variances exceeds it "
+             "(<= 1: sequential)"},
+    {0},
+};
+
+static const struct ink_param bkb_params[] = {
+    {.name = "arms",
+     .type = INK_P_OBJECT,
+     .offset = COFF(arms),
+     .sub = arms_params,
+     .flags = INK_PF_REQUIRED,
+     .help = "the candidate set: {grid: ...}, {file: ...} or {random: ...}"},
+    {.name = "kernel",
+     .type = INK_P_OBJECT,
+     .offset = COFF(kernel),
+     .sub = ink_kernel_params,
+     .help = "prior covariance (divided by lambda), e.g. {type: gaussian, sigma: 0.2}"},
+    {.name = "lambda",
+     .type = INK_P_DOUBLE,
+     .offset = COFF(lambda),
+     .def = "1",
+     .min = 1e-12,
+     .max = 1e12,
+     .help = "regularizer (heuristic: the noise variance)"},
+    {.name = "F",
+     .type = INK_P_DOUBLE,
+     .offset = COFF(F),
+     .def = "1",
+     .min = 0,
+     .max = 1e12,
+     .help = "bound on the RKHS norm of the reward function"},
+    {.name = "noise_var",
+     .type = INK_P_DOUBLE,
+     .offset = COFF(noise_var),
+     .def = "1",
+     .min = 0,
+     .max = 1e12,
+     .help = "noise variance proxy"},
+    {.name = "delta",
+     .type = INK_P_DOUBLE,
+     .offset = COFF(delta),
+     .def = "0.5",
+     .min = 1e-300,
+     .max = 0.999999,
+     .help = "confidence parameter of beta"},
+    {.name = "qbar",
+     .type = INK_P_DOUBLE,
+     .offset = COFF(qbar),
+     .def = "2",
+     .min = 1e-12,
+     .max = 1e300,
+     .help = "dictionary oversampling, 2..10 suggested (1, the reference default, over-explores: "
+             "tests/test_bkb.c)"},
+    {.name = "max_dict",
+     .type = INK_P_INT,
+     .offset = COFF(max_dict),
+     .def = "512",
+     .min = 1,
+     .max = 32768,
+     .help = "dictionary cap m_max (weighted subsampling above it)"},
+    {.name = "beta",
+     .type = INK_P_DOUBLE,
+     .offset = COFF(beta),
+     .def = "0",
+     .min = 0,
+     .max = 1e12,
+     .help = "fixed exploration factor on sigma; 0 = the reference formula"},
+    {.name = "batch",
+     .type = INK_P_OBJECT,
+     .offset = COFF(batch),
+     .sub = batch_params,
+     .help = "BBKB: {ratio: C} (absent: sequential BKB)"},
+    {.name = "seed",
+     .type = INK_P_INT,
+     .offset = COFF(seed),
+     .def = "-1",
+     .min = -1,
+     .max = 9.2e18,
+     .help = "RNG seed; -1 derives it from engine.seed and the node name"},
+    {.name = "init",
+     .type = INK_P_INT,
+     .offset = COFF(init),
+     .def = "2",
+     .min = 0,
+     .max = 1e9,
+     .help = "uniformly random arms played before the first UCB suggestion"},
+    {.name = "arm_block",
+     .type = INK_P_INT,
+     .offset = COFF(arm_block),
+     .def = "1024",
+     .min = 1,
+     .max = 1 << 20,
+     .help = "arms embedded per block"},
+    {.name = "max_memory",
+     .type = INK_P_SIZE,
+     .offset = COFF(max_memory),
+     .def = "1GiB",
+     .min = 1 << 16,
+     .max = 1e15,
+     .help = "memory budget; the arms' embedding is recomputed per block when it does not fit"},
+    {.name = "lazy",
+     .type = INK_P_BOOL,
+     .offset = COFF(lazy),
+     .def = "true",
+     .help = "lazy UCB refresh between batch picks (false: recompute every arm)"},
+    {0},
+};
+
+/* Number of points per axis k of a grid. */
+static int64_t grid_n(const struct ink_bkb_grid_conf *g, int k)
+{
+    if (g->n.n == 0) return 1;
+    double v = g->n.n == 1 ? g->n.v[0] : k < g->n.n ? g->n.v[k] : 1;
+    return v >= 1 && v <= BKB_MAX_ARMS ? (int64_t)v : 1;
+}
+
+static int bkb_check(const void *conf, struct ink_err *err)
+{
+    const struct ink_bkb_conf *c = conf;
+    const struct ink_bkb_arms_conf *a = &c->arms;
+    int given = a->grid.set + (a->file != NULL) + a->random.set;
+    if (given != 1)
+        return ink_err_set(err, INK_EINVAL,
+                           "arms: give exactly one of grid, file, random (%d given)", given);
+    if (a->grid.set) {
+        const struct ink_bkb_grid_conf *g = &a->grid;
+        if (g->lo.n != g->hi.n)
+            return ink_err_set(err, INK_EINVAL, "arms.grid: lo has %d values, hi %d", g->lo.n,
+                               g->hi.n);
+        if (g->n.n != 1 && g->n.n != g->lo.n)
+            return ink_err_set(err, INK_EINVAL, "arms.grid: n has %d values, expected 1 or %d",
+                               g->n.n, g->lo.n);
+        double total = 1;
+        for (int k = 0; k < g->lo.n; k++) {
+            double nk = g->n.n == 1 ? g->n.v[0] : g->n.v[k];
+            if (nk < 1 || nk != floor(nk))
+                return ink_err_set(err, INK_EINVAL, "arms.grid: n must be whole numbers >= 1");
+            if (!(g->lo.v[k] <= g->hi.v[k]))
+                return ink_err_set(err, INK_EINVAL, "arms.grid: lo[%d] = %g > hi[%d] = %g", k,
+                                   g->lo.v[k], k, g->hi.v[k]);
+            total *= nk;
+        }
+        if (total > BKB_MAX_ARMS)
+            return ink_err_set(err, INK_EINVAL, "arms.grid: %.0f arms, more than %d", total,
+                               BKB_MAX_ARMS);
+    }
+    if (a->random.set) {
+        const struct ink_bkb_random_conf *r = &a->random;
+        if (r->lo.n != r->hi.n)
+            return ink_err_set(err, INK_EINVAL, "arms.random: lo has %d values, hi %d", r->lo.n,
+                               r->hi.n);
+        for (int k = 0; k < r->lo.n; k++)
+            if (!(r->lo.v[k] <= r->hi.v[k]))
+                return ink_err_set(err, INK_EINVAL, "arms.random: lo[%d] > hi[%d]", k, k);
+        if (r->n < 1 || r->n > BKB_MAX_ARMS)
+            return ink_err_set(err, INK_EINVAL, "arms.random: n must be in [1, %d]", BKB_MAX_ARMS);
+    }
+    if (!(c->lambda > 0)) return ink_err_set(err, INK_EINVAL, "lambda must be > 0");
+    if (!(c->delta > 0 && c->delta < 1))
+        return ink_err_set(err, INK_EINVAL, "delta must be in (0, 1)");
+    if (!(c->qbar > 0)) return ink_err_set(err, INK_EINVAL, "qbar must be > 0");
+    if (c->max_dict < 1) return ink_err_set(err, INK_EINVAL, "max_dict must be >= 1");
+    if (c->arm_block < 1) return ink_err_set(err, INK_EINVAL, "arm_block must be >= 1");
+    if (c->batch.set && !(c->batch.ratio > 0))
+        return ink_err_set(err, INK_EINVAL, "batch.ratio must be > 0");
+    return 0;
+}
+
+/* ---- state --------------------------------------------------------------------------- */
+
+struct bkb {
+    struct ink_kernel kern;
+    double lambda, F, noise_var, delta, qbar, beta_fixed, ratio;
+    bool batch, lazy;
+    int64_t init_rand;
+    int A, d, mmax, blk;
+    bool storeZ;
+    uint64_t arms_hash;
+    size_t bytes;
+    void *arena;
+
+    /* per arm */
+    double *X;               /* d x A arm coordinates */
+    double *kdiag, *zn;      /* k(a, a), ||z(a)||^2 */
+    double *mu, *var, *ucb;  /* posterior of the last rebuild (2.4) */
+    double *var_h, *ucb_h;   /* hallucinated (2.6), upper bounds unless fresh[i] == gen */
+    double *ysum, *cand_key; /* reward sums; resampling keys */
+    int64_t *cnt;            /* pulls c_i */
+    int32_t *pend;           /* waiting for a reward: PEND_OLD or PEND_BATCH (this batch) */
+    int32_t *hcount;         /* hallucinated multiplicity */
+    int32_t *cand, *pulled;  /* scratch index list; arms with c_i > 0 in first-pull order */
+    uint32_t *fresh;
+    double *Z;        /* A x mr embedding (ld A) when storeZ */
+    double *Kc;       /* K(arms, D) columns (ld A) when storeZ: kept across rebuilds for the arms
+                         that stay in D, so only new dictionary arms cost kernel evaluations */
+    int32_t *slot_of; /* column of Kc holding arm i, or -1 (when storeZ) */
+
+    /* dictionary and posterior, O(mmax^2) */
+    int32_t *D;
+    int m, mr; /* |D|, rank m' of the embedding */
+    double *XD, *KDD, *U, *ev, *B, *L, *Lh, *w, *bvec, *r1;
+    double *work;
+    lapack_int *iwork, *isuppz;
+    lapack_int lwork, liwork;
+
+    /* blocks */
+    double *Xb, *Kb, *Zb, *kwork, *yb;
+
+    /* ask n replies */
+    int64_t *out_arms;
+    double *out_x, *out_mu, *out_sigma, *out_ucb;
+
+    /* counters */
+    int64_t t;                  /* rewards learnt */
+    int64_t round;              /* suggestions made */
+    int64_t npend;              /* arms asked through the service and not yet told */
+    int64_t bpend;              /* ... of which belong to the current BBKB batch */
+    int64_t nbatch, told_since; /* picks in the current batch; rewards since the rebuild */
+    int64_t npulled, cap_hits, empty_fixes;
+    double beta;
+    double logdet; /* BBKB: sum of log(1 + var0) over rewards (2.6 update step 1) */
+    double gsum;   /* BBKB global ratio 1 + sum of batch-start variances (2.6 step 6) */
+    uint32_t gen;
+    bool hall_ready, started;
+    struct ink_rng rng;
+};
+
+/* One allocation, carved the same way by mem_bound (base NULL) and init. */
+struct carve {
+    char *base;
+    size_t off;
+};
+
+static void *take(struct carve *c, size_t bytes)
+{
+    size_t o = (c->off + 63) & ~(size_t)63;
+    c->off = o + bytes;
+    return c->base ? c->base + o : NULL;
+}
+
+static void query_lwork(int n, lapack_int *lwork, lapack_int *liwork)
+{
+    double a = 0, wq = 0, ev = 0, z = 0;
+    lapack_int iq = 0, isz[2], nf = 0;
+    lapack_int info = LAPACKE_dsyevr_work(LAPACK_COL_MAJOR, 'V', 'A', 'L', n, &a, n, 0, 0, 0, 0,
+                                          0.0, &nf, &ev, &z, n, isz, &wq, -1, &iq, -1);
+    *lwork = info == 0 ? (lapack_int)wq : 26 * n;
+    *liwork = info == 0 ? iq : 10 * n;
+    if (*lwork < 26 * n) *lwork = 26 * n;
+    if (*liwork < 10 * n) *liwork = 10 * n;
+}
+
+static void layout(struct bkb *s, struct carve *c)
+{
+    size_t A = (size_t)s->A, d = (size_t)s->d, mm = (size_t)s->mmax, blk = (size_t)s->blk;
+    size_t D8 = sizeof(double);
+    s->X = take(c, A * d * D8);
+    s->kdiag = take(c, A * D8);
+    s->zn = take(c, A * D8);
+    s->mu = take(c, A * D8);
+    s->var = take(c, A * D8);
+    s->ucb = take(c, A * D8);
+    s->var_h = take(c, A * D8);
+    s->ucb_h = take(c, A * D8);
+    s->ysum = take(c, A * D8);
+    s->cand_key = take(c, A * D8);
+    s->cnt = take(c, A * sizeof(int64_t));
+    s->pend = take(c, A * sizeof(int32_t));
+    s->hcount = take(c, A * sizeof(int32_t));
+    s->cand = take(c, A * sizeof(int32_t));
+    s->pulled = take(c, A * sizeof(int32_t));
+    s->fresh = take(c, A * sizeof(uint32_t));
+    s->Z = s->storeZ ? take(c, A * mm * D8) : NULL;
+    s->Kc = s->storeZ ? take(c, A * mm * D8) : NULL;
+    s->slot_of = s->storeZ ? take(c, A * sizeof(int32_t)) : NULL;
+    s->D = take(c, mm * sizeof(int32_t));
+    s->XD = take(c, d * mm * D8);
+    s->KDD = take(c, mm * mm * D8);
+    s->U = take(c, mm * mm * D8);
+    s->ev = take(c, mm * D8);
+    s->B = take(c, mm * mm * D8);
+    s->L = take(c, mm * mm * D8);
+    s->Lh = take(c, mm * mm * D8);
+    s->w = take(c, mm * D8);
+    s->bvec = take(c, mm * D8);
+    s->r1 = take(c, mm * D8);
+    s->work = take(c, (size_t)s->lwork * D8);
+    s->iwork = take(c, (size_t)s->liwork * sizeof(lapack_int));
+    s->isuppz = take(c, 2 * mm * sizeof(lapack_int));
+    s->Xb = take(c, d * blk * D8);
+    s->Kb = take(c, blk * mm * D8);
+    s->Zb = take(c, blk * mm * D8);
+    s->kwork = take(c, ((blk > mm ? blk : mm) + mm) * D8); /* ink_kernel_block: na + nb */
+    s->yb = take(c, blk * D8);
+    s->out_arms = take(c, BKB_MAX_ASK * sizeof(int64_t));
+    s->out_x = take(c, BKB_MAX_ASK * d * D8);
+    s->out_mu = take(c, BKB_MAX_ASK * D8);
+    s->out_sigma = take(c, BKB_MAX_ASK * D8);
+    s->out_ucb = take(c, BKB_MAX_ASK * D8);
+}
+
+/* Sizes for A arms of dimension d; decides whether Z is stored. */
+static size_t plan(struct bkb *s, const struct ink_bkb_conf *c, int A, int d)
+{
+    if (A < 1) A = 1; /* an unchecked conf: sizes stay meaningful */
+    if (d < 1) d = 1;
+    s->A = A;
+    s->d = d;
+    s->mmax = (int)(c->max_dict < A ? c->max_dict : A);
+    s->blk = (int)(c->arm_block < A ? c->arm_block : A);
+    if (s->mmax < 1) s->mmax = 1;
+    if (s->blk < 1) s->blk = 1;
+    query_lwork(s->mmax, &s->lwork, &s->liwork);
+    struct carve cv = {0};
+    s->storeZ = true;
+    layout(s, &cv);
+    if (cv.off <= c->max_memory) return cv.off;
+    s->storeZ = false;
+    cv.off = 0;
+    layout(s, &cv);
+    return cv.off;
+}
+
+/* ---- arms ---------------------------------------------------------------------------- */
+
+static int arms_dims(const struct ink_bkb_arms_conf *a, int *A, int *d)
+{
+    if (a->grid.set) {
+        double n = 1; /* bounded by check(); clamped for an unchecked conf */
+        for (int k = 0; k < a->grid.lo.n; k++) n *= (double)grid_n(&a->grid, k);
+        *A = n > BKB_MAX_ARMS ? BKB_MAX_ARMS : (int)n;
+        *d = a->grid.lo.n;
+        return 0;
+    }
+    if (a->random.set) {
+        *A = (int)a->random.n;
+        *d = a->random.lo.n;
+        return 0;
+    }
+    return -1; /* file: known after reading */
+}
+
+static void arms_grid(const struct ink_bkb_grid_conf *g, double *X, int A, int d)
+{
+    for (int i = 0; i < A; i++) {
+        int64_t r = i;
+        for (int k = 0; k < d; k++) {
+            int64_t nk = grid_n(g, k), ik = r % nk;
+            r /= nk;
+            double lo = g->lo.v[k], hi = g->hi.v[k];
+            X[(size_t)i * d + k] = nk == 1 ? lo : lo + (hi - lo) * (double)ik / (double)(nk - 1);
+        }
+    }
+}
+
+static void arms_random(const struct ink_bkb_random_conf *rc, double *X, int A, int d)
+{
+    struct ink_rng r;
+    ink_rng_seed(&r, (uint64_t)rc->seed);
+    for (size_t i = 0; i < (size_t)A * d; i++) {
+        int k = (int)(i % (size_t)d);
+        X[i] = rc->lo.v[k] + (rc->hi.v[k] - rc->lo.v[k]) * ink_rng_uniform(&r);
+    }
+}
+
+/* Parse one CSV line of numbers into out (when non-NULL). Returns the number of
+ * fields, or -1 when a field is not a finite number. */
+static int csv_numbers(char *line, double *out, int cap)
+{
+    int n = 0;
+    char *p = line;
+    for (;;) {
+        while (*p == ' ' || *p == '\t') p++;
+        char *end;
+        errno = 0;
+        double v = strtod(p, &end);
+        if (end == p || errno == ERANGE || !isfinite(v)) return -1;
+        p = end;
+        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
+        if (out && n < cap) out[n] = v;
+        n++;
+        if (*p == '\0') return n;
+        if (*p != ',') return -1;
+        p++;
+    }
+}
+
+static int blank_or_comment(const char *line)
+{
+    while (isspace((unsigned char)*line)) line++;
+    return *line == '\0' || *line == '#';
+}
+
+/* Reads the arms file: pass 1 (X == NULL) counts rows and columns, pass 2 fills X. */
+static int arms_file(const char *path, double *X, int *A, int *d, int64_t max_arms, int64_t max_dim,
+                     struct ink_err *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return ink_err_set(err, INK_EIO, "arms.file: cannot open %s: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    int rows = 0, cols = X ? *d : -1, lineno = 0, rc = 0, first = 1;
+    while (getline(&line, &cap, f) >= 0) {
+        lineno++;
+        if (blank_or_comment(line)) continue;
+        if (X && rows == *A) break; /* the file grew since it was counted */
+        int n = csv_numbers(line, X ? X + (size_t)rows * cols : NULL, cols < 0 ? 0 : cols);
+        if (n < 0 && first) { /* header row */
+            first = 0;
+            continue;
+        }
+        first = 0;
+        if (n < 0) {
+            rc = ink_err_set(err, INK_EPARSE, "arms.file: %s:%d: not a row of numbers", path,
+                             lineno);
+            break;
+        }
+        if (cols < 0) cols = n;
+        if (n != cols) {
+            rc = ink_err_set(err, INK_EPARSE, "arms.file: %s:%d: %d columns, expected %d", path,
+                             lineno, n, cols);
+            break;
+        }
+        if (cols > max_dim) {
+            rc = ink_err_set(err, INK_EINVAL, "arms.file: %s: %d columns, more than max_dim %lld",
+                             path, cols, (long long)max_dim);
+            break;
+        }
+        if (++rows > max_arms) {
+            rc = ink_err_set(err, INK_EINVAL, "arms.file: %s: more than max_arms %lld rows", path,
+                             (long long)max_arms);
+            break;
+        }
+    }
+    free(line);
+    fclose(f);
+    if (rc) return rc;
+    if (rows == 0) return ink_err_set(err, INK_EINVAL, "arms.file: %s has no arms", path);
+    *A = rows;
+    *d = cols;
+    return 0;
+}
+
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+/* ---- embedding ----------------------------------------------------------------------- */
+
+/* z rows of arms i0 .. i0+nb-1; returns the block and its leading dimension. */
+static const double *embed_range(struct bkb *s, int i0, int nb, int *ld)
+{
+    if (s->storeZ) {
+        *ld = s->A;
+        return s->Z + i0;
+    }
+    *ld = s->blk;
+    if (s->mr == 0) return s->Zb;
+    ink_kernel_block(&s->kern, s->X + (size_t)i0 * s->d, nb, s->XD, s->m, s->Kb, s->blk, s->kwork);
+    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, nb, s->mr, s->m, 1.0, s->Kb, s->blk,
+                s->B, s->mmax, 0.0, s->Zb, s->blk);
+    return s->Zb;
+}
+
+/* z rows of the listed arms into Zb (ld blk), nb <= blk. */
+static void embed_rows(struct bkb *s, const int32_t *idx, int nb)
+{
+    if (s->mr == 0) return;
+    if (s->storeZ) {
+        for (int k = 0; k < s->mr; k++)
+            for (int r = 0; r < nb; r++)
+                s->Zb[r + (size_t)k * s->blk] = s->Z[idx[r] + (size_t)k * s->A];
+        return;
+    }
+    for (int r = 0; r < nb; r++)
+        memcpy(s->Xb + (size_t)r * s->d, s->X + (size_t)idx[r] * s->d, s->d * sizeof(double));
+    ink_kernel_block(&s->kern, s->Xb, nb, s->XD, s->m, s->Kb, s->blk, s->kwork);
+    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, nb, s->mr, s->m, 1.0, s->Kb, s->blk,
+                s->B, s->mmax, 0.0, s->Zb, s->blk);
+}
+
+/* Stores Z = K_{A,D} B when it fits (ALGORITHMS.md 2.5 step 5). */
+static void fill_Z(struct bkb *s)
+{
+    if (!s->storeZ || s->mr == 0) return;
+    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, s->A, s->mr, s->m, 1.0, s->Kc, s->A,
+                s->B, s->mmax, 0.0, s->Z, s->A);
+}
+
+/* Kc(:, j) = k(arms, arm a), in blocks of rows (kwork holds blk + 1 values). */
+static void kernel_column(struct bkb *s, int j, int32_t a)
+{
+    for (int i0 = 0; i0 < s->A; i0 += s->blk) {
+        int nb = s->A - i0 < s->blk ? s->A - i0 : s->blk;
+        ink_kernel_block(&s->kern, s->X + (size_t)i0 * s->d, nb, s->X + (size_t)a * s->d, 1,
+                         s->Kc + (size_t)j * s->A + i0, s->A, s->kwork);
+    }
+}
+
+/* The new dictionary cand[0..nc) becomes D, ordered by Kc column: arms that
+ * stay keep their column, new arms fill the freed ones (then the end), and the
+ * columns are compacted to 0..nc-1. Without Kc, D is cand as drawn. */
+static void set_dictionary(struct bkb *s, int nc)
+{
+    if (!s->storeZ) {
+        memcpy(s->D, s->cand, (size_t)nc * sizeof(int32_t));
+        s->m = nc;
+        return;
+    }
+    int mold = s->m, top = mold, nfree = 0;
+    int32_t *keep = s->hcount; /* scratch: rebuild() resets hcount right after */
+    for (int j = 0; j < nc; j++) keep[s->cand[j]] = -1;
+    lapack_int *freed = s->isuppz; /* scratch: 2 mmax entries, unused between eigensolves */
+    for (int j = 0; j < mold; j++) {
+        int32_t a = s->D[j];
+        if (keep[a] == -1) continue;
+        s->slot_of[a] = -1;
+        s->D[j] = -1;
+        freed[nfree++] = j;
+    }
+    int nf = 0;
+    for (int j = 0; j < nc; j++) {
+        int32_t a = s->cand[j];
+        keep[a] = 0;
+        if (s->slot_of[a] >= 0) continue;
+        int slot = nf < nfree ? freed[nf++] : top++;
+        s->slot_of[a] = slot;
+        s->D[slot] = a;
+        kernel_column(s, slot, a);
+    }
+    /* compact: move the last used columns into the holes below nc */
+    int hole = 0;
+    for (int j = nc; j < top; j++) {
+        if (s->D[j] < 0) continue;
+        while (s->D[hole] >= 0) hole++;
+        int32_t a = s->D[j];
+        memcpy(s->Kc + (size_t)hole * s->A, s->Kc + (size_t)j * s->A,
+               (size_t)s->A * sizeof(double));
+        s->D[hole] = a;
+        s->slot_of[a] = hole;
+        s->D[j] = -1;
+    }
+    s->m = nc;
+}
+
+static void gather_dict(struct bkb *s)
+{
+    for (int j = 0; j < s->m; j++)
+        memcpy(s->XD + (size_t)j * s->d, s->X + (size_t)s->D[j] * s->d, s->d * sizeof(double));
+}
+
+/* B = U_thin Lam_thin^{-1/2} from eigen(K_DD), eigenvalues <= lam_max m eps dropped
+ * (ALGORITHMS.md 2.4, 2.5 step 4). */
+static int embedding(struct bkb *s, struct ink_err *err)
+{
+    int m = s->m, mm = s->mmax;
+    s->mr = 0;
+    if (m == 0) return 0;
+    gather_dict(s);
+    ink_kernel_block(&s->kern, s->XD, m, s->XD, m, s->KDD, mm, s->kwork);
+    for (int j = 0; j < m; j++) s->KDD[j + (size_t)j * mm] = s->kdiag[s->D[j]];
+    lapack_int nf = 0;
+    lapack_int info =
+        LAPACKE_dsyevr_work(LAPACK_COL_MAJOR, 'V', 'A', 'L', m, s->KDD, mm, 0, 0, 0, 0, 0.0, &nf,
+                            s->ev, s->U, mm, s->isuppz, s->work, s->lwork, s->iwork, s->liwork);
+    if (info != 0) return ink_err_set(err, INK_ENUMERIC, "dsyevr failed (%d)", (int)info);
+    double lmax = s->ev[m - 1];
+    if (!(lmax > 0)) return 0;
+    double thr = lmax * m * DBL_EPSILON;
+    int k0 = 0;
+    while (k0 < m && !(s->ev[k0] > thr)) k0++;
+    s->mr = m - k0;
+    for (int j = 0; j < s->mr; j++) {
+        double sc = 1.0 / sqrt(s->ev[k0 + j]);
+        const double *u = s->U + (size_t)(k0 + j) * mm;
+        double *b = s->B + (size_t)j * mm;
+        for (int i = 0; i < m; i++) b[i] = u[i] * sc;
+    }
+    return 0;
+}
+
+/* ---- resampling (ALGORITHMS.md 2.4, 2.8) --------------------------------------------- */
+
+/* Min-heap on cand_key[0..n) with cand alongside. */
+static void heap_down(double *key, int32_t *idx, int n, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, sm = i;
+        if (l < n && key[l] < key[sm]) sm = l;
+        if (r < n && key[r] < key[sm]) sm = r;
+        if (sm == i) return;
+        double tk = key[i];
+        key[i] = key[sm];
+        key[sm] = tk;
+        int32_t ti = idx[i];
+        idx[i] = idx[sm];
+        idx[sm] = ti;
+        i = sm;
+    }
+}
+
+/* Each pulled arm enters D with p = min(1, qbar c_i var_i^old), var from
+ * before this update; above m_max keep m_max by Efraimidis-Spirakis keys
+ * log(u)/p (= log u^{1/p}). */
+static void resample(struct bkb *s)
+{
+    int nc = 0, ibest = -1;
+    double pbest = -1;
+    for (int i = 0; i < s->A; i++) {
+        if (s->cnt[i] == 0) continue;
+        double p = s->qbar * (double)s->cnt[i] * s->var[i];
+        if (!(p < 1)) p = 1;
+        if (!(p > 0)) p = 0;
+        double u = ink_rng_uniform(&s->rng);
+        if (p > pbest) {
+            pbest = p;
+            ibest = i;
+        }
+        if (u < p) {
+            double u2 = ink_rng_uniform(&s->rng);
+            s->cand[nc] = i;
+            s->cand_key[nc] = log(u2 > 0 ? u2 : DBL_MIN) / p;
+            nc++;
+        }
+    }
+    if (nc == 0 && ibest >= 0) { /* the reference asserts non-empty; keep the likeliest arm */
+        s->cand[nc] = ibest;
+        s->cand_key[nc] = 0;
+        nc = 1;
+        s->empty_fixes++;
+    }
+    if (nc > s->mmax) {
+        int k = s->mmax;
+        for (int i = k / 2 - 1; i >= 0; i--) heap_down(s->cand_key, s->cand, k, i);
+        for (int i = k; i < nc; i++) {
+            if (s->cand_key[i] > s->cand_key[0]) {
+                s->cand_key[0] = s->cand_key[i];
+                s->cand[0] = s->cand[i];
+                heap_down(s->cand_key, s->cand, k, 0);
+            }
+        }
+        nc = k;
+        s->cap_hits++;
+    }
+    set_dictionary(s, nc);
+}
+
+/* ---- posterior ----------------------------------------------------------------------- */
+
+/* var = max(0, kdiag - zn)/lambda + ||V row||^2 for a block V = Zr L^{-T} (in Zb). */
+static void block_var(struct bkb *s, const double *Lf, int i0, const int32_t *idx, int nb,
+                      double *var_out)
+{
+    int mr = s->mr, ld = s->blk;
+    if (mr > 0)
+        cblas_dtrsm(CblasColMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, nb, mr, 1.0,
+                    Lf, s->mmax, s->Zb, ld);
+    double *q = s->yb; /* column by column: the block is column-major */
+    for (int r = 0; r < nb; r++) q[r] = 0;
+    for (int k = 0; k < mr; k++) {
+        const double *col = s->Zb + (size_t)k * ld;
+        for (int r = 0; r < nb; r++) q[r] += col[r] * col[r];
+    }
+    for (int r = 0; r < nb; r++) {
+        int i = idx ? idx[r] : i0 + r;
+        double res = s->kdiag[i] - s->zn[i];
+        var_out[i] = (res > 0 ? res : 0) / s->lambda + q[r];
+    }
+}
+
+static double beta_formula(struct bkb *s)
+{
+    if (s->beta_fixed > 0) return s->beta_fixed;
+    double base = sqrt(s->lambda) * s->F, l1d = log(1 / s->delta);
+    if (s->batch) return base + sqrt(s->noise_var * (s->ratio * s->logdet + l1d));
+    double sum = 0;
+    for (int64_t p = 0; p < s->npulled; p++) {
+        int i = s->pulled[p];
+        sum += (double)s->cnt[i] * s->var[i];
+    }
+    /* log t with t >= 2 (ALGORITHMS.md 2.7: log 1 = 0 drops the information term) */
+    double lt = log(s->t < 2 ? 2.0 : (double)s->t);
+    return base + sqrt(s->noise_var * (sum * lt + l1d));
+}
+
+/* G = sum_i c_i z_i z_i^T + lambda I, L = chol(G), w = G^{-1} sum_i z_i ysum_i,
+ * then mu, var for every arm (ALGORITHMS.md 2.5 steps 6-8). */
+static int posterior(struct bkb *s, struct ink_err *err)
+{
+    int mr = s->mr, mm = s->mmax;
+    if (mr > 0) {
+        for (int k = 0; k < mr; k++) {
+            memset(s->L + (size_t)k * mm, 0, (size_t)mr * sizeof(double));
+            s->bvec[k] = 0;
+        }
+        for (int64_t p0 = 0; p0 < s->npulled; p0 += s->blk) {
+            int nb = (int)(s->npulled - p0 < s->blk ? s->npulled - p0 : s->blk);
+            const int32_t *idx = s->pulled + p0;
+            embed_rows(s, idx, nb);
+            for (int r = 0; r < nb; r++) s->yb[r] = s->ysum[idx[r]];
+            cblas_dgemv(CblasColMajor, CblasTrans, nb, mr, 1.0, s->Zb, s->blk, s->yb, 1, 1.0,
+                        s->bvec, 1);
+            for (int k = 0; k < mr; k++)
+                for (int r = 0; r < nb; r++)
+                    s->Zb[r + (size_t)k * s->blk] *= sqrt((double)s->cnt[idx[r]]);
+            cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, mr, nb, 1.0, s->Zb, s->blk, 1.0,
+                        s->L, mm);
+        }
+        for (int k = 0; k < mr; k++) s->L[k + (size_t)k * mm] += s->lambda;
+        lapack_int info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', mr, s->L, mm);
+        if (info != 0)
+            return ink_err_set(err, INK_ENUMERIC, "Cholesky of G failed (%d)", (int)info);
+        memcpy(s->w, s->bvec, (size_t)mr * sizeof(double));
+        LAPACKE_dpotrs_work(LAPACK_COL_MAJOR, 'L', mr, 1, s->L, mm, s->w, mm);
+    }
+    for (int i0 = 0; i0 < s->A; i0 += s->blk) {
+        int nb = s->A - i0 < s->blk ? s->A - i0 : s->blk, ld;
+        const double *Zr = embed_range(s, i0, nb, &ld);
+        double *zn = s->zn + i0, *mu = s->mu + i0;
+        for (int r = 0; r < nb; r++) zn[r] = mu[r] = 0;
+        for (int k = 0; k < mr; k++) {
+            const double *zc = Zr + (size_t)k * ld;
+            double wk = s->w[k];
+            for (int r = 0; r < nb; r++) {
+                zn[r] += zc[r] * zc[r];
+                mu[r] += zc[r] * wk;
+            }
+        }
+        if (Zr != s->Zb)
+            for (int k = 0; k < mr; k++)
+                memcpy(s->Zb + (size_t)k * s->blk, Zr + (size_t)k * ld, nb * sizeof(double));
+        block_var(s, s->L, i0, NULL, nb, s->var);
+    }
+    return 0;
+}
+
+static void set_ucb(struct bkb *s)
+{
+    for (int i = 0; i < s->A; i++) s->ucb[i] = s->mu[i] + s->beta * sqrt(s->var[i]);
+}
+
+/* Resample, embed, rebuild the posterior; the hallucination restarts from
+ * the arms still pending (ALGORITHMS.md 2.5 update, 2.6 update step 3). */
+static int rebuild(struct bkb *s, struct ink_err *err)
+{
+    resample(s);
+    int rc = embedding(s, err);
+    if (rc) return rc;
+    fill_Z(s);
+    rc = posterior(s, err);
+    if (rc) return rc;
+    s->beta = beta_formula(s);
+    set_ucb(s);
+    for (int i = 0; i < s->A; i++) {
+        s->hcount[i] = s->pend[i] ? 1 : 0;
+        if (s->pend[i]) s->pend[i] = PEND_OLD;
+    }
+    s->bpend = 0;
+    s->nbatch = s->told_since = 0;
+    s->gsum = 1;
+    s->hall_ready = false;
+    return 0;
+}
+
+/* ---- hallucination and picks (ALGORITHMS.md 2.6, 5.3) ---------------------------------- */
+
+/* L L^T + x x^T, lower factor in place (Givens form); x is destroyed. */
+static void chol_update(double *Lf, int ld, int n, double *x)
+{
+    for (int k = 0; k < n; k++) {
+        double lkk = Lf[k + (size_t)k * ld];
+        double r = hypot(lkk, x[k]);
+        double c = r / lkk, sn = x[k] / lkk;
+        Lf[k + (size_t)k * ld] = r;
+        double *col = Lf + (size_t)k * ld;
+        for (int i = k + 1; i < n; i++) {
+            col[i] = (col[i] + sn * x[i]) / c;
+            x[i] = c * x[i] - sn * col[i];
+        }
+    }
+}
+
+static void bump_gen(struct bkb *s)
+{
+    if (++s->gen == 0) {
+        memset(s->fresh, 0, (size_t)s->A * sizeof(uint32_t));
+        s->gen = 1;
+    }
+}
+
+/* Adds arm j (times h) to the hallucinated factor; every var_h becomes stale. */
+static void hallucinate(struct bkb *s, int32_t j, double h)
+{
+    if (s->mr > 0) {
+        embed_rows(s, &j, 1);
+        double sh = sqrt(h);
+        for (int k = 0; k < s->mr; k++) s->r1[k] = sh * s->Zb[(size_t)k * s->blk];
+        chol_update(s->Lh, s->mmax, s->mr, s->r1);
+    }
+    bump_gen(s);
+}
+
+static void ensure_hall(struct bkb *s)
+{
+    if (s->hall_ready) return;
+    for (int k = 0; k < s->mr; k++)
+        memcpy(s->Lh + (size_t)k * s->mmax, s->L + (size_t)k * s->mmax,
+               (size_t)s->mr * sizeof(double));
+    memcpy(s->var_h, s->var, (size_t)s->A * sizeof(double));
+    memcpy(s->ucb_h, s->ucb, (size_t)s->A * sizeof(double));
+    bump_gen(s);
+    for (int i = 0; i < s->A; i++) s->fresh[i] = s->gen;
+    for (int i = 0; i < s->A; i++)
+        if (s->hcount[i] > 0) hallucinate(s, i, s->hcount[i]);
+    s->hall_ready = true;
+}
+
+/* Recomputes var_h, ucb_h of the n arms listed with the hallucinated factor. */
+static void refresh(struct bkb *s, const int32_t *idx, int n)
+{
+    for (int p0 = 0; p0 < n; p0 += s->blk) {
+        int nb = n - p0 < s->blk ? n - p0 : s->blk;
+        embed_rows(s, idx + p0, nb);
+        block_var(s, s->Lh, 0, idx + p0, nb, s->var_h);
+        for (int r = 0; r < nb; r++) {
+            int i = idx[p0 + r];
+            s->ucb_h[i] = s->mu[i] + s->beta * sqrt(s->var_h[i]);
+            s->fresh[i] = s->gen;
+        }
+    }
+}
+
+static int argmax_free(const struct bkb *s)
+{
+    int j = -1;
+    for (int i = 0; i < s->A; i++)
+        if (!s->pend[i] && (j < 0 || s->ucb_h[i] > s->ucb_h[j])) j = i;
+    return j;
+}
+
+/* Exact argmax of the hallucinated UCB over arms not pending. Stale values are
+ * upper bounds (variances only shrink as points are added), so refreshing j
+ * and every stale arm whose bound reaches j's fresh value suffices. */
+static int pick_ucb(struct bkb *s)
+{
+    if (!s->lazy) {
+        int n = 0;
+        for (int i = 0; i < s->A; i++)
+            if (!s->pend[i] && s->fresh[i] != s->gen) s->cand[n++] = i;
+        refresh(s, s->cand, n);
+        return argmax_free(s);
+    }
+    for (;;) {
+        int j = argmax_free(s);
+        if (j < 0 || s->fresh[j] == s->gen) return j;
+        int32_t jj = j;
+        refresh(s, &jj, 1);
+        double thr = s->ucb_h[j];
+        int n = 0;
+        for (int i = 0; i < s->A; i++)
+            if (!s->pend[i] && s->fresh[i] != s->gen && s->ucb_h[i] >= thr) s->cand[n++] = i;
+        refresh(s, s->cand, n);
+    }
+}
+
+static int pick_random(struct bkb *s)
+{
+    int j = (int)(ink_rng_uniform(&s->rng) * s->A);
+    if (j >= s->A) j = s->A - 1;
+    for (int k = 0; k < s->A; k++, j = (j + 1) % s->A)
+        if (!s->pend[j]) break;
+    if (s->fresh[j] != s->gen) {
+        int32_t jj = j;
+        refresh(s, &jj, 1);
+    }
+    return j;
+}
+
+static bool batch_closed(const struct bkb *s)
+{
+    return s->gsum > s->ratio;
+}
+
+/* Before the first reward the embedding is empty: var_h = var for every arm
+ * and hallucinated points change nothing, so for a stationary kernel every
+ * arm ties. Ties are then broken uniformly at random (not by the smallest
+ * index, ALGORITHMS.md 2.5) so that parallel workers spread out. */
+static int pick_prior(struct bkb *s)
+{
+    double best = -INFINITY;
+    int nt = 0;
+    for (int i = 0; i < s->A; i++) {
+        if (s->pend[i]) continue;
+        if (s->ucb[i] > best) best = s->ucb[i], nt = 0;
+        if (s->ucb[i] == best) s->cand[nt++] = i;
+    }
+    int k = (int)(ink_rng_uniform(&s->rng) * nt);
+    int j = s->cand[k < nt ? k : nt - 1];
+    s->var_h[j] = s->var[j];
+    s->ucb_h[j] = s->ucb[j];
+    s->fresh[j] = s->gen;
+    return j;
+}
+
+struct pick {
+    int arm;
+    double mu, sigma, ucb;
+    int64_t round;
+};
+
+/* Next arm: random while fewer than `init` arms were played or are pending,
+ * then the hallucinated UCB argmax; the arm joins the hallucination. Returns
+ * -1 when every arm is pending. */
+static int pick_next(struct bkb *s, struct pick *pk)
+{
+    if (s->npend >= s->A) return -1;
+    ensure_hall(s);
+    if (!batch_closed(s)) s->nbatch++;
+    int j = s->t + s->npend < s->init_rand ? pick_random(s)
+            : s->mr == 0                   ? pick_prior(s)
+                                           : pick_ucb(s);
+    pk->arm = j;
+    pk->mu = s->mu[j];
+    pk->sigma = sqrt(s->var_h[j]);
+    pk->ucb = s->ucb_h[j];
+    pk->round = s->round++;
+    s->hcount[j]++;
+    s->gsum += s->var[j]; /* BBKB global rule: batch-start variance (2.6 step 6) */
+    hallucinate(s, j, 1.0);
+    return 0;
+}
+
+/* Learns one reward. BKB rebuilds now; BBKB once its batch is closed and none
+ * of the batch's arms is still waiting for its reward, or as many rewards as
+ * the batch had arms came in (a worker that never reports cannot stall the
+ * model). Arms still pending then are carried into the next batch as
+ * hallucinated points. */
+static int apply_reward(struct bkb *s, int j, double y, struct ink_err *err)
+{
+    if (s->cnt[j] == 0) s->pulled[s->npulled++] = j;
+    s->cnt[j]++;
+    s->ysum[j] += y;
+    s->t++;
+    if (s->batch) s->logdet += log1p(s->var[j]); /* 2.6 update step 1, batch-start var */
+    s->told_since++;
+    if (!s->batch) return rebuild(s, err);
+    if (batch_closed(s) && (s->bpend == 0 || s->told_since >= s->nbatch)) return rebuild(s, err);
+    return 0;
+}
+
+/* ---- records ------------------------------------------------------------------------- */
+
+static int find_arm(const struct bkb *s, const struct ink_record *r, int *j, struct ink_err *err)
+{
+    if (r->flags & INK_HAS_ARM) {
+        if (r->arm < 0 || r->arm >= s->A)
+            return ink_err_set(err, INK_EINVAL, "arm %lld out of range [0, %d)", (long long)r->arm,
+                               s->A);
+        *j = (int)r->arm;
+        return 0;
+    }
+    if (r->flags & INK_HAS_X) {
+        if ((int)r->dim != s->d)
+            return ink_err_set(err, INK_EDIM, "x has %u values, the arms have %d", r->dim, s->d);
+        for (int i = 0; i < s->A; i++) {
+            const double *a = s->X + (size_t)i * s->d;
+            int k = 0;
+            while (k < s->d && fabs(a[k] - r->x[k]) <= BKB_X_TOL * (1 + fabs(a[k]))) k++;
+            if (k == s->d) {
+                *j = i;
+                return 0;
+            }
+        }
+        return ink_err_set(err, INK_EINVAL, "x is not one of the %d arms", s->A);
+    }
+    return ink_err_set(err, INK_EINVAL, "the record names no arm (give `arm` or `x`)");
+}
+
+static int check_y(const struct ink_record *r, struct ink_err *err)
+{
+    if (!(r->flags & INK_HAS_Y)) return ink_err_set(err, INK_EINVAL, "a reward needs `y`");
+    if (!isfinite(r->y)) return ink_err_set(err, INK_EINVAL, "y is not finite");
+    return 0;
+}
+
+static void add_common(const struct bkb *s, struct ink_record *r, int64_t round)
+{
+    ink_record_add_f64(r, "beta", s->beta);
+    ink_record_add_i64(r, "dict", s->m);
+    ink_record_add_i64(r, "round", round);
+}
+
+static int emit_pick(struct bkb *s, const struct ink_record *in, const struct pick *pk,
+                     const struct ink_emitter *out)
+{
+    struct ink_record r;
+    ink_record_derive(&r, in);
+    r.flags &= ~(uint32_t)INK_HAS_Y;
+    r.flags |= INK_HAS_ARM | INK_HAS_X;
+    r.arm = pk->arm;
+    r.x = s->X + (size_t)pk->arm * s->d;
+    r.dim = (uint32_t)s->d;
+    ink_record_add_f64(&r, "mu", pk->mu);
+    ink_record_add_f64(&r, "sigma", pk->sigma);
+    ink_record_add_f64(&r, "ucb", pk->ucb);
+    add_common(s, &r, pk->round);
+    return ink_emit(out, &r);
+}
+
+static int suggest(struct bkb *s, const struct ink_record *in, const struct ink_emitter *out,
+                   struct ink_err *err)
+{
+    struct pick pk;
+    if (pick_next(s, &pk) < 0)
+        return ink_err_set(err, INK_ERANGE, "every arm is waiting for its reward");
+    return emit_pick(s, in, &pk, out);
+}
+
+static int bkb_process(void *state, const struct ink_record *in, const struct ink_emitter *out,
+                       struct ink_err *err)
+{
+    struct bkb *s = state;
+    bool kick = !(in->flags & (INK_HAS_Y | INK_HAS_ARM | INK_HAS_X));
+    int j = -1, rc;
+    if (!kick) {
+        if ((rc = check_y(in, err)) || (rc = find_arm(s, in, &j, err))) return rc;
+    }
+    if (!s->started) {
+        s->started = true;
+        rc = suggest(s, in, out, err);
+        if (rc || kick) return rc;
+    } else if (kick) {
+        return suggest(s, in, out, err);
+    }
+    if ((rc = apply_reward(s, j, in->y, err))) return rc;
+    return suggest(s, in, out, err);
+}
+
+/* A service pick: the arm waits for its reward; it belongs to the current
+ * BBKB batch unless that batch was already closed. */
+static int pick_pending(struct bkb *s, struct pick *pk)
+{
+    bool in_batch = s->batch && !batch_closed(s);
+    if (pick_next(s, pk) < 0) return -1;
+    s->pend[pk->arm] = in_batch ? PEND_BATCH : PEND_OLD;
+    s->npend++;
+    if (in_batch) s->bpend++;
+    return 0;
+}
+
+static int ask(struct bkb *s, const struct ink_record *req, const struct ink_emitter *out,
+               struct ink_err *err)
+{
+    int64_t n = 1;
+    int has_n = ink_record_extra_i64(req, "n", &n);
+    if (has_n < 0) return ink_err_set(err, INK_EINVAL, "ask: n must be an integer");
+    if (!has_n) {
+        struct pick pk;
+        if (pick_pending(s, &pk) < 0)
+            return ink_err_set(err, INK_ERANGE, "every arm is waiting for its reward");
+        return emit_pick(s, req, &pk, out);
+    }
+    int64_t nfree = s->A - s->npend;
+    if (n < 0 || n > BKB_MAX_ASK)
+        return ink_err_set(err, INK_EINVAL, "ask: n = %lld, expected 0 .. %d", (long long)n,
+                           BKB_MAX_ASK);
+    if (nfree == 0) return ink_err_set(err, INK_ERANGE, "every arm is waiting for its reward");
+    if (n > nfree)
+        return ink_err_set(err, INK_EINVAL, "ask: n = %lld but only %lld arms are free",
+                           (long long)n, (long long)nfree);
+    bool automatic = n == 0;
+    int k = 0;
+    int64_t round0 = s->round;
+    for (;;) {
+        struct pick pk;
+        if (pick_pending(s, &pk) < 0) break;
+        s->out_arms[k] = pk.arm;
+        memcpy(s->out_x + (size_t)k * s->d, s->X + (size_t)pk.arm * s->d, s->d * sizeof(double));
+        s->out_mu[k] = pk.mu;
+        s->out_sigma[k] = pk.sigma;
+        s->out_ucb[k] = pk.ucb;
+        k++;
+        if (!automatic && k == n) break;
+        if (automatic && (!s->batch || batch_closed(s) || k == BKB_MAX_ASK)) break;
+    }
+    struct ink_record r;
+    ink_record_derive(&r, req);
+    r.flags &= ~(uint32_t)(INK_HAS_Y | INK_HAS_ARM | INK_HAS_X);
+    r.dim = 0;
+    r.x = NULL;
+    ink_record_add_i64s(&r, "arms", s->out_arms, (uint32_t)k);
+    ink_record_add_f64m(&r, "xs", s->out_x, (uint32_t)s->d, (uint32_t)k);
+    ink_record_add_f64s(&r, "mu", s->out_mu, (uint32_t)k);
+    ink_record_add_f64s(&r, "sigma", s->out_sigma, (uint32_t)k);
+    ink_record_add_f64s(&r, "ucb", s->out_ucb, (uint32_t)k);
+    add_common(s, &r, round0);
+    return ink_emit(out, &r);
+}
+
+static int tell(struct bkb *s, const struct ink_record *req, const struct ink_emitter *out,
+                struct ink_err *err)
+{
+    int j, rc;
+    if ((rc = check_y(req, err)) || (rc = find_arm(s, req, &j, err))) return rc;
+    if (!s->pend[j])
+        return ink_err_set(err, INK_EINVAL,
+                           "tell: arm %d is not waiting for a reward (never asked, or "
+                           "already told)",
+                           j);
+    if (s->pend[j] == PEND_BATCH) s->bpend--;
+    s->pend[j] = PEND_NONE;
+    s->npend--;
+    if ((rc = apply_reward(s, j, req->y, err))) return rc;
+    struct ink_record r;
+    ink_record_derive(&r, req);
+    ink_record_add_i64(&r, "pulls", s->t);
+    add_common(s, &r, s->round);
+    return ink_emit(out, &r);
+}
+
+static int predict(struct bkb *s, const struct ink_record *req, const struct ink_emitter *out,
+                   struct ink_err *err)
+{
+    int j, rc;
+    if ((rc = find_arm(s, req, &j, err))) return rc;
+    struct ink_record r;
+    ink_record_derive(&r, req);
+    double sig = sqrt(s->var[j]);
+    ink_record_add_f64(&r, "mu", s->mu[j]);
+    ink_record_add_f64(&r, "sigma", sig);
+    ink_record_add_f64(&r, "ucb", s->mu[j] + s->beta * sig);
+    add_common(s, &r, s->round);
+    return ink_emit(out, &r);
+}
+
+static int bkb_query(void *state, const struct ink_record *req, const struct ink_emitter *out,
+                     struct ink_err *err)
+{
+    struct bkb *s = state;
+    if (ink_record_op_is(req, "ask")) return ask(s, req, out, err);
+    if (ink_record_op_is(req, "tell")) return tell(s, req, out, err);
+    if (ink_record_op_is(req, "predict")) return predict(s, req, out, err);
+    if (!(req->flags & INK_HAS_OP))
+        return ink_err_set(err, INK_EINVAL, "a request needs `op` (%s)", bkb_op_names);
+    return ink_err_set(err, INK_ENOTSUP, "unknown op '%.*s' (bkb knows %s)",
+                       (int)(req->op_len > 64 ? 64 : req->op_len), req->op, bkb_op_names);
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------- */
+
+static size_t bkb_mem_bound(const void *conf)
+{
+    const struct ink_bkb_conf *c = conf;
+    struct bkb s = {0};
+    int A, d;
+    if (arms_dims(&c->arms, &A, &d) == 0) return plan(&s, c, A, d) + 64; /* + arena alignment */
+    /* file: sized by max_arms x max_dim; init never exceeds max_memory */
+    size_t b = plan(&s, c, (int)c->arms.max_arms, (int)c->arms.max_dim);
+    struct carve cv = {0};
+    s.storeZ = true;
+    layout(&s, &cv);
+    size_t hi = cv.off < c->max_memory ? cv.off : (b > c->max_memory ? b : c->max_memory);
+    return hi + 64;
+}
+
+static void bkb_fini(void *state)
+{
+    struct bkb *s = state;
+    free(s->arena);
+    s->arena = NULL;
+}
+
+static int resolve_path(const char *base, const char *file, char *out, size_t cap)
+{
+    int n = (file[0] == '/' || !base || !base[0]) ? snprintf(out, cap, "%s", file)
+                                                  : snprintf(out, cap, "%s/%s", base, file);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini,
+                    struct ink_err *err)
+{
+    struct bkb *s = state;
+    const struct ink_bkb_conf *c = conf;
+    int rc = bkb_check(c, err);
+    if (rc) return rc;
+    int A = 0, d = 0;
+    char path[4096];
+    bool from_file = arms_dims(&c->arms, &A, &d) != 0;
+    if (from_file) {
+        if (resolve_path(ini ? ini->base_dir : NULL, c->arms.file, path, sizeof path))
+            return ink_err_set(err, INK_EINVAL, "arms.file: path too long");
+        if ((rc = arms_file(path, NULL, &A, &d, c->arms.max_arms, c->arms.max_dim, err))) return rc;
+    }
+    if ((rc = ink_kernel_init(&s->kern, &c->kernel, d, err))) return rc;
+    s->lambda = c->lambda;
+    s->F = c->F;
+    s->noise_var = c->noise_var;
+    s->delta = c->delta;
+    s->qbar = c->qbar;
+    s->beta_fixed = c->beta;
+    s->batch = c->batch.set;
+    s->ratio = c->batch.set ? c->batch.ratio : 0;
+    s->lazy = c->lazy;
+    s->init_rand = c->init;
+    size_t bytes = plan(s, c, A, d);
+    if (bytes > c->max_memory)
+        return ink_err_set(err, INK_ENOMEM, "needs %zu bytes, max_memory is %llu", bytes,
+                           (unsigned long long)c->max_memory);
+    s->arena = calloc(1, bytes + 64);
+    if (!s->arena) return ink_err_set(err, INK_ENOMEM, "cannot allocate %zu bytes", bytes);
+    s->bytes = bytes;
+    struct carve cv = {(char *)(((uintptr_t)s->arena + 63) & ~(uintptr_t)63), 0};
+    layout(s, &cv);
+    if (c->arms.grid.set)
+        arms_grid(&c->arms.grid, s->X, A, d);
+    else if (c->arms.random.set)
+        arms_random(&c->arms.random, s->X, A, d);
+    else if ((rc = arms_file(path, s->X, &A, &d, c->arms.max_arms, c->arms.max_dim, err))) {
+        bkb_fini(s);
+        return rc;
+    }
+    uint64_t h = hash_bytes(1469598103934665603ULL, &s->A, sizeof s->A);
+    h = hash_bytes(h, &s->d, sizeof s->d);
+    s->arms_hash = hash_bytes(h, s->X, (size_t)A * d * sizeof(double));
+    ink_kernel_diag(&s->kern, s->X, A, s->kdiag);
+    if (s->storeZ)
+        for (int i = 0; i < A; i++) s->slot_of[i] = -1;
+    uint64_t seed = c->seed >= 0 ? (uint64_t)c->seed : (ini ? ini->seed : 0);
+    ink_rng_seed(&s->rng, seed);
+    /* Prior: D empty, mu = 0, var = kdiag / lambda (ALGORITHMS.md 2.11). */
+    s->m = s->mr = 0;
+    if ((rc = posterior(s, err))) {
+        bkb_fini(s);
+        return rc;
+    }
+    s->beta = beta_formula(s);
+    set_ucb(s);
+    s->gsum = 1;
+    return 0;
+}
+
+/* ---- save / load --------------------------------------------------------------------- */
+
+static int bkb_save(const void *state, msgpack_packer *pk)
+{
+    const struct bkb *s = state;
+    size_t A = (size_t)s->A, blk = (size_t)s->mmax * s->mr;
+    msgpack_pack_map(pk, 37);
+#define PI64(k, v) (ink_pack_key(pk, k), msgpack_pack_int64(pk, (int64_t)(v)))
+#define PF64(k, v) (ink_pack_key(pk, k), msgpack_pack_double(pk, (v)))
+    PI64("version", BKB_STATE_VERSION);
+    PI64("A", s->A);
+    PI64("d", s->d);
+    PI64("mmax", s->mmax);
+    ink_pack_key(pk, "arms_hash");
+    msgpack_pack_uint64(pk, s->arms_hash);
+    PI64("t", s->t);
+    PI64("round", s->round);
+    PI64("npend", s->npend);
+    PI64("bpend", s->bpend);
+    PI64("nbatch", s->nbatch);
+    PI64("told_since", s->told_since);
+    PI64("npulled", s->npulled);
+    PI64("cap_hits", s->cap_hits);
+    PI64("empty_fixes", s->empty_fixes);
+    PI64("m", s->m);
+    PI64("mr", s->mr);
+    PI64("gen", s->gen);
+    PI64("flags", (s->hall_ready ? 1 : 0) | (s->started ? 2 : 0));
+    PF64("beta", s->beta);
+    PF64("logdet", s->logdet);
+    PF64("gsum", s->gsum);
+    ink_pack_key(pk, "rng");
+    ink_pack_rng(pk, &s->rng);
+    ink_pack_key(pk, "cnt");
+    ink_pack_i64s(pk, s->cnt, A);
+    ink_pack_key(pk, "ysum");
+    ink_pack_f64s(pk, s->ysum, A);
+    ink_pack_key(pk, "pend");
+    ink_pack_i32s(pk, s->pend, A);
+    ink_pack_key(pk, "hcount");
+    ink_pack_i32s(pk, s->hcount, A);
+    ink_pack_key(pk, "fresh");
+    ink_pack_i32s(pk, (const int32_t *)s->fresh, A);
+    ink_pack_key(pk, "pulled");
+    ink_pack_i32s(pk, s->pulled, (size_t)s->npulled);
+    ink_pack_key(pk, "D");
+    ink_pack_i32s(pk, s->D, (size_t)s->m);
+    /* first mr columns (ld mmax) are contiguous */
+    ink_pack_key(pk, "B");
+    ink_pack_f64s(pk, s->B, blk);
+    ink_pack_key(pk, "L");
+    ink_pack_f64s(pk, s->L, blk);
+    ink_pack_key(pk, "Lh");
+    ink_pack_f64s(pk, s->Lh, blk);
+    ink_pack_key(pk, "w");
+    ink_pack_f64s(pk, s->w, (size_t)s->mr);
+    ink_pack_key(pk, "zn");
+    ink_pack_f64s(pk, s->zn, A);
+    ink_pack_key(pk, "mu");
+    ink_pack_f64s(pk, s->mu, A);
+    ink_pack_key(pk, "var");
+    ink_pack_f64s(pk, s->var, A);
+    ink_pack_key(pk, "var_h");
+    ink_pack_f64s(pk, s->var_h, A);
+    /* ucb and ucb_h follow from mu, var, var_h, beta bit-exactly, but are cheap */
+#undef PI64
+#undef PF64
+    return 0;
+}
+
+static int get_i64(const msgpack_object *o, const char *k, int64_t lo, int64_t hi, int64_t *v,
+                   struct ink_err *err)
+{
+    int rc = ink_state_i64(o, k, v, err);
+    if (rc) return rc;
+    if (*v < lo || *v > hi)
+        return ink_err_set(err, INK_ESTATE, "state: %s = %lld out of range", k, (long long)*v);
+    return 0;
+}
+
+/* n int32 values of a stored array, each in [lo, hi]; D must not repeat an arm
+ * (a quadratic scan, m <= max_dict). */
+static int check_i32s(const msgpack_object *obj, const char *key, int64_t n, int64_t lo, int64_t hi,
+                      struct ink_err *err)
+{
+    const msgpack_object *o;
+    int rc = ink_state_get(obj, key, &o, err);
+    if (rc) return rc;
+    if (o->type != MSGPACK_OBJECT_BIN || o->via.bin.size != (uint64_t)n * 4)
+        return ink_err_set(err, INK_ESTATE, "state: %s is not %lld int32 values", key,
+                           (long long)n);
+    const char *p = o->via.bin.ptr;
+    bool distinct = strcmp(key, "D") == 0;
+    for (int64_t i = 0; i < n; i++) {
+        int32_t v;
+        memcpy(&v, p + 4 * i, 4);
+        if (v < lo || v > hi)
+            return ink_err_set(err, INK_ESTATE, "state: %s[%lld] = %d out of range", key,
+                               (long long)i, (int)v);
+        for (int64_t j = 0; distinct && j < i; j++) {
+            int32_t u;
+            memcpy(&u, p + 4 * j, 4);
+            if (u == v) return ink_err_set(err, INK_ESTATE, "state: D repeats arm %d", (int)v);
+        }
+    }
+    return 0;
+}
+
+static int bkb_load(void *state, const msgpack_object *obj, struct ink_err *err)
+{
+    struct bkb *s = state;
+    if (obj->type != MSGPACK_OBJECT_MAP) return ink_err_set(err, INK_ESTATE, "state: not a map");
+    int64_t ver, A, d, mmax, t, round, npend, bpend, nbatch, told, npulled, caph, empf, m, mr, gen,
+        flags;
+    uint64_t hash;
+    double beta, logdet, gsum;
+    int rc;
+    if ((rc = ink_state_i64(obj, "version", &ver, err))) return rc;
+    if (ver != BKB_STATE_VERSION)
+        return ink_err_set(err, INK_ESTATE, "state: bkb version %lld, this build reads %d",
+                           (long long)ver, BKB_STATE_VERSION);
+    if ((rc = ink_state_i64(obj, "A", &A, err)) || (rc = ink_state_i64(obj, "d", &d, err)) ||
+        (rc = ink_state_i64(obj, "mmax", &mmax, err)) ||
+        (rc = ink_state_u64(obj, "arms_hash", &hash, err)))
+        return rc;
+    if (A != s->A || d != s->d || mmax != s->mmax || hash != s->arms_hash)
+        return ink_err_set(err, INK_ESTATE,
+                           "state: saved for %lld arms of dimension %lld (max_dict %lld), not "
+                           "this arm set",
+                           (long long)A, (long long)d, (long long)mmax);
+    if ((rc = get_i64(obj, "t", 0, INT64_MAX, &t, err)) ||
+        (rc = get_i64(obj, "round", 0, INT64_MAX, &round, err)) ||
+        (rc = get_i64(obj, "npend", 0, A, &npend, err)) ||
+        (rc = get_i64(obj, "bpend", 0, npend, &bpend, err)) ||
+        (rc = get_i64(obj, "nbatch", 0, INT64_MAX, &nbatch, err)) ||
+        (rc = get_i64(obj, "told_since", 0, INT64_MAX, &told, err)) ||
+        (rc = get_i64(obj, "npulled", 0, A, &npulled, err)) ||
+        (rc = get_i64(obj, "cap_hits", 0, INT64_MAX, &caph, err)) ||
+        (rc = get_i64(obj, "empty_fixes", 0, INT64_MAX, &empf, err)) ||
+        (rc = get_i64(obj, "m", 0, mmax, &m, err)) || (rc = get_i64(obj, "mr", 0, m, &mr, err)) ||
+        (rc = get_i64(obj, "gen", 0, UINT32_MAX, &gen, err)) ||
+        (rc = get_i64(obj, "flags", 0, 3, &flags, err)) ||
+        (rc = ink_state_f64(obj, "beta", &beta, err)) ||
+        (rc = ink_state_f64(obj, "logdet", &logdet, err)) ||
+        (rc = ink_state_f64(obj, "gsum", &gsum, err)))
+        return rc;
+    size_t n, nb = (size_t)mmax * (size_t)mr;
+    struct {
+        const char *k;
+        size_t elem, want;
+    } arrays[] = {{"cnt", 8, A},   {"ysum", 8, A},         {"pend", 4, A}, {"hcount", 4, A},
+                  {"fresh", 4, A}, {"pulled", 4, npulled}, {"D", 4, m},    {"B", 8, nb},
+                  {"L", 8, nb},    {"Lh", 8, nb},          {"w", 8, mr},   {"zn", 8, A},
+                  {"mu", 8, A},    {"var", 8, A},          {"var_h", 8, A}};
+    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) {
+        if ((rc = ink_state_len(obj, arrays[i].k, arrays[i].elem, &n, err))) return rc;
+        if (n != arrays[i].want)
+            return ink_err_set(err, INK_ESTATE, "state: %s has %zu values, expected %zu",
+                               arrays[i].k, n, arrays[i].want);
+    }
+    struct ink_rng rng;
+    if ((rc = ink_state_rng(obj, "rng", &rng, err))) return rc;
+    /* Index arrays are range-checked in the blob, before anything is copied. */
+    if ((rc = check_i32s(obj, "D", m, 0, A - 1, err)) ||
+        (rc = check_i32s(obj, "pulled", npulled, 0, A - 1, err)) ||
+        (rc = check_i32s(obj, "pend", A, PEND_NONE, PEND_BATCH, err)) ||
+        (rc = check_i32s(obj, "hcount", A, 0, INT32_MAX, err)))
+        return rc;
+    /* Everything checked: copy (cannot fail past this point). */
+    ink_state_i64s(obj, "cnt", s->cnt, A, err);
+    ink_state_f64s(obj, "ysum", s->ysum, A, err);
+    ink_state_i32s(obj, "pend", s->pend, A, err);
+    ink_state_i32s(obj, "hcount", s->hcount, A, err);
+    ink_state_i32s(obj, "fresh", (int32_t *)s->fresh, A, err);
+    ink_state_i32s(obj, "pulled", s->pulled, npulled, err);
+    ink_state_i32s(obj, "D", s->D, m, err);
+    ink_state_f64s(obj, "B", s->B, nb, err);
+    ink_state_f64s(obj, "L", s->L, nb, err);
+    ink_state_f64s(obj, "Lh", s->Lh, nb, err);
+    ink_state_f64s(obj, "w", s->w, mr, err);
+    ink_state_f64s(obj, "zn", s->zn, A, err);
+    ink_state_f64s(obj, "mu", s->mu, A, err);
+    ink_state_f64s(obj, "var", s->var, A, err);
+    ink_state_f64s(obj, "var_h", s->var_h, A, err);
+    s->rng = rng;
+    s->t = t;
+    s->round = round;
+    s->npend = npend;
+    s->bpend = bpend;
+    s->nbatch = nbatch;
+    s->told_since = told;
+    s->npulled = npulled;
+    s->cap_hits = caph;
+    s->empty_fixes = empf;
+    s->m = (int)m;
+    s->mr = (int)mr;
+    s->gen = (uint32_t)gen;
+    s->hall_ready = flags & 1;
+    s->started = (flags & 2) != 0;
+    s->beta = beta;
+    s->logdet = logdet;
+    s->gsum = gsum;
+    gather_dict(s);
+    if (s->storeZ) { /* Kc holds the columns of D in D's order, computed as at run time */
+        for (int i = 0; i < s->A; i++) s->slot_of[i] = -1;
+        for (int j = 0; j < s->m; j++) {
+            s->slot_of[s->D[j]] = j;
+            kernel_column(s, j, s->D[j]);
+        }
+    }
+    fill_Z(s);
+    set_ucb(s);
+    for (int i = 0; i < s->A; i++) s->ucb_h[i] = s->mu[i] + s->beta * sqrt(s->var_h[i]);
+    return 0;
+}
+
+static void bkb_gauges(const void *state, struct ink_op_gauges *g)
+{
+    const struct bkb *s = state;
+    g->dict = s->m;
+    g->deff = NAN;
+    g->gamma_eff = NAN;
+}
+
+const struct ink_op_vtable ink_op_bkb = {
+    .name = "bkb",
+    .summary = "budgeted kernelized bandit (BKB / batched BBKB): ask for arms, tell rewards",
+    .params = bkb_params,
+    .conf_size = sizeof(struct ink_bkb_conf),
+    .state_size = sizeof(struct bkb),
+    .check = bkb_check,
+    .mem_bound = bkb_mem_bound,
+    .init = bkb_init,
+    .process = bkb_process,
+    .query = bkb_query,
+    .save = bkb_save,
+    .load = bkb_load,
+    .fini = bkb_fini,
+    .gauges = bkb_gauges,
+};
