@@ -1,0 +1,901 @@
+/* ecdf: online empirical CDF in fixed memory (DESIGN.md "Operators",
+ * ALGORITHMS.md 3, 4 and 5.4). Four modes share one state:
+ *   kll    1-D KLL sketch (4.1): F within eps(k) in rank
+ *   grid   d-dim Fenwick tree (4.4): exact at the nodes, a bracket between
+ *   exact  tumbling window, exact ECDF at every point by D&C (3.3)
+ *   kde    grid + decayed orthant trees (5.4): Laplacian KDE / Nadaraya-Watson
+ * Fields added to each record (kll, grid, kde; computed before the record is
+ * counted): F = sum of weights of the earlier records with x' <= x, over n;
+ * n = number of earlier records (0 for the first: F = 0). grid and kde add
+ * F_lo / F_hi, the exact values at the nearest nodes below / above x on every
+ * axis (F = F_lo; all three equal when x is on the nodes); kde adds density
+ * (and yhat with regression) at the node nearest to x, where they are exact.
+ * exact emits nothing per record: when the window fills it emits one record
+ * per point (x, y, t, seq kept; key of the closing record) with F = the
+ * window's ECDF at that point, self and ties included, and n = window.
+ * Queries: cdf {x} (all modes; exact: the pending window's points),
+ * quantile {r} (kll: q), density {x} (kde: density, yhat, node).
+ * Every buffer comes from one allocation sized by plan(), which is also what
+ * mem_bound reports, so the bound is exact. */
+#include "ecdf.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../engine/state.h"
+#include "dominance.h"
+#include "fenwick.h"
+#include "kll.h"
+
+#define STATE_VERSION 1
+#define MAX_WINDOW    (1 << 26) /* keys are int32 over 2 x window items */
+
+static const char *const mode_names[] = {"kll", "grid", "exact", "kde", NULL};
+
+#define GOFF(f) offsetof(struct ink_ecdf_grid_conf, f)
+#define COFF(f) offsetof(struct ink_ecdf_conf, f)
+
+static const struct ink_param grid_params[] = {
+    {.name = "lo",
+     .type = INK_P_F64_LIST,
+     .offset = GOFF(lo),
+     .len_min = 1,
+     .len_max = INK_GRID_MAX_DIM,
+     .help = "regular grid: first node per axis"},
+    {.name = "hi",
+     .type = INK_P_F64_LIST,
+     .offset = GOFF(hi),
+     .len_min = 1,
+     .len_max = INK_GRID_MAX_DIM,
+     .help = "regular grid: last node per axis"},
+    {.name = "n",
+     .type = INK_P_F64_LIST,
+     .offset = GOFF(n),
+     .min = 1,
+     .max = INK_GRID_MAX_NODES,
+     .len_min = 1,
+     .len_max = INK_GRID_MAX_DIM,
+     .help = "regular grid: number of nodes per axis (lo and hi included)"},
+    {.name = "nodes",
+     .type = INK_P_F64_LISTS,
+     .offset = GOFF(nodes),
+     .len_min = 1,
+     .len_max = INK_GRID_MAX_DIM,
+     .help = "explicit grid: one strictly increasing list of nodes per axis"},
+    {0},
+};
+
+static const struct ink_param ecdf_params[] = {
+    {.name = "mode",
+     .type = INK_P_ENUM,
+     .offset = COFF(mode),
+     .def = "kll",
+     .choices = mode_names,
+     .help = "kll (1-D sketch), grid (d-dim Fenwick, exact at nodes), exact (window, D&C), kde "
+             "(Laplacian KDE on a grid)"},
+    {.name = "k",
+     .type = INK_P_INT,
+     .offset = COFF(k),
+     .def = "200",
+     .min = 8,
+     .max = 65535,
+     .help = "kll: sketch size; rank error about 2.3/k^0.97 (1.3% at 200)"},
+    {.name = "grid",
+     .type = INK_P_OBJECT,
+     .offset = COFF(grid),
+     .sub = grid_params,
+     .help = "grid and kde: {lo: [..], hi: [..], n: [..]} or {nodes: [[..], ..]}"},
+    {.name = "window",
+     .type = INK_P_INT,
+     .offset = COFF(window),
+     .def = "1000",
+     .min = 1,
+     .max = MAX_WINDOW,
+     .help = "exact: records per tumbling window"},
+    {.name = "dim",
+     .type = INK_P_INT,
+     .offset = COFF(dim),
+     .def = "0",
+     .min = 0,
+     .max = INK_DOM_MAX_DIM,
+     .help = "exact: length of x (required); others: 0 (implied by the mode or the grid)"},
+    {.name = "h",
+     .type = INK_P_F64_LIST,
+     .offset = COFF(h),
+     .min = 1e-300,
+     .max = 1e300,
+     .len_min = 1,
+     .len_max = INK_GRID_MAX_DIM,
+     .help = "kde: Laplacian bandwidths, one for all axes or one per axis"},
+    {.name = "weighted",
+     .type = INK_P_BOOL,
+     .offset = COFF(weighted),
+     .def = "false",
+     .help = "grid and exact: each record weighs its y (F = sum of weights below / n)"},
+    {.name = "regression",
+     .type = INK_P_BOOL,
+     .offset = COFF(regression),
+     .def = "false",
+     .help = "kde: also Nadaraya-Watson regression of y (every record needs y)"},
+    {0},
+};
+
+/* The operator state: one of the four modes, all buffers in `mem`. */
+struct ecdf {
+    int mode, d;
+    bool weighted, regression;
+    uint64_t n; /* records counted (kll, grid, kde) */
+    void *mem;
+    size_t bytes;
+    struct ink__kll kll;
+    /* grid, kde */
+    struct ink__grid g;
+    double *nodes; /* the axes' nodes, concatenated */
+    double *T;     /* plain tree: weights per cell */
+    double wout;   /* weight of points above the last node of some axis (not in T) */
+    double *kde1;  /* 2^d decayed trees of weight 1 */
+    double *kdey;  /* the same of weight y (regression) */
+    double hinv[INK_GRID_MAX_DIM], hprod;
+    /* exact */
+    struct ink__dom dom;
+    size_t W, cnt;
+    double *pts, *ys, *F;
+    int64_t *ts;
+    uint64_t *seqs;
+    uint64_t *keyh; /* FNV-1a of each record's key (0 = no key) */
+    uint32_t *flags;
+    /* reply scratch */
+    double qnode[INK_GRID_MAX_DIM];
+};
+
+/* Byte layout of `mem` for a conf (plan) and its carving (carve). */
+struct layout {
+    int d;
+    size_t nodes, tree, kde, kll, dom, pts, ys, F, ts, seqs, keyh, flags;
+    size_t total;
+};
+
+static int grid_axes(const struct ink_ecdf_conf *c)
+{
+    if (c->grid.nodes.n > 0) return c->grid.nodes.n;
+    return c->grid.lo.n;
+}
+
+static uint32_t axis_nodes(const struct ink_ecdf_conf *c, int k)
+{
+    if (c->grid.nodes.n > 0) return (uint32_t)c->grid.nodes.v[k].n;
+    return (uint32_t)c->grid.n.v[k];
+}
+
+static int conf_dim(const struct ink_ecdf_conf *c)
+{
+    switch (c->mode) {
+    case INK_ECDF_KLL:
+        return 1;
+    case INK_ECDF_EXACT:
+        return (int)c->dim;
+    default:
+        return grid_axes(c);
+    }
+}
+
+static size_t align8(size_t b)
+{
+    return (b + 7) & ~(size_t)7;
+}
+
+static void plan(const struct ink_ecdf_conf *c, struct layout *L)
+{
+    memset(L, 0, sizeof *L);
+    L->d = conf_dim(c);
+    if (c->mode == INK_ECDF_KLL) {
+        L->kll = ink__kll_bytes((uint32_t)c->k, false); /* the operator never merges */
+    } else if (c->mode == INK_ECDF_EXACT) {
+        size_t W = (size_t)c->window, d = (size_t)L->d;
+        L->dom = ink__dom_bytes(L->d, 2 * W);
+        L->pts = W * d * 8;
+        L->ys = L->F = L->ts = L->seqs = L->keyh = W * 8;
+        L->flags = align8(W * 4);
+    } else {
+        size_t cells = 1, nn = 0;
+        for (int k = 0; k < L->d; k++) {
+            cells *= axis_nodes(c, k);
+            nn += axis_nodes(c, k);
+        }
+        L->nodes = nn * 8;
+        L->tree = cells * 8;
+        if (c->mode == INK_ECDF_KDE)
+            L->kde = ((size_t)1 << L->d) * cells * 8 * (c->regression ? 2 : 1);
+    }
+    L->total = L->nodes + L->tree + L->kde + L->kll + align8(L->dom) + L->pts + L->ys + L->F +
+               L->ts + L->seqs + L->keyh + L->flags;
+}
+
+static bool increasing(const double *v, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!isfinite(v[i]) || (i > 0 && !(v[i] > v[i - 1]))) return false;
+    return true;
+}
+
+static int check_grid(const struct ink_ecdf_conf *c, struct ink_err *err)
+{
+    const struct ink_ecdf_grid_conf *g = &c->grid;
+    if (!g->set || (g->nodes.n == 0 && g->lo.n == 0))
+        return ink_err_set(err, INK_EINVAL, "mode %s needs grid: {lo, hi, n} or {nodes}",
+                           mode_names[c->mode]);
+    if (g->nodes.n > 0) {
+        if (g->lo.n || g->hi.n || g->n.n)
+            return ink_err_set(err, INK_EINVAL, "grid: give either nodes or lo/hi/n, not both");
+        if (g->nodes.n > INK_GRID_MAX_DIM)
+            return ink_err_set(err, INK_EINVAL, "grid: at most %d axes", INK_GRID_MAX_DIM);
+        for (int k = 0; k < g->nodes.n; k++) {
+            const struct ink_f64_list *a = &g->nodes.v[k];
+            if (a->n < 1 || a->n > INK_GRID_MAX_NODES || !increasing(a->v, a->n))
+                return ink_err_set(err, INK_EINVAL,
+                                   "grid.nodes[%d]: need 1..%d strictly increasing finite values",
+                                   k, INK_GRID_MAX_NODES);
+        }
+    } else {
+        int d = g->lo.n;
+        if (g->hi.n != d || g->n.n != d || d > INK_GRID_MAX_DIM)
+            return ink_err_set(
+                err, INK_EINVAL,
+                "grid: lo, hi and n must have the same length (1..%d), got %d, %d, %d",
+                INK_GRID_MAX_DIM, g->lo.n, g->hi.n, g->n.n);
+        for (int k = 0; k < d; k++) {
+            double n = g->n.v[k];
+            if (n != floor(n) || n < 1 || n > INK_GRID_MAX_NODES)
+                return ink_err_set(err, INK_EINVAL, "grid.n[%d]: an integer in 1..%d", k,
+                                   INK_GRID_MAX_NODES);
+            if (!(g->hi.v[k] > g->lo.v[k]) && !(n == 1 && g->hi.v[k] == g->lo.v[k]))
+                return ink_err_set(err, INK_EINVAL, "grid: axis %d needs lo < hi", k);
+        }
+    }
+    return 0;
+}
+
+static int ecdf_check(const void *conf, struct ink_err *err)
+{
+    const struct ink_ecdf_conf *c = conf;
+    if (c->mode < INK_ECDF_KLL || c->mode > INK_ECDF_KDE)
+        return ink_err_set(err, INK_EINVAL, "mode: unknown");
+    if (c->weighted && (c->mode == INK_ECDF_KLL || c->mode == INK_ECDF_KDE))
+        return ink_err_set(err, INK_EINVAL, "weighted: only for mode grid or exact");
+    if (c->regression && c->mode != INK_ECDF_KDE)
+        return ink_err_set(err, INK_EINVAL, "regression: only for mode kde");
+    if (c->mode == INK_ECDF_KLL) {
+        if (c->k < 8 || c->k > 65535) return ink_err_set(err, INK_ERANGE, "k: 8..65535");
+        if (c->dim > 1) return ink_err_set(err, INK_EINVAL, "mode kll is 1-D (dim: 1)");
+        return 0;
+    }
+    if (c->mode == INK_ECDF_EXACT) {
+        if (c->dim < 1 || c->dim > INK_DOM_MAX_DIM)
+            return ink_err_set(err, INK_EINVAL, "mode exact needs dim: 1..%d", INK_DOM_MAX_DIM);
+        if (c->window < 1 || c->window > MAX_WINDOW)
+            return ink_err_set(err, INK_ERANGE, "window: 1..%d", MAX_WINDOW);
+        return 0;
+    }
+    int rc = check_grid(c, err);
+    if (rc) return rc;
+    int d = grid_axes(c);
+    if (c->dim != 0 && c->dim != d)
+        return ink_err_set(err, INK_EINVAL, "dim %lld does not match the grid's %d axes",
+                           (long long)c->dim, d);
+    double cells = 1;
+    for (int k = 0; k < d; k++) cells *= axis_nodes(c, k);
+    if (c->mode == INK_ECDF_KDE) {
+        if (c->h.n != 1 && c->h.n != d)
+            return ink_err_set(err, INK_EINVAL, "mode kde needs h: one value or %d", d);
+        for (int k = 0; k < c->h.n; k++)
+            if (!(c->h.v[k] > 0) || !isfinite(c->h.v[k]))
+                return ink_err_set(err, INK_ERANGE, "h[%d] must be > 0", k);
+        cells *= (double)(1u << d) * (c->regression ? 3 : 2);
+    }
+    if (cells * 8 > 0x1p46)
+        return ink_err_set(err, INK_ENOMEM, "grid of %.0f cells is too large", cells);
+    return 0;
+}
+
+static size_t ecdf_mem_bound(const void *conf)
+{
+    if (ecdf_check(conf, NULL)) return 0;
+    struct layout L;
+    plan(conf, &L);
+    return L.total;
+}
+
+static void carve(struct ecdf *s, const struct ink_ecdf_conf *c, const struct layout *L)
+{
+    char *p = s->mem;
+    /* Doubles and 8-byte words first, then the int32 regions: all stay aligned. */
+    s->nodes = (double *)p, p += L->nodes;
+    s->T = (double *)p, p += L->tree;
+    if (L->kde) {
+        s->kde1 = (double *)p;
+        s->kdey = c->regression ? s->kde1 + (L->kde / 16) : NULL;
+        p += L->kde;
+    }
+    if (L->kll) ink__kll_init(&s->kll, (uint32_t)c->k, 0, p, false), p += L->kll;
+    s->pts = (double *)p, p += L->pts;
+    s->ys = (double *)p, p += L->ys;
+    s->F = (double *)p, p += L->F;
+    s->ts = (int64_t *)p, p += L->ts;
+    s->seqs = (uint64_t *)p, p += L->seqs;
+    s->keyh = (uint64_t *)p, p += L->keyh;
+    if (L->dom) ink__dom_init(&s->dom, L->d, 2 * (size_t)c->window, p), p += align8(L->dom);
+    s->flags = (uint32_t *)p;
+}
+
+static void build_grid(struct ecdf *s, const struct ink_ecdf_conf *c)
+{
+    struct ink__grid *g = &s->g;
+    g->d = s->d;
+    double *z = s->nodes;
+    for (int k = 0; k < s->d; k++) {
+        uint32_t M = axis_nodes(c, k);
+        if (c->grid.nodes.n > 0) {
+            memcpy(z, c->grid.nodes.v[k].v, M * sizeof *z);
+        } else {
+            double lo = c->grid.lo.v[k], hi = c->grid.hi.v[k];
+            for (uint32_t j = 0; j < M; j++)
+                z[j] = M == 1 ? lo : (j + 1 == M ? hi : lo + (hi - lo) * ((double)j / (M - 1)));
+        }
+        g->z[k] = z;
+        g->M[k] = M;
+        z += M;
+    }
+    ink__grid_setup(g);
+    s->hprod = 1;
+    if (c->mode == INK_ECDF_KDE)
+        for (int k = 0; k < s->d; k++) {
+            double h = c->h.v[c->h.n == 1 ? 0 : k];
+            s->hinv[k] = 1 / h;
+            s->hprod *= h;
+        }
+}
+
+static void ecdf_fini(void *state)
+{
+    struct ecdf *s = state;
+    free(s->mem);
+    s->mem = NULL;
+}
+
+static int ecdf_init(void *state, const void *conf, const struct ink_op_init *ini,
+                     struct ink_err *err)
+{
+    const struct ink_ecdf_conf *c = conf;
+    struct ecdf *s = state;
+    int rc = ecdf_check(c, err);
+    if (rc) return rc;
+    struct layout L;
+    plan(c, &L);
+    s->mode = c->mode;
+    s->d = L.d;
+    s->weighted = c->weighted;
+    s->regression = c->regression;
+    s->bytes = L.total;
+    s->mem = calloc(1, L.total ? L.total : 1);
+    if (!s->mem)
+        return ink_err_set(err, INK_ENOMEM, "%s: cannot allocate %zu bytes", ini->name, L.total);
+    carve(s, c, &L);
+    if (s->mode == INK_ECDF_KLL) ink_rng_seed(&s->kll.rng, ink_seed_derive(ini->seed, "kll"));
+    if (s->mode == INK_ECDF_GRID || s->mode == INK_ECDF_KDE) build_grid(s, c);
+    s->W = (size_t)c->window;
+    return 0;
+}
+
+/* ---- per-record work ---- */
+
+static int check_record(const struct ecdf *s, const struct ink_record *in, bool need_y,
+                        struct ink_err *err)
+{
+    if (!(in->flags & INK_HAS_X) || !in->x) return ink_err_set(err, INK_EINVAL, "record has no x");
+    if (in->dim != (uint32_t)s->d)
+        return ink_err_set(err, INK_EDIM, "x has %u values, expected %d", in->dim, s->d);
+    for (int k = 0; k < s->d; k++)
+        if (!isfinite(in->x[k])) return ink_err_set(err, INK_EINVAL, "x[%d] is not finite", k);
+    if (need_y && !(in->flags & INK_HAS_Y))
+        return ink_err_set(err, INK_EINVAL, "record has no y (needed as %s)",
+                           s->mode == INK_ECDF_KDE ? "the regression target" : "the weight");
+    if ((in->flags & INK_HAS_Y) && !isfinite(in->y))
+        return ink_err_set(err, INK_EINVAL, "y is not finite");
+    return 0;
+}
+
+static double ratio(double a, uint64_t n)
+{
+    return n ? a / (double)n : 0.0;
+}
+
+/* Bracket of F at x from the Fenwick tree (ALGORITHMS.md 4.4): F_lo at the
+ * nearest node below x on every axis, F_hi at the nearest node above. */
+static void grid_bracket(const struct ecdf *s, const double *x, double *flo, double *fhi)
+{
+    const struct ink__grid *g = &s->g;
+    uint32_t lo[INK_GRID_MAX_DIM], hi[INK_GRID_MAX_DIM];
+    bool has_lo = true, over = false;
+    for (int k = 0; k < g->d; k++) {
+        uint32_t c = ink__grid_cell(g, k, x[k]);
+        if (c < g->M[k] && g->z[k][c] == x[k])
+            lo[k] = c;
+        else if (c == 0)
+            has_lo = false;
+        else
+            lo[k] = c - 1;
+        if (c == g->M[k]) over = true, c = g->M[k] - 1;
+        hi[k] = c;
+    }
+    double a = has_lo ? ink__fenwick_prefix(g, s->T, lo) : 0;
+    double b = ink__fenwick_prefix(g, s->T, hi) + (over ? s->wout : 0);
+    *flo = ratio(a, s->n);
+    *fhi = ratio(b, s->n);
+}
+
+static void grid_add(struct ecdf *s, const double *x, double w)
+{
+    uint32_t c[INK_GRID_MAX_DIM];
+    for (int k = 0; k < s->d; k++) {
+        c[k] = ink__grid_cell(&s->g, k, x[k]);
+        if (c[k] == s->g.M[k]) {
+            s->wout += w; /* counts in N, reaches no node */
+            return;
+        }
+    }
+    ink__fenwick_add(&s->g, s->T, c, w);
+}
+
+/* Nearest node per axis (the KDE is exact at nodes only). */
+static void nearest_node(const struct ecdf *s, const double *x, uint32_t *j)
+{
+    for (int k = 0; k < s->d; k++) {
+        const double *z = s->g.z[k];
+        uint32_t c = ink__grid_cell(&s->g, k, x[k]);
+        if (c == s->g.M[k])
+            c--;
+        else if (c > 0 && x[k] - z[c - 1] < z[c] - x[k])
+            c--;
+        j[k] = c;
+    }
+}
+
+/* Density (ALGORITHMS.md 3.4: K_h = prod 1/(2 h_k) exp(-|u_k|/h_k)) and the
+ * Nadaraya-Watson estimate at node j; yhat is NAN where no weight reaches. */
+static void kde_at(const struct ecdf *s, const uint32_t *j, double *dens, double *yhat)
+{
+    double s1 = ink__kde_sum(&s->g, s->hinv, s->kde1, j);
+    double norm = (double)s->n * ldexp(s->hprod, s->d);
+    *dens = s->n ? s1 / norm : 0.0;
+    *yhat = NAN;
+    if (s->kdey && s1 > 0) *yhat = ink__kde_sum(&s->g, s->hinv, s->kdey, j) / s1;
+}
+
+static int add_kde_fields(struct ecdf *s, struct ink_record *out, const double *x)
+{
+    uint32_t j[INK_GRID_MAX_DIM];
+    double dens, yhat;
+    nearest_node(s, x, j);
+    kde_at(s, j, &dens, &yhat);
+    int full = ink_record_add_f64(out, "density", dens);
+    if (isfinite(yhat)) full |= ink_record_add_f64(out, "yhat", yhat);
+    return full;
+}
+
+/* FNV-1a of a record's key; 0 for none (a real key hashing to 0 is 2^-64). */
+static uint64_t key_hash(const struct ink_record *r)
+{
+    if (!(r->flags & INK_HAS_KEY)) return 0;
+    uint64_t h = 1469598103934665603ULL;
+    for (uint32_t i = 0; i < r->key_len; i++) h = (h ^ (uint8_t)r->key[i]) * 1099511628211ULL;
+    return h ? h : 1;
+}
+
+/* Exact mode: the window is full; emit every point with its exact ECDF. */
+static int close_window(struct ecdf *s, const struct ink_record *in, const struct ink_emitter *em)
+{
+    size_t n = s->cnt;
+    ink__dom_run(&s->dom, s->pts, s->weighted ? s->ys : NULL, n, s->pts, n, s->F);
+    s->cnt = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        /* Keys are not stored (variable length): a point whose key equals the
+         * closing record's gets it back (always so under key_by, where the
+         * engine keeps one state per key); any other point goes out keyless. */
+        struct ink_record out;
+        ink_record_derive(&out, in);
+        out.nfields = 0;
+        out.extra = NULL;
+        out.extra_len = out.extra_n = 0;
+        bool same_key = s->keyh[i] != 0 && s->keyh[i] == key_hash(in);
+        out.flags = (same_key ? INK_HAS_KEY : 0) | (s->flags[i] & ~INK_HAS_KEY);
+        out.x = s->pts + i * (size_t)s->d;
+        out.dim = (uint32_t)s->d;
+        out.y = s->ys[i];
+        out.t = s->ts[i];
+        out.seq = s->seqs[i];
+        ink_record_add_f64(&out, "F", s->F[i] / (double)n);
+        ink_record_add_i64(&out, "n", (int64_t)n);
+        rc = ink_emit(em, &out);
+    }
+    return rc;
+}
+
+static int ecdf_process(void *state, const struct ink_record *in, const struct ink_emitter *outp,
+                        struct ink_err *err)
+{
+    struct ecdf *s = state;
+    bool need_y = (s->weighted && s->mode != INK_ECDF_KLL) || s->regression;
+    int rc = check_record(s, in, need_y, err);
+    if (rc) return rc;
+    const double *x = in->x;
+    double w = s->weighted ? in->y : 1.0;
+    if (s->mode == INK_ECDF_EXACT) {
+        size_t i = s->cnt++;
+        memcpy(s->pts + i * (size_t)s->d, x, (size_t)s->d * sizeof *x);
+        s->ys[i] = (in->flags & INK_HAS_Y) ? in->y : 0;
+        s->ts[i] = in->t;
+        s->seqs[i] = in->seq;
+        s->keyh[i] = key_hash(in);
+        s->flags[i] = in->flags & (INK_HAS_X | INK_HAS_Y | INK_HAS_T | INK_HAS_SEQ);
+        return s->cnt == s->W ? close_window(s, in, outp) : 0;
+    }
+    /* Fields first (F is the ECDF before this record), state after: a record
+     * refused for lack of field slots leaves the state unchanged. */
+    struct ink_record out;
+    ink_record_derive(&out, in);
+    int full = 0;
+    if (s->mode == INK_ECDF_KLL) {
+        full |=
+            ink_record_add_f64(&out, "F", ratio((double)ink__kll_weight_le(&s->kll, x[0]), s->n));
+    } else {
+        double flo, fhi;
+        grid_bracket(s, x, &flo, &fhi);
+        full |= ink_record_add_f64(&out, "F", flo);
+        full |= ink_record_add_f64(&out, "F_lo", flo);
+        full |= ink_record_add_f64(&out, "F_hi", fhi);
+        if (s->mode == INK_ECDF_KDE) full |= add_kde_fields(s, &out, x);
+    }
+    full |= ink_record_add_i64(&out, "n", (int64_t)s->n);
+    if (full)
+        return ink_err_set(err, INK_EINVAL, "record already has %d fields: no room for ecdf's",
+                           INK_MAX_FIELDS);
+    if (s->mode == INK_ECDF_KLL) {
+        ink__kll_update(&s->kll, x[0]);
+    } else {
+        if (s->mode == INK_ECDF_KDE) {
+            ink__kde_add(&s->g, s->hinv, s->kde1, x, 1.0);
+            if (s->kdey) ink__kde_add(&s->g, s->hinv, s->kdey, x, in->y);
+        }
+        grid_add(s, x, w);
+    }
+    s->n++;
+    return ink_emit(outp, &out);
+}
+
+/* ---- queries ---- */
+
+static int query_point(const struct ecdf *s, const struct ink_record *req, struct ink_err *err)
+{
+    if (!(req->flags & INK_HAS_X) || !req->x) return ink_err_set(err, INK_EINVAL, "query needs x");
+    if (req->dim != (uint32_t)s->d)
+        return ink_err_set(err, INK_EDIM, "x has %u values, expected %d", req->dim, s->d);
+    for (int k = 0; k < s->d; k++)
+        if (!isfinite(req->x[k])) return ink_err_set(err, INK_EINVAL, "x[%d] is not finite", k);
+    return 0;
+}
+
+/* Exact mode: F of the current window's points at x, by a scan (one point). */
+static double window_cdf(const struct ecdf *s, const double *x)
+{
+    double acc = 0;
+    for (size_t i = 0; i < s->cnt; i++) {
+        const double *p = s->pts + i * (size_t)s->d;
+        int k = 0;
+        while (k < s->d && p[k] <= x[k]) k++;
+        if (k == s->d) acc += s->weighted ? s->ys[i] : 1.0;
+    }
+    return acc;
+}
+
+static int query_cdf(struct ecdf *s, const struct ink_record *req, struct ink_record *out,
+                     struct ink_err *err)
+{
+    int rc = query_point(s, req, err);
+    if (rc) return rc;
+    if (s->mode == INK_ECDF_KLL) {
+        ink_record_add_f64(out, "F", ratio((double)ink__kll_weight_le(&s->kll, req->x[0]), s->n));
+        ink_record_add_i64(out, "n", (int64_t)s->n);
+    } else if (s->mode == INK_ECDF_EXACT) {
+        ink_record_add_f64(out, "F", ratio(window_cdf(s, req->x), s->cnt));
+        ink_record_add_i64(out, "n", (int64_t)s->cnt);
+    } else {
+        double flo, fhi;
+        grid_bracket(s, req->x, &flo, &fhi);
+        ink_record_add_f64(out, "F", flo);
+        ink_record_add_f64(out, "F_lo", flo);
+        ink_record_add_f64(out, "F_hi", fhi);
+        ink_record_add_i64(out, "n", (int64_t)s->n);
+    }
+    return 0;
+}
+
+static int ecdf_query(void *state, const struct ink_record *req, const struct ink_emitter *em,
+                      struct ink_err *err)
+{
+    struct ecdf *s = state;
+    struct ink_record out;
+    ink_record_derive(&out, req);
+    int rc;
+    if (ink_record_op_is(req, "cdf")) {
+        rc = query_cdf(s, req, &out, err);
+    } else if (ink_record_op_is(req, "quantile")) {
+        if (s->mode != INK_ECDF_KLL)
+            return ink_err_set(err, INK_ENOTSUP, "quantile needs mode kll");
+        double r;
+        if (ink_record_extra_f64(req, "r", &r) != 1 || !(r >= 0 && r <= 1))
+            return ink_err_set(err, INK_EINVAL, "quantile needs r in [0, 1]");
+        if (s->n == 0) return ink_err_set(err, INK_EINVAL, "quantile of an empty sketch");
+        ink_record_add_f64(&out, "r", r);
+        ink_record_add_f64(&out, "q", ink__kll_quantile(&s->kll, r));
+        ink_record_add_i64(&out, "n", (int64_t)s->n);
+        rc = 0;
+    } else if (ink_record_op_is(req, "density")) {
+        if (s->mode != INK_ECDF_KDE) return ink_err_set(err, INK_ENOTSUP, "density needs mode kde");
+        rc = query_point(s, req, err);
+        if (rc) return rc;
+        uint32_t j[INK_GRID_MAX_DIM];
+        nearest_node(s, req->x, j);
+        for (int k = 0; k < s->d; k++) s->qnode[k] = s->g.z[k][j[k]];
+        add_kde_fields(s, &out, req->x);
+        ink_record_add_f64s(&out, "node", s->qnode, (uint32_t)s->d);
+        ink_record_add_i64(&out, "n", (int64_t)s->n);
+    } else {
+        return ink_err_set(err, INK_ENOTSUP, "ecdf: unknown op '%.*s' (cdf, quantile, density)",
+                           (int)req->op_len, req->op ? req->op : "");
+    }
+    if (rc) return rc;
+    return ink_emit(em, &out);
+}
+
+/* ---- save / load ---- */
+
+static size_t kde_len(const struct ecdf *s)
+{
+    return ((size_t)1 << s->d) * s->g.size;
+}
+
+static int ecdf_save(const void *state, msgpack_packer *pk)
+{
+    const struct ecdf *s = state;
+    int nkeys = s->mode == INK_ECDF_KLL     ? 14
+                : s->mode == INK_ECDF_EXACT ? 10
+                : s->mode == INK_ECDF_KDE   ? 7 + (s->kdey != NULL)
+                                            : 6;
+    msgpack_pack_map(pk, nkeys);
+    ink_pack_key(pk, "version");
+    msgpack_pack_int64(pk, STATE_VERSION);
+    ink_pack_key(pk, "mode");
+    msgpack_pack_int64(pk, s->mode);
+    ink_pack_key(pk, "d");
+    msgpack_pack_int64(pk, s->d);
+    if (s->mode == INK_ECDF_KLL) {
+        const struct ink__kll *q = &s->kll;
+        int32_t sizes[INK_KLL_MAX_LEVELS];
+        for (uint32_t h = 0; h < q->nlevels; h++)
+            sizes[h] = (int32_t)(q->levels[h + 1] - q->levels[h]);
+        ink_pack_key(pk, "n");
+        msgpack_pack_uint64(pk, s->n);
+        ink_pack_key(pk, "k");
+        msgpack_pack_int64(pk, q->k);
+        ink_pack_key(pk, "kll_n");
+        msgpack_pack_uint64(pk, q->n);
+        ink_pack_key(pk, "min_k");
+        msgpack_pack_int64(pk, q->min_k);
+        ink_pack_key(pk, "minmax");
+        double mm[2] = {q->min, q->max};
+        ink_pack_f64s(pk, mm, 2);
+        ink_pack_key(pk, "sorted");
+        msgpack_pack_int64(pk, q->l0_sorted);
+        ink_pack_key(pk, "levels");
+        ink_pack_i32s(pk, sizes, q->nlevels);
+        ink_pack_key(pk, "items");
+        ink_pack_f64s(pk, q->items + q->levels[0], ink__kll_retained(q));
+        ink_pack_key(pk, "rng");
+        ink_pack_rng(pk, &q->rng);
+        ink_pack_key(pk, "bits");
+        msgpack_pack_uint64(pk, q->bits);
+        ink_pack_key(pk, "nbits");
+        msgpack_pack_int64(pk, q->nbits);
+    } else if (s->mode == INK_ECDF_EXACT) {
+        ink_pack_key(pk, "cnt");
+        msgpack_pack_uint64(pk, s->cnt);
+        ink_pack_key(pk, "pts");
+        ink_pack_f64s(pk, s->pts, s->cnt * (size_t)s->d);
+        ink_pack_key(pk, "ys");
+        ink_pack_f64s(pk, s->ys, s->cnt);
+        ink_pack_key(pk, "ts");
+        ink_pack_i64s(pk, s->ts, s->cnt);
+        ink_pack_key(pk, "seqs");
+        ink_pack_u64s(pk, s->seqs, s->cnt);
+        ink_pack_key(pk, "keyh");
+        ink_pack_u64s(pk, s->keyh, s->cnt);
+        ink_pack_key(pk, "flags");
+        ink_pack_i32s(pk, (const int32_t *)s->flags, s->cnt);
+    } else {
+        ink_pack_key(pk, "n");
+        msgpack_pack_uint64(pk, s->n);
+        ink_pack_key(pk, "wout");
+        msgpack_pack_double(pk, s->wout);
+        ink_pack_key(pk, "T");
+        ink_pack_f64s(pk, s->T, s->g.size);
+        if (s->mode == INK_ECDF_KDE) {
+            ink_pack_key(pk, "kde1");
+            ink_pack_f64s(pk, s->kde1, kde_len(s));
+            if (s->kdey) {
+                ink_pack_key(pk, "kdey");
+                ink_pack_f64s(pk, s->kdey, kde_len(s));
+            }
+        }
+    }
+    return 0;
+}
+
+/* Check that `key` holds exactly n elements of `elem` bytes. */
+static int need_len(const msgpack_object *o, const char *key, size_t elem, size_t n,
+                    struct ink_err *err)
+{
+    size_t len;
+    int rc = ink_state_len(o, key, elem, &len, err);
+    if (rc) return rc;
+    if (len != n)
+        return ink_err_set(err, INK_ESTATE, "state: '%s' has %zu values, expected %zu", key, len,
+                           n);
+    return 0;
+}
+
+static int load_kll(struct ecdf *s, const msgpack_object *o, struct ink_err *err)
+{
+    struct ink__kll *q = &s->kll;
+    int64_t k, min_k, sorted, nbits;
+    uint64_t n, kn, bits;
+    size_t nl, R;
+    double mm[2];
+    int32_t sizes[INK_KLL_MAX_LEVELS];
+    struct ink_rng rng;
+    int rc;
+    if ((rc = ink_state_u64(o, "n", &n, err)) || (rc = ink_state_i64(o, "k", &k, err)) ||
+        (rc = ink_state_u64(o, "kll_n", &kn, err)) ||
+        (rc = ink_state_i64(o, "min_k", &min_k, err)) ||
+        (rc = ink_state_f64s(o, "minmax", mm, 2, err)) ||
+        (rc = ink_state_i64(o, "sorted", &sorted, err)) ||
+        (rc = ink_state_len(o, "levels", 4, &nl, err)) ||
+        (rc = ink_state_len(o, "items", 8, &R, err)) || (rc = ink_state_rng(o, "rng", &rng, err)) ||
+        (rc = ink_state_u64(o, "bits", &bits, err)) ||
+        (rc = ink_state_i64(o, "nbits", &nbits, err)))
+        return rc;
+    if (k != q->k)
+        return ink_err_set(err, INK_ESTATE, "state: k %lld, config says %u", (long long)k, q->k);
+    if (nl < 1 || nl > INK_KLL_MAX_LEVELS || nbits < 0 || nbits > 64)
+        return ink_err_set(err, INK_ESTATE, "state: corrupt kll header");
+    if ((rc = ink_state_i32s(o, "levels", sizes, nl, err))) return rc;
+    uint64_t tot = 0, cnt = 0, capn = 0;
+    for (size_t h = 0; h < nl; h++) {
+        if (sizes[h] < 0) return ink_err_set(err, INK_ESTATE, "state: corrupt kll levels");
+        cnt += (uint64_t)sizes[h];
+        tot += (uint64_t)sizes[h] << h;
+        capn += q->capd[h];
+    }
+    if (cnt != R || R > capn || tot != kn)
+        return ink_err_set(err, INK_ESTATE, "state: kll levels do not add up to n");
+    uint32_t dst = q->cap - (uint32_t)R;
+    if ((rc = ink_state_f64s(o, "items", q->items + dst, R, err))) return rc;
+    q->nlevels = (uint32_t)nl;
+    q->base = q->cap - (uint32_t)capn;
+    q->levels[0] = dst;
+    for (size_t h = 0; h < nl; h++) q->levels[h + 1] = q->levels[h] + (uint32_t)sizes[h];
+    q->n = kn;
+    q->min_k = (uint32_t)min_k;
+    q->min = mm[0];
+    q->max = mm[1];
+    q->l0_sorted = sorted != 0;
+    q->rng = rng;
+    q->bits = bits;
+    q->nbits = (uint32_t)nbits;
+    s->n = n;
+    return 0;
+}
+
+static int load_exact(struct ecdf *s, const msgpack_object *o, struct ink_err *err)
+{
+    uint64_t cnt;
+    int rc = ink_state_u64(o, "cnt", &cnt, err);
+    if (rc) return rc;
+    if (cnt >= s->W)
+        return ink_err_set(err, INK_ESTATE, "state: window count %llu too large",
+                           (unsigned long long)cnt);
+    if ((rc = need_len(o, "pts", 8, cnt * s->d, err)) || (rc = need_len(o, "ys", 8, cnt, err)) ||
+        (rc = need_len(o, "ts", 8, cnt, err)) || (rc = need_len(o, "seqs", 8, cnt, err)) ||
+        (rc = need_len(o, "keyh", 8, cnt, err)) || (rc = need_len(o, "flags", 4, cnt, err)))
+        return rc;
+    ink_state_f64s(o, "pts", s->pts, cnt * s->d, err);
+    ink_state_f64s(o, "ys", s->ys, cnt, err);
+    ink_state_i64s(o, "ts", s->ts, cnt, err);
+    ink_state_u64s(o, "seqs", s->seqs, cnt, err);
+    ink_state_u64s(o, "keyh", s->keyh, cnt, err);
+    ink_state_i32s(o, "flags", (int32_t *)s->flags, cnt, err);
+    s->cnt = cnt;
+    return 0;
+}
+
+static int load_grid(struct ecdf *s, const msgpack_object *o, struct ink_err *err)
+{
+    uint64_t n;
+    double wout;
+    int rc;
+    if ((rc = ink_state_u64(o, "n", &n, err)) || (rc = ink_state_f64(o, "wout", &wout, err)) ||
+        (rc = need_len(o, "T", 8, s->g.size, err)))
+        return rc;
+    if (s->mode == INK_ECDF_KDE) {
+        if ((rc = need_len(o, "kde1", 8, kde_len(s), err))) return rc;
+        if (s->kdey && (rc = need_len(o, "kdey", 8, kde_len(s), err))) return rc;
+        ink_state_f64s(o, "kde1", s->kde1, kde_len(s), err);
+        if (s->kdey) ink_state_f64s(o, "kdey", s->kdey, kde_len(s), err);
+    }
+    ink_state_f64s(o, "T", s->T, s->g.size, err);
+    s->n = n;
+    s->wout = wout;
+    return 0;
+}
+
+static int ecdf_load(void *state, const msgpack_object *o, struct ink_err *err)
+{
+    struct ecdf *s = state;
+    int64_t version, mode, d;
+    int rc;
+    if ((rc = ink_state_i64(o, "version", &version, err)) ||
+        (rc = ink_state_i64(o, "mode", &mode, err)) || (rc = ink_state_i64(o, "d", &d, err)))
+        return rc;
+    if (version != STATE_VERSION)
+        return ink_err_set(err, INK_ESTATE, "state: version %lld, this build reads %d",
+                           (long long)version, STATE_VERSION);
+    if (mode != s->mode || d != s->d)
+        return ink_err_set(err, INK_ESTATE, "state: mode %lld dim %lld, config says %s dim %d",
+                           (long long)mode, (long long)d, mode_names[s->mode], s->d);
+    switch (s->mode) {
+    case INK_ECDF_KLL:
+        return load_kll(s, o, err);
+    case INK_ECDF_EXACT:
+        return load_exact(s, o, err);
+    default:
+        return load_grid(s, o, err);
+    }
+}
+
+static void ecdf_gauges(const void *state, struct ink_op_gauges *g)
+{
+    const struct ecdf *s = state;
+    g->dict = s->mode == INK_ECDF_KLL ? ink__kll_retained(&s->kll) : NAN;
+    g->deff = NAN;
+    g->gamma_eff = NAN;
+}
+
+const struct ink_op_vtable ink_op_ecdf = {
+    .name = "ecdf",
+    .summary = "online empirical CDF: KLL sketch, d-dim Fenwick grid, exact windows (D&C), "
+               "Laplacian KDE",
+    .params = ecdf_params,
+    .conf_size = sizeof(struct ink_ecdf_conf),
+    .state_size = sizeof(struct ecdf),
+    .check = ecdf_check,
+    .mem_bound = ecdf_mem_bound,
+    .init = ecdf_init,
+    .process = ecdf_process,
+    .query = ecdf_query,
+    .save = ecdf_save,
+    .load = ecdf_load,
+    .fini = ecdf_fini,
+    .gauges = ecdf_gauges,
+};

@@ -1,0 +1,38 @@
+/* The `ecdf` operator's configuration (DESIGN.md "Operators"): filled by the
+ * parameter table from YAML, or directly by code (tests, embedding). */
+#ifndef INK_ECDF_H
+#define INK_ECDF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../engine/op.h"
+
+enum ink_ecdf_mode {
+    INK_ECDF_KLL,   /* 1-D KLL sketch, rank error eps(k) */
+    INK_ECDF_GRID,  /* d-dim Fenwick tree, exact at the grid nodes */
+    INK_ECDF_EXACT, /* tumbling window, exact ECDF at every point (D&C) */
+    INK_ECDF_KDE    /* grid + product-Laplacian KDE / Nadaraya-Watson at the nodes */
+};
+
+/* `grid: {lo: [...], hi: [...], n: [...]}` or `grid: {nodes: [[...], ...]}`. */
+struct ink_ecdf_grid_conf {
+    bool set;
+    struct ink_f64_list lo, hi, n;
+    struct ink_f64_lists nodes;
+};
+
+struct ink_ecdf_conf {
+    int mode; /* enum ink_ecdf_mode */
+    int64_t k;
+    struct ink_ecdf_grid_conf grid;
+    int64_t window;
+    int64_t dim;           /* exact mode; 0 = implied (kll: 1, grid/kde: the grid's axes) */
+    struct ink_f64_list h; /* kde bandwidths: one value or one per axis */
+    bool weighted;         /* grid/exact: y is each record's weight */
+    bool regression;       /* kde: also Nadaraya-Watson yhat (records need y) */
+};
+
+extern const struct ink_op_vtable ink_op_ecdf;
+
+#endif

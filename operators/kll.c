@@ -1,0 +1,391 @@
+/* KLL sketch (ALGORITHMS.md 4.1), a port of the DataSketches compaction
+ * scheme with fixed memory: the buffer is allocated once for
+ * INK_KLL_MAX_LEVELS levels and the live part is its tail items[base, cap).
+ * Adding a top level only lowers `base` (DataSketches reallocates and shifts). */
+#include "kll.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "../engine/err.h"
+
+#define SMALL_SORT 32 /* runs up to this length are insertion-sorted */
+#define LINEAR_MAX 16 /* sorted levels up to this length are counted by a scan */
+
+/* Capacity of a level at depth `depth` below the top: round(k (2/3)^depth)
+ * in integers, (2k 2^depth / 3^depth + 1) / 2 (DataSketches int_cap_aux). */
+static uint32_t cap_aux_aux(uint64_t k, uint32_t depth)
+{
+    uint64_t p3 = 1;
+    for (uint32_t i = 0; i < depth; i++) p3 *= 3;
+    uint64_t tmp = ((k << 1) << depth) / p3;
+    return (uint32_t)((tmp + 1) >> 1);
+}
+
+static uint32_t cap_aux(uint32_t k, uint32_t depth)
+{
+    if (depth > 60) return 0; /* k (2/3)^60 < 1 for every allowed k */
+    if (depth <= 30) return cap_aux_aux(k, depth);
+    uint32_t half = depth / 2;
+    return cap_aux_aux(cap_aux_aux(k, half), depth - half);
+}
+
+static uint32_t total_cap(const uint32_t *capd, uint32_t nlevels)
+{
+    uint32_t t = 0;
+    for (uint32_t d = 0; d < nlevels; d++) t += capd[d];
+    return t;
+}
+
+size_t ink__kll_bytes(uint32_t k, bool mergeable)
+{
+    uint32_t t = 0;
+    for (uint32_t d = 0; d < INK_KLL_MAX_LEVELS; d++) {
+        uint32_t c = cap_aux(k, d);
+        t += c > INK_KLL_M ? c : INK_KLL_M;
+    }
+    return (size_t)t * (mergeable ? 3 : 1) * sizeof(double);
+}
+
+void ink__kll_init(struct ink__kll *s, uint32_t k, uint64_t seed, void *mem, bool mergeable)
+{
+    memset(s, 0, sizeof *s);
+    s->k = s->min_k = k;
+    s->m = INK_KLL_M;
+    for (uint32_t d = 0; d < INK_KLL_MAX_LEVELS; d++) {
+        uint32_t c = cap_aux(k, d);
+        s->capd[d] = c > s->m ? c : s->m;
+    }
+    s->cap = total_cap(s->capd, INK_KLL_MAX_LEVELS);
+    s->items = mem;
+    s->work = mergeable ? s->items + s->cap : NULL;
+    s->nlevels = 1;
+    s->base = s->cap - s->capd[0];
+    s->levels[0] = s->levels[1] = s->cap;
+    s->min = INFINITY;
+    s->max = -INFINITY;
+    ink_rng_seed(&s->rng, seed);
+}
+
+static uint32_t random_bit(struct ink__kll *s)
+{
+    if (s->nbits == 0) {
+        s->bits = ink_rng_next(&s->rng);
+        s->nbits = 64;
+    }
+    uint32_t b = (uint32_t)(s->bits & 1);
+    s->bits >>= 1;
+    s->nbits--;
+    return b;
+}
+
+/* Small runs: insertion sort without branches. Inserting v into the sorted
+ * a[0, i) gives b_k = max(a_{k-1}, min(a_k, v)) (b_0 = min(a_0, v), b_i =
+ * max(a_{i-1}, v)), computed top-down with min/max instructions. On the
+ * short level-0 runs of a compaction (8 to 30 items) this is about twice as
+ * fast as a branching insertion sort, whose branches mispredict on random
+ * data. */
+static void small_sort(double *a, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        double v = a[i], up = a[i - 1];
+        a[i] = up > v ? up : v;
+        for (size_t k = i - 1; k > 0; k--) {
+            double lo = a[k - 1], m = up < v ? up : v;
+            up = lo;
+            a[k] = lo > m ? lo : m;
+        }
+        a[0] = up < v ? up : v;
+    }
+}
+
+/* Quicksort with median-of-three (Hoare partition splits runs of equal
+ * values evenly); recursion on the smaller side keeps the stack O(log n). */
+static void sort_f64(double *a, size_t n)
+{
+    while (n > SMALL_SORT) {
+        double x = a[0], y = a[n / 2], z = a[n - 1];
+        double p = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        size_t i = 0, j = n - 1;
+        for (;;) {
+            while (a[i] < p) i++;
+            while (p < a[j]) j--;
+            if (i >= j) break;
+            double t = a[i];
+            a[i] = a[j];
+            a[j] = t;
+            i++;
+            j--;
+        }
+        size_t left = j + 1; /* a[0..j] <= p <= a[j+1..n) */
+        if (left < n - left) {
+            sort_f64(a, left);
+            a += left;
+            n -= left;
+        } else {
+            sort_f64(a + left, n - left);
+            n = left;
+        }
+    }
+    small_sort(a, n);
+}
+
+/* Merge buf[a, a+na) and buf[b, b+nb) (both sorted) into buf from c, where
+ * c >= a + na - ... is arranged by the callers so that no unread item is
+ * overwritten (DataSketches merge_sorted_arrays). */
+static void merge_inplace(double *buf, uint32_t a, uint32_t na, uint32_t b, uint32_t nb, uint32_t c)
+{
+    uint32_t la = a + na, lb = b + nb;
+    while (a < la && b < lb) buf[c++] = buf[b] < buf[a] ? buf[b++] : buf[a++];
+    while (a < la) buf[c++] = buf[a++];
+    while (b < lb) buf[c++] = buf[b++];
+}
+
+static void merge_into(double *out, const double *a, uint32_t na, const double *b, uint32_t nb)
+{
+    uint32_t i = 0, j = 0;
+    while (i < na && j < nb) *out++ = b[j] < a[i] ? b[j++] : a[i++];
+    while (i < na) *out++ = a[i++];
+    while (j < nb) *out++ = b[j++];
+}
+
+/* Survivors at positions bit, bit+2, ... packed at the start of the run. */
+static void halve_down(struct ink__kll *s, double *buf, uint32_t start, uint32_t len)
+{
+    uint32_t half = len / 2, j = start + random_bit(s);
+    for (uint32_t i = start; i < start + half; i++, j += 2) buf[i] = buf[j];
+}
+
+/* The same, packed at the end of the run. */
+static void halve_up(struct ink__kll *s, double *buf, uint32_t start, uint32_t len)
+{
+    uint32_t half = len / 2;
+    uint32_t j = start + len - 1 - random_bit(s);
+    for (uint32_t i = start + len; i-- > start + half; j -= 2) buf[i] = buf[j];
+}
+
+static uint32_t level_cap(const struct ink__kll *s, uint32_t nlevels, uint32_t h)
+{
+    return s->capd[nlevels - 1 - h];
+}
+
+/* The new top level costs capd[H] more slots: free space grows at the bottom. */
+static void add_top_level(struct ink__kll *s)
+{
+    s->base -= s->capd[s->nlevels];
+    s->levels[s->nlevels + 1] = s->levels[s->nlevels];
+    s->nlevels++;
+}
+
+static void compress_while_updating(struct ink__kll *s)
+{
+    uint32_t *L = s->levels, h = 0;
+    while (L[h + 1] - L[h] < level_cap(s, s->nlevels, h)) h++;
+    if (h == s->nlevels - 1) add_top_level(s);
+    double *it = s->items;
+    uint32_t raw_beg = L[h], raw_lim = L[h + 1];
+    uint32_t pop_above = L[h + 2] - raw_lim, raw_pop = raw_lim - raw_beg;
+    uint32_t odd = raw_pop & 1, adj_beg = raw_beg + odd, adj_pop = raw_pop - odd;
+    uint32_t half = adj_pop / 2;
+    if (h == 0 && !s->l0_sorted) sort_f64(it + adj_beg, adj_pop);
+    if (pop_above == 0) {
+        halve_up(s, it, adj_beg, adj_pop);
+    } else {
+        halve_down(s, it, adj_beg, adj_pop);
+        merge_inplace(it, adj_beg, half, raw_lim, pop_above, adj_beg + half);
+    }
+    L[h + 1] -= half;
+    if (odd) {
+        L[h] = L[h + 1] - 1;
+        if (L[h] != raw_beg) it[L[h]] = it[raw_beg];
+    } else {
+        L[h] = L[h + 1];
+    }
+    if (h > 0) { /* shift the levels below up into the freed slots */
+        uint32_t amount = raw_beg - L[0];
+        memmove(it + L[0] + half, it + L[0], amount * sizeof(double));
+        for (uint32_t l = 0; l < h; l++) L[l] += half;
+    }
+}
+
+void ink__kll_update(struct ink__kll *s, double x)
+{
+    if (x < s->min) s->min = x;
+    if (x > s->max) s->max = x;
+    if (s->levels[0] == s->base) compress_while_updating(s);
+    s->items[--s->levels[0]] = x;
+    s->n++;
+    s->l0_sorted = false;
+}
+
+/* DataSketches general_compress on work[in[0], in[H]): compact, bottom-up,
+ * every level that is over capacity while the whole is over capacity. */
+static void general_compress(struct ink__kll *s, double *items, uint32_t *in, uint32_t *out,
+                             uint32_t *nlevels_io, uint32_t *count_io, uint32_t *target_io)
+{
+    uint32_t nl = *nlevels_io, count = in[nl] - in[0], target = total_cap(s->capd, nl);
+    out[0] = 0;
+    for (uint32_t h = 0;; h++) {
+        if (h == nl - 1) in[h + 2] = in[h + 1];
+        uint32_t raw_beg = in[h], raw_lim = in[h + 1], raw_pop = raw_lim - raw_beg;
+        if (count < target || raw_pop < level_cap(s, nl, h)) {
+            if (raw_beg != out[h])
+                memmove(items + out[h], items + raw_beg, raw_pop * sizeof(double));
+            out[h + 1] = out[h] + raw_pop;
+        } else {
+            uint32_t pop_above = in[h + 2] - raw_lim;
+            uint32_t odd = raw_pop & 1, adj_beg = raw_beg + odd, adj_pop = raw_pop - odd;
+            uint32_t half = adj_pop / 2;
+            if (odd) {
+                items[out[h]] = items[raw_beg];
+                out[h + 1] = out[h] + 1;
+            } else {
+                out[h + 1] = out[h];
+            }
+            if (h == 0 && !s->l0_sorted) sort_f64(items + adj_beg, adj_pop);
+            if (pop_above == 0) {
+                halve_up(s, items, adj_beg, adj_pop);
+            } else {
+                halve_down(s, items, adj_beg, adj_pop);
+                merge_inplace(items, adj_beg, half, raw_lim, pop_above, adj_beg + half);
+            }
+            count -= half;
+            in[h + 1] -= half;
+            if (h == nl - 1 && nl < INK_KLL_MAX_LEVELS) {
+                nl++;
+                target += level_cap(s, nl, 0);
+            }
+        }
+        if (h == nl - 1) break;
+    }
+    *nlevels_io = nl;
+    *count_io = count;
+    *target_io = target;
+}
+
+int ink__kll_merge(struct ink__kll *s, const struct ink__kll *o)
+{
+    if (o->n == 0) return 0;
+    if (o->m != s->m || o->k != s->k || !s->work) return INK_EINVAL;
+    uint64_t final_n = s->n + o->n;
+    double omin = o->min, omax = o->max;
+    for (uint32_t i = o->levels[0]; i < o->levels[1]; i++) ink__kll_update(s, o->items[i]);
+    if (o->nlevels >= 2) {
+        uint32_t in[INK_KLL_MAX_LEVELS + 2], out[INK_KLL_MAX_LEVELS + 2];
+        uint32_t nl = s->nlevels > o->nlevels ? s->nlevels : o->nlevels;
+        double *w = s->work;
+        in[0] = 0;
+        uint32_t p0 = s->levels[1] - s->levels[0];
+        memcpy(w, s->items + s->levels[0], p0 * sizeof(double));
+        in[1] = p0;
+        for (uint32_t h = 1; h < nl; h++) {
+            uint32_t sp = h < s->nlevels ? s->levels[h + 1] - s->levels[h] : 0;
+            uint32_t op = h < o->nlevels ? o->levels[h + 1] - o->levels[h] : 0;
+            merge_into(w + in[h], s->items + (sp ? s->levels[h] : 0), sp,
+                       o->items + (op ? o->levels[h] : 0), op);
+            in[h + 1] = in[h] + sp + op;
+        }
+        uint32_t count, target;
+        general_compress(s, w, in, out, &nl, &count, &target);
+        /* Fits: target <= cap because nl <= MAX_LEVELS. */
+        uint32_t dst = s->cap - count;
+        memcpy(s->items + dst, w + out[0], count * sizeof(double));
+        s->base = s->cap - target;
+        for (uint32_t h = 0; h <= nl; h++) s->levels[h] = out[h] - out[0] + dst;
+        s->nlevels = nl;
+    }
+    s->n = final_n;
+    if (omin < s->min) s->min = omin;
+    if (omax > s->max) s->max = omax;
+    if (o->min_k < s->min_k && o->nlevels > 1) s->min_k = o->min_k;
+    return 0;
+}
+
+/* Number of items in the sorted run a[0, n) that are <= x (or < x): a
+ * branch-free binary search (the comparisons are coin flips, so a
+ * conditional move beats a mispredicted branch at every step). */
+static inline __attribute__((always_inline)) uint32_t count_le(const double *a, uint32_t n,
+                                                               double x, bool incl)
+{
+    if (n == 0) return 0;
+    const double *base = a;
+    while (n > 1) {
+        uint32_t half = n / 2;
+        base = (incl ? base[half] <= x : base[half] < x) ? base + half : base;
+        n -= half;
+    }
+    return (uint32_t)(base - a) + (incl ? *base <= x : *base < x);
+}
+
+/* Weight of the retained items <= x (incl) or < x: level 0 is unsorted and
+ * scanned, the others are searched. This is the operator's per-record cost. */
+static inline __attribute__((always_inline)) uint64_t weight_cmp(const struct ink__kll *s, double x,
+                                                                 bool incl)
+{
+    const uint32_t *L = s->levels;
+    uint64_t w = 0;
+    for (uint32_t i = L[0]; i < L[1]; i++) w += incl ? s->items[i] <= x : s->items[i] < x;
+    for (uint32_t h = 1; h < s->nlevels; h++) {
+        const double *a = s->items + L[h];
+        uint32_t n = L[h + 1] - L[h], c = 0;
+        if (n <= LINEAR_MAX) /* independent compares beat a chain of dependent loads */
+            for (uint32_t i = 0; i < n; i++) c += incl ? a[i] <= x : a[i] < x;
+        else
+            c = count_le(a, n, x, incl);
+        w += (uint64_t)c << h;
+    }
+    return w;
+}
+
+uint64_t ink__kll_weight_le(const struct ink__kll *s, double x)
+{
+    return weight_cmp(s, x, true);
+}
+uint64_t ink__kll_weight_lt(const struct ink__kll *s, double x)
+{
+    return weight_cmp(s, x, false);
+}
+
+double ink__kll_quantile(const struct ink__kll *s, double r)
+{
+    if (s->n == 0) return NAN;
+    if (!(r >= 0)) r = 0;
+    if (r > 1) r = 1;
+    uint64_t want = (uint64_t)ceil(r * (double)s->n);
+    const uint32_t *L = s->levels;
+    double best = s->max; /* weight_le(max) = n >= want */
+    /* weight_le is monotone in v: per sorted level, the first item reaching
+     * `want`; level 0 is unsorted and checked item by item. */
+    for (uint32_t i = L[0]; i < L[1]; i++)
+        if (s->items[i] < best && ink__kll_weight_le(s, s->items[i]) >= want) best = s->items[i];
+    for (uint32_t h = 1; h < s->nlevels; h++) {
+        const double *a = s->items + L[h];
+        uint32_t lo = 0, hi = L[h + 1] - L[h];
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (ink__kll_weight_le(s, a[mid]) >= want)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        if (lo < L[h + 1] - L[h] && a[lo] < best) best = a[lo];
+    }
+    return best;
+}
+
+uint64_t ink__kll_total_weight(const struct ink__kll *s)
+{
+    uint64_t w = 0;
+    for (uint32_t h = 0; h < s->nlevels; h++) w += (uint64_t)(s->levels[h + 1] - s->levels[h]) << h;
+    return w;
+}
+
+uint32_t ink__kll_retained(const struct ink__kll *s)
+{
+    return s->levels[s->nlevels] - s->levels[0];
+}
+
+double ink__kll_eps(uint32_t k, bool pmf)
+{
+    return pmf ? 2.446 / pow(k, 0.9433) : 2.296 / pow(k, 0.9723);
+}

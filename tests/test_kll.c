@@ -1,0 +1,284 @@
+/* operators/kll.c: the KLL sketch (ALGORITHMS.md 4.1) against exact counts.
+ * The accuracy cases are heavy (100 seeds x 5 streams x 1e6 values, single
+ * and merged from 16 parts); INK_TEST_SCALE shrinks seeds and n, never eps. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "../engine/rng.h"
+#include "../operators/kll.h"
+#include "ink_test.h"
+
+#define NQ 1000
+
+static double test_scale(void)
+{
+    const char *e = getenv("INK_TEST_SCALE");
+    double s = e ? atof(e) : 1.0;
+    return s > 0 ? s : 1.0;
+}
+
+static struct ink__kll *kll_new(uint32_t k, uint64_t seed)
+{
+    struct ink__kll *s = malloc(sizeof *s);
+    void *mem = malloc(ink__kll_bytes(k, true));
+    ink__kll_init(s, k, seed, mem, true);
+    return s;
+}
+
+static void kll_free(struct ink__kll *s)
+{
+    if (!s) return;
+    free(s->items);
+    free(s);
+}
+
+TEST(kll_invariant_every_update_and_merge)
+{
+    struct ink_rng r;
+    ink_rng_seed(&r, 1);
+    struct ink__kll *a = kll_new(200, 11), *b = kll_new(200, 12);
+    double mn = INFINITY, mx = -INFINITY;
+    uint64_t expect_a = 0;
+    int bad = 0;
+    for (int i = 0; i < 200000; i++) {
+        double x = ink_rng_uniform(&r) * 1000 - 500;
+        struct ink__kll *s = i % 3 ? a : b;
+        ink__kll_update(s, x);
+        expect_a += s == a;
+        bad += ink__kll_total_weight(s) != s->n;
+        if (x < mn) mn = x;
+        if (x > mx) mx = x;
+        if (i % 50000 == 49999) {
+            CHECK(ink__kll_merge(a, b) == 0);
+            expect_a += b->n;
+            bad += ink__kll_total_weight(a) != a->n;
+        }
+    }
+    CHECK(bad == 0);
+    /* Each merge adds b's whole count again. */
+    CHECK(a->n == expect_a);
+    /* The last merge came after the last update: a has seen every value. */
+    CHECK(a->min == mn && a->max == mx);
+    CHECK(b->min >= mn && b->max <= mx && ink__kll_quantile(a, 0) >= mn);
+    CHECK(ink__kll_retained(a) <= a->cap);
+    kll_free(a);
+    kll_free(b);
+}
+
+TEST(kll_exact_below_capacity)
+{
+    /* Fewer than k items: no compaction, every rank exact. */
+    struct ink__kll *s = kll_new(200, 3);
+    for (int i = 0; i < 150; i++) ink__kll_update(s, (double)(i % 50));
+    CHECK(s->n == 150 && ink__kll_retained(s) == 150);
+    CHECK(ink__kll_weight_le(s, 10) == 33);
+    CHECK(ink__kll_weight_lt(s, 10) == 30);
+    CHECK(ink__kll_quantile(s, 0.5) == 24);
+    CHECK(ink__kll_quantile(s, 0) == 0 && ink__kll_quantile(s, 1) == 49);
+    CHECK(s->min == 0 && s->max == 49);
+    kll_free(s);
+}
+
+TEST(kll_same_seed_same_sketch)
+{
+    struct ink__kll *a = kll_new(64, 5), *b = kll_new(64, 5);
+    struct ink_rng r;
+    ink_rng_seed(&r, 9);
+    for (int i = 0; i < 100000; i++) {
+        double x = ink_rng_uniform(&r);
+        ink__kll_update(a, x);
+        ink__kll_update(b, x);
+    }
+    REQUIRE(a->nlevels == b->nlevels);
+    CHECK(memcmp(a->levels, b->levels, sizeof a->levels) == 0);
+    CHECK(memcmp(a->items + a->levels[0], b->items + b->levels[0],
+                 ink__kll_retained(a) * sizeof(double)) == 0);
+    kll_free(a);
+    kll_free(b);
+}
+
+/* ---- accuracy over seeds ---- */
+
+enum { S_UNIFORM, S_NORMAL, S_SORTED, S_REVERSE, S_DUPS, S_COUNT };
+static const char *const stream_names[] = {"uniform", "normal", "sorted", "reverse", "dups"};
+
+static void gen_stream(int kind, struct ink_rng *r, double *x, size_t n, double *q)
+{
+    for (size_t i = 0; i < n; i++) {
+        switch (kind) {
+        case S_UNIFORM:
+            x[i] = ink_rng_uniform(r);
+            break;
+        case S_NORMAL: {
+            double u = ink_rng_uniform(r), v = ink_rng_uniform(r);
+            x[i] = sqrt(-2 * log1p(-u)) * cos(2 * M_PI * v);
+            break;
+        }
+        case S_SORTED:
+            x[i] = (double)i;
+            break;
+        case S_REVERSE:
+            x[i] = (double)(n - 1 - i);
+            break;
+        default:
+            x[i] = floor(ink_rng_uniform(r) * 100);
+            break;
+        }
+    }
+    for (int j = 0; j < NQ; j++) {
+        double t = (j + 0.5) / NQ;
+        switch (kind) {
+        case S_UNIFORM:
+            q[j] = t;
+            break;
+        case S_NORMAL:
+            q[j] = -3.5 + 7 * t;
+            break;
+        case S_SORTED:
+        case S_REVERSE:
+            q[j] = floor(t * n);
+            break;
+        default:
+            q[j] = (j - 5) / 10.0;
+            break; /* every integer 0..99 and between */
+        }
+    }
+}
+
+/* truth[j] = #{x <= q_j}, q increasing and nearly evenly spaced: the bucket
+ * pos = #{q < x} is guessed from the spacing and corrected by comparisons. */
+static void exact_counts(const double *x, size_t n, const double *q, uint64_t *truth)
+{
+    static uint64_t cnt[NQ + 1];
+    memset(cnt, 0, sizeof cnt);
+    double q0 = q[0], inv = (NQ - 1) / (q[NQ - 1] - q[0]);
+    for (size_t i = 0; i < n; i++) {
+        double g = ceil((x[i] - q0) * inv);
+        long pos = g < 0 ? 0 : g > NQ ? NQ : (long)g;
+        while (pos > 0 && q[pos - 1] >= x[i]) pos--;
+        while (pos < NQ && q[pos] < x[i]) pos++;
+        cnt[pos]++;
+    }
+    uint64_t acc = 0;
+    for (int j = 0; j < NQ; j++) truth[j] = (acc += cnt[j]);
+}
+
+struct acc_result {
+    int worst_fails[2]; /* over query points: seeds where |err| > eps (single, merged) */
+    double worst_err[2];
+};
+
+static void run_stream(int kind, int seeds, size_t n, uint32_t k, struct acc_result *res)
+{
+    double *x = malloc(n * sizeof *x), q[NQ], eps = ink__kll_eps(k, false);
+    uint64_t truth[NQ];
+    static int fails[2][NQ];
+    memset(fails, 0, sizeof fails);
+    struct ink__kll *one = kll_new(k, 0), *merged = kll_new(k, 0), *part[16];
+    for (int p = 0; p < 16; p++) part[p] = kll_new(k, 0);
+    res->worst_err[0] = res->worst_err[1] = 0;
+    for (int sd = 0; sd < seeds; sd++) {
+        uint64_t base = 1000003ull * (uint64_t)(kind + 1) + (uint64_t)sd;
+        struct ink_rng r;
+        ink_rng_seed(&r, base);
+        gen_stream(kind, &r, x, n, q);
+        exact_counts(x, n, q, truth);
+        ink__kll_init(one, k, base ^ 0xabcdef, one->items, true);
+        for (size_t i = 0; i < n; i++) ink__kll_update(one, x[i]);
+        /* 16 contiguous parts, merged in a random order. */
+        int order[16];
+        for (int p = 0; p < 16; p++) {
+            order[p] = p;
+            ink__kll_init(part[p], k, base * 31 + (uint64_t)p, part[p]->items, true);
+            size_t lo = n * p / 16, hi = n * (p + 1) / 16;
+            for (size_t i = lo; i < hi; i++) ink__kll_update(part[p], x[i]);
+        }
+        for (int p = 15; p > 0; p--) {
+            int j = (int)(ink_rng_next(&r) % (uint64_t)(p + 1)), t = order[p];
+            order[p] = order[j];
+            order[j] = t;
+        }
+        ink__kll_init(merged, k, base ^ 0x5555, merged->items, true);
+        for (int p = 0; p < 16; p++) {
+            CHECK(ink__kll_merge(merged, part[order[p]]) == 0);
+            CHECK(ink__kll_total_weight(merged) == merged->n);
+        }
+        CHECK(one->n == n && merged->n == n);
+        /* Quantiles (first 10 seeds): the returned item's rank interval
+         * [#{x < q}, #{x <= q}] / n must come within eps of r. */
+        static const double rs[5] = {0.01, 0.1, 0.5, 0.9, 0.99};
+        for (int qi = 0; qi < 5 && sd < 10; qi++) {
+            double qv = ink__kll_quantile(one, rs[qi]);
+            size_t lt = 0, le = 0;
+            for (size_t i = 0; i < n; i++) lt += x[i] < qv, le += x[i] <= qv;
+            bool ok = (double)le / n >= rs[qi] - eps && (double)lt / n <= rs[qi] + eps;
+            CHECK_MSG(ok, "%s seed %d: quantile(%g) = %g has ranks [%g, %g]", stream_names[kind],
+                      sd, rs[qi], qv, (double)lt / n, (double)le / n);
+        }
+        CHECK(ink__kll_total_weight(one) == n);
+        for (int j = 0; j < NQ; j++) {
+            double f = (double)truth[j] / (double)n;
+            const struct ink__kll *sk[2] = {one, merged};
+            for (int v = 0; v < 2; v++) {
+                double e = fabs((double)ink__kll_weight_le(sk[v], q[j]) / (double)n - f);
+                if (e > res->worst_err[v]) res->worst_err[v] = e;
+                fails[v][j] += e > eps;
+            }
+        }
+    }
+    for (int v = 0; v < 2; v++) {
+        res->worst_fails[v] = 0;
+        for (int j = 0; j < NQ; j++)
+            if (fails[v][j] > res->worst_fails[v]) res->worst_fails[v] = fails[v][j];
+    }
+    for (int p = 0; p < 16; p++) kll_free(part[p]);
+    kll_free(one);
+    kll_free(merged);
+    free(x);
+}
+
+static void accuracy_case(int kind)
+{
+    double sc = test_scale();
+    int seeds = (int)lround(100 * (sc < 1 ? sc : 1));
+    if (seeds < 5) seeds = 5;
+    size_t n = (size_t)(1e6 * (sc < 1 ? sc : 1));
+    if (n < 100000) n = 100000;
+    uint32_t k = 200;
+    struct acc_result res;
+    run_stream(kind, seeds, n, k, &res);
+    int allowed = (int)floor(0.02 * seeds + 1e-9);
+    printf("  %-8s seeds %d n %zu eps %.5f: worst |err| single %.5f merged %.5f; "
+           "max seeds over eps at one point single %d merged %d (allowed %d)\n",
+           stream_names[kind], seeds, n, ink__kll_eps(k, false), res.worst_err[0], res.worst_err[1],
+           res.worst_fails[0], res.worst_fails[1], allowed);
+    CHECK(res.worst_fails[0] <= allowed);
+    CHECK(res.worst_fails[1] <= allowed);
+}
+
+TEST(kll_accuracy_uniform)
+{
+    accuracy_case(S_UNIFORM);
+}
+TEST(kll_accuracy_normal)
+{
+    accuracy_case(S_NORMAL);
+}
+TEST(kll_accuracy_sorted)
+{
+    accuracy_case(S_SORTED);
+}
+TEST(kll_accuracy_reverse)
+{
+    accuracy_case(S_REVERSE);
+}
+TEST(kll_accuracy_duplicates)
+{
+    accuracy_case(S_DUPS);
+}
+
+int main(int argc, char **argv)
+{
+    return ink_test_main(argc, argv);
+}
