@@ -71,10 +71,24 @@ sinks:
 ROWS = {"passthrough": row_passthrough}
 
 
+def load_row_modules():
+    """Each bench/rows_NAME.py defines ROWS = {name: function}; a function
+    returns a list of (row, inkflow, baseline, ratio) tuples of strings."""
+    import importlib.util
+    here = os.path.dirname(os.path.abspath(__file__))
+    for fn in sorted(os.listdir(here)):
+        if fn.startswith("rows_") and fn.endswith(".py"):
+            spec = importlib.util.spec_from_file_location(fn[:-3], os.path.join(here, fn))
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            ROWS.update(mod.ROWS)
+
+
 def main():
     subprocess.run(["cmake", "-S", ROOT, "-B", BUILD, "-DCMAKE_BUILD_TYPE=RelWithDebInfo"],
                    check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["cmake", "--build", BUILD, "-j2"], check=True, stdout=subprocess.DEVNULL)
+    load_row_modules()
     want = sys.argv[1:] or list(ROWS)
     print("| row | inkflow | baseline (same run) | ratio |")
     print("| --- | --- | --- | --- |")
