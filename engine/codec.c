@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "codec_int.h"
 
@@ -817,6 +818,22 @@ static int text_value(struct ink_buf *out, const struct ink_value *v)
     }
 }
 
+/* Event time for people: UTC ISO 8601 (fraction only when not whole seconds). */
+static int text_time(struct ink_buf *out, int64_t t)
+{
+    char tmp[64];
+    int64_t sec = t >= 0 ? t / 1000000000 : -((-t + 999999999) / 1000000000);
+    int64_t ns = t - sec * 1000000000;
+    time_t tt = (time_t)sec;
+    struct tm tm;
+    if (!gmtime_r(&tt, &tm))
+        return ink_buf_append(out, tmp, (size_t)snprintf(tmp, sizeof tmp, " t=%lld", (long long)t));
+    size_t n = strftime(tmp, sizeof tmp, " t=%Y-%m-%dT%H:%M:%S", &tm);
+    if (ns) n += (size_t)snprintf(tmp + n, sizeof tmp - n, ".%09lld", (long long)ns);
+    tmp[n++] = 'Z';
+    return ink_buf_append(out, tmp, n);
+}
+
 int ink_encode_text(const struct ink_record *r, unsigned flags, struct ink_buf *out)
 {
     (void)flags;
@@ -825,9 +842,7 @@ int ink_encode_text(const struct ink_record *r, unsigned flags, struct ink_buf *
     uint32_t f = r->flags;
     int rc = ink_buf_append(out, tmp,
                             (size_t)snprintf(tmp, sizeof tmp, "#%llu", (unsigned long long)r->seq));
-    if (f & INK_HAS_T)
-        rc |=
-            ink_buf_append(out, tmp, (size_t)snprintf(tmp, sizeof tmp, " t=%lld", (long long)r->t));
+    if (f & INK_HAS_T) rc |= text_time(out, r->t);
     if (f & INK_HAS_KEY) rc |= ink_buf_puts(out, " key=") | text_str(out, r->key, r->key_len);
     if (f & INK_HAS_OP) rc |= ink_buf_puts(out, " op=") | text_str(out, r->op, r->op_len);
     if (f & INK_HAS_X) rc |= ink_buf_puts(out, " x=") | text_f64s(out, r->x, r->dim);
