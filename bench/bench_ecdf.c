@@ -5,8 +5,15 @@
  * Rows: D&C ECDF at every sample point (N = 1e6, d = 2 and 3) against the
  * naive O(N^2 d) count (timed at N = 2e4, where both run, and extrapolated
  * quadratically to 1e6); KLL records/s through the operator's process (the F
- * of every record is a rank query, then the update); Fenwick d = 3 with 64
- * nodes per axis, updates/s and node queries/s. */
+ * of every record is a rank query, then the update) and the sketch's bare
+ * updates/s; Fenwick d = 3 with 64 nodes per axis, updates/s and node
+ * queries/s, against a plain count array (O(1) update, a query sums the
+ * prefix box).
+ *
+ * BENCH_ECDF_DUMP=prefix writes, for d = 2 and 3, the naive-size points
+ * (prefix_dD.points, n x d doubles) and the D&C counts (prefix_dD.F, n doubles)
+ * so that bench/rows_ecdf.py can time numpy's brute force on the same points
+ * and check it agrees. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +24,7 @@
 #include "../operators/dominance.h"
 #include "../operators/ecdf.h"
 #include "../operators/fenwick.h"
+#include "../operators/kll.h"
 
 static double now(void)
 {
@@ -70,6 +78,16 @@ static void bench_dc(int d, size_t N, size_t Nn)
     printf("ecdf_naive_d%d_n%zu_seconds %.3f s\n", d, Nn, tn);
     printf("ecdf_dc_d%d_n%zu_seconds %.4f s\n", d, Nn, tsmall);
     printf("ecdf_dc_d%d_mismatches_vs_naive %zu count\n", d, bad);
+    const char *dump = getenv("BENCH_ECDF_DUMP");
+    if (dump) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s_d%d.points", dump, d);
+        FILE *f = fopen(path, "wb");
+        if (f) fwrite(P, sizeof(double) * d, Nn, f), fclose(f);
+        snprintf(path, sizeof path, "%s_d%d.F", dump, d);
+        f = fopen(path, "wb");
+        if (f) fwrite(Fd, sizeof(double), Nn, f), fclose(f);
+    }
     double est = tn * ((double)N / Nn) * ((double)N / Nn);
     printf("ecdf_naive_d%d_n%zu_extrapolated_seconds %.0f s\n", d, N, est);
     printf("ecdf_dc_d%d_speedup_at_n%zu %.0f x\n", d, N, est / tdc);
@@ -115,6 +133,20 @@ static void bench_kll(size_t n)
     }
     double t = now() - t0;
     printf("ecdf_kll_k200_process_per_second %.0f records/s\n", n / t);
+    struct ink__kll q;
+    void *qm = malloc(ink__kll_bytes(200, false));
+    ink__kll_init(&q, 200, 1, qm, false);
+    t0 = now();
+    for (size_t i = 0; i < n; i++) ink__kll_update(&q, x[i]);
+    t = now() - t0;
+    printf("ecdf_kll_k200_update_per_second %.0f updates/s\n", n / t);
+    uint64_t acc = 0;
+    t0 = now();
+    for (size_t i = 0; i < n; i++) acc += ink__kll_weight_le(&q, x[i]);
+    t = now() - t0;
+    printf("ecdf_kll_k200_rank_query_per_second %.0f queries/s\n", n / t);
+    if (acc == 1) printf("impossible\n");
+    free(qm);
     ink_op_ecdf.fini(st);
     free(st);
     free(x);
@@ -142,6 +174,30 @@ static void bench_fenwick(size_t n)
     double tq = now() - t0;
     printf("ecdf_fenwick_d3_m64_updates_per_second %.0f updates/s\n", n / tu);
     printf("ecdf_fenwick_d3_m64_queries_per_second %.0f queries/s\n", n / tq);
+    /* baseline: a plain count array, O(1) update, a query sums the box */
+    memset(T, 0, g.size * sizeof *T);
+    t0 = now();
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t *c = cells + i * D;
+        T[((size_t)c[0] * M + c[1]) * M + c[2]] += 1.0;
+    }
+    tu = now() - t0;
+    size_t nq = n / 100 > 1000 ? n / 100 : 1000;
+    if (nq > n) nq = n;
+    t0 = now();
+    for (size_t i = 0; i < nq; i++) {
+        const uint32_t *c = cells + i * D;
+        double s = 0;
+        for (uint32_t a = 0; a <= c[0]; a++)
+            for (uint32_t b = 0; b <= c[1]; b++) {
+                const double *row = T + ((size_t)a * M + b) * M;
+                for (uint32_t e = 0; e <= c[2]; e++) s += row[e];
+            }
+        acc += s;
+    }
+    tq = now() - t0;
+    printf("ecdf_countarray_d3_m64_updates_per_second %.0f updates/s\n", n / tu);
+    printf("ecdf_countarray_d3_m64_queries_per_second %.0f queries/s\n", nq / tq);
     if (acc < 0) printf("impossible\n");
     free(T);
     free(cells);
