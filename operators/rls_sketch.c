@@ -28,6 +28,7 @@
 #define BASIS_TOL 1e-10
 
 static const char *const rls_modes[] = {"squeak", "ink", NULL};
+static const char *const rls_rescores[] = {"eigen", "cholesky", NULL};
 
 #define COFF(f) offsetof(struct ink_rls_conf, f)
 
@@ -116,6 +117,13 @@ const struct ink_param ink_rls_params[] = {
      .offset = COFF(shrink),
      .def = "true",
      .help = "false keeps every point with p = 1 until max_dict (diagnostic: exact RLS)"},
+    {.name = "rescore",
+     .type = INK_P_ENUM,
+     .offset = COFF(rescore),
+     .def = "eigen",
+     .choices = rls_rescores,
+     .help = "re-estimation of all members: eigen (dsyevr, exact small scores) or cholesky "
+             "(~2m^3/3 flops instead of ~10m^3; relative error eps_mach * cond on small scores)"},
     {0},
 };
 
@@ -123,7 +131,7 @@ const struct ink_param ink_rls_params[] = {
 struct rls_state {
     struct ink_kernel kern;
     int d, qbar, m_max, b, cap;
-    bool normalize, predict, shrink;
+    bool normalize, predict, shrink, chol_rescore;
     double gamma, c_est, mu; /* c_est: est_scale of 1.2 */
 
     struct ink_rng rng;
@@ -272,6 +280,7 @@ static int rls_init(void *state, const void *conf, const struct ink_op_init *ini
     st->normalize = c->mode == INK_RLS_INK;
     st->predict = c->predict;
     st->shrink = c->shrink;
+    st->chol_rescore = c->rescore == INK_RLS_CHOLESKY;
     st->gamma = st->gamma_eff = c->gamma;
     st->c_est = c->est_scale > 0 ? c->est_scale : 1.0 - c->eps;
     st->mu = c->mu;
@@ -301,13 +310,42 @@ static int binomial(struct ink_rng *rng, int n, double r)
     return k;
 }
 
+/* 1.7's faster alternative: with A_s + gamma I = L L^T (in U), and L^{-1} from
+ * dtrtri, [(A_s + gamma I)^{-1}]_jj = |column j of L^{-1}|^2 and
+ * r_j = 1 - gamma inv_jj: about 2 m^3 / 3 flops against dsyevr's ~10 m^3, with
+ * a relative error of about eps_mach cond(A_s + gamma I) / r_j on small r_j.
+ * Returns nonzero when the factorisation fails (the caller falls back). */
+static int estimate_cholesky(struct rls_state *st)
+{
+    int m = st->m, cap = st->cap;
+    double *A = st->U, gam = st->gamma_eff;
+    for (int j = 0; j < m; j++) {
+        for (int i = j; i < m; i++)
+            A[i + (size_t)j * cap] = st->s[i] * st->K[i + (size_t)j * cap] * st->s[j];
+        A[j + (size_t)j * cap] += gam;
+    }
+    if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', m, A, cap) != 0) return INK_ENUMERIC;
+    if (LAPACKE_dtrtri_work(LAPACK_COL_MAJOR, 'L', 'N', m, A, cap) != 0) return INK_ENUMERIC;
+    double fsum = 0;
+    for (int j = 0; j < m; j++) {
+        const double *col = A + j + (size_t)j * cap;
+        double r = 1.0 - gam * cblas_ddot(m - j, col, 1, col, 1);
+        r = r > 0 ? r : 0;
+        fsum += r;
+        st->tau[j] = st->c_est * r / (st->s[j] * st->s[j]);
+    }
+    st->dhat = st->c_est * fsum;
+    return 0;
+}
+
 /* 1.5 steps 3-6: A_s = S K_DD S = U Lam U^T; r_j = sum_i U_ji^2 lam_i/(lam_i+gamma)
  * (eigen form: every term >= 0, no cancellation); tau_j = c_est r_j / s_j^2;
- * dhat = sum_j s_j^2 tau_j. */
+ * dhat = sum_j s_j^2 tau_j. With rescore: cholesky, estimate_cholesky first. */
 static int estimate(struct rls_state *st)
 {
     int m = st->m, cap = st->cap;
     double *A = st->L, gam = st->gamma_eff;
+    if (st->chol_rescore && estimate_cholesky(st) == 0) return 0;
     for (int j = 0; j < m; j++)
         for (int i = j; i < m; i++)
             A[i + (size_t)j * cap] = st->s[i] * st->K[i + (size_t)j * cap] * st->s[j];

@@ -14,6 +14,11 @@ enum ink_rls_mode {
     INK_RLS_INK = 1     /* INK-Estimate: scores normalised by the d_eff estimate */
 };
 
+enum ink_rls_rescore {
+    INK_RLS_EIGEN = 0,   /* r_j from the eigen form (dsyevr; no cancellation; default) */
+    INK_RLS_CHOLESKY = 1 /* r_j = 1 - gamma [(A_s + gamma I)^-1]_jj (dpotrf + dtrtri, 1.7) */
+};
+
 struct ink_rls_conf {
     struct ink_kernel_conf kernel;
     int64_t dim;      /* length of x (required: buffers are sized at init) */
@@ -28,6 +33,7 @@ struct ink_rls_conf {
     bool predict;     /* Nystrom KRR (5.1) */
     double mu;        /* KRR regulariser */
     bool shrink;      /* false: keep every point with p = 1 (diagnostic, 1.8 T6) */
+    int rescore;      /* enum ink_rls_rescore: how the batch re-estimation scores members */
 };
 
 extern const struct ink_param ink_rls_params[];

@@ -226,10 +226,11 @@ static double recon_gap(const double *K, const double *U, const double *lam, int
     return hi;
 }
 
-static void band_seed(uint64_t seed, const int *cps, int ncp, struct band_stats *bs)
+static void band_seed(uint64_t seed, const int *cps, int ncp, struct band_stats *bs, int rescore)
 {
     enum { D = 3 };
     struct ink_rls_conf c = base_conf(D);
+    c.rescore = rescore;
     c.kernel.sigma = 1.5;
     /* qbar = 64, not the 16 of ALGORITHMS.md T2: with est_scale = 1 - eps the
      * sampler keeps ~0.4 qbar d_eff points, and at qbar = 16 only ~17% of
@@ -333,7 +334,7 @@ TEST(band_reconstruction_size)
     int ncp = 3, seeds = (int)lround(20 * test_scale());
     if (seeds < 2) seeds = 2;
     struct band_stats bs = {.lo = INFINITY, .hi = -INFINITY};
-    for (int s = 0; s < seeds; s++) band_seed(1000 + s, cps, ncp, &bs);
+    for (int s = 0; s < seeds; s++) band_seed(1000 + s, cps, ncp, &bs, INK_RLS_EIGEN);
     double alpha = 3.0;
     printf("band: %d seeds, %d checkpoints; eps-accurate: arrival %d, dict %d; max eps_t %.3f\n",
            seeds, bs.checks, bs.acc_arrival, bs.acc_dict, bs.max_eps);
@@ -355,6 +356,71 @@ TEST(band_reconstruction_size)
         CHECK_MSG(mean >= 1 / alpha - 3 * se && mean <= 1 + 3 * se, "t=%d mean %.4f se %.4f",
                   cps[k], mean, se);
     }
+}
+
+/* rescore: cholesky (1.7's faster re-estimation, r_j = 1 - gamma inv_jj):
+ * the same band, reconstruction and size checks over fewer seeds. */
+TEST(band_cholesky_rescore)
+{
+    static const int cps[] = {100, 300, 600};
+    int ncp = 3, seeds = (int)lround(4 * test_scale());
+    if (seeds < 2) seeds = 2;
+    struct band_stats bs = {.lo = INFINITY, .hi = -INFINITY};
+    for (int s = 0; s < seeds; s++) band_seed(2000 + s, cps, ncp, &bs, INK_RLS_CHOLESKY);
+    printf("band (cholesky): %d seeds, %d checkpoints; eps-accurate: arrival %d, dict %d; "
+           "tau~/tau in [%.4f, %.4f]\n",
+           seeds, bs.checks, bs.acc_arrival, bs.acc_dict, bs.lo, bs.hi);
+    CHECK(bs.fail_arrival == 0);
+    CHECK(bs.fail_query == 0);
+    CHECK(bs.fail_recon == 0);
+    CHECK(bs.fail_size == 0);
+    CHECK_MSG(bs.acc_dict >= 0.9 * bs.checks, "%d of %d", bs.acc_dict, bs.checks);
+}
+
+/* The two re-estimations compute the same scores up to rounding: on one
+ * stream with one seed, every arrival's tau agrees to 1e-9 relative and the
+ * dictionaries stay identical (a thinning draw would have to fall within
+ * ~1e-12 of a threshold to differ). */
+TEST(cholesky_rescore_matches_eigen)
+{
+    enum { D = 3 };
+    int n = 2000;
+    struct ink_rls_conf c = base_conf(D);
+    c.kernel.sigma = 1.5;
+    c.batch = 16;
+    c.max_dict = 128; /* the cap binds: gamma_eff escalates in both */
+    c.gamma = 0.05;
+    void *a = make(&c);
+    c.rescore = INK_RLS_CHOLESKY;
+    void *b = make(&c);
+    REQUIRE(a && b);
+    struct ink_rng rng;
+    ink_rng_seed(&rng, 77);
+    double x[D], worst = 0;
+    int same_dict = 0;
+    for (int t = 0; t < n; t++) {
+        for (int k = 0; k < D; k++) x[k] = gauss(&rng);
+        if (t % 3 == 0)
+            for (int k = 0; k < D; k++) x[k] = 2.0 + 0.1 * x[k];
+        REQUIRE(feed(a, x, D, NULL) == 0);
+        double ta = seen.tau, ga = seen.gamma_eff;
+        int64_t ma = seen.dict;
+        REQUIRE(feed(b, x, D, NULL) == 0);
+        worst = fmax(worst, fabs(seen.tau - ta) / ta);
+        same_dict += seen.dict == ma && seen.gamma_eff == ga;
+    }
+    REQUIRE(ask(a, "dict", NULL, 0) == 0);
+    struct seen sa = seen;
+    REQUIRE(ask(b, "dict", NULL, 0) == 0);
+    printf("cholesky vs eigen rescore: max rel tau gap %.3g, same dict size and gamma_eff at %d "
+           "of %d arrivals, final dict %d, gamma_eff %g\n",
+           worst, same_dict, n, seen.m, seen.gamma_eff);
+    CHECK(worst < 1e-9);
+    CHECK(same_dict == n);
+    CHECK(sa.m == seen.m && !memcmp(sa.ids, seen.ids, sizeof(int64_t) * seen.m));
+    CHECK(seen.gamma_eff > c.gamma); /* the escalation path ran */
+    destroy(a);
+    destroy(b);
 }
 
 /* ------------------------------------------------------------------- T6 */
