@@ -33,6 +33,13 @@ static const struct ink_param snapshot_params[] = {
      .min = 0,
      .max = 31536000,
      .help = "interval between snapshots (0 = only on shutdown)"},
+    {.name = "every_records",
+     .type = INK_P_INT,
+     .offset = SNOFF(every_records),
+     .def = "0",
+     .min = 0,
+     .max = 1e15,
+     .help = "also snapshot every this many records read by the sources (0 = off)"},
     {0},
 };
 

@@ -15,7 +15,8 @@
 struct ink_snapshot_conf {
     bool set;
     char *dir;
-    double every; /* seconds; 0 = only on shutdown */
+    double every;          /* seconds; 0 = only on shutdown */
+    int64_t every_records; /* also every this many source records; 0 = off */
 };
 
 struct ink_http_conf {

@@ -21,6 +21,12 @@ struct ink_counters {
 
 struct ink_graph;
 struct ink_node;
+struct ink_snap;
+struct ink_metrics;
+
+/* Processing-latency histogram buckets (seconds, upper bounds; +Inf implied). */
+#define INK_LAT_NB 12
+extern const double ink_lat_bounds[INK_LAT_NB];
 
 /* A source: pump() reads up to `budget` records and dispatches each through
  * ink__source_emit / ink__source_reject. */
@@ -76,6 +82,9 @@ struct ink_node {
     uint64_t seq;    /* next seq for a source */
     double last_log; /* rate-limited logging */
     uint64_t log_suppressed;
+    /* operators: processing latency (per record, seconds) */
+    uint64_t lat[INK_LAT_NB + 1];
+    double lat_sum;
 };
 
 struct ink_graph {
@@ -91,10 +100,26 @@ struct ink_graph {
     const char *reply_error;
     char reply_errbuf[512];
     double t0;
+    /* snapshots (engine/snapshot.c) */
+    bool restoring;       /* built to be restored: sinks do not truncate */
+    double snap_last;     /* monotonic time of the last snapshot (or of the start) */
+    double snap_wall;     /* wall-clock time of the last snapshot, 0 = none yet */
+    double snap_duration; /* seconds the last snapshot took */
+    uint64_t snap_bytes;  /* size of the last snapshot file */
+    uint64_t snap_count, snap_failed;
+    uint64_t src_records;  /* records read by all sources (every_records) */
+    uint64_t snap_next_at; /* src_records at which the next count-based snapshot is due */
+    struct ink_buf *snap_buf;
+    struct ink_metrics *metrics; /* NULL without engine.http */
 };
 
-/* Build everything (operators initialised, sockets opened, files opened). */
+/* Build everything (operators initialised, sockets opened, files opened).
+ * With a snapshot (ink_snapshot_read), the state is restored from it before
+ * anything is read: every operator, key, source offset and sink length; a
+ * refused snapshot returns INK_ESTATE and nothing has been written. */
 int ink_graph_build(struct ink_graph **out, const struct ink_config *cfg, struct ink_err *err);
+int ink_graph_build_restore(struct ink_graph **out, const struct ink_config *cfg,
+                            const struct ink_snap *snap, struct ink_err *err);
 /* Run until every source has ended (all finite) or stop is set; then finish
  * sinks. Returns 0 or a negative code on a runtime failure. */
 int ink_graph_run(struct ink_graph *g);
@@ -115,6 +140,25 @@ void ink__request_begin(struct ink_graph *g, struct ink_node *reply_node);
 void ink__request_fail(struct ink_graph *g, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 const uint8_t *ink__request_end(struct ink_graph *g, size_t *len);
+
+/* Keyed state restore: a fresh slot for key (most recently used so far),
+ * initialised; its state in *state for the operator's load. */
+int ink__keyed_restore_slot(struct ink_node *n, const char *key, uint32_t len, void **state,
+                            struct ink_err *err);
+/* Key slots from the most recently used on: first, then next. */
+int64_t ink__keyed_first(const struct ink_node *n);
+
+/* File positions for snapshots (transports/file.c). */
+struct ink_file_sink_pos {
+    uint64_t offset, seen;
+    bool header_done, is_file;
+};
+uint64_t ink__file_source_tell(struct ink_node *n);
+int ink__file_source_seek(struct ink_node *n, uint64_t offset, struct ink_err *err);
+/* Flushes (and with sync, fdatasync) so that offset is what is on disk. */
+int ink__file_sink_tell(struct ink_node *n, struct ink_file_sink_pos *pos, bool sync);
+int ink__file_sink_restore(struct ink_node *n, const struct ink_file_sink_pos *pos,
+                           struct ink_err *err);
 
 extern const struct ink_source_impl ink__zmq_source, ink__file_source;
 extern const struct ink_sink_impl ink__zmq_sink, ink__file_sink;

@@ -16,7 +16,12 @@
 
 #include "buf.h"
 #include "codec.h"
+#include "metrics.h"
 #include "rng.h"
+#include "snapshot.h"
+
+const double ink_lat_bounds[INK_LAT_NB] = {1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5,
+                                           1e-4, 2.5e-4, 1e-3, 1e-2, 0.1,    1.0};
 
 static double now_s(void)
 {
@@ -121,6 +126,8 @@ static int deliver_op(struct ink_node *n, const struct ink_record *rec)
         }
     }
     int rc;
+    /* timed only when someone can read it (engine.http): two clock reads a call */
+    double t0 = n->g->metrics ? now_s() : 0;
     if (rec->flags & INK_HAS_OP) {
         if (!n->vt->query) {
             /* Not a request this operator answers: pass it on. */
@@ -130,6 +137,13 @@ static int deliver_op(struct ink_node *n, const struct ink_record *rec)
         if (rc == INK_ENOTSUP && n->g->reply_node != n) return fan_out(n, rec);
     } else {
         rc = n->vt->process(st, rec, &n->emitter, &err);
+    }
+    if (n->g->metrics) { /* latency of the call, downstream dispatch included */
+        double dt = now_s() - t0;
+        int b = 0;
+        while (b < INK_LAT_NB && dt > ink_lat_bounds[b]) b++;
+        n->lat[b]++;
+        n->lat_sum += dt;
     }
     /* An operator that refuses a record leaves its state unchanged (the
      * contract of op.h), so every error is that record's reject, never the
@@ -152,6 +166,7 @@ static int deliver(struct ink_node *to, const struct ink_record *rec)
 int ink__source_emit(struct ink_node *src, struct ink_record *rec)
 {
     src->c.in++;
+    src->g->src_records++;
     rec->seq = src->seq++;
     rec->flags |= INK_HAS_SEQ;
     return fan_out(src, rec);
@@ -163,6 +178,7 @@ void ink__source_reject(struct ink_node *src, enum ink_reject why, const char *m
                         size_t rawlen)
 {
     src->c.in++;
+    src->g->src_records++;
     src->seq++; /* a rejected input still has a position in its source */
     src->c.rejected[why]++;
     ink__log(src, "rejected input (%s): %s", ink_reject_name(why), msg);
@@ -388,6 +404,32 @@ static void *keyed_state(struct ink_node *n, const struct ink_record *rec, struc
     return n->slots[s].state;
 }
 
+int ink__keyed_restore_slot(struct ink_node *n, const char *key, uint32_t len, void **state,
+                            struct ink_err *err)
+{
+    if (len > 255) return ink_err_set(err, INK_ESTATE, "key longer than 255 bytes");
+    int64_t ins = -1;
+    if (hash_find(n, key, len, &ins) >= 0)
+        return ink_err_set(err, INK_ESTATE, "key '%.*s' saved twice", (int)len, key);
+    if (n->keys_used >= n->nslots || ins < 0)
+        return ink_err_set(err, INK_ESTATE, "more keys than max_keys");
+    int64_t s = n->keys_used++;
+    int rc = slot_init(n, s, key, len, err);
+    if (rc) {
+        n->keys_used--;
+        return rc;
+    }
+    n->hash[ins] = s;
+    lru_push_front(n, s);
+    *state = n->slots[s].state;
+    return 0;
+}
+
+int64_t ink__keyed_first(const struct ink_node *n)
+{
+    return n->lru_head;
+}
+
 /* ---- build ------------------------------------------------------------------ */
 
 static int build_operator(struct ink_node *n, struct ink_err *err)
@@ -423,13 +465,15 @@ static int build_operator(struct ink_node *n, struct ink_err *err)
     return n->vt->init(n->state, nc->conf, &ini, err);
 }
 
-int ink_graph_build(struct ink_graph **out, const struct ink_config *cfg, struct ink_err *err)
+static int build(struct ink_graph **out, const struct ink_config *cfg, const struct ink_snap *snap,
+                 struct ink_err *err)
 {
     struct ink_graph *g = calloc(1, sizeof *g);
     if (!g) return ink_err_set(err, INK_ENOMEM, "out of memory");
     *out = g;
     g->cfg = cfg;
     g->t0 = now_s();
+    g->restoring = snap != NULL;
     openblas_set_num_threads((int)(cfg->engine.blas_threads > 0 ? cfg->engine.blas_threads : 1));
     g->zctx = zmq_ctx_new();
     g->reply_buf = calloc(1, sizeof *g->reply_buf);
@@ -445,6 +489,15 @@ int ink_graph_build(struct ink_graph **out, const struct ink_config *cfg, struct
         n->name = n->nc->name;
         n->kind = n->nc->kind;
         n->last_log = -1e9;
+    }
+    if (cfg->engine.snapshot.set) {
+        int rc = ink_snapshot_prepare(cfg, err);
+        if (rc) return rc;
+    }
+    /* /health answers from here on; /ready once sources are open and restored */
+    if (cfg->engine.http.set) {
+        int rc = ink_metrics_start(g, err);
+        if (rc) return rc;
     }
     /* consumers, in config order of the consumers */
     for (int i = 0; i < g->n; i++) {
@@ -481,10 +534,62 @@ int ink_graph_build(struct ink_graph **out, const struct ink_config *cfg, struct
         }
         if (rc) return ink_err_set(err, rc, "%s: %s", n->name, e.msg[0] ? e.msg : ink_strerror(rc));
     }
+    if (snap) {
+        int rc = ink_snapshot_apply(g, snap, err);
+        if (rc) return rc;
+    }
+    g->snap_last = now_s();
+    if (cfg->engine.snapshot.every_records > 0)
+        g->snap_next_at = g->src_records + (uint64_t)cfg->engine.snapshot.every_records;
     return 0;
 }
 
+int ink_graph_build(struct ink_graph **out, const struct ink_config *cfg, struct ink_err *err)
+{
+    return build(out, cfg, NULL, err);
+}
+
+int ink_graph_build_restore(struct ink_graph **out, const struct ink_config *cfg,
+                            const struct ink_snap *snap, struct ink_err *err)
+{
+    return build(out, cfg, snap, err);
+}
+
 /* ---- run -------------------------------------------------------------------- */
+
+static void take_snapshot(struct ink_graph *g, const char *why)
+{
+    struct ink_err err = {0};
+    int rc = ink_snapshot_write(g, &err);
+    if (rc) {
+        g->snap_failed++;
+        g->snap_last = now_s(); /* retry at the next period, not at every record */
+        fprintf(stderr, "inkflow: snapshot (%s) failed: %s; the previous one is kept\n", why,
+                err.msg);
+    }
+    const struct ink_snapshot_conf *sc = &g->cfg->engine.snapshot;
+    if (sc->every_records > 0) g->snap_next_at = g->src_records + (uint64_t)sc->every_records;
+}
+
+/* Records a source may read before the next count-based snapshot is due. */
+static int pump_budget(const struct ink_graph *g)
+{
+    const struct ink_snapshot_conf *sc = &g->cfg->engine.snapshot;
+    if (!sc->set || sc->every_records <= 0) return 256;
+    uint64_t left = g->snap_next_at > g->src_records ? g->snap_next_at - g->src_records : 1;
+    return left < 256 ? (int)left : 256;
+}
+
+/* Between records: the consistent cut. */
+static void maybe_snapshot(struct ink_graph *g)
+{
+    const struct ink_snapshot_conf *sc = &g->cfg->engine.snapshot;
+    if (!sc->set) return;
+    if (sc->every_records > 0 && g->src_records >= g->snap_next_at)
+        take_snapshot(g, "every_records");
+    else if (sc->every > 0 && now_s() - g->snap_last >= sc->every)
+        take_snapshot(g, "every");
+}
 
 int ink_graph_run(struct ink_graph *g)
 {
@@ -499,6 +604,7 @@ int ink_graph_run(struct ink_graph *g)
     }
     int rc = 0;
     double last_flush = now_s();
+    if (g->metrics) ink_metrics_publish_ready(g); /* sources open, restore done */
     while (!g->stop) {
         int npoll = 0, files_ready = 0, live = 0, infinite = 0;
         for (int i = 0; i < g->n; i++) {
@@ -527,34 +633,41 @@ int ink_graph_run(struct ink_graph *g)
         }
         for (int k = 0; k < npoll && nr > 0 && !g->stop; k++) {
             if (!(items[k].revents & ZMQ_POLLIN)) continue;
-            int got = who[k]->src->pump(who[k], 256);
+            int got = who[k]->src->pump(who[k], pump_budget(g));
             if (got == -1)
                 who[k]->ended = true;
             else if (got < -1) {
                 rc = got;
                 g->stop = 1;
             }
+            maybe_snapshot(g);
         }
         for (int i = 0; i < g->n && !g->stop; i++) {
             struct ink_node *n = &g->nodes[i];
             if (n->kind != INK_NODE_SOURCE || n->ended || n->src->socket(n)) continue;
-            int got = n->src->pump(n, 256);
+            int got = n->src->pump(n, pump_budget(g));
             if (got == -1)
                 n->ended = true;
             else if (got < -1) {
                 rc = got;
                 g->stop = 1;
             }
+            maybe_snapshot(g);
         }
+        maybe_snapshot(g); /* time-based, also while sockets are idle */
         double t = now_s();
         if (t - last_flush > 0.1) {
             last_flush = t;
             for (int i = 0; i < g->n; i++)
                 if (g->nodes[i].kind == INK_NODE_SINK) g->nodes[i].snk->flush(&g->nodes[i]);
+            if (g->metrics) ink_metrics_publish(g);
         }
     }
     free(items);
     free(who);
+    /* drained (end of input, or a signal between two records): the final cut */
+    if (g->cfg->engine.snapshot.set && rc == 0) take_snapshot(g, "final");
+    if (g->metrics) ink_metrics_publish(g);
     for (int i = 0; i < g->n; i++)
         if (g->nodes[i].kind == INK_NODE_SINK) g->nodes[i].snk->finish(&g->nodes[i]);
     return rc;
@@ -590,11 +703,16 @@ void ink_graph_summary(const struct ink_graph *g, FILE *out)
                 (unsigned long long)n->c.in, (unsigned long long)n->c.out, (unsigned long long)rej,
                 (unsigned long long)n->c.dropped, why);
     }
+    if (g->snap_count || g->snap_failed)
+        fprintf(out, "  snapshots: %llu written, %llu failed; last %llu bytes in %.3f ms\n",
+                (unsigned long long)g->snap_count, (unsigned long long)g->snap_failed,
+                (unsigned long long)g->snap_bytes, 1e3 * g->snap_duration);
 }
 
 void ink_graph_free(struct ink_graph *g)
 {
     if (!g) return;
+    ink_metrics_stop(g); /* the server thread reads the graph's names */
     for (int i = 0; i < g->n; i++) {
         struct ink_node *n = &g->nodes[i];
         if (n->kind == INK_NODE_SOURCE && n->src) n->src->close(n);
@@ -615,6 +733,8 @@ void ink_graph_free(struct ink_graph *g)
     free(g->nodes);
     if (g->reply_buf) ink_buf_fini(g->reply_buf);
     free(g->reply_buf);
+    if (g->snap_buf) ink_buf_fini(g->snap_buf);
+    free(g->snap_buf);
     if (g->zctx) zmq_ctx_term(g->zctx);
     free(g);
 }

@@ -9,6 +9,7 @@
 
 #include "../engine/config.h"
 #include "../engine/graph.h"
+#include "../engine/snapshot.h"
 #include "../transports/file_io.h"
 #include "../transports/zmq_util.h"
 #include "cli.h"
@@ -85,12 +86,19 @@ static int cmd_run(int argc, char **argv)
             return ink_usage("run: unexpected argument '%s'", argv[i]);
     }
     if (!path) return ink_usage("run: missing CONFIG");
-    if (restore) {
-        fprintf(stderr, "inkflow: --restore: snapshots are not implemented yet\n");
-        return 2;
-    }
     struct ink_config cfg = {0};
     if (load_config(path, &cfg)) return 2;
+    struct ink_snap *snap = NULL;
+    if (restore) {
+        /* read and verify everything before building anything */
+        struct ink_err e = {0};
+        if (ink_snapshot_read(&cfg, &snap, &e)) {
+            fprintf(stderr, "inkflow: --restore: %s\n", e.msg);
+            ink_snapshot_free(snap);
+            ink_config_free(&cfg);
+            return 2;
+        }
+    }
     grace_s = cfg.engine.grace;
     struct ink_graph *g = NULL;
     struct ink_err err = {0};
@@ -101,12 +109,18 @@ static int cmd_run(int argc, char **argv)
     sa.sa_handler = on_alarm;
     sigaction(SIGALRM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    int rc = ink_graph_build(&g, &cfg, &err);
+    int rc = snap ? ink_graph_build_restore(&g, &cfg, snap, &err) : ink_graph_build(&g, &cfg, &err);
+    if (snap) {
+        if (!rc)
+            fprintf(stderr, "inkflow: restored from %s (%llu source records in)\n", snap->path,
+                    (unsigned long long)snap->src_records);
+        ink_snapshot_free(snap);
+    }
     if (rc) {
-        fprintf(stderr, "inkflow: %s\n", err.msg);
+        fprintf(stderr, "inkflow: %s%s\n", restore ? "--restore: " : "", err.msg);
         ink_graph_free(g);
         ink_config_free(&cfg);
-        return 1;
+        return rc == INK_ESTATE ? 2 : 1;
     }
     running = g;
     if (signals_seen) g->stop = 1;

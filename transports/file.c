@@ -310,8 +310,10 @@ int ink_file_writer_write(struct ink_file_writer *w, const struct ink_record *re
     switch (w->format) {
     case INK_FMT_CSV:
         if (!w->header_done) {
+            size_t mark = w->buf.len;
             rc = ink_encode_csv_header(&w->lay, rec, w->flags, &w->buf);
             if (rc) return INK_ENOMEM;
+            if (w->header_skip) w->buf.len = mark;
             w->header_done = true;
         }
         rc = ink_encode_csv(&w->lay, rec, &w->buf);
@@ -486,7 +488,9 @@ static int fsnk_open(struct ink_node *n, struct ink_err *err)
     fk->c = n->nc->conf;
     char buf[4096];
     const char *p = ink_path_resolve(n->g->cfg->base_dir, fk->c->path, buf, sizeof buf);
-    return ink_file_writer_open(&fk->w, p, fk->c->format, fk->c->append, err);
+    /* A restore must not truncate: the snapshot says how much of it to keep. */
+    bool append = fk->c->append || n->g->restoring;
+    return ink_file_writer_open(&fk->w, p, fk->c->format, append, err);
 }
 
 static int fsnk_write(struct ink_node *n, const struct ink_record *rec)
@@ -542,3 +546,56 @@ const struct ink_sink_impl ink__file_sink = {
     .finish = fsnk_finish,
     .close = fsnk_close,
 };
+
+/* ---- snapshots (engine/snapshot.c) ------------------------------------------------- */
+
+uint64_t ink__file_source_tell(struct ink_node *n)
+{
+    struct file_src *fs = n->impl;
+    return fs->r.consumed;
+}
+
+int ink__file_source_seek(struct ink_node *n, uint64_t offset, struct ink_err *err)
+{
+    struct file_src *fs = n->impl;
+    if (fs->r.is_stdin && offset)
+        return ink_err_set(err, INK_ESTATE, "cannot resume stdin at byte %llu",
+                           (unsigned long long)offset);
+    return ink_file_reader_seek(&fs->r, offset, err);
+}
+
+int ink__file_sink_tell(struct ink_node *n, struct ink_file_sink_pos *pos, bool sync)
+{
+    struct file_snk *fk = n->impl;
+    memset(pos, 0, sizeof *pos);
+    pos->seen = fk->seen;
+    pos->header_done = fk->w.header_done;
+    if (fk->w.is_stdout || !fk->w.f) return 0;
+    if (ink_file_writer_flush(&fk->w)) return INK_EIO;
+    int fd = fileno(fk->w.f);
+    struct stat st;
+    if (fstat(fd, &st)) return INK_EIO;
+    if (sync && S_ISREG(st.st_mode) && fdatasync(fd)) return INK_EIO;
+    pos->offset = (uint64_t)st.st_size;
+    pos->is_file = S_ISREG(st.st_mode);
+    return 0;
+}
+
+int ink__file_sink_restore(struct ink_node *n, const struct ink_file_sink_pos *pos,
+                           struct ink_err *err)
+{
+    struct file_snk *fk = n->impl;
+    fk->seen = pos->seen;
+    fk->w.header_skip = pos->header_done; /* the columns are laid out again, silently */
+    if (fk->w.is_stdout || !pos->is_file) return 0;
+    int fd = fileno(fk->w.f);
+    struct stat st;
+    if (fstat(fd, &st)) return ink_err_set(err, INK_EIO, "%s", strerror(errno));
+    if ((uint64_t)st.st_size < pos->offset)
+        return ink_err_set(err, INK_ESTATE,
+                           "output is %llu bytes, shorter than the %llu bytes the snapshot saw",
+                           (unsigned long long)st.st_size, (unsigned long long)pos->offset);
+    if (ftruncate(fd, (off_t)pos->offset))
+        return ink_err_set(err, INK_EIO, "truncate: %s", strerror(errno));
+    return 0;
+}

@@ -51,6 +51,7 @@ struct ink_file_writer {
     struct ink_buf buf;
     struct ink_csv_layout lay;
     bool header_done;
+    bool header_skip; /* restored mid-file: lay out the CSV columns, write no header */
 };
 
 int ink_file_writer_open(struct ink_file_writer *w, const char *path, int format, bool append,

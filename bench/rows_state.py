@@ -1,0 +1,179 @@
+"""State rows: snapshot time and size against state size, and the throughput
+cost of periodic snapshots (docs/state.md).
+
+    bench/run snapshot_rls snapshot_kll snapshot_cost
+
+- snapshot_rls: rls_sketch with a full dictionary of 1024 points at d = 64;
+  the final snapshot's size and time (written to a temporary file, fsync'd,
+  renamed, directory fsync'd), against writing + fsyncing the same number of
+  bytes from Python in the same directory (the I/O floor).
+- snapshot_kll: ecdf mode kll (k = 200), one sketch per key for 10,000 keys.
+- snapshot_cost: records/s of the 10,000-key KLL graph with snapshots every
+  10 s against the same graph without snapshots, alternated, same input.
+  The target in issue 6 is a ratio of at least 0.95.
+"""
+import os
+import random
+import re
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+
+import msgpack
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("INK_BUILD") or os.path.join(ROOT, "build")
+INKFLOW = os.path.join(BUILD, "inkflow")
+
+
+def run_graph(d, yaml_text):
+    cfg = os.path.join(d, "g.yaml")
+    with open(cfg, "w") as f:
+        f.write(yaml_text)
+    os.makedirs(os.path.join(d, "snap"), exist_ok=True)
+    t = time.time()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    p = subprocess.run([INKFLOW, "run", cfg], capture_output=True, text=True,
+                       env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+    el = time.time() - t
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr)
+    m = re.search(r"snapshots: (\d+) written, \d+ failed; last (\d+) bytes in ([0-9.]+) ms",
+                  p.stderr)
+    src = re.search(r"^\s+src\s+source\s+(\d+)", p.stderr, re.M)
+    return {"elapsed": el, "cpu": cpu, "snaps": int(m.group(1)) if m else 0,
+            "bytes": int(m.group(2)) if m else 0, "ms": float(m.group(3)) if m else 0.0,
+            "records": int(src.group(1)) if src else 0}
+
+
+def io_floor_ms(d, nbytes, reps=3):
+    """Write nbytes to a temporary file, fsync, rename, fsync the directory."""
+    best = 1e9
+    blob = os.urandom(nbytes)
+    for _ in range(reps):
+        t = time.time()
+        tmp, dst = os.path.join(d, "floor.tmp"), os.path.join(d, "floor.bin")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, blob)
+        os.fsync(fd)
+        os.close(fd)
+        os.rename(tmp, dst)
+        dfd = os.open(d, os.O_RDONLY)
+        os.fsync(dfd)
+        os.close(dfd)
+        best = min(best, (time.time() - t) * 1e3)
+    return best
+
+
+def write_points(path, n, dim, keys=0, seed=3):
+    r = random.Random(seed)
+    with open(path, "wb") as f:
+        for i in range(n):
+            rec = {"x": [r.gauss(0, 1) for _ in range(dim)], "y": r.gauss(0, 1)}
+            if keys:
+                rec["key"] = "k%d" % (i % keys)
+            f.write(msgpack.packb(rec))
+
+
+def last_dict(path):
+    with open(path) as f:
+        last = f.readlines()[-1]
+    return int(re.search(r'"dict":(\d+)', last).group(1))
+
+
+def row_snapshot_rls(n=1031, dim=64, m=1024):
+    """n = 1031: with these points (seed 3) and qbar 16 the dictionary is at
+    its cap of 1024 after the last record (printed in the row)."""
+    d = tempfile.mkdtemp(prefix="inkbench-state-")
+    write_points(os.path.join(d, "in.msgpack"), n, dim)
+    res = run_graph(d, """
+engine: {snapshot: {dir: snap, every: 0}}
+sources:
+  src: {type: file, path: in.msgpack}
+operators:
+  model:
+    type: rls_sketch
+    inputs: [src]
+    dim: %d
+    kernel: {type: gaussian, sigma: 1.0}
+    qbar: 16
+    max_dict: %d
+    batch: 64
+sinks:
+  out: {type: file, path: out.jsonl, inputs: [model]}
+""" % (dim, m))
+    floor = io_floor_ms(d, res["bytes"])
+    dict_ = last_dict(os.path.join(d, "out.jsonl"))
+    shutil.rmtree(d, ignore_errors=True)
+    return [("snapshot of rls_sketch, dictionary %d (max_dict %d) at d = %d (%.1f MB)" %
+             (dict_, m, dim, res["bytes"] / 1e6),
+             "%.1f ms" % res["ms"], "write+fsync+rename of as many bytes: %.1f ms" % floor,
+             "%.2f" % (res["ms"] / floor if floor else float("nan")))]
+
+
+KLL_GRAPH = """
+engine: {snapshot: {dir: snap, every: %s}}
+sources:
+  src: {type: file, path: in.msgpack}
+operators:
+  cdf:
+    type: ecdf
+    inputs: [src]
+    mode: kll
+    k: 200
+    key_by: key
+    max_keys: 10000
+sinks:
+  out: {type: file, path: /dev/null, format: msgpack, inputs: [cdf]}
+"""
+
+
+def row_snapshot_kll(keys=10000, per_key=60):
+    d = tempfile.mkdtemp(prefix="inkbench-state-")
+    write_points(os.path.join(d, "in.msgpack"), keys * per_key, 1, keys=keys)
+    res = run_graph(d, KLL_GRAPH % "0")
+    floor = io_floor_ms(d, res["bytes"])
+    shutil.rmtree(d, ignore_errors=True)
+    return [("snapshot of ecdf kll (k = 200) per key, %d keys x %d records (%.1f MB)" %
+             (keys, per_key, res["bytes"] / 1e6), "%.1f ms" % res["ms"],
+             "write+fsync+rename of as many bytes: %.1f ms" % floor,
+             "%.2f" % (res["ms"] / floor if floor else float("nan")))]
+
+
+def row_snapshot_cost(keys=10000, per_key=60, copies=14, reps=2):
+    """copies x the 600,000-record input (8.4M records, 285 MB): runs of
+    about 30 s, so that each run with snapshots takes about 3 of them."""
+    d = tempfile.mkdtemp(prefix="inkbench-state-")
+    path = os.path.join(d, "in.msgpack")
+    write_points(path, keys * per_key, 1, keys=keys)
+    with open(path, "rb") as f:
+        blob = f.read()
+    with open(path, "wb") as f:
+        for _ in range(copies):
+            f.write(blob)
+    with_s, without, with_cpu, without_cpu = [], [], [], []
+    nsnap = 0
+    for _ in range(reps):
+        r = run_graph(d, KLL_GRAPH % "10s")
+        with_s.append(r["records"] / r["elapsed"])
+        with_cpu.append(r["records"] / r["cpu"])
+        nsnap += r["snaps"]
+        r = run_graph(d, KLL_GRAPH.replace("engine: {snapshot: {dir: snap, every: %s}}\n", ""))
+        without.append(r["records"] / r["elapsed"])
+        without_cpu.append(r["records"] / r["cpu"])
+    shutil.rmtree(d, ignore_errors=True)
+    a, b = max(with_s), max(without)
+    ac, bc = max(with_cpu), max(without_cpu)
+    return [("throughput with snapshots every 10 s (%d taken over %d runs; 10,000-key KLL), "
+             "wall clock" % (nsnap, reps), "%.0f rec/s" % a, "no snapshots: %.0f rec/s" % b,
+             "%.3f" % (a / b)),
+            ("the same, per CPU second of inkflow (robust to a busy machine)",
+             "%.0f rec/cpu-s" % ac, "no snapshots: %.0f rec/cpu-s" % bc, "%.3f" % (ac / bc))]
+
+
+ROWS = {"snapshot_rls": row_snapshot_rls, "snapshot_kll": row_snapshot_kll,
+        "snapshot_cost": row_snapshot_cost}

@@ -1,0 +1,343 @@
+/* The metrics and health endpoint (metrics.h). Metric names: docs/state.md. */
+#include "metrics.h"
+
+#include <arpa/inet.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "graph.h"
+
+/* One node as last published by the main loop. */
+struct node_copy {
+    struct ink_counters c;
+    uint64_t evicted, keys;
+    uint64_t lat[INK_LAT_NB + 1];
+    double lat_sum;
+    struct ink_op_gauges gz;
+    bool has_gauges;
+    double mem_bound;
+};
+
+struct ink_metrics {
+    struct MHD_Daemon *d;
+    pthread_mutex_t mu;
+    int n;
+    const char **names, **types; /* borrowed from the config: outlive the server */
+    enum ink_node_kind *kinds;
+    bool *keyed;
+    struct node_copy *nodes;
+    bool ready;
+    double snap_wall, snap_duration;
+    uint64_t snap_bytes, snap_count, snap_failed;
+};
+
+static double wall_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- rendering ------------------------------------------------------------ */
+
+static void out(struct ink_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out(struct ink_buf *b, const char *fmt, ...)
+{
+    char tmp[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (k > 0) ink_buf_append(b, tmp, (size_t)k < sizeof tmp ? (size_t)k : sizeof tmp - 1);
+}
+
+/* A label value: backslash, quote and newline escaped. */
+static const char *esc(const char *s, char *buf, size_t n)
+{
+    size_t j = 0;
+    for (; *s && j + 3 < n; s++) {
+        if (*s == '\\' || *s == '"')
+            buf[j++] = '\\', buf[j++] = *s;
+        else if (*s == '\n')
+            buf[j++] = '\\', buf[j++] = 'n';
+        else
+            buf[j++] = *s;
+    }
+    buf[j] = 0;
+    return buf;
+}
+
+static const char *kind_name(enum ink_node_kind k)
+{
+    return k == INK_NODE_SOURCE ? "source" : k == INK_NODE_OPERATOR ? "operator" : "sink";
+}
+
+static void head(struct ink_buf *b, const char *name, const char *type, const char *help)
+{
+    out(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void counter(struct ink_buf *b, const struct ink_metrics *m, const char *name,
+                    const char *help, size_t field)
+{
+    head(b, name, "counter", help);
+    char e[512];
+    for (int i = 0; i < m->n; i++) {
+        uint64_t v = *(const uint64_t *)((const char *)&m->nodes[i] + field);
+        out(b, "%s{node=\"%s\",kind=\"%s\"} %llu\n", name, esc(m->names[i], e, sizeof e),
+            kind_name(m->kinds[i]), (unsigned long long)v);
+    }
+}
+
+static void render_latency(struct ink_buf *b, const struct ink_metrics *m)
+{
+    head(b, "inkflow_process_latency_seconds", "histogram",
+         "time an operator spends on one record, downstream dispatch included");
+    char e[512];
+    for (int i = 0; i < m->n; i++) {
+        if (m->kinds[i] != INK_NODE_OPERATOR) continue;
+        const struct node_copy *c = &m->nodes[i];
+        const char *nm = esc(m->names[i], e, sizeof e);
+        uint64_t cum = 0;
+        for (int k = 0; k < INK_LAT_NB; k++) {
+            cum += c->lat[k];
+            out(b, "inkflow_process_latency_seconds_bucket{node=\"%s\",le=\"%g\"} %llu\n", nm,
+                ink_lat_bounds[k], (unsigned long long)cum);
+        }
+        cum += c->lat[INK_LAT_NB];
+        out(b, "inkflow_process_latency_seconds_bucket{node=\"%s\",le=\"+Inf\"} %llu\n", nm,
+            (unsigned long long)cum);
+        out(b, "inkflow_process_latency_seconds_sum{node=\"%s\"} %.9g\n", nm, c->lat_sum);
+        out(b, "inkflow_process_latency_seconds_count{node=\"%s\"} %llu\n", nm,
+            (unsigned long long)cum);
+    }
+}
+
+static void gauge_val(struct ink_buf *b, const char *name, const char *node, double v)
+{
+    if (isnan(v))
+        out(b, "%s{node=\"%s\"} NaN\n", name, node);
+    else
+        out(b, "%s{node=\"%s\"} %.17g\n", name, node, v);
+}
+
+static void render_operators(struct ink_buf *b, const struct ink_metrics *m)
+{
+    static const char *const names[] = {"inkflow_operator_dict", "inkflow_operator_deff",
+                                        "inkflow_operator_gamma_eff"};
+    static const char *const helps[] = {"dictionary size", "effective dimension estimate",
+                                        "effective regularisation"};
+    char e[512];
+    for (int g = 0; g < 3; g++) {
+        head(b, names[g], "gauge", helps[g]);
+        for (int i = 0; i < m->n; i++) {
+            const struct node_copy *c = &m->nodes[i];
+            if (m->kinds[i] != INK_NODE_OPERATOR || !c->has_gauges) continue;
+            double v = g == 0 ? c->gz.dict : g == 1 ? c->gz.deff : c->gz.gamma_eff;
+            gauge_val(b, names[g], esc(m->names[i], e, sizeof e), v);
+        }
+    }
+    head(b, "inkflow_operator_memory_bound_bytes", "gauge",
+         "bytes the operator's state may use (all keys)");
+    for (int i = 0; i < m->n; i++)
+        if (m->kinds[i] == INK_NODE_OPERATOR)
+            gauge_val(b, "inkflow_operator_memory_bound_bytes", esc(m->names[i], e, sizeof e),
+                      m->nodes[i].mem_bound);
+    head(b, "inkflow_operator_keys", "gauge", "key states held (1 for an unkeyed operator)");
+    for (int i = 0; i < m->n; i++)
+        if (m->kinds[i] == INK_NODE_OPERATOR)
+            gauge_val(b, "inkflow_operator_keys", esc(m->names[i], e, sizeof e),
+                      (double)m->nodes[i].keys);
+}
+
+static void render_rejects(struct ink_buf *b, const struct ink_metrics *m)
+{
+    head(b, "inkflow_records_rejected_total", "counter", "records refused, by reason");
+    char e[512];
+    for (int i = 0; i < m->n; i++)
+        for (int r = 1; r < INK_REJ__COUNT; r++)
+            out(b, "inkflow_records_rejected_total{node=\"%s\",kind=\"%s\",reason=\"%s\"} %llu\n",
+                esc(m->names[i], e, sizeof e), kind_name(m->kinds[i]), ink_reject_name(r),
+                (unsigned long long)m->nodes[i].c.rejected[r]);
+}
+
+static void render(struct ink_metrics *m, struct ink_buf *b)
+{
+    counter(b, m, "inkflow_records_in_total", "records received by the node",
+            offsetof(struct node_copy, c.in));
+    counter(b, m, "inkflow_records_out_total", "records emitted (sinks: written)",
+            offsetof(struct node_copy, c.out));
+    counter(b, m, "inkflow_records_dropped_total", "records lost at the node (sinks)",
+            offsetof(struct node_copy, c.dropped));
+    counter(b, m, "inkflow_keys_evicted_total", "key states evicted (on_new_key: evict)",
+            offsetof(struct node_copy, evicted));
+    render_rejects(b, m);
+    render_latency(b, m);
+    render_operators(b, m);
+    head(b, "inkflow_snapshot_age_seconds", "gauge",
+         "seconds since the last snapshot (NaN: none yet)");
+    out(b, "inkflow_snapshot_age_seconds %.6f\n", m->snap_wall > 0 ? wall_s() - m->snap_wall : NAN);
+    head(b, "inkflow_snapshot_duration_seconds", "gauge", "time the last snapshot took");
+    out(b, "inkflow_snapshot_duration_seconds %.9f\n", m->snap_duration);
+    head(b, "inkflow_snapshot_bytes", "gauge", "size of the last snapshot file");
+    out(b, "inkflow_snapshot_bytes %llu\n", (unsigned long long)m->snap_bytes);
+    head(b, "inkflow_snapshots_total", "counter", "snapshots written");
+    out(b, "inkflow_snapshots_total %llu\n", (unsigned long long)m->snap_count);
+    head(b, "inkflow_snapshot_failures_total", "counter", "snapshots that failed");
+    out(b, "inkflow_snapshot_failures_total %llu\n", (unsigned long long)m->snap_failed);
+    head(b, "inkflow_ready", "gauge", "1 once every source is open and any restore is done");
+    out(b, "inkflow_ready %d\n", m->ready ? 1 : 0);
+}
+
+/* ---- the server -------------------------------------------------------------- */
+
+static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
+                             void *body, size_t len)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", type);
+    enum MHD_Result ok = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
+static enum MHD_Result text_reply(struct MHD_Connection *c, unsigned status, const char *s)
+{
+    char *p = strdup(s);
+    return p ? reply(c, status, "text/plain; charset=utf-8", p, strlen(p)) : MHD_NO;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *data,
+                              size_t *data_size, void **con_cls)
+{
+    (void)version, (void)data, (void)data_size, (void)con_cls;
+    struct ink_metrics *m = cls;
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return text_reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET only\n");
+    if (strcmp(url, "/health") == 0) return text_reply(c, MHD_HTTP_OK, "ok\n");
+    if (strcmp(url, "/ready") == 0) {
+        pthread_mutex_lock(&m->mu);
+        bool ready = m->ready;
+        pthread_mutex_unlock(&m->mu);
+        return ready ? text_reply(c, MHD_HTTP_OK, "ready\n")
+                     : text_reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready\n");
+    }
+    if (strcmp(url, "/metrics") == 0) {
+        struct ink_buf b = {0};
+        pthread_mutex_lock(&m->mu);
+        render(m, &b);
+        pthread_mutex_unlock(&m->mu);
+        if (!b.p) return text_reply(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+        return reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", b.p, b.len);
+    }
+    return text_reply(c, MHD_HTTP_NOT_FOUND, "not found: /metrics, /health, /ready\n");
+}
+
+static int parse_listen(const char *s, struct sockaddr_in *sa, struct ink_err *err)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon) return ink_err_set(err, INK_EINVAL, "engine.http.listen '%s': no port", s);
+    char host[256];
+    snprintf(host, sizeof host, "%.*s", (int)(colon - s), s);
+    memset(sa, 0, sizeof *sa);
+    sa->sin_family = AF_INET;
+    long port = strtol(colon + 1, NULL, 10);
+    sa->sin_port = htons((uint16_t)port);
+    if (!host[0] || strcmp(host, "localhost") == 0) snprintf(host, sizeof host, "127.0.0.1");
+    if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
+        return ink_err_set(err, INK_EINVAL, "engine.http.listen '%s': not an IPv4 address", s);
+    return 0;
+}
+
+int ink_metrics_start(struct ink_graph *g, struct ink_err *err)
+{
+    struct ink_metrics *m = calloc(1, sizeof *m);
+    if (!m) return ink_err_set(err, INK_ENOMEM, "out of memory");
+    g->metrics = m;
+    pthread_mutex_init(&m->mu, NULL);
+    m->n = g->n;
+    m->names = calloc((size_t)g->n, sizeof *m->names);
+    m->types = calloc((size_t)g->n, sizeof *m->types);
+    m->kinds = calloc((size_t)g->n, sizeof *m->kinds);
+    m->keyed = calloc((size_t)g->n, sizeof *m->keyed);
+    m->nodes = calloc((size_t)g->n, sizeof *m->nodes);
+    if (!m->names || !m->types || !m->kinds || !m->keyed || !m->nodes)
+        return ink_err_set(err, INK_ENOMEM, "out of memory");
+    for (int i = 0; i < g->n; i++) {
+        m->names[i] = g->nodes[i].name;
+        m->kinds[i] = g->nodes[i].kind;
+    }
+    struct sockaddr_in sa;
+    int rc = parse_listen(g->cfg->engine.http.listen, &sa, err);
+    if (rc) return rc;
+    m->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+                            handle, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+    if (!m->d)
+        return ink_err_set(err, INK_EIO, "engine.http.listen %s: cannot listen there",
+                           g->cfg->engine.http.listen);
+    return 0;
+}
+
+void ink_metrics_publish(struct ink_graph *g)
+{
+    struct ink_metrics *m = g->metrics;
+    if (!m) return;
+    pthread_mutex_lock(&m->mu);
+    for (int i = 0; i < g->n; i++) {
+        const struct ink_node *n = &g->nodes[i];
+        struct node_copy *c = &m->nodes[i];
+        c->c = n->c;
+        c->evicted = n->evicted;
+        memcpy(c->lat, n->lat, sizeof c->lat);
+        c->lat_sum = n->lat_sum;
+        if (n->kind != INK_NODE_OPERATOR || !n->vt) continue;
+        c->keys = n->slots ? (uint64_t)n->keys_used : 1;
+        c->mem_bound = (double)n->vt->mem_bound(n->nc->conf) * (n->slots ? (double)n->nslots : 1);
+        c->has_gauges = n->vt->gauges && n->state;
+        if (c->has_gauges) n->vt->gauges(n->state, &c->gz);
+    }
+    m->snap_wall = g->snap_wall;
+    m->snap_duration = g->snap_duration;
+    m->snap_bytes = g->snap_bytes;
+    m->snap_count = g->snap_count;
+    m->snap_failed = g->snap_failed;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void ink_metrics_publish_ready(struct ink_graph *g)
+{
+    ink_metrics_publish(g);
+    pthread_mutex_lock(&g->metrics->mu);
+    g->metrics->ready = true;
+    pthread_mutex_unlock(&g->metrics->mu);
+}
+
+void ink_metrics_stop(struct ink_graph *g)
+{
+    struct ink_metrics *m = g->metrics;
+    if (!m) return;
+    if (m->d) MHD_stop_daemon(m->d);
+    pthread_mutex_destroy(&m->mu);
+    free(m->names);
+    free(m->types);
+    free(m->kinds);
+    free(m->keyed);
+    free(m->nodes);
+    free(m);
+    g->metrics = NULL;
+}

@@ -1,0 +1,544 @@
+/* Snapshots: write (temporary file, fsync, rename, directory fsync), read and
+ * verify, apply. The format is in snapshot.h and docs/state.md. */
+#include "snapshot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "graph.h"
+#include "state.h"
+#include "../transports/file_io.h"
+
+static const char magic[8] = {'I', 'N', 'K', 'S', 'N', 'A', 'P', 0};
+
+/* ---- CRC32C (Castagnoli, reflected 0x82F63B78), table-driven ------------- */
+
+static uint32_t crc_table[256];
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+#if defined(__x86_64__)
+/* The SSE4.2 crc32 instruction computes the same CRC-32C, 8 bytes at a time. */
+__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const uint8_t *b, size_t n)
+{
+    uint64_t c = crc;
+    for (; n >= 8; n -= 8, b += 8) {
+        uint64_t w;
+        memcpy(&w, b, 8);
+        c = __builtin_ia32_crc32di(c, w);
+    }
+    uint32_t c32 = (uint32_t)c;
+    for (; n; n--, b++) c32 = __builtin_ia32_crc32qi(c32, *b);
+    return c32;
+}
+#endif
+
+uint32_t ink__crc32c_sw(uint32_t crc, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    if (!crc_table[1]) crc_init();
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) crc = crc_table[(crc ^ b[i]) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+
+uint32_t ink_crc32c(uint32_t crc, const void *p, size_t n)
+{
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("sse4.2")) return ~crc_hw(~crc, p, n);
+#endif
+    return ink__crc32c_sw(crc, p, n);
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+int ink_snapshot_path(const struct ink_config *cfg, char *buf, size_t n)
+{
+    if (!cfg->engine.snapshot.set || !cfg->engine.snapshot.dir)
+        return ink_err_set(NULL, INK_EINVAL, "no engine.snapshot");
+    char dir[4096];
+    const char *d = ink_path_resolve(cfg->base_dir, cfg->engine.snapshot.dir, dir, sizeof dir);
+    const char *base = strrchr(cfg->path, '/');
+    base = base ? base + 1 : cfg->path;
+    size_t bl = strlen(base);
+    const char *dot = strrchr(base, '.');
+    if (dot && dot != base) bl = (size_t)(dot - base);
+    snprintf(buf, n, "%s/%.*s.snap", d, (int)bl, base);
+    return 0;
+}
+
+int ink_snapshot_prepare(const struct ink_config *cfg, struct ink_err *err)
+{
+    char path[4096];
+    if (ink_snapshot_path(cfg, path, sizeof path)) return 0;
+    char *sl = strrchr(path, '/');
+    if (sl) *sl = 0;
+    if (mkdir(path, 0755) && errno != EEXIST)
+        return ink_err_set(err, INK_EIO, "engine.snapshot.dir %s: %s", path, strerror(errno));
+    if (access(path, W_OK | X_OK))
+        return ink_err_set(err, INK_EIO, "engine.snapshot.dir %s: %s", path, strerror(errno));
+    return 0;
+}
+
+/* ---- write ------------------------------------------------------------------ */
+
+static void pack_str(msgpack_packer *pk, const char *s, size_t n)
+{
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static void pack_counters(msgpack_packer *pk, const struct ink_node *n)
+{
+    uint64_t c[3 + INK_REJ__COUNT];
+    c[0] = n->c.in, c[1] = n->c.out, c[2] = n->c.dropped;
+    for (int r = 0; r < INK_REJ__COUNT; r++) c[3 + r] = n->c.rejected[r];
+    ink_pack_key(pk, "c");
+    ink_pack_u64s(pk, c, 3 + INK_REJ__COUNT);
+}
+
+static int pack_operator(msgpack_packer *pk, struct ink_node *n)
+{
+    if (!n->slots) {
+        ink_pack_key(pk, "state");
+        return n->vt->save(n->state, pk);
+    }
+    ink_pack_key(pk, "evicted");
+    msgpack_pack_uint64(pk, n->evicted);
+    ink_pack_key(pk, "keys");
+    msgpack_pack_array(pk, (size_t)n->keys_used);
+    int64_t cnt = 0;
+    for (int64_t s = ink__keyed_first(n); s >= 0; s = n->slots[s].next, cnt++) {
+        msgpack_pack_array(pk, 2);
+        pack_str(pk, n->slots[s].key, n->slots[s].len);
+        int rc = n->vt->save(n->slots[s].state, pk);
+        if (rc) return rc;
+    }
+    return cnt == n->keys_used ? 0 : INK_ESTATE;
+}
+
+static int pack_node(msgpack_packer *pk, struct ink_node *n, struct ink_err *err)
+{
+    int rc = 0;
+    bool fsrc = n->kind == INK_NODE_SOURCE && n->src == &ink__file_source;
+    bool fsnk = n->kind == INK_NODE_SINK && n->snk == &ink__file_sink;
+    struct ink_file_sink_pos pos;
+    if (fsnk && (rc = ink__file_sink_tell(n, &pos, true)))
+        return ink_err_set(err, rc, "%s: cannot flush and sync the output", n->name);
+    int nk = 3 + (n->kind == INK_NODE_SOURCE ? 1 + fsrc : 0) +
+             (n->kind == INK_NODE_OPERATOR ? (n->slots ? 2 : 1) : 0) + (fsnk ? 4 : 0);
+    msgpack_pack_map(pk, (size_t)nk);
+    ink_pack_key(pk, "name");
+    pack_str(pk, n->name, strlen(n->name));
+    ink_pack_key(pk, "kind");
+    msgpack_pack_int(pk, (int)n->kind);
+    pack_counters(pk, n);
+    if (n->kind == INK_NODE_SOURCE) {
+        ink_pack_key(pk, "seq");
+        msgpack_pack_uint64(pk, n->seq);
+        if (fsrc) {
+            ink_pack_key(pk, "offset");
+            msgpack_pack_uint64(pk, ink__file_source_tell(n));
+        }
+    } else if (n->kind == INK_NODE_OPERATOR) {
+        rc = pack_operator(pk, n);
+        if (rc) return ink_err_set(err, rc, "%s: save failed", n->name);
+    } else if (fsnk) {
+        ink_pack_key(pk, "offset");
+        msgpack_pack_uint64(pk, pos.offset);
+        ink_pack_key(pk, "seen");
+        msgpack_pack_uint64(pk, pos.seen);
+        ink_pack_key(pk, "header");
+        msgpack_pack_int(pk, pos.header_done);
+        ink_pack_key(pk, "is_file");
+        msgpack_pack_int(pk, pos.is_file);
+    }
+    return 0;
+}
+
+static double wall_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int fsync_dir(const char *path)
+{
+    char d[4096];
+    snprintf(d, sizeof d, "%s", path);
+    char *sl = strrchr(d, '/');
+    if (sl == d)
+        sl[1] = 0;
+    else if (sl)
+        *sl = 0;
+    else
+        snprintf(d, sizeof d, ".");
+    int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+static int commit_file(const char *path, const struct ink_buf *b, struct ink_err *err)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return ink_err_set(err, INK_EIO, "%s: %s", tmp, strerror(errno));
+    if (write_all(fd, b->p, b->len) || fsync(fd)) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return ink_err_set(err, INK_EIO, "%s: %s", tmp, strerror(e));
+    }
+    close(fd);
+    if (rename(tmp, path)) {
+        int e = errno;
+        unlink(tmp);
+        return ink_err_set(err, INK_EIO, "rename to %s: %s", path, strerror(e));
+    }
+    if (fsync_dir(path)) return ink_err_set(err, INK_EIO, "fsync of the directory of %s", path);
+    return 0;
+}
+
+int ink_snapshot_write(struct ink_graph *g, struct ink_err *err)
+{
+    double t0 = mono_s();
+    char path[4096];
+    if (ink_snapshot_path(g->cfg, path, sizeof path))
+        return ink_err_set(err, INK_EINVAL, "no engine.snapshot");
+    if (!g->snap_buf && !(g->snap_buf = calloc(1, sizeof *g->snap_buf)))
+        return ink_err_set(err, INK_ENOMEM, "out of memory");
+    struct ink_buf *b = g->snap_buf;
+    ink_buf_reset(b);
+    uint8_t hdr[INK_SNAP_HEADER] = {0};
+    if (ink_buf_append(b, hdr, sizeof hdr)) return ink_err_set(err, INK_ENOMEM, "out of memory");
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, b, ink_buf_write);
+    double wall = wall_s();
+    msgpack_pack_map(&pk, 3);
+    ink_pack_key(&pk, "wall");
+    msgpack_pack_double(&pk, wall);
+    ink_pack_key(&pk, "src_records");
+    msgpack_pack_uint64(&pk, g->src_records);
+    ink_pack_key(&pk, "nodes");
+    msgpack_pack_array(&pk, (size_t)g->n);
+    for (int i = 0; i < g->n; i++) {
+        int rc = pack_node(&pk, &g->nodes[i], err);
+        if (rc) return rc;
+    }
+    size_t plen = b->len - INK_SNAP_HEADER;
+    memcpy(b->p, magic, 8);
+    put_u32(b->p + 8, INK_SNAP_VERSION);
+    put_u64(b->p + 16, g->cfg->hash);
+    put_u64(b->p + 24, (uint64_t)plen);
+    uint8_t crc[4];
+    put_u32(crc, ink_crc32c(0, b->p, b->len));
+    if (ink_buf_append(b, crc, 4)) return ink_err_set(err, INK_ENOMEM, "out of memory");
+    int rc = commit_file(path, b, err);
+    if (rc) return rc;
+    g->snap_wall = wall;
+    g->snap_last = mono_s();
+    g->snap_duration = g->snap_last - t0;
+    g->snap_bytes = b->len;
+    g->snap_count++;
+    return 0;
+}
+
+/* ---- read and verify -------------------------------------------------------------- */
+
+static const msgpack_object *map_get(const msgpack_object *m, const char *key)
+{
+    if (m->type != MSGPACK_OBJECT_MAP) return NULL;
+    size_t kl = strlen(key);
+    for (uint32_t i = 0; i < m->via.map.size; i++) {
+        const msgpack_object *k = &m->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == kl &&
+            memcmp(k->via.str.ptr, key, kl) == 0)
+            return &m->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+static int refuse(struct ink_snap *s, struct ink_err *err, const char *why)
+{
+    return ink_err_set(err, INK_ESTATE, "snapshot %s refused: %s", s->path, why);
+}
+
+static int read_file(struct ink_snap *s, struct ink_err *err)
+{
+    int fd = open(s->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ink_err_set(err, INK_ESTATE, "snapshot %s: %s (nothing to restore)", s->path,
+                           strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return ink_err_set(err, INK_ESTATE, "snapshot %s: not a regular file", s->path);
+    }
+    s->len = (size_t)st.st_size;
+    s->bytes = malloc(s->len ? s->len : 1);
+    if (!s->bytes) {
+        close(fd);
+        return ink_err_set(err, INK_ENOMEM, "out of memory");
+    }
+    size_t got = 0;
+    while (got < s->len) {
+        ssize_t r = read(fd, s->bytes + got, s->len - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (got != s->len) return ink_err_set(err, INK_EIO, "snapshot %s: short read", s->path);
+    return 0;
+}
+
+static int verify_nodes(struct ink_snap *s, const struct ink_config *cfg, struct ink_err *err)
+{
+    const msgpack_object *nodes = s->nodes;
+    if (!nodes || nodes->type != MSGPACK_OBJECT_ARRAY)
+        return refuse(s, err, "no node list in the payload");
+    if (nodes->via.array.size != (uint32_t)cfg->nnodes)
+        return refuse(s, err, "the number of nodes differs from the config");
+    for (int i = 0; i < cfg->nnodes; i++) {
+        const msgpack_object *m = &nodes->via.array.ptr[i];
+        const msgpack_object *nm = map_get(m, "name"), *kd = map_get(m, "kind");
+        const char *want = cfg->nodes[i].name;
+        if (!nm || nm->type != MSGPACK_OBJECT_STR || nm->via.str.size != strlen(want) ||
+            memcmp(nm->via.str.ptr, want, nm->via.str.size) != 0 || !kd ||
+            kd->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+            kd->via.u64 != (uint64_t)cfg->nodes[i].kind) {
+            char why[600];
+            snprintf(why, sizeof why, "node %d is not '%s' as in the config", i, want);
+            return refuse(s, err, why);
+        }
+    }
+    return 0;
+}
+
+int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struct ink_err *err)
+{
+    *out = NULL;
+    struct ink_snap *s = calloc(1, sizeof *s);
+    if (!s) return ink_err_set(err, INK_ENOMEM, "out of memory");
+    msgpack_unpacked_init(&s->u);
+    *out = s;
+    if (ink_snapshot_path(cfg, s->path, sizeof s->path))
+        return ink_err_set(err, INK_EINVAL, "--restore needs engine.snapshot in the config");
+    int rc = read_file(s, err);
+    if (rc) return rc;
+    const uint8_t *p = s->bytes;
+    char why[256];
+    if (s->len < INK_SNAP_HEADER + 4) {
+        snprintf(why, sizeof why, "truncated (%zu bytes, a snapshot has at least %d)", s->len,
+                 INK_SNAP_HEADER + 4);
+        return refuse(s, err, why);
+    }
+    if (memcmp(p, magic, 8) != 0) return refuse(s, err, "not an inkflow snapshot (bad magic)");
+    if (get_u32(p + 8) != INK_SNAP_VERSION) {
+        snprintf(why, sizeof why, "format version %u, this inkflow reads %d", get_u32(p + 8),
+                 INK_SNAP_VERSION);
+        return refuse(s, err, why);
+    }
+    uint64_t plen = get_u64(p + 24);
+    if (plen != s->len - INK_SNAP_HEADER - 4) {
+        snprintf(why, sizeof why,
+                 "truncated or extended: header says %llu payload bytes, the file "
+                 "holds %zu",
+                 (unsigned long long)plen, s->len - INK_SNAP_HEADER - 4);
+        return refuse(s, err, why);
+    }
+    uint32_t crc = ink_crc32c(0, p, s->len - 4), want = get_u32(p + s->len - 4);
+    if (crc != want) {
+        snprintf(why, sizeof why, "corrupt: CRC32C is %08x, the file says %08x", crc, want);
+        return refuse(s, err, why);
+    }
+    if (get_u64(p + 16) != cfg->hash) {
+        snprintf(why, sizeof why, "taken with a different config (hash %016llx, %s is %016llx)",
+                 (unsigned long long)get_u64(p + 16), cfg->path, (unsigned long long)cfg->hash);
+        return refuse(s, err, why);
+    }
+    size_t off = 0, olen = 0;
+    enum ink_reject scan_why;
+    /* msgpack-c allocates what a container declares: a pre-scan first checks
+     * every declared length against the bytes present (fuzz finding,
+     * tests/fuzz/regress/snapshot). */
+    if (ink_msgpack_scan(p + INK_SNAP_HEADER, (size_t)plen, INK_DEPTH_CAP, &olen, &scan_why) != 0 ||
+        olen != plen)
+        return refuse(s, err, "the payload is not one msgpack object");
+    if (msgpack_unpack_next(&s->u, (const char *)p + INK_SNAP_HEADER, (size_t)plen, &off) !=
+            MSGPACK_UNPACK_SUCCESS ||
+        off != plen)
+        return refuse(s, err, "the payload is not one msgpack object");
+    const msgpack_object *root = &s->u.data;
+    s->nodes = map_get(root, "nodes");
+    const msgpack_object *w = map_get(root, "wall"), *sr = map_get(root, "src_records");
+    if (w && w->type == MSGPACK_OBJECT_FLOAT64) s->wall = w->via.f64;
+    if (sr && sr->type == MSGPACK_OBJECT_POSITIVE_INTEGER) s->src_records = sr->via.u64;
+    return verify_nodes(s, cfg, err);
+}
+
+void ink_snapshot_free(struct ink_snap *s)
+{
+    if (!s) return;
+    msgpack_unpacked_destroy(&s->u);
+    free(s->bytes);
+    free(s);
+}
+
+/* ---- apply --------------------------------------------------------------------------- */
+
+static int get_u64_key(const msgpack_object *m, const char *k, uint64_t *v)
+{
+    const msgpack_object *o = map_get(m, k);
+    if (!o || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) return INK_ESTATE;
+    *v = o->via.u64;
+    return 0;
+}
+
+static int apply_operator(struct ink_node *n, const msgpack_object *m, struct ink_err *err)
+{
+    struct ink_err e = {0};
+    if (!n->slots) {
+        const msgpack_object *st = map_get(m, "state");
+        int rc = st ? n->vt->load(n->state, st, &e) : INK_ESTATE;
+        if (rc)
+            return ink_err_set(err, INK_ESTATE, "%s: %s", n->name, e.msg[0] ? e.msg : "no state");
+        return 0;
+    }
+    const msgpack_object *keys = map_get(m, "keys");
+    if (!keys || keys->type != MSGPACK_OBJECT_ARRAY || get_u64_key(m, "evicted", &n->evicted))
+        return ink_err_set(err, INK_ESTATE, "%s: keyed state missing", n->name);
+    if ((int64_t)keys->via.array.size > n->nslots)
+        return ink_err_set(err, INK_ESTATE, "%s: %u keys saved, max_keys is %lld", n->name,
+                           keys->via.array.size, (long long)n->nslots);
+    /* saved most recent first: rebuild from the least recent so the LRU order is the same */
+    for (uint32_t i = keys->via.array.size; i-- > 0;) {
+        const msgpack_object *kv = &keys->via.array.ptr[i];
+        if (kv->type != MSGPACK_OBJECT_ARRAY || kv->via.array.size != 2 ||
+            kv->via.array.ptr[0].type != MSGPACK_OBJECT_STR)
+            return ink_err_set(err, INK_ESTATE, "%s: bad key entry %u", n->name, i);
+        const msgpack_object *k = &kv->via.array.ptr[0];
+        void *st;
+        int rc = ink__keyed_restore_slot(n, k->via.str.ptr, k->via.str.size, &st, &e);
+        if (!rc) rc = n->vt->load(st, &kv->via.array.ptr[1], &e);
+        if (rc)
+            return ink_err_set(err, INK_ESTATE, "%s[%.*s]: %s", n->name, (int)k->via.str.size,
+                               k->via.str.ptr, e.msg);
+    }
+    return 0;
+}
+
+static int apply_counters(struct ink_node *n, const msgpack_object *m)
+{
+    uint64_t c[3 + INK_REJ__COUNT];
+    struct ink_err e = {0};
+    if (ink_state_u64s(m, "c", c, 3 + INK_REJ__COUNT, &e)) return INK_ESTATE;
+    n->c.in = c[0], n->c.out = c[1], n->c.dropped = c[2];
+    for (int r = 0; r < INK_REJ__COUNT; r++) n->c.rejected[r] = c[3 + r];
+    return 0;
+}
+
+int ink_snapshot_apply(struct ink_graph *g, const struct ink_snap *s, struct ink_err *err)
+{
+    const msgpack_object *v = s->nodes->via.array.ptr;
+    /* 1. everything in memory: counters, operator states, keys */
+    for (int i = 0; i < g->n; i++) {
+        struct ink_node *n = &g->nodes[i];
+        if (apply_counters(n, &v[i]))
+            return ink_err_set(err, INK_ESTATE, "%s: counters missing", n->name);
+        if (n->kind == INK_NODE_OPERATOR) {
+            int rc = apply_operator(n, &v[i], err);
+            if (rc) return rc;
+        }
+    }
+    /* 2. sources: sequence numbers and file offsets (reads input only) */
+    for (int i = 0; i < g->n; i++) {
+        struct ink_node *n = &g->nodes[i];
+        if (n->kind != INK_NODE_SOURCE) continue;
+        uint64_t off = 0;
+        struct ink_err e = {0};
+        if (get_u64_key(&v[i], "seq", &n->seq))
+            return ink_err_set(err, INK_ESTATE, "%s: seq missing", n->name);
+        if (n->src != &ink__file_source) continue;
+        if (get_u64_key(&v[i], "offset", &off))
+            return ink_err_set(err, INK_ESTATE, "%s: offset missing", n->name);
+        if (ink__file_source_seek(n, off, &e))
+            return ink_err_set(err, INK_ESTATE, "%s: %s", n->name, e.msg);
+    }
+    /* 3. only now touch outputs: cut every file sink back to what the snapshot saw */
+    for (int i = 0; i < g->n; i++) {
+        struct ink_node *n = &g->nodes[i];
+        if (n->kind != INK_NODE_SINK || n->snk != &ink__file_sink) continue;
+        struct ink_file_sink_pos pos = {0};
+        uint64_t hd = 0, isf = 0;
+        struct ink_err e = {0};
+        if (get_u64_key(&v[i], "offset", &pos.offset) || get_u64_key(&v[i], "seen", &pos.seen) ||
+            get_u64_key(&v[i], "header", &hd) || get_u64_key(&v[i], "is_file", &isf))
+            return ink_err_set(err, INK_ESTATE, "%s: output position missing", n->name);
+        pos.header_done = hd, pos.is_file = isf;
+        if (ink__file_sink_restore(n, &pos, &e))
+            return ink_err_set(err, INK_ESTATE, "%s: %s", n->name, e.msg);
+    }
+    g->src_records = s->src_records;
+    g->snap_wall = s->wall;
+    return 0;
+}

@@ -1,0 +1,64 @@
+/* Crash-safe snapshots of a running graph and exact resume (docs/state.md).
+ *
+ * One file per graph, <engine.snapshot.dir>/<config name>.snap, replaced
+ * atomically (temporary file, fsync, rename, directory fsync). Layout:
+ *   0   8  magic "INKSNAP\0"
+ *   8   4  format version (u32 little-endian)
+ *   12  4  zero
+ *   16  8  config hash (ink_config.hash, u64 LE)
+ *   24  8  payload length N (u64 LE)
+ *   32  N  payload (msgpack: every node's counters and state, in config order)
+ *   32+N 4 CRC32C of bytes [0, 32+N) (u32 LE)
+ * The snapshot is taken between two source records, where the synchronous
+ * dispatch of engine/runtime.c makes every node's state a consistent cut. */
+#ifndef INK_SNAPSHOT_H
+#define INK_SNAPSHOT_H
+
+#include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "err.h"
+
+#define INK_SNAP_VERSION 1
+#define INK_SNAP_HEADER  32
+
+struct ink_graph;
+
+/* A snapshot read and verified (CRC, config hash, structure), not applied. */
+struct ink_snap {
+    char path[4096];
+    uint8_t *bytes;
+    size_t len;
+    msgpack_unpacked u;
+    const msgpack_object *nodes; /* array, one map per node in config order */
+    double wall;                 /* when it was taken (Unix time) */
+    uint64_t src_records;
+};
+
+/* CRC-32C (Castagnoli); crc = 0 to start, or a previous result to continue.
+ * The hardware instruction when there is one, else ink__crc32c_sw (tables). */
+uint32_t ink_crc32c(uint32_t crc, const void *p, size_t n);
+uint32_t ink__crc32c_sw(uint32_t crc, const void *p, size_t n);
+
+/* The snapshot file of a config: 0, or INK_EINVAL without engine.snapshot. */
+int ink_snapshot_path(const struct ink_config *cfg, char *buf, size_t n);
+
+/* Create the snapshot directory if it is missing (one level) and check that
+ * it is writable, so that a bad dir fails at start, not at the first snapshot. */
+int ink_snapshot_prepare(const struct ink_config *cfg, struct ink_err *err);
+
+/* Write a snapshot of g now (between records). 0, or a negative code with err
+ * filled; the previous snapshot is then still in place. */
+int ink_snapshot_write(struct ink_graph *g, struct ink_err *err);
+
+/* Read and verify cfg's snapshot; nothing is modified. INK_ESTATE (or
+ * INK_EIO) with a message naming the file and what is wrong. */
+int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struct ink_err *err);
+/* Called by ink_graph_build_restore: operators first (in memory), then the
+ * source offsets, then, once all of that succeeded, the sinks' truncation. */
+int ink_snapshot_apply(struct ink_graph *g, const struct ink_snap *s, struct ink_err *err);
+void ink_snapshot_free(struct ink_snap *s);
+
+#endif
