@@ -851,7 +851,8 @@ int ink_encode_text(const struct ink_record *r, unsigned flags, struct ink_buf *
         rc |= ink_buf_append(out, tmp,
                              (size_t)snprintf(tmp, sizeof tmp, " arm=%lld", (long long)r->arm));
     /* Extras as name=JSON, so nested values stay readable. */
-    const uint8_t *p = r->extra, *end = r->extra + r->extra_len;
+    const uint8_t *p = r->extra,
+                  *end = r->extra_len ? r->extra + r->extra_len : p; /* NULL + 0 is UB */
     for (uint32_t i = 0; i < r->extra_n; i++) {
         const char *k;
         uint32_t kn;

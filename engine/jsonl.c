@@ -421,7 +421,8 @@ int ink_encode_json(const struct ink_record *r, unsigned flags, struct ink_buf *
         int n = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)r->seq);
         rc |= json_key(out, &first, "seq", 3) | ink_buf_append(out, tmp, (size_t)n);
     }
-    const uint8_t *p = r->extra, *end = r->extra + r->extra_len;
+    const uint8_t *p = r->extra,
+                  *end = r->extra_len ? r->extra + r->extra_len : p; /* NULL + 0 is UB */
     for (uint32_t i = 0; i < r->extra_n; i++) {
         const char *k;
         uint32_t kn;

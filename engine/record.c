@@ -87,7 +87,8 @@ int ink_record_add_f64m(struct ink_record *r, const char *name, const double *p,
 static int extra_find(const struct ink_record *r, const char *name, const uint8_t **v,
                       const uint8_t **vend)
 {
-    const uint8_t *p = r->extra, *end = r->extra + r->extra_len;
+    const uint8_t *p = r->extra,
+                  *end = r->extra_len ? r->extra + r->extra_len : p; /* NULL + 0 is UB */
     size_t nl = strlen(name);
     for (uint32_t i = 0; i < r->extra_n && p < end; i++) {
         const char *k;

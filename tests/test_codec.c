@@ -524,11 +524,11 @@ TEST(encoder_bytes_match_msgpack_c)
             msgpack_pack_str(&f.pk, lens[j]);
             msgpack_pack_str_body(&f.pk, keybuf, lens[j]);
             pk_str(&f.pk, "arm");
-            msgpack_pack_int64(&f.pk, -ints[i] / 2);
+            msgpack_pack_int64(&f.pk, -(ints[i] / 2) /* not -INT64_MIN */);
             struct ink_record r = {0};
             r.flags = INK_HAS_T | INK_HAS_KEY | INK_HAS_ARM;
             r.t = ints[i];
-            r.arm = -ints[i] / 2;
+            r.arm = -(ints[i] / 2);
             r.key = keybuf;
             r.key_len = (uint32_t)lens[j];
             ink_buf_reset(&out);
@@ -1067,6 +1067,26 @@ TEST(bench_msgpack_110_bytes)
     msgpack_zone_destroy(&zone);
     ink_buf_fini(&out);
     msgpack_sbuffer_destroy(&f.sb);
+    ink_decoder_fini(&d);
+}
+
+/* Fuzz finding (tests/fuzz/regress/codec/json_encode_null_extra): a record
+ * without extras has extra == NULL, and the encoders computed NULL + 0 (UB). */
+TEST(encode_record_without_extras)
+{
+    static const uint8_t frame[] = {0x81, 0xa1, 'x', 0x93, 0x01, 0x02, 0x03};
+    struct ink_decoder d;
+    REQUIRE(ink_decoder_init(&d, NULL) == 0);
+    struct ink_record r;
+    REQUIRE(ink_decode_msgpack(&d, frame, sizeof frame, &r) == INK_REJ_NONE);
+    r.extra = NULL;
+    r.extra_len = 0;
+    r.extra_n = 0;
+    struct ink_buf out = {0};
+    CHECK(ink_encode_json(&r, 0, &out) == 0);
+    CHECK(ink_encode_msgpack(&r, 0, &out) == 0);
+    CHECK(ink_encode_text(&r, 0, &out) == 0);
+    ink_buf_fini(&out);
     ink_decoder_fini(&d);
 }
 

@@ -10,5 +10,6 @@ int ink_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int ink_cmd_send(int argc, char **argv);
 int ink_cmd_recv(int argc, char **argv);
 int ink_cmd_query(int argc, char **argv);
+int ink_cmd_keygen(int argc, char **argv);
 
 #endif

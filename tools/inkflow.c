@@ -23,6 +23,7 @@ static const char usage[] =
     "  send ENDPOINT [FILE]          send a CSV / JSONL / msgpack file (or stdin) to a socket\n"
     "  recv ENDPOINT [--count N]     print records from a socket as JSON Lines\n"
     "  query ENDPOINT JSON           send one request to a router source, print the reply\n"
+    "  keygen NAME                   write a CURVE key pair: NAME and NAME_secret\n"
     "\n"
     "Run `inkflow COMMAND --help` for the options of a command.\n"
     "Exit codes: 0 done, 1 runtime failure, 2 bad config or usage.\n";
@@ -236,6 +237,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "send") == 0) return ink_cmd_send(n, a);
     if (strcmp(cmd, "recv") == 0) return ink_cmd_recv(n, a);
     if (strcmp(cmd, "query") == 0) return ink_cmd_query(n, a);
+    if (strcmp(cmd, "keygen") == 0) return ink_cmd_keygen(n, a);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         fputs(usage, stdout);
         return 0;

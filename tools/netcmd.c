@@ -28,14 +28,63 @@ static void on_int(int s)
     interrupted = 1;
 }
 
+/* CURVE client options shared by send, recv and query: 1 when argv[*i] was
+ * one (consumed with its value), 0 otherwise. */
+static int curve_opt(int argc, char **argv, int *i, struct ink_curve_conf *k)
+{
+    const char *o = argv[*i];
+    if (*i + 1 >= argc) return 0;
+    if (strcmp(o, "--server-key") == 0)
+        k->server_key = argv[++*i];
+    else if (strcmp(o, "--secret-key") == 0)
+        k->secret_key_file = argv[++*i];
+    else if (strcmp(o, "--public-key") == 0)
+        k->public_key_file = argv[++*i];
+    else
+        return 0;
+    k->set = true;
+    return 1;
+}
+
+#define CURVE_USAGE                                                                                \
+    "CURVE (docs/security.md): --server-key KEY|FILE --secret-key FILE [--public-key FILE]\n"      \
+    "connect as a CURVE client with this key pair (from `inkflow keygen`).\n"
+
+static int curve_check(const struct ink_curve_conf *k, const char *cmd)
+{
+    if (k->set && (!k->server_key || !k->secret_key_file))
+        return ink_usage("%s: CURVE needs both --server-key and --secret-key", cmd);
+    return 0;
+}
+
+/* ---- keygen ------------------------------------------------------------------ */
+
+int ink_cmd_keygen(int argc, char **argv)
+{
+    if (argc != 1 || argv[0][0] == '-') {
+        printf("usage: inkflow keygen NAME\n"
+               "Writes a CURVE key pair: NAME (public key, Z85) and NAME_secret (mode 0600).\n"
+               "Give NAME to clients as --server-key / curve.server_key, or add its line to a\n"
+               "server's authorized_keys; the secret file is curve.secret_key_file.\n");
+        return argc == 1 && strcmp(argv[0], "--help") == 0 ? 0 : 2;
+    }
+    struct ink_err err = {0};
+    if (ink_curve_keygen(argv[0], &err)) {
+        fprintf(stderr, "inkflow keygen: %s\n", err.msg);
+        return 1;
+    }
+    printf("wrote %s (public) and %s_secret (secret, mode 0600)\n", argv[0], argv[0]);
+    return 0;
+}
+
 /* ---- send ------------------------------------------------------------------ */
 
 static const char send_usage[] =
     "usage: inkflow send ENDPOINT [FILE] [--format csv|jsonl|msgpack] [--bind] [--hwm N]\n"
-    "                    [--eos-timeout SECONDS]\n"
+    "                    [--eos-timeout SECONDS] [CURVE options]\n"
     "Sends every record of FILE (or standard input) as one msgpack frame on a PUSH socket,\n"
     "then an end-of-stream marker that the receiving inkflow source acknowledges, so the tail\n"
-    "of the stream is never lost. Exit 0 when acknowledged, 1 otherwise.\n";
+    "of the stream is never lost. Exit 0 when acknowledged, 1 otherwise.\n" CURVE_USAGE;
 
 int ink_cmd_send(int argc, char **argv)
 {
@@ -43,10 +92,13 @@ int ink_cmd_send(int argc, char **argv)
     int format = INK_FMT_AUTO, bind = 0, nfile = 0;
     long hwm = 10000;
     double eos_timeout = 10;
+    struct ink_curve_conf curve = {0};
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0) {
             fputs(send_usage, stdout);
             return 0;
+        } else if (curve_opt(argc, argv, &i, &curve)) {
+            continue;
         } else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) {
             format = parse_format(argv[++i]);
             if (format < 0 || format == INK_FMT_TEXT)
@@ -68,6 +120,7 @@ int ink_cmd_send(int argc, char **argv)
         }
     }
     if (!ep) return ink_usage("send: missing ENDPOINT\n%s", send_usage);
+    if (curve_check(&curve, "send")) return 2;
     struct ink_file_reader r;
     struct ink_err err = {0};
     struct ink_limits lim = INK_LIMITS_DEFAULT;
@@ -76,7 +129,7 @@ int ink_cmd_send(int argc, char **argv)
         return 1;
     }
     void *ctx = zmq_ctx_new();
-    struct ink_zmq_conf c = {.hwm = hwm, .linger = 2.0};
+    struct ink_zmq_conf c = {.hwm = hwm, .linger = 2.0, .curve = curve};
     if (bind)
         c.bind = (char *)ep;
     else
@@ -142,9 +195,10 @@ int ink_cmd_send(int argc, char **argv)
 
 static const char recv_usage[] =
     "usage: inkflow recv ENDPOINT [--count N] [--bind] [--socket pull|sub]\n"
-    "                    [--format jsonl|csv|text|msgpack] [--timeout SECONDS]\n"
+    "                    [--format jsonl|csv|text|msgpack] [--timeout SECONDS] [CURVE options]\n"
     "Prints records from a PULL (or SUB) socket on standard output. Ends after N records,\n"
-    "at an end-of-stream marker (acknowledged), after SECONDS without a record, or on ^C.\n";
+    "at an end-of-stream marker (acknowledged), after SECONDS without a record, or on "
+    "^C.\n" CURVE_USAGE;
 
 int ink_cmd_recv(int argc, char **argv)
 {
@@ -152,10 +206,13 @@ int ink_cmd_recv(int argc, char **argv)
     long long count = -1;
     int bind = 0, sub = 0, format = INK_FMT_JSONL;
     double timeout = 0;
+    struct ink_curve_conf curve = {0};
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0) {
             fputs(recv_usage, stdout);
             return 0;
+        } else if (curve_opt(argc, argv, &i, &curve)) {
+            continue;
         } else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc) {
             count = atoll(argv[++i]);
         } else if (strcmp(argv[i], "--bind") == 0) {
@@ -180,8 +237,9 @@ int ink_cmd_recv(int argc, char **argv)
         }
     }
     if (!ep) return ink_usage("recv: missing ENDPOINT\n%s", recv_usage);
+    if (curve_check(&curve, "recv")) return 2;
     void *ctx = zmq_ctx_new();
-    struct ink_zmq_conf c = {.hwm = 10000, .linger = 1.0, .subscribe = ""};
+    struct ink_zmq_conf c = {.hwm = 10000, .linger = 1.0, .subscribe = "", .curve = curve};
     if (bind)
         c.bind = (char *)ep;
     else
@@ -252,18 +310,21 @@ int ink_cmd_recv(int argc, char **argv)
 /* ---- query ------------------------------------------------------------------- */
 
 static const char query_usage[] =
-    "usage: inkflow query ENDPOINT JSON [--timeout SECONDS]\n"
+    "usage: inkflow query ENDPOINT JSON [--timeout SECONDS] [CURVE options]\n"
     "Sends one request (a JSON object, e.g. '{\"op\": \"deff\"}') to a router source and prints\n"
-    "the reply as JSON. Exit 0 on a reply without \"error\", 1 otherwise.\n";
+    "the reply as JSON. Exit 0 on a reply without \"error\", 1 otherwise.\n" CURVE_USAGE;
 
 int ink_cmd_query(int argc, char **argv)
 {
     const char *ep = NULL, *json = NULL;
     double timeout = 5;
+    struct ink_curve_conf curve = {0};
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0) {
             fputs(query_usage, stdout);
             return 0;
+        } else if (curve_opt(argc, argv, &i, &curve)) {
+            continue;
         } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
             timeout = atof(argv[++i]);
         } else if (!ep) {
@@ -275,6 +336,7 @@ int ink_cmd_query(int argc, char **argv)
         }
     }
     if (!ep || !json) return ink_usage("query: need ENDPOINT and JSON\n%s", query_usage);
+    if (curve_check(&curve, "query")) return 2;
     struct ink_decoder dec;
     ink_decoder_init(&dec, NULL);
     struct ink_record rec;
@@ -289,7 +351,7 @@ int ink_cmd_query(int argc, char **argv)
     ink_encode_msgpack(&rec, 0, &buf);
     ink_decoder_fini(&dec);
     void *ctx = zmq_ctx_new();
-    struct ink_zmq_conf c = {.hwm = 100, .linger = 0, .connect = (char *)ep};
+    struct ink_zmq_conf c = {.hwm = 100, .linger = 0, .connect = (char *)ep, .curve = curve};
     struct ink_err err = {0};
     void *s = ink_zmq_open(ctx, ZMQ_REQ, &c, &err);
     int rc = 1;

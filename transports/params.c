@@ -12,6 +12,36 @@ static const char *const sink_sockets[] = {"push", "pub", NULL};
 static const char *const src_formats[] = {"auto", "csv", "jsonl", "msgpack", NULL};
 static const char *const sink_formats[] = {"auto", "csv", "jsonl", "msgpack", "text", NULL};
 
+#define COFF(f) (offsetof(struct ink_zmq_conf, curve) + offsetof(struct ink_curve_conf, f))
+static const struct ink_param curve_params[] = {
+    {.name = "secret_key_file",
+     .type = INK_P_STRING,
+     .offset = offsetof(struct ink_curve_conf, secret_key_file),
+     .flags = INK_PF_REQUIRED,
+     .help = "this endpoint's secret key (Z85 file from `inkflow keygen`, mode 0600)"},
+    {.name = "public_key_file",
+     .type = INK_P_STRING,
+     .offset = offsetof(struct ink_curve_conf, public_key_file),
+     .help = "this endpoint's public key (default: derived from the secret key)"},
+    {.name = "server_key",
+     .type = INK_P_STRING,
+     .offset = offsetof(struct ink_curve_conf, server_key),
+     .help = "client side: the server's public key (40 Z85 characters, or a key file); "
+             "absent = this endpoint is the CURVE server"},
+    {.name = "authorized_keys",
+     .type = INK_P_STRING,
+     .offset = offsetof(struct ink_curve_conf, authorized_keys),
+     .help = "server side: the client public keys let in, a file (one Z85 key a line, # "
+             "comments) or a directory of key files; every other client is refused"},
+    {0},
+};
+#define CURVE_PARAM                                                                                \
+    {                                                                                              \
+        .name = "curve", .type = INK_P_OBJECT, .offset = COFF(set), .sub = curve_params,           \
+        .help = "CURVE encryption and client authentication: server side {secret_key_file, "       \
+                "authorized_keys}, client side {server_key, secret_key_file}"                      \
+    }
+
 static const struct ink_param zmq_src_params[] = {
     {.name = "socket",
      .type = INK_P_ENUM,
@@ -69,6 +99,7 @@ static const struct ink_param zmq_src_params[] = {
      .min = 0,
      .max = 1000000,
      .help = "pull: end this source after that many end-of-stream markers (0 = run until stopped)"},
+    CURVE_PARAM,
     {0},
 };
 
@@ -116,6 +147,7 @@ static const struct ink_param zmq_sink_params[] = {
      .min = 0,
      .max = 3600,
      .help = "push: how long to wait for the end-of-stream acknowledgement"},
+    CURVE_PARAM,
     {0},
 };
 
@@ -174,7 +206,7 @@ static const struct ink_param file_sink_params[] = {
      .offset = FKOFF(head),
      .def = "0",
      .min = 0,
-     .max = INT64_MAX,
+     .max = (double)INT64_MAX,
      .help = "write at most this many records (0 = all)"},
     {0},
 };
@@ -189,6 +221,15 @@ static int zmq_check(const void *conf, struct ink_err *err)
                            "a router source needs 'reply_from' (the operator that answers)");
     if (c->socket != INK_ZMQ_ROUTER && c->reply_from)
         return ink_err_set(err, INK_EINVAL, "'reply_from' only applies to socket: router");
+    const struct ink_curve_conf *k = &c->curve;
+    if (k->set && k->server_key && k->authorized_keys)
+        return ink_err_set(err, INK_EINVAL,
+                           "curve: 'server_key' makes this endpoint a CURVE client, "
+                           "'authorized_keys' a server; give one of them");
+    if (k->set && !k->server_key && !k->authorized_keys)
+        return ink_err_set(err, INK_EINVAL,
+                           "curve: a CURVE server needs 'authorized_keys' (CURVE alone "
+                           "encrypts but lets any client in); a client needs 'server_key'");
     return 0;
 }
 

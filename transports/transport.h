@@ -13,6 +13,18 @@ enum ink_zmq_socket { INK_ZMQ_PULL, INK_ZMQ_SUB, INK_ZMQ_ROUTER };
 enum ink_zmq_sink_socket { INK_ZMQ_SINK_PUSH, INK_ZMQ_SINK_PUB };
 enum ink_file_format { INK_FMT_AUTO, INK_FMT_CSV, INK_FMT_JSONL, INK_FMT_MSGPACK, INK_FMT_TEXT };
 
+/* `curve:` on a zmq endpoint (docs/security.md). With `server_key` the
+ * socket is a CURVE client of that server; without it, a CURVE server that
+ * admits only the keys in `authorized_keys` (checked by the engine's ZAP
+ * handler). Key files hold Z85 text, as `inkflow keygen` writes them. */
+struct ink_curve_conf {
+    bool set;
+    char *secret_key_file; /* this socket's secret key (server and client) */
+    char *public_key_file; /* this socket's public key (optional: derived from the secret) */
+    char *server_key;      /* client: the server's public key, Z85 text or a key file */
+    char *authorized_keys; /* server: allow-list, a file (one key a line) or a directory */
+};
+
 /* `type: zmq` source or sink. */
 struct ink_zmq_conf {
     int socket;           /* enum ink_zmq_socket (sources) or ink_zmq_sink_socket (sinks) */
@@ -27,6 +39,8 @@ struct ink_zmq_conf {
         stop_after_eos; /* pull: end the source after this many end-of-stream markers (0 = never) */
     bool eos;           /* push sink: finish with the end-of-stream exchange */
     double eos_timeout; /* push sink: how long to wait for the acknowledgement */
+    struct ink_curve_conf curve;
+    const char *base_dir; /* set at open: where relative key paths start (NULL = cwd) */
 };
 
 /* `type: file` source. */

@@ -31,6 +31,39 @@ static struct ink_limits zlimits(const struct ink_graph *g, const struct ink_zmq
     return l;
 }
 
+/* Open a node's socket: key paths relative to the config, connection events
+ * counted under the node's name, and a warning for a socket open to every
+ * interface without CURVE (docs/security.md). */
+static void *open_node(struct ink_node *n, int zt, struct ink_zmq_conf *c, struct ink_err *err)
+{
+    c->base_dir = n->g->cfg->base_dir;
+    const char *ep = c->bind ? c->bind : c->connect;
+    if (c->bind && !c->curve.set &&
+        (strncmp(ep, "tcp://*", 7) == 0 || strncmp(ep, "tcp://0.0.0.0", 13) == 0 ||
+         strncmp(ep, "tcp://[::]", 10) == 0))
+        fprintf(stderr,
+                "inkflow: [%s] warning: %s accepts connections from every interface without "
+                "CURVE: any host that can reach it can %s; bind to 127.0.0.1 or set curve "
+                "(docs/security.md)\n",
+                n->name, ep,
+                n->kind == INK_NODE_SOURCE ? "feed records into the graph" : "read its output");
+    return ink_zmq_open_node(n->g->zctx, zt, c, n->name, err);
+}
+
+/* At close: what the security thread saw on this socket. */
+static void log_conn_stats(struct ink_node *n)
+{
+    struct ink_zmq_stats st;
+    ink_zmq_stats(n->name, &st);
+    fprintf(stderr,
+            "inkflow: [%s] connections: %llu accepted, %llu admitted, refused %llu "
+            "(auth %llu, handshake %llu), %llu disconnected\n",
+            n->name, (unsigned long long)st.accepted, (unsigned long long)st.handshakes,
+            (unsigned long long)(st.refused_auth + st.refused_protocol),
+            (unsigned long long)st.refused_auth, (unsigned long long)st.refused_protocol,
+            (unsigned long long)st.disconnects);
+}
+
 static int zsrc_open(struct ink_node *n, struct ink_err *err)
 {
     struct zmq_src *z = calloc(1, sizeof *z);
@@ -49,7 +82,7 @@ static int zsrc_open(struct ink_node *n, struct ink_err *err)
      * the cap and that are delivered, so they can be counted as too_large. */
     struct ink_zmq_conf sc = *z->c;
     sc.max_message_bytes = z->c->max_message_bytes * 4;
-    z->sock = ink_zmq_open(n->g->zctx, src_types[z->c->socket], &sc, err);
+    z->sock = open_node(n, src_types[z->c->socket], &sc, err);
     return z->sock ? 0 : INK_EIO;
 }
 
@@ -66,13 +99,16 @@ static int64_t wall_ns(void)
 }
 
 /* Decode one payload and dispatch it. */
-static int handle_payload(struct ink_node *n, struct zmq_src *z, const uint8_t *p, size_t len)
+static int handle_payload(struct ink_node *n, struct zmq_src *z, zmq_msg_t *m)
 {
+    const uint8_t *p = zmq_msg_data(m);
+    size_t len = zmq_msg_size(m);
     struct ink_record rec;
     if (len > z->dec.lim.max_frame) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "frame of %zu bytes, over max_message_bytes %u", len,
-                 z->dec.lim.max_frame);
+        const char *peer = zmq_msg_gets(m, "Peer-Address"); /* only here: a map lookup */
+        char msg[200];
+        snprintf(msg, sizeof msg, "frame of %zu bytes from %s, over max_message_bytes %u", len,
+                 peer ? peer : "an unknown peer", z->dec.lim.max_frame);
         ink__source_reject(n, INK_REJ_TOO_LARGE, msg, p, len);
         return 0;
     }
@@ -127,7 +163,7 @@ static int router_one(struct ink_node *n, struct zmq_src *z, zmq_msg_t *id)
         ink__source_reject(n, INK_REJ_DECODE, "request of more than one frame", NULL, 0);
     } else {
         z->received++;
-        rc = handle_payload(n, z, zmq_msg_data(&m), zmq_msg_size(&m));
+        rc = handle_payload(n, z, &m);
     }
     zmq_msg_close(&m);
     size_t len;
@@ -176,7 +212,7 @@ static int zsrc_pump(struct ink_node *n, int budget)
             }
         } else {
             z->received++;
-            rc = handle_payload(n, z, zmq_msg_data(&m), zmq_msg_size(&m));
+            rc = handle_payload(n, z, &m);
         }
         zmq_msg_close(&m);
         if (rc < 0) return rc;
@@ -188,6 +224,7 @@ static void zsrc_close(struct ink_node *n)
 {
     struct zmq_src *z = n->impl;
     if (!z) return;
+    if (z->sock) log_conn_stats(n);
     if (z->sock) zmq_close(z->sock);
     ink_decoder_fini(&z->dec);
     free(z);
@@ -208,6 +245,7 @@ struct zmq_snk {
     void *sock;
     const struct ink_zmq_conf *c;
     struct ink_buf buf;
+    struct ink_zmq_conf conf; /* a copy, with base_dir set */
     double stop_deadline;
     bool pub; /* else push */
 };
@@ -220,7 +258,8 @@ static int zsnk_open(struct ink_node *n, struct ink_err *err)
     z->c = n->nc->conf;
     /* a sink's `socket` indexes its own choices: 0 push, 1 pub */
     z->pub = z->c->socket == INK_ZMQ_SINK_PUB;
-    z->sock = ink_zmq_open(n->g->zctx, z->pub ? ZMQ_PUB : ZMQ_PUSH, z->c, err);
+    z->conf = *z->c;
+    z->sock = open_node(n, z->pub ? ZMQ_PUB : ZMQ_PUSH, &z->conf, err);
     return z->sock ? 0 : INK_EIO;
 }
 
@@ -278,6 +317,7 @@ static void zsnk_close(struct ink_node *n)
 {
     struct zmq_snk *z = n->impl;
     if (!z) return;
+    if (z->sock) log_conn_stats(n);
     if (z->sock) zmq_close(z->sock);
     ink_buf_fini(&z->buf);
     free(z);

@@ -27,8 +27,35 @@
 #define INK_EOS_ACK_TAG "INKFLOW-EOS-ACK"
 
 /* Open a socket of zmq type `zt` configured from c (hwm, max size, linger,
- * conflate, subscribe) and bound or connected. NULL with err filled. */
+ * conflate, subscribe, curve) and bound or connected. NULL with err filled. */
 void *ink_zmq_open(void *ctx, int zt, const struct ink_zmq_conf *c, struct ink_err *err);
+
+/* Connection events of one graph socket, counted by the engine's security
+ * thread (docs/security.md). Read with ink_zmq_stats. */
+struct ink_zmq_stats {
+    uint64_t accepted;         /* connections accepted or made */
+    uint64_t handshakes;       /* ZMTP handshakes completed (and admitted) */
+    uint64_t refused_auth;     /* refused by the ZAP handler: key not authorised */
+    uint64_t refused_protocol; /* handshake failed: no CURVE, wrong server key, bad greeting */
+    uint64_t disconnects;      /* connections closed after a handshake (peer left, or a frame
+                                  over the socket's size cap) */
+};
+
+/* As ink_zmq_open, for a graph node: `name` is the ZAP domain of a CURVE
+ * server socket, and the socket's connection events are counted under it
+ * (and logged with the peer's address). */
+void *ink_zmq_open_node(void *ctx, int zt, const struct ink_zmq_conf *c, const char *name,
+                        struct ink_err *err);
+/* Snapshot of the counters of node `name` (zeros when unknown). */
+void ink_zmq_stats(const char *name, struct ink_zmq_stats *out);
+
+/* Read a CURVE key (40 Z85 characters) from `path`: the first line that is
+ * not a # comment, or the quoted value of a zcert `public-key =` /
+ * `secret-key =` line (the one `secret` asks for). A secret key file that
+ * others can read is refused. 0 or INK_EINVAL. */
+int ink_curve_key_read(const char *path, char key[41], bool secret, struct ink_err *err);
+/* Write a key pair: `base` (public) and `base`_secret (mode 0600). */
+int ink_curve_keygen(const char *base, struct ink_err *err);
 
 /* Sender side of the end-of-stream exchange on `sock` (PUSH), whose data
  * endpoint is `endpoint` (used to choose where the ack socket binds).
