@@ -11,6 +11,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "log.h"
 #include "op.h"
 #include "record.h"
 
@@ -77,11 +78,10 @@ struct ink_node {
     /* sources and sinks */
     const struct ink_source_impl *src;
     const struct ink_sink_impl *snk;
-    void *impl;      /* transport state */
-    bool ended;      /* source ended */
-    uint64_t seq;    /* next seq for a source */
-    double last_log; /* rate-limited logging */
-    uint64_t log_suppressed;
+    void *impl;                 /* transport state */
+    bool ended;                 /* source ended */
+    uint64_t seq;               /* next seq for a source */
+    struct ink_ratelimit logrl; /* ink__log */
     /* operators: processing latency (per record, seconds) */
     uint64_t lat[INK_LAT_NB + 1];
     double lat_sum;

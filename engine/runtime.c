@@ -32,25 +32,10 @@ static double now_s(void)
 
 void ink__log(struct ink_node *n, const char *fmt, ...)
 {
-    /* At most 5 lines a second per node; the rest are counted and the count
-     * is reported with the next line that gets through. */
-    double t = now_s();
-    if (t - n->last_log < 0.2) {
-        n->log_suppressed++;
-        return;
-    }
-    n->last_log = t;
-    char msg[768];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    ink_log_limited(&n->logrl, n->name, fmt, ap);
     va_end(ap);
-    if (n->log_suppressed)
-        fprintf(stderr, "inkflow: [%s] %s (%llu similar lines suppressed)\n", n->name, msg,
-                (unsigned long long)n->log_suppressed);
-    else
-        fprintf(stderr, "inkflow: [%s] %s\n", n->name, msg);
-    n->log_suppressed = 0;
 }
 
 /* ---- dispatch ------------------------------------------------------------ */
@@ -488,7 +473,6 @@ static int build(struct ink_graph **out, const struct ink_config *cfg, const str
         n->nc = &cfg->nodes[i];
         n->name = n->nc->name;
         n->kind = n->nc->kind;
-        n->last_log = -1e9;
     }
     if (cfg->engine.snapshot.set) {
         int rc = ink_snapshot_prepare(cfg, err);

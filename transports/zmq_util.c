@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../engine/log.h"
 #include "../engine/rng.h"
 
 double ink_now(void)
@@ -165,10 +166,7 @@ struct domain {
     int conn_next;
     int pending; /* handshake-failure event not yet matched with its disconnect */
     int pending_code;
-    struct ratelimit {
-        double last;
-        uint64_t suppressed;
-    } rl_mon, rl_zap; /* the two log on their own, so one never hides the other */
+    struct ink_ratelimit rl_mon, rl_zap; /* each logs on its own: one never hides the other */
 };
 
 static struct {
@@ -180,27 +178,14 @@ static struct {
     struct domain d[MAX_DOMAINS];
 } sec = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-static void dlog(struct domain *d, struct ratelimit *rl, const char *fmt, ...)
+static void dlog(struct domain *d, struct ink_ratelimit *rl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void dlog(struct domain *d, struct ratelimit *rl, const char *fmt, ...)
+static void dlog(struct domain *d, struct ink_ratelimit *rl, const char *fmt, ...)
 {
-    double t = ink_now();
-    if (t - rl->last < 0.2) { /* at most 5 lines a second, as ink__log */
-        rl->suppressed++;
-        return;
-    }
-    rl->last = t;
-    char msg[600];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    ink_log_limited(rl, d->name, fmt, ap);
     va_end(ap);
-    if (rl->suppressed)
-        fprintf(stderr, "inkflow: [%s] %s (%llu similar lines suppressed)\n", d->name, msg,
-                (unsigned long long)rl->suppressed);
-    else
-        fprintf(stderr, "inkflow: [%s] %s\n", d->name, msg);
-    rl->suppressed = 0;
 }
 
 #define BUMP(d, f) __atomic_fetch_add(&(d)->st.f, 1, __ATOMIC_RELAXED)

@@ -1,0 +1,24 @@
+#include "log.h"
+
+#include <stdio.h>
+#include <time.h>
+
+void ink_log_limited(struct ink_ratelimit *rl, const char *who, const char *fmt, va_list ap)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double t = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    if (rl->last != 0 && t - rl->last < 0.2) {
+        rl->suppressed++;
+        return;
+    }
+    rl->last = t;
+    char msg[768];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (rl->suppressed)
+        fprintf(stderr, "inkflow: [%s] %s (%llu similar lines suppressed)\n", who, msg,
+                (unsigned long long)rl->suppressed);
+    else
+        fprintf(stderr, "inkflow: [%s] %s\n", who, msg);
+    rl->suppressed = 0;
+}
