@@ -133,11 +133,11 @@ void ink_csv_header_fini(struct ink_csv_header *h)
     h->ncols = h->dim = 0;
 }
 
-/* A number cell. 0 ok, 1 empty, INK_REJ_TYPE / INK_REJ_NONFINITE. */
-static int cell_f64(const struct cell *c, double *v)
+/* A cell's text, trimmed and NUL-terminated in tmp: 0 ok, 1 empty,
+ * INK_REJ_TYPE when it does not fit. */
+static int cell_cstr(const struct cell *c, char *tmp, size_t cap)
 {
-    char tmp[128];
-    long l = cell_text(c, tmp, sizeof tmp - 1);
+    long l = cell_text(c, tmp, cap - 1);
     if (l < 0) return INK_REJ_TYPE;
     const char *p = tmp;
     size_t n = (size_t)l;
@@ -145,27 +145,28 @@ static int cell_f64(const struct cell *c, double *v)
     if (!n) return 1;
     memmove(tmp, p, n);
     tmp[n] = '\0';
-    char *e;
+    return 0;
+}
+
+/* A number cell. 0 ok, 1 empty, INK_REJ_TYPE / INK_REJ_NONFINITE. */
+static int cell_f64(const struct cell *c, double *v)
+{
+    char tmp[128], *e;
+    int rc = cell_cstr(c, tmp, sizeof tmp);
+    if (rc) return rc;
     *v = strtod(tmp, &e);
-    if (e != tmp + n) return INK_REJ_TYPE;
+    if (*e) return INK_REJ_TYPE;
     return isfinite(*v) ? 0 : INK_REJ_NONFINITE;
 }
 
 static int cell_i64(const struct cell *c, int64_t *v)
 {
-    char tmp[64];
-    long l = cell_text(c, tmp, sizeof tmp - 1);
-    if (l < 0) return INK_REJ_TYPE;
-    const char *p = tmp;
-    size_t n = (size_t)l;
-    trim(&p, &n);
-    if (!n) return 1;
-    memmove(tmp, p, n);
-    tmp[n] = '\0';
-    char *e;
+    char tmp[64], *e;
+    int rc = cell_cstr(c, tmp, sizeof tmp);
+    if (rc) return rc;
     errno = 0;
     long long x = strtoll(tmp, &e, 10);
-    if (e != tmp + n || errno == ERANGE) return INK_REJ_TYPE;
+    if (*e || errno == ERANGE) return INK_REJ_TYPE;
     *v = x;
     return 0;
 }
