@@ -18,33 +18,6 @@ const char *ink_reject_name(enum ink_reject r)
     return reject_names[r];
 }
 
-int ink_record_add(struct ink_record *r, const char *name, struct ink_value v)
-{
-    for (uint32_t i = 0; i < r->nfields; i++) {
-        if (strcmp(r->fields[i].name, name) == 0) {
-            r->fields[i].v = v;
-            return 0;
-        }
-    }
-    if (r->nfields >= INK_MAX_FIELDS) return -1;
-    r->fields[r->nfields].name = name;
-    r->fields[r->nfields].v = v;
-    r->nfields++;
-    return 0;
-}
-
-int ink_record_add_f64(struct ink_record *r, const char *name, double f)
-{
-    struct ink_value v = {.type = INK_V_F64, .f = f};
-    return ink_record_add(r, name, v);
-}
-
-int ink_record_add_i64(struct ink_record *r, const char *name, int64_t i)
-{
-    struct ink_value v = {.type = INK_V_I64, .i = i};
-    return ink_record_add(r, name, v);
-}
-
 int ink_record_add_bool(struct ink_record *r, const char *name, bool b)
 {
     struct ink_value v = {.type = INK_V_BOOL, .b = b};
