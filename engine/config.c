@@ -886,6 +886,8 @@ static void check_memory(struct loader *L)
         const struct ink_op_vtable *vt = ink__op_vtable_find(nc->type->name);
         uint64_t b = vt && vt->mem_bound ? vt->mem_bound(nc->conf) : 0;
         b = sat_mul(b, nc->common.key_by ? (uint64_t)nc->common.max_keys : 1);
+        uint64_t sb = vt && vt->scratch_bytes ? vt->scratch_bytes(nc->conf) : 0;
+        b = b + sb < b ? UINT64_MAX : b + sb; /* one per node, whatever the keys */
         total = total + b < total ? UINT64_MAX : total + b;
     }
     uint64_t limit = cfg->engine.memory_limit;

@@ -70,6 +70,7 @@ struct ink_node {
     /* operators */
     const struct ink_op_vtable *vt;
     void *state;               /* unkeyed */
+    void *scratch;             /* vt->scratch_bytes, shared by the node's states */
     struct ink_keyslot *slots; /* keyed: max_keys slots */
     int64_t *hash;             /* keyed: open addressing, 2*max_keys entries, -1 empty */
     int64_t nslots, hcap, lru_head, lru_tail, keys_used;

@@ -307,7 +307,8 @@ void ink_metrics_publish(struct ink_graph *g)
         c->lat_sum = n->lat_sum;
         if (n->kind != INK_NODE_OPERATOR || !n->vt) continue;
         c->keys = n->slots ? (uint64_t)n->keys_used : 1;
-        c->mem_bound = (double)n->vt->mem_bound(n->nc->conf) * (n->slots ? (double)n->nslots : 1);
+        c->mem_bound = (double)n->vt->mem_bound(n->nc->conf) * (n->slots ? (double)n->nslots : 1) +
+                       (double)(n->vt->scratch_bytes ? n->vt->scratch_bytes(n->nc->conf) : 0);
         c->has_gauges = n->vt->gauges && n->state;
         if (c->has_gauges) n->vt->gauges(n->state, &c->gz);
     }

@@ -4,6 +4,10 @@
  * `const struct ink_op_vtable`, listed in operators/registry.c.
  * Lifecycle, owned by the engine:
  *   mem_bound(conf)     bytes init will allocate, before anything is allocated
+ *   scratch_bytes(conf) optional: bytes of scratch the engine allocates
+ *                       (zeroed) once per node and hands to every init of
+ *                       that node, all keys alike: a cache rebuilt from the
+ *                       state, never saved (ecdf's KLL query view)
  *   init(state, ...)    state points at state_size zeroed bytes; allocate
  *                       everything from the parameters
  *   process / query     per record / per request; no allocation
@@ -27,6 +31,10 @@ struct ink_op_init {
     const char *name;     /* node name, for messages */
     uint64_t seed;        /* derived from engine.seed, the node name (and key slot) */
     const char *base_dir; /* directory of the config file, for relative paths */
+    /* scratch_bytes(conf) zeroed bytes shared by every state of the node, or
+     * NULL (no scratch_bytes, or a caller outside the engine): the operator
+     * must work without it. Freed by the engine after every fini. */
+    void *scratch;
 };
 
 /* Gauges an operator may export (metrics, summaries). NAN = not applicable. */
@@ -42,6 +50,7 @@ struct ink_op_vtable {
     size_t state_size;
     int (*check)(const void *conf, struct ink_err *err); /* optional cross-key checks */
     size_t (*mem_bound)(const void *conf);
+    size_t (*scratch_bytes)(const void *conf); /* optional, see above */
     int (*init)(void *state, const void *conf, const struct ink_op_init *ini, struct ink_err *err);
     /* One record in, zero or more out through `out`. Return 0; or INK_EDIM /
      * INK_EINVAL with err filled when the record is refused (the engine counts

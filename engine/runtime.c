@@ -311,7 +311,8 @@ static int slot_init(struct ink_node *n, int64_t s, const char *key, uint32_t le
     memset(ks->state, 0, n->vt->state_size);
     char name[256];
     snprintf(name, sizeof name, "%s[%.*s]", n->name, (int)(len < 200 ? len : 200), key);
-    struct ink_op_init ini = {.name = n->name, .base_dir = n->g->cfg->base_dir};
+    struct ink_op_init ini = {
+        .name = n->name, .base_dir = n->g->cfg->base_dir, .scratch = n->scratch};
     uint64_t base = n->nc->common.seed >= 0
                         ? (uint64_t)n->nc->common.seed
                         : ink_seed_derive((uint64_t)n->g->cfg->engine.seed, n->name);
@@ -424,6 +425,9 @@ static int build_operator(struct ink_node *n, struct ink_err *err)
     if (!n->vt) return ink_err_set(err, INK_EINVAL, "unknown operator type '%s'", nc->type->name);
     n->emitter.emit = op_emit;
     n->emitter.ctx = n;
+    size_t sb = n->vt->scratch_bytes ? n->vt->scratch_bytes(nc->conf) : 0;
+    if (sb && !(n->scratch = calloc(1, sb)))
+        return ink_err_set(err, INK_ENOMEM, "out of memory (%zu bytes of scratch)", sb);
     if (nc->common.key_by) {
         n->nslots = nc->common.max_keys > 0 ? nc->common.max_keys : 1;
         n->hcap = 2;
@@ -444,7 +448,8 @@ static int build_operator(struct ink_node *n, struct ink_err *err)
     }
     n->state = calloc(1, n->vt->state_size);
     if (!n->state) return ink_err_set(err, INK_ENOMEM, "out of memory");
-    struct ink_op_init ini = {.name = n->name, .base_dir = n->g->cfg->base_dir};
+    struct ink_op_init ini = {
+        .name = n->name, .base_dir = n->g->cfg->base_dir, .scratch = n->scratch};
     ini.seed = nc->common.seed >= 0 ? (uint64_t)nc->common.seed
                                     : ink_seed_derive((uint64_t)n->g->cfg->engine.seed, n->name);
     return n->vt->init(n->state, nc->conf, &ini, err);
@@ -712,6 +717,7 @@ void ink_graph_free(struct ink_graph *g)
         free(n->slots);
         free(n->hash);
         free(n->state);
+        free(n->scratch);
         free(n->out);
     }
     free(g->nodes);

@@ -155,7 +155,7 @@ static int cmd_validate(int argc, char **argv)
             const struct ink_op_vtable *vt = ink_op_find(n->type->name);
             uint64_t b = vt ? vt->mem_bound(n->conf) : 0;
             if (n->common.key_by) b *= (uint64_t)n->common.max_keys;
-            mem += b;
+            mem += b + (vt && vt->scratch_bytes ? vt->scratch_bytes(n->conf) : 0);
         }
     }
     printf("%s: ok: %d source%s, %d operator%s, %d sink%s; operator memory bound %.1f MiB of "
