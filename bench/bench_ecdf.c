@@ -5,9 +5,10 @@
  * Rows: D&C ECDF at every sample point (N = 1e6, d = 2 and 3) against the
  * naive O(N^2 d) count (timed at N = 2e4, where both run, and extrapolated
  * quadratically to 1e6); KLL records/s through the operator's process (the F
- * of every record is a rank query, then the update) and the sketch's bare
- * updates/s; Fenwick d = 3 with 64 nodes per axis, updates/s and node
- * queries/s, against a plain count array (O(1) update, a query sums the
+ * of every record is a rank query, then the update; median and best of 5
+ * runs with the node's query view as the engine gives it, and one run
+ * without), and the sketch's bare updates/s and rank queries/s; Fenwick d = 3 with 64 nodes per
+ * axis, updates/s and node queries/s, against a plain count array (O(1) update, a query sums the
  * prefix box).
  *
  * BENCH_ECDF_DUMP=prefix writes, for d = 2 and 3, the naive-size points
@@ -15,6 +16,7 @@
  * so that bench/rows_ecdf.py can time numpy's brute force on the same points
  * and check it agrees. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,17 +111,16 @@ static int sink(void *ctx, const struct ink_record *rec)
     return 0;
 }
 
-static void bench_kll(size_t n)
+/* Records/s of the operator's process over x[0, n), fresh state; with_view:
+ * hand init the node scratch (the KLL query view) as the engine does. */
+static double kll_process_rate(const double *x, size_t n, bool with_view)
 {
     struct ink_ecdf_conf c = {.mode = INK_ECDF_KLL, .k = 200, .window = 1};
     void *st = calloc(1, ink_op_ecdf.state_size);
-    struct ink_op_init ini = {.name = "bench", .seed = 1};
+    void *scratch = with_view ? calloc(1, ink_op_ecdf.scratch_bytes(&c)) : NULL;
+    struct ink_op_init ini = {.name = "bench", .seed = 1, .scratch = scratch};
     struct ink_err err;
-    if (ink_op_ecdf.init(st, &c, &ini, &err)) return;
-    double *x = malloc(sizeof(double) * n);
-    struct ink_rng r;
-    ink_rng_seed(&r, 7);
-    for (size_t i = 0; i < n; i++) x[i] = gauss(&r);
+    if (ink_op_ecdf.init(st, &c, &ini, &err)) return 0;
     long outs = 0;
     struct ink_emitter em = {sink, &outs};
     struct ink_record rec;
@@ -132,13 +133,39 @@ static void bench_kll(size_t n)
         ink_op_ecdf.process(st, &rec, &em, &err);
     }
     double t = now() - t0;
-    printf("ecdf_kll_k200_process_per_second %.0f records/s\n", n / t);
+    ink_op_ecdf.fini(st);
+    free(st);
+    free(scratch);
+    return (double)outs / t;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void bench_kll(size_t n)
+{
+    double *x = malloc(sizeof(double) * n);
+    struct ink_rng r;
+    ink_rng_seed(&r, 7);
+    for (size_t i = 0; i < n; i++) x[i] = gauss(&r);
+    /* The machine is shared: the median of 5 runs, and the best. */
+    enum { RUNS = 5 };
+    double rate[RUNS];
+    for (int i = 0; i < RUNS; i++) rate[i] = kll_process_rate(x, n, true);
+    qsort(rate, RUNS, sizeof rate[0], cmp_double);
+    printf("ecdf_kll_k200_process_per_second %.0f records/s\n", rate[RUNS / 2]);
+    printf("ecdf_kll_k200_process_best_per_second %.0f records/s\n", rate[RUNS - 1]);
+    printf("ecdf_kll_k200_process_noview_per_second %.0f records/s\n",
+           kll_process_rate(x, n, false));
     struct ink__kll q;
     void *qm = malloc(ink__kll_bytes(200, false));
     ink__kll_init(&q, 200, 1, qm, false);
-    t0 = now();
+    double t0 = now();
     for (size_t i = 0; i < n; i++) ink__kll_update(&q, x[i]);
-    t = now() - t0;
+    double t = now() - t0;
     printf("ecdf_kll_k200_update_per_second %.0f updates/s\n", n / t);
     uint64_t acc = 0;
     t0 = now();
@@ -147,8 +174,6 @@ static void bench_kll(size_t n)
     printf("ecdf_kll_k200_rank_query_per_second %.0f queries/s\n", n / t);
     if (acc == 1) printf("impossible\n");
     free(qm);
-    ink_op_ecdf.fini(st);
-    free(st);
     free(x);
 }
 

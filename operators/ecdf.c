@@ -130,6 +130,7 @@ struct ecdf {
     void *mem;
     size_t bytes;
     struct ink__kll kll;
+    struct ink__kll_view *view; /* kll: the node's query view (engine scratch), or NULL */
     /* grid, kde */
     struct ink__grid g;
     double *nodes; /* the axes' nodes, concatenated */
@@ -299,6 +300,14 @@ static int ecdf_check(const void *conf, struct ink_err *err)
     return 0;
 }
 
+/* kll: one query view per node, shared by the keys (kll.h). */
+static size_t ecdf_scratch_bytes(const void *conf)
+{
+    const struct ink_ecdf_conf *c = conf;
+    if (ecdf_check(conf, NULL) || c->mode != INK_ECDF_KLL) return 0;
+    return sizeof(struct ink__kll_view) + ink__kll_view_bytes((uint32_t)c->k);
+}
+
 static size_t ecdf_mem_bound(const void *conf)
 {
     if (ecdf_check(conf, NULL)) return 0;
@@ -382,7 +391,13 @@ static int ecdf_init(void *state, const void *conf, const struct ink_op_init *in
     if (!s->mem)
         return ink_err_set(err, INK_ENOMEM, "%s: cannot allocate %zu bytes", ini->name, L.total);
     carve(s, c, &L);
-    if (s->mode == INK_ECDF_KLL) ink_rng_seed(&s->kll.rng, ink_seed_derive(ini->seed, "kll"));
+    if (s->mode == INK_ECDF_KLL) {
+        ink_rng_seed(&s->kll.rng, ink_seed_derive(ini->seed, "kll"));
+        if (ini->scratch) { /* the first key to come initialises the node's view */
+            s->view = ini->scratch;
+            if (s->view->cap == 0) ink__kll_view_init(s->view, (uint32_t)c->k, s->view + 1);
+        }
+    }
     if (s->mode == INK_ECDF_GRID || s->mode == INK_ECDF_KDE) build_grid(s, c);
     s->W = (size_t)c->window;
     return 0;
@@ -548,8 +563,9 @@ static int ecdf_process(void *state, const struct ink_record *in, const struct i
     ink_record_derive(&out, in);
     int full = 0;
     if (s->mode == INK_ECDF_KLL) {
-        full |=
-            ink_record_add_f64(&out, "F", ratio((double)ink__kll_weight_le(&s->kll, x[0]), s->n));
+        uint64_t w = s->view ? ink__kll_view_weight_le(s->view, &s->kll, x[0])
+                             : ink__kll_weight_le(&s->kll, x[0]);
+        full |= ink_record_add_f64(&out, "F", ratio((double)w, s->n));
     } else {
         double flo, fhi;
         grid_bracket(s, x, &flo, &fhi);
@@ -804,6 +820,7 @@ static int load_kll(struct ecdf *s, const msgpack_object *o, struct ink_err *err
     q->rng = rng;
     q->bits = bits;
     q->nbits = (uint32_t)nbits;
+    ink__kll_touch(q); /* a view must not trust what it saw of the old items */
     s->n = n;
     return 0;
 }
@@ -891,6 +908,7 @@ const struct ink_op_vtable ink_op_ecdf = {
     .state_size = sizeof(struct ecdf),
     .check = ecdf_check,
     .mem_bound = ecdf_mem_bound,
+    .scratch_bytes = ecdf_scratch_bytes,
     .init = ecdf_init,
     .process = ecdf_process,
     .query = ecdf_query,

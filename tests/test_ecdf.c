@@ -96,6 +96,7 @@ static struct capture *capture_new(void)
 struct op {
     const struct ink_op_vtable *vt;
     void *st;
+    void *scratch; /* as the engine gives it (kll: the query view), or NULL */
     struct capture *cap;
     struct ink_emitter em;
 };
@@ -106,17 +107,26 @@ static struct ink_ecdf_conf conf_kll(int64_t k)
     return c;
 }
 
-static int op_open(struct op *o, const struct ink_ecdf_conf *c, uint64_t seed)
+/* with_scratch: hand init the node scratch as the engine does; without it
+ * the operator must still work (and give the same answers). */
+static int op_open_x(struct op *o, const struct ink_ecdf_conf *c, uint64_t seed, bool with_scratch)
 {
     o->vt = &ink_op_ecdf;
     o->st = calloc(1, o->vt->state_size);
+    size_t sb = o->vt->scratch_bytes(c);
+    o->scratch = with_scratch && sb ? calloc(1, sb) : NULL;
     o->cap = capture_new();
     o->em = (struct ink_emitter){capture_emit, o->cap};
-    struct ink_op_init ini = {.name = "test", .seed = seed, .base_dir = "."};
+    struct ink_op_init ini = {.name = "test", .seed = seed, .base_dir = ".", .scratch = o->scratch};
     struct ink_err err = {0};
     int rc = o->vt->init(o->st, c, &ini, &err);
     if (rc) fprintf(stderr, "init: %s\n", err.msg);
     return rc;
+}
+
+static int op_open(struct op *o, const struct ink_ecdf_conf *c, uint64_t seed)
+{
+    return op_open_x(o, c, seed, true);
 }
 
 static void op_close(struct op *o)
@@ -124,6 +134,7 @@ static void op_close(struct op *o)
     o->vt->fini(o->st);
     o->vt->fini(o->st); /* fini twice is safe */
     free(o->st);
+    free(o->scratch);
     free(o->cap);
 }
 
@@ -704,6 +715,39 @@ TEST(kll_operator_fields_and_queries)
     free(x);
 }
 
+/* The KLL query view (node scratch, kll.h) changes speed, never answers: F
+ * of every record equals the operator's without scratch, bit for bit, for
+ * several k, on a stream that stays with one state long enough for the view
+ * to adopt it. */
+TEST(kll_view_scratch_same_answers)
+{
+    int N = 60000;
+    double *x = malloc(sizeof(double) * N);
+    struct ink_rng r;
+    ink_rng_seed(&r, 17);
+    for (int i = 0; i < N; i++) x[i] = i % 5 == 0 ? (double)(i % 37) : gauss(&r);
+    int64_t ks[] = {8, 50, 200, 1000};
+    for (size_t t = 0; t < sizeof ks / sizeof ks[0]; t++) {
+        struct ink_ecdf_conf c = conf_kll(ks[t]);
+        struct op a, b;
+        REQUIRE(op_open_x(&a, &c, 3, true) == 0);
+        REQUIRE(op_open_x(&b, &c, 3, false) == 0);
+        REQUIRE(a.scratch != NULL && b.scratch == NULL);
+        int bad = 0;
+        for (int i = 0; i < N; i++) {
+            a.cap->n = b.cap->n = 0;
+            REQUIRE(op_feed(&a, &x[i], 1, i, NULL) == 0);
+            REQUIRE(op_feed(&b, &x[i], 1, i, NULL) == 0);
+            bad += a.cap->r[0].F != b.cap->r[0].F || a.cap->r[0].n != b.cap->r[0].n;
+        }
+        fprintf(stderr, "k %lld: %d of %d records differ\n", (long long)ks[t], bad, N);
+        CHECK(bad == 0);
+        op_close(&a);
+        op_close(&b);
+    }
+    free(x);
+}
+
 /* ---- memory bounds ---- */
 
 TEST(mem_bound_fixed_by_parameters)
@@ -712,6 +756,9 @@ TEST(mem_bound_fixed_by_parameters)
     struct ink_ecdf_conf c = conf_kll(200);
     CHECK(vt->mem_bound(&c) == ink__kll_bytes(200, false));
     CHECK(ink__kll_bytes(200, false) <= 9 * 1024); /* per key: ~1000 doubles at k = 200 */
+    /* the query view is per node, not per key: fixed by k, under 48 KiB at 200 */
+    CHECK(vt->scratch_bytes(&c) == sizeof(struct ink__kll_view) + ink__kll_view_bytes(200));
+    CHECK(vt->scratch_bytes(&c) <= 48 * 1024);
     c.k = 1000;
     CHECK(vt->mem_bound(&c) == ink__kll_bytes(1000, false) &&
           ink__kll_bytes(1000, false) > ink__kll_bytes(200, false));
@@ -731,6 +778,7 @@ TEST(mem_bound_fixed_by_parameters)
     struct ink_ecdf_conf e = {.mode = INK_ECDF_EXACT, .window = 1000, .dim = 3};
     size_t b = vt->mem_bound(&e);
     CHECK(b == ink__dom_bytes(3, 2000) + 1000 * (3 * 8 + 5 * 8 + 4));
+    CHECK(vt->scratch_bytes(&e) == 0 && vt->scratch_bytes(&g) == 0); /* kll only */
     /* The bound does not depend on what flows: a KLL state never grows. */
     struct op o;
     REQUIRE(op_open(&o, &c, 1) == 0);

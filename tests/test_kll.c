@@ -278,6 +278,96 @@ TEST(kll_accuracy_duplicates)
     accuracy_case(S_DUPS);
 }
 
+/* ---- the query view (kll.h) ---- */
+
+static struct ink__kll_view *view_new(uint32_t k)
+{
+    struct ink__kll_view *v = malloc(sizeof *v);
+    ink__kll_view_init(v, k, malloc(ink__kll_view_bytes(k)));
+    return v;
+}
+
+static void view_free(struct ink__kll_view *v)
+{
+    free(v->v); /* the first region of the view's memory */
+    free(v);
+}
+
+/* The operator's pattern (query at the next value, then update) plus a
+ * second query at a fixed set of points, on every stream kind and several k,
+ * with merges into the sketch and a reload-like touch on the way: the view's
+ * answer equals weight_le at every step. */
+TEST(kll_view_equals_weight_le_every_step)
+{
+    size_t n = (size_t)(150000 * test_scale());
+    if (n < 20000) n = 20000;
+    double *x = malloc(sizeof(double) * n), q[NQ];
+    const double probes[] = {-1e300, -1, 0, 0.5, 1, 37, 1e300};
+    uint32_t ks[] = {8, 50, 200, 2000};
+    for (size_t t = 0; t < sizeof ks / sizeof ks[0]; t++) {
+        for (int kind = 0; kind < S_COUNT; kind++) {
+            struct ink_rng r;
+            ink_rng_seed(&r, 100 + kind);
+            gen_stream(kind, &r, x, n, q);
+            struct ink__kll *s = kll_new(ks[t], 7), *o = kll_new(ks[t], 8);
+            struct ink__kll_view *v = view_new(ks[t]);
+            size_t bad = 0;
+            for (size_t i = 0; i < n; i++) {
+                bad += ink__kll_view_weight_le(v, s, x[i]) != ink__kll_weight_le(s, x[i]);
+                double p = probes[i % 7];
+                bad += ink__kll_view_weight_le(v, s, p) != ink__kll_weight_le(s, p);
+                ink__kll_update(s, x[i]);
+                ink__kll_update(o, x[n - 1 - i]);
+                if (i % 40000 == 39999) REQUIRE(ink__kll_merge(s, o) == 0);
+                if (i % 50000 == 25000) ink__kll_touch(s);
+            }
+            if (bad)
+                fprintf(stderr, "k %u %s: %zu wrong answers\n", ks[t], stream_names[kind], bad);
+            CHECK(bad == 0);
+            CHECK(ink__kll_total_weight(s) == s->n);
+            CHECK(v->uid == s->uid); /* followed all along (re-adopted after touch) */
+            view_free(v);
+            kll_free(s);
+            kll_free(o);
+        }
+    }
+    free(x);
+}
+
+/* One view, two sketches (keys): strictly alternating queries never adopt
+ * (no rebuild per query), a run of INK_KLL_VIEW_ADOPT adopts; every answer
+ * is exact either way. */
+TEST(kll_view_two_sketches)
+{
+    struct ink__kll *a = kll_new(200, 1), *b = kll_new(200, 2);
+    struct ink__kll_view *v = view_new(200);
+    struct ink_rng r;
+    ink_rng_seed(&r, 4);
+    size_t bad = 0;
+    for (int i = 0; i < 50000; i++) {
+        struct ink__kll *s = i % 2 ? a : b;
+        double x = ink_rng_uniform(&r);
+        bad += ink__kll_view_weight_le(v, s, x) != ink__kll_weight_le(s, x);
+        ink__kll_update(s, x);
+    }
+    CHECK(v->uid == 0);
+    for (int run = 0; run < 200; run++) {
+        struct ink__kll *s = run % 2 ? a : b;
+        for (int i = 0; i < 100; i++) {
+            double x = ink_rng_uniform(&r);
+            bad += ink__kll_view_weight_le(v, s, x) != ink__kll_weight_le(s, x);
+            ink__kll_update(s, x);
+            if (i == INK_KLL_VIEW_ADOPT - 2) bad += v->uid == s->uid;
+            if (i == INK_KLL_VIEW_ADOPT - 1) bad += v->uid != s->uid;
+        }
+    }
+    CHECK(bad == 0);
+    CHECK(ink__kll_view_bytes(200) <= 48 * 1024); /* fixed by k */
+    view_free(v);
+    kll_free(a);
+    kll_free(b);
+}
+
 int main(int argc, char **argv)
 {
     return ink_test_main(argc, argv);
