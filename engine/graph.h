@@ -121,8 +121,9 @@ struct ink_graph {
 int ink_graph_build(struct ink_graph **out, const struct ink_config *cfg, struct ink_err *err);
 int ink_graph_build_restore(struct ink_graph **out, const struct ink_config *cfg,
                             const struct ink_snap *snap, struct ink_err *err);
-/* Run until every source has ended (all finite) or stop is set; then finish
- * sinks. Returns 0 or a negative code on a runtime failure. */
+/* Run until every source has ended (all finite) or stop is set. When every
+ * source ended, operators flush (op.h) before the final snapshot; then sinks
+ * finish. Returns 0 or a negative code on a runtime failure. */
 int ink_graph_run(struct ink_graph *g);
 void ink_graph_summary(const struct ink_graph *g, FILE *out);
 void ink_graph_free(struct ink_graph *g);

@@ -11,10 +11,14 @@
  *   init(state, ...)    state points at state_size zeroed bytes; allocate
  *                       everything from the parameters
  *   process / query     per record / per request; no allocation
+ *   flush(state, out)   optional; once, when the graph ends naturally (every
+ *                       source ended), before the final snapshot: emit what
+ *                       the state still holds back (a partial window)
  *   save / load         versioned msgpack state
  *   fini(state)         frees; safe on a zeroed or half-initialised state
  * Keyed state (`key_by`) is the engine's business: it creates one state per
- * key, so operators never see keys as state selectors. */
+ * key, so operators never see keys as state selectors (flush runs once per
+ * live key, and the engine puts that key on what it emits). */
 #ifndef INK_OP_H
 #define INK_OP_H
 
@@ -63,6 +67,21 @@ struct ink_op_vtable {
      * documented to change state (bkb's ask/tell). Optional. */
     int (*query)(void *state, const struct ink_record *req, const struct ink_emitter *out,
                  struct ink_err *err);
+    /* The graph ends naturally: every source has ended (files read to the
+     * end, pull sources that stop after end of stream). Emit, through `out`
+     * as process does, what the state holds back (ecdf exact: the partial
+     * window), and leave the state as if it had been emitted: the final
+     * snapshot is taken after flush, and a restore from it must not emit the
+     * same records again. Never called when the graph is stopped by
+     * SIGINT/SIGTERM or a runtime failure: the held-back records are then
+     * part of the snapshot, and emitting them would duplicate them on
+     * resume. Called in topological order, so records flushed upstream pass
+     * through this operator's process before its own flush; with key_by,
+     * once per live key (most recently used first), and every emitted record
+     * gets that key. Return 0, or a negative code with err filled (counted
+     * as a rejection on the node and logged; the other flushes go on). No
+     * allocation. Optional (NULL: nothing is held back). */
+    int (*flush)(void *state, const struct ink_emitter *out, struct ink_err *err);
     int (*save)(const void *state, msgpack_packer *pk);
     int (*load)(void *state, const msgpack_object *obj, struct ink_err *err);
     void (*fini)(void *state);

@@ -544,6 +544,67 @@ int ink_graph_build_restore(struct ink_graph **out, const struct ink_config *cfg
     return build(out, cfg, snap, err);
 }
 
+/* ---- natural end: operators flush ------------------------------------------- */
+
+/* Under key_by, what a flush emits gets the key of the state it comes from,
+ * as what process emits carries the key of its input. */
+struct flush_ctx {
+    struct ink_node *n;
+    const struct ink_keyslot *ks;
+};
+
+static int flush_emit(void *ctx, const struct ink_record *rec)
+{
+    const struct flush_ctx *fc = ctx;
+    struct ink_record out;
+    ink_record_derive(&out, rec);
+    out.flags |= INK_HAS_KEY;
+    out.key = fc->ks->key;
+    out.key_len = fc->ks->len;
+    return fan_out(fc->n, &out);
+}
+
+/* A failed flush is counted and logged like a refused record (the
+ * dead letter gets the key, when there is one); the other flushes go on. */
+static void flush_state(struct ink_node *n, void *st, const struct ink_keyslot *ks)
+{
+    struct flush_ctx fc = {n, ks};
+    struct ink_emitter em = {flush_emit, &fc};
+    struct ink_err err = {0};
+    int rc = n->vt->flush(st, ks ? &em : &n->emitter, &err);
+    if (rc >= 0) return;
+    struct ink_record ctx;
+    memset(&ctx, 0, sizeof ctx);
+    if (ks) {
+        ctx.flags = INK_HAS_KEY;
+        ctx.key = ks->key;
+        ctx.key_len = ks->len;
+    }
+    char msg[sizeof err.msg + 16];
+    snprintf(msg, sizeof msg, "flush: %s", err.msg[0] ? err.msg : ink_strerror(rc));
+    reject(n, &ctx, reason_of(rc), msg);
+}
+
+/* Every source has ended: each operator emits what it holds back, in
+ * topological order, so that what an upstream node flushes goes through its
+ * consumers' process (dispatch is depth-first) before they flush in turn.
+ * Keyed nodes flush every live key, most recently used first: the LRU order
+ * is what a snapshot restores, slot order is not. Not called on a signal:
+ * the held-back records stay in the state the snapshot keeps. */
+static void flush_operators(struct ink_graph *g)
+{
+    for (int t = 0; t < g->n; t++) {
+        struct ink_node *n = &g->nodes[g->cfg->topo ? g->cfg->topo[t] : t];
+        if (n->kind != INK_NODE_OPERATOR || !n->vt->flush) continue;
+        if (!n->slots) {
+            flush_state(n, n->state, NULL);
+            continue;
+        }
+        for (int64_t s = ink__keyed_first(n); s >= 0; s = n->slots[s].next)
+            flush_state(n, n->slots[s].state, &n->slots[s]);
+    }
+}
+
 /* ---- run -------------------------------------------------------------------- */
 
 static void take_snapshot(struct ink_graph *g, const char *why)
@@ -592,6 +653,7 @@ int ink_graph_run(struct ink_graph *g)
         return INK_ENOMEM;
     }
     int rc = 0;
+    bool ended = false; /* every source ended (not a signal, not a failure) */
     double last_flush = now_s();
     if (g->metrics) ink_metrics_publish_ready(g); /* sources open, restore done */
     while (!g->stop) {
@@ -609,7 +671,10 @@ int ink_graph_run(struct ink_graph *g)
                 files_ready++;
             }
         }
-        if (live == 0) break;
+        if (live == 0) {
+            ended = true;
+            break;
+        }
         (void)infinite;
         /* Files are always ready: poll sockets without waiting, then give
          * every file source a turn, in config order (deterministic). */
@@ -654,6 +719,9 @@ int ink_graph_run(struct ink_graph *g)
     }
     free(items);
     free(who);
+    /* Natural end: flush before the final snapshot, which then holds the
+     * flushed state and outputs, so that a restore from it emits nothing twice. */
+    if (ended) flush_operators(g);
     /* drained (end of input, or a signal between two records): the final cut */
     if (g->cfg->engine.snapshot.set && rc == 0) take_snapshot(g, "final");
     if (g->metrics) ink_metrics_publish(g);

@@ -12,7 +12,9 @@
  * (and yhat with regression) at the node nearest to x, where they are exact.
  * exact emits nothing per record: when the window fills it emits one record
  * per point (x, y, t, seq kept; key of the closing record) with F = the
- * window's ECDF at that point, self and ties included, and n = window.
+ * window's ECDF at that point, self and ties included, and n = window; at
+ * the natural end of the stream, flush emits the partial window the same way
+ * with n = its size (emit_partial, default true).
  * Queries: cdf {x} (all modes; exact: the pending window's points),
  * quantile {r} (kll: q), density {x} (kde: density, yhat, node).
  * Every buffer comes from one allocation sized by plan(), which is also what
@@ -119,13 +121,19 @@ static const struct ink_param ecdf_params[] = {
      .offset = COFF(regression),
      .def = "false",
      .help = "kde: also Nadaraya-Watson regression of y (every record needs y)"},
+    {.name = "emit_partial",
+     .type = INK_P_BOOL,
+     .offset = COFF(emit_partial),
+     .def = "true",
+     .help = "exact: when every source has ended (not on a signal), emit the last, partial "
+             "window (n = its size)"},
     {0},
 };
 
 /* The operator state: one of the four modes, all buffers in `mem`. */
 struct ecdf {
     int mode, d;
-    bool weighted, regression;
+    bool weighted, regression, emit_partial;
     uint64_t n; /* records counted (kll, grid, kde) */
     void *mem;
     size_t bytes;
@@ -386,6 +394,7 @@ static int ecdf_init(void *state, const void *conf, const struct ink_op_init *in
     s->d = L.d;
     s->weighted = c->weighted;
     s->regression = c->regression;
+    s->emit_partial = c->emit_partial;
     s->bytes = L.total;
     s->mem = calloc(1, L.total ? L.total : 1);
     if (!s->mem)
@@ -508,7 +517,8 @@ static uint64_t key_hash(const struct ink_record *r)
     return h ? h : 1;
 }
 
-/* Exact mode: the window is full; emit every point with its exact ECDF. */
+/* Exact mode: the window is full (or the stream ended: flush); emit every
+ * point with its exact ECDF over the cnt points held, n = cnt. */
 static int close_window(struct ecdf *s, const struct ink_record *in, const struct ink_emitter *em)
 {
     size_t n = s->cnt;
@@ -589,6 +599,20 @@ static int ecdf_process(void *state, const struct ink_record *in, const struct i
     }
     s->n++;
     return ink_emit(outp, &out);
+}
+
+/* The graph ended naturally (op.h): the partial window goes out as a full
+ * one's close would send it, with n = the points it holds. There is no
+ * closing record, so no point gets a key here; under key_by the engine puts
+ * the state's key on every record. The buffers exist: nothing is allocated. */
+static int ecdf_flush(void *state, const struct ink_emitter *out, struct ink_err *err)
+{
+    (void)err;
+    struct ecdf *s = state;
+    if (s->mode != INK_ECDF_EXACT || !s->emit_partial || s->cnt == 0) return 0;
+    struct ink_record none;
+    memset(&none, 0, sizeof none);
+    return close_window(s, &none, out);
 }
 
 /* ---- queries ---- */
@@ -912,6 +936,7 @@ const struct ink_op_vtable ink_op_ecdf = {
     .init = ecdf_init,
     .process = ecdf_process,
     .query = ecdf_query,
+    .flush = ecdf_flush,
     .save = ecdf_save,
     .load = ecdf_load,
     .fini = ecdf_fini,

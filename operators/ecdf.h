@@ -31,6 +31,10 @@ struct ink_ecdf_conf {
     struct ink_f64_list h; /* kde bandwidths: one value or one per axis */
     bool weighted;         /* grid/exact: y is each record's weight */
     bool regression;       /* kde: also Nadaraya-Watson yhat (records need y) */
+    /* exact: flush (natural end of the stream) emits the partial window. The
+     * table's default is true; a conf built in code gets it from
+     * ink_params_defaults or sets it. Ignored by the other modes. */
+    bool emit_partial;
 };
 
 extern const struct ink_op_vtable ink_op_ecdf;

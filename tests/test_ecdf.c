@@ -1040,6 +1040,151 @@ TEST(no_allocation_in_process_or_query)
     CHECK(flow_allocs(&e, 3, 5000) == 0); /* ten window closes */
 }
 
+/* ---- flush: the partial window at the natural end of the stream ---- */
+
+static int op_flush(struct op *o)
+{
+    struct ink_err err = {0};
+    return o->vt->flush(o->st, &o->em, &err);
+}
+
+TEST(exact_flush_emits_partial_window)
+{
+    /* Two full windows, then a partial one of P points with heavy ties
+     * (coordinates 0..2) and a y on every other point. */
+    enum { d = 2, W = 16, P = 7, N = 2 * W + P };
+    struct ink_ecdf_conf c = {.mode = INK_ECDF_EXACT, .window = W, .dim = d, .emit_partial = true};
+    struct op o;
+    REQUIRE(op_open(&o, &c, 3) == 0);
+    REQUIRE(o.vt->flush != NULL);
+    double X[N * d], Y[N];
+    struct ink_rng r;
+    ink_rng_seed(&r, 3);
+    for (int i = 0; i < N; i++) {
+        for (int k = 0; k < d; k++) X[i * d + k] = (double)(ink_rng_next(&r) % 3);
+        Y[i] = gauss(&r);
+        REQUIRE(op_feed(&o, X + i * d, d, (uint64_t)i, i % 2 ? &Y[i] : NULL) == 0);
+    }
+    REQUIRE(o.cap->n == 2 * W);
+    o.cap->n = 0;
+    REQUIRE(op_flush(&o) == 0);
+    REQUIRE(o.cap->n == P);
+    const double *part = X + 2 * W * d;
+    int bad = 0;
+    for (int i = 0; i < P; i++) {
+        const struct out_rec *e = &o.cap->r[i];
+        int j = 2 * W + i;
+        /* F over the P points held (self and ties included), by brute force */
+        double want = brute_le(part, NULL, P, d, part + i * d) / P;
+        bad += e->F != want || e->n != P || e->seq != (uint64_t)j || e->dim != (uint32_t)d;
+        bad += memcmp(e->x, part + i * d, sizeof(double) * d) != 0;
+        bad += e->has_y != (j % 2 == 1) || (e->has_y && e->y != Y[j]) || e->has_key;
+    }
+    CHECK_MSG(bad == 0, "%d mismatches in the flushed partial window", bad);
+    /* Flushed means emitted: the window is empty (nothing twice, cdf sees n = 0),
+     * and the next window starts from nothing. */
+    o.cap->n = 0;
+    CHECK(op_flush(&o) == 0 && o.cap->n == 0);
+    REQUIRE(op_query(&o, "cdf", X, d, NULL, 0) == 0);
+    CHECK(o.cap->n == 1 && o.cap->r[0].n == 0);
+    o.cap->n = 0;
+    for (int i = 0; i < W; i++) REQUIRE(op_feed(&o, X + i * d, d, (uint64_t)(N + i), NULL) == 0);
+    REQUIRE(o.cap->n == W);
+    CHECK(o.cap->r[0].n == W && o.cap->r[0].seq == (uint64_t)N);
+    CHECK(o.cap->r[0].F == brute_le(X, NULL, W, d, X) / W);
+    /* ...and right after a window closed there is nothing to flush. */
+    o.cap->n = 0;
+    CHECK(op_flush(&o) == 0 && o.cap->n == 0);
+    op_close(&o);
+}
+
+TEST(exact_flush_small_by_hand)
+{
+    /* window 4, records 3 1 3 5 | 2 1: the flush gives the last two F = 1, 1/2, n = 2 */
+    struct ink_ecdf_conf c = {.mode = INK_ECDF_EXACT, .window = 4, .dim = 1, .emit_partial = true};
+    struct op o;
+    REQUIRE(op_open(&o, &c, 1) == 0);
+    static const double xs[6] = {3, 1, 3, 5, 2, 1};
+    for (int i = 0; i < 6; i++) REQUIRE(op_feed(&o, &xs[i], 1, (uint64_t)i, NULL) == 0);
+    REQUIRE(o.cap->n == 4);
+    CHECK(o.cap->r[0].F == 0.75 && o.cap->r[1].F == 0.25 && o.cap->r[3].F == 1.0);
+    REQUIRE(op_flush(&o) == 0);
+    REQUIRE(o.cap->n == 6);
+    CHECK(o.cap->r[4].x[0] == 2 && o.cap->r[4].F == 1.0 && o.cap->r[4].n == 2);
+    CHECK(o.cap->r[5].x[0] == 1 && o.cap->r[5].F == 0.5 && o.cap->r[5].n == 2);
+    CHECK(o.cap->r[4].seq == 4 && o.cap->r[5].seq == 5);
+    op_close(&o);
+}
+
+TEST(exact_flush_off_or_nothing_held)
+{
+    /* emit_partial: false: flush emits nothing and the window stays (a query
+     * still sees its points). */
+    struct ink_ecdf_conf c = {.mode = INK_ECDF_EXACT, .window = 8, .dim = 1, .emit_partial = false};
+    struct op o;
+    REQUIRE(op_open(&o, &c, 1) == 0);
+    for (int i = 0; i < 5; i++) {
+        double x = i;
+        REQUIRE(op_feed(&o, &x, 1, (uint64_t)i, NULL) == 0);
+    }
+    CHECK(op_flush(&o) == 0 && o.cap->n == 0);
+    double q = 10;
+    REQUIRE(op_query(&o, "cdf", &q, 1, NULL, 0) == 0);
+    CHECK(o.cap->n == 1 && o.cap->r[0].n == 5 && o.cap->r[0].F == 1.0);
+    op_close(&o);
+    /* an empty window: nothing */
+    c.emit_partial = true;
+    REQUIRE(op_open(&o, &c, 1) == 0);
+    CHECK(op_flush(&o) == 0 && o.cap->n == 0);
+    op_close(&o);
+    /* the other modes hold nothing back: flush emits nothing and changes nothing */
+    struct ink_ecdf_conf k = conf_kll(200);
+    k.emit_partial = true;
+    REQUIRE(op_open(&o, &k, 1) == 0);
+    for (int i = 0; i < 50; i++) {
+        double x = i;
+        REQUIRE(op_feed(&o, &x, 1, (uint64_t)i, NULL) == 0);
+    }
+    o.cap->n = 0;
+    CHECK(op_flush(&o) == 0 && o.cap->n == 0);
+    double x = 24.5;
+    REQUIRE(op_query(&o, "cdf", &x, 1, NULL, 0) == 0);
+    CHECK(o.cap->n == 1 && o.cap->r[0].n == 50 && o.cap->r[0].F == 0.5);
+    op_close(&o);
+}
+
+TEST(exact_flush_after_save_load_and_without_allocation)
+{
+    /* The partial window is part of the saved state: flushing the restored
+     * copy emits exactly what the original emits. Flush allocates nothing. */
+    enum { d = 3, W = 200, N = 3 * W + 77 };
+    struct ink_ecdf_conf c = {
+        .mode = INK_ECDF_EXACT, .window = W, .dim = d, .weighted = true, .emit_partial = true};
+    struct op a, b;
+    REQUIRE(op_open(&a, &c, 9) == 0);
+    struct ink_rng r;
+    ink_rng_seed(&r, 9);
+    for (int i = 0; i < N; i++) {
+        double x[d], y = gauss(&r);
+        for (int k = 0; k < d; k++) x[k] = gauss(&r);
+        REQUIRE(op_feed(&a, x, d, (uint64_t)i, &y) == 0);
+    }
+    REQUIRE(op_clone(&b, &a, &c) == 0);
+    a.cap->n = 0;
+    long before = alloc_calls;
+    REQUIRE(op_flush(&a) == 0);
+    CHECK(alloc_calls == before);
+    REQUIRE(op_flush(&b) == 0);
+    REQUIRE(a.cap->n == 77 && b.cap->n == 77);
+    int diff = 0;
+    for (int i = 0; i < 77; i++)
+        diff += a.cap->r[i].F != b.cap->r[i].F || a.cap->r[i].n != 77 || b.cap->r[i].n != 77 ||
+                a.cap->r[i].seq != b.cap->r[i].seq || a.cap->r[i].seq != (uint64_t)(3 * W + i);
+    CHECK_MSG(diff == 0, "%d differences between the original and the restored flush", diff);
+    op_close(&a);
+    op_close(&b);
+}
+
 /* ---- the parameter table through the real YAML loader ---- */
 
 static const char ecdf_yaml[] =
@@ -1083,6 +1228,7 @@ TEST(yaml_config_builds_every_mode)
             break;
         case 'c':
             CHECK(c->mode == INK_ECDF_EXACT && c->window == 64 && c->weighted);
+            CHECK(c->emit_partial); /* the default */
             break;
         case 'd':
             CHECK(c->mode == INK_ECDF_KDE && c->regression && c->h.n == 1 && c->grid.nodes.n == 2 &&
@@ -1105,6 +1251,23 @@ TEST(yaml_config_builds_every_mode)
     CHECK(rc != 0 && d2.n >= 1);
     if (d2.n >= 1) CHECK(strstr(d2.v[0].msg, "grid") != NULL);
     ink_diags_free(&d2);
+    /* emit_partial: false is read; like window, it is ignored by the other modes. */
+    static const char off[] =
+        "sources:\n  in: {type: file, path: x.csv}\n"
+        "operators:\n  e: {type: ecdf, inputs: [in], mode: exact, dim: 1, emit_partial: false}\n"
+        "  k: {type: ecdf, inputs: [in], mode: kll, emit_partial: false}\n"
+        "sinks:\n  out: {type: file, path: \"-\", inputs: [e, k]}\n";
+    struct ink_diags d3 = {0};
+    rc = ink_config_load_buf("off.yaml", off, sizeof off - 1, &cfg, &d3);
+    if (rc) ink_diags_print(&d3, "off.yaml", stderr);
+    REQUIRE(rc == 0);
+    int offs = 0;
+    for (int i = 0; i < cfg.nnodes; i++)
+        if (cfg.nodes[i].kind == INK_NODE_OPERATOR)
+            offs += !((const struct ink_ecdf_conf *)cfg.nodes[i].conf)->emit_partial;
+    CHECK(offs == 2);
+    ink_config_free(&cfg);
+    ink_diags_free(&d3);
 }
 
 int main(int argc, char **argv)
