@@ -692,11 +692,22 @@ void *ink_zmq_open_node(void *ctx, int zt, const struct ink_zmq_conf *c, const c
     return s;
 }
 
+/* The ack socket of a sender over ipc (ink_eos_handle accepts no other ipc
+ * endpoint). */
+#define INK_EOS_IPC_PREFIX "ipc:///tmp/inkflow-eos-"
+
+/* An IPv4 or IPv6 literal: the Peer-Address of a tcp peer. */
+static bool peer_is_ip(const char *peer)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return peer[0] && (inet_pton(AF_INET, peer, buf) == 1 || inet_pton(AF_INET6, peer, buf) == 1);
+}
+
 /* Where the sender binds its ack socket, and what it tells the receiver. */
 static void ack_endpoints(const char *endpoint, uint64_t id, char *bind_ep, size_t nb)
 {
     if (strncmp(endpoint, "ipc://", 6) == 0) {
-        snprintf(bind_ep, nb, "ipc:///tmp/inkflow-eos-%llx.sock", (unsigned long long)id);
+        snprintf(bind_ep, nb, INK_EOS_IPC_PREFIX "%llx.sock", (unsigned long long)id);
     } else if (strncmp(endpoint, "inproc://", 9) == 0) {
         snprintf(bind_ep, nb, "inproc://inkflow-eos-%llx", (unsigned long long)id);
     } else {
@@ -894,21 +905,29 @@ int ink_eos_handle(void *ctx, void *sock, zmq_msg_t *tag, uint64_t received,
 
     char ep[400];
     const char *at = strstr(ack_ep, "@peer");
+    bool ip_peer = peer_is_ip(peer);
     if (at) {
-        if (!peer[0]) return ink_err_set(err, INK_EIO, "end of stream: no peer address for ack");
+        if (!ip_peer) return ink_err_set(err, INK_EIO, "end of stream: no peer address for ack");
         snprintf(ep, sizeof ep, "%.*s%s%s", (int)(at - ack_ep), ack_ep, peer, at + 5);
     } else {
         snprintf(ep, sizeof ep, "%s", ack_ep);
     }
     /* A marker that came over tcp is acknowledged only to the host it came
-     * from: a peer cannot make the graph connect to third parties. */
-    if (peer[0]) {
+     * from, and one that came over ipc only to an inkflow ack socket (the
+     * sender's, ack_endpoints): a peer cannot make the graph connect to third
+     * parties. libzmq gives ipc peers an address too ("host:uid:gid:pid"). */
+    if (ip_peer) {
         size_t pl = strlen(peer);
         if (strncmp(ep, "tcp://", 6) != 0 || strncmp(ep + 6, peer, pl) != 0 || ep[6 + pl] != ':')
             return ink_err_set(err, INK_EINVAL,
                                "end of stream: ack endpoint %s is not on the sender's host %s; "
                                "ignored",
                                ep, peer);
+    } else if (peer[0] && strncmp(ep, INK_EOS_IPC_PREFIX, strlen(INK_EOS_IPC_PREFIX)) != 0) {
+        return ink_err_set(err, INK_EINVAL,
+                           "end of stream: ack endpoint %s of a local (ipc) peer is not an "
+                           "inkflow ack socket (%s...); ignored",
+                           ep, INK_EOS_IPC_PREFIX);
     }
     int known = 0;
     for (int i = 0; i < seen->n; i++) known |= seen->ids[i] == id;
