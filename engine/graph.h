@@ -29,6 +29,16 @@ struct ink_metrics;
 #define INK_LAT_NB 12
 extern const double ink_lat_bounds[INK_LAT_NB];
 
+/* Connection events of a socket node (zmq), for /metrics. */
+enum {
+    INK_CONN_ACCEPTED,
+    INK_CONN_ADMITTED,
+    INK_CONN_REFUSED_AUTH,
+    INK_CONN_REFUSED_HANDSHAKE,
+    INK_CONN_DISCONNECTED,
+    INK_CONN__COUNT
+};
+
 /* A source: pump() reads up to `budget` records and dispatches each through
  * ink__source_emit / ink__source_reject. */
 struct ink_source_impl {
@@ -39,6 +49,8 @@ struct ink_source_impl {
     int (*pump)(struct ink_node *n, int budget);
     void (*close)(struct ink_node *n);
     bool finite; /* ends by itself (files, pull with stop_after_eos) */
+    /* Optional: connection events so far (INK_CONN_*), from the main thread. */
+    void (*conn)(struct ink_node *n, uint64_t out[INK_CONN__COUNT]);
 };
 
 struct ink_sink_impl {
@@ -47,6 +59,7 @@ struct ink_sink_impl {
     void (*flush)(struct ink_node *n);  /* periodic: make output visible */
     void (*finish)(struct ink_node *n); /* the graph has ended: flush, end of stream */
     void (*close)(struct ink_node *n);
+    void (*conn)(struct ink_node *n, uint64_t out[INK_CONN__COUNT]); /* optional, as above */
 };
 
 /* Keyed operator state: one state per key value (ink_op_common_conf.key_by). */

@@ -24,6 +24,8 @@ struct node_copy {
     struct ink_op_gauges gz;
     bool has_gauges;
     double mem_bound;
+    bool has_conn; /* a socket node (zmq) */
+    uint64_t conn[INK_CONN__COUNT];
 };
 
 struct ink_metrics {
@@ -158,6 +160,25 @@ static void render_operators(struct ink_buf *b, const struct ink_metrics *m)
                       (double)m->nodes[i].keys);
 }
 
+static void render_connections(struct ink_buf *b, const struct ink_metrics *m)
+{
+    static const char *const ev[INK_CONN__COUNT] = {[INK_CONN_ACCEPTED] = "accepted",
+                                                    [INK_CONN_ADMITTED] = "admitted",
+                                                    [INK_CONN_REFUSED_AUTH] = "refused_auth",
+                                                    [INK_CONN_REFUSED_HANDSHAKE] =
+                                                        "refused_handshake",
+                                                    [INK_CONN_DISCONNECTED] = "disconnected"};
+    head(b, "inkflow_connections_total", "counter",
+         "zmq connection events: accepted or made, admitted (handshake done), refused by "
+         "CURVE/ZAP or a failed handshake, disconnected");
+    char e[512];
+    for (int i = 0; i < m->n; i++)
+        if (m->nodes[i].has_conn)
+            for (int k = 0; k < INK_CONN__COUNT; k++)
+                out(b, "inkflow_connections_total{node=\"%s\",event=\"%s\"} %llu\n",
+                    esc(m->names[i], e, sizeof e), ev[k], (unsigned long long)m->nodes[i].conn[k]);
+}
+
 static void render_rejects(struct ink_buf *b, const struct ink_metrics *m)
 {
     head(b, "inkflow_records_rejected_total", "counter", "records refused, by reason");
@@ -180,6 +201,7 @@ static void render(struct ink_metrics *m, struct ink_buf *b)
     counter(b, m, "inkflow_keys_evicted_total", "key states evicted (on_new_key: evict)",
             offsetof(struct node_copy, evicted));
     render_rejects(b, m);
+    render_connections(b, m);
     render_latency(b, m);
     render_operators(b, m);
     head(b, "inkflow_snapshot_age_seconds", "gauge",
@@ -305,6 +327,12 @@ void ink_metrics_publish(struct ink_graph *g)
         c->evicted = n->evicted;
         memcpy(c->lat, n->lat, sizeof c->lat);
         c->lat_sum = n->lat_sum;
+        void (*conn)(struct ink_node *, uint64_t *) =
+            n->kind == INK_NODE_SOURCE && n->src ? n->src->conn
+            : n->kind == INK_NODE_SINK && n->snk ? n->snk->conn
+                                                 : NULL;
+        c->has_conn = conn && n->impl;
+        if (c->has_conn) conn((struct ink_node *)n, c->conn);
         if (n->kind != INK_NODE_OPERATOR || !n->vt) continue;
         c->keys = n->slots ? (uint64_t)n->keys_used : 1;
         c->mem_bound = (double)n->vt->mem_bound(n->nc->conf) * (n->slots ? (double)n->nslots : 1) +

@@ -50,6 +50,18 @@ static void *open_node(struct ink_node *n, int zt, struct ink_zmq_conf *c, struc
     return ink_zmq_open_node(n->g->zctx, zt, c, n->name, err);
 }
 
+/* What the security thread saw on this socket so far (/metrics). */
+static void zmq_conn(struct ink_node *n, uint64_t out[INK_CONN__COUNT])
+{
+    struct ink_zmq_stats st;
+    ink_zmq_stats(n->name, &st);
+    out[INK_CONN_ACCEPTED] = st.accepted;
+    out[INK_CONN_ADMITTED] = st.handshakes;
+    out[INK_CONN_REFUSED_AUTH] = st.refused_auth;
+    out[INK_CONN_REFUSED_HANDSHAKE] = st.refused_protocol;
+    out[INK_CONN_DISCONNECTED] = st.disconnects;
+}
+
 /* At close: what the security thread saw on this socket. */
 static void log_conn_stats(struct ink_node *n)
 {
@@ -237,6 +249,7 @@ const struct ink_source_impl ink__zmq_source = {
     .pump = zsrc_pump,
     .close = zsrc_close,
     .finite = false,
+    .conn = zmq_conn,
 };
 
 /* ---- sink -------------------------------------------------------------------- */
@@ -330,4 +343,5 @@ const struct ink_sink_impl ink__zmq_sink = {
     .flush = zsnk_flush,
     .finish = zsnk_finish,
     .close = zsnk_close,
+    .conn = zmq_conn,
 };

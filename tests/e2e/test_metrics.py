@@ -3,7 +3,8 @@
   and its counters equal the records actually sent over a real zmq socket:
   valid, garbage (rejected at the source, reason decode) and wrong-dimension
   (rejected at the operator, reason dim); the latency histogram counts every
-  call; the operator gauges and the key count are there; snapshots counted;
+  call; the operator gauges, the key count and the zmq source's connection
+  counters (1 accepted, 1 admitted) are there; snapshots counted;
 - /health answers while the graph is still opening its sources, /ready only
   once every source is open and the restore is finished (a FIFO source holds
   the restore back until the test writes into it)."""
@@ -102,6 +103,13 @@ if fams:
     ge = v("inkflow_operator_gamma_eff", "inkflow_operator_gamma_eff", node="model")
     inkt.check(dict_ is not None and 0 < dict_ <= 64 and ge is not None and ge > 0,
                "rls gauges: dict %s, gamma_eff %s" % (dict_, ge))
+    acc = v("inkflow_connections", "inkflow_connections_total", node="feed", event="accepted")
+    adm = v("inkflow_connections", "inkflow_connections_total", node="feed", event="admitted")
+    ref = v("inkflow_connections", "inkflow_connections_total", node="feed",
+            event="refused_auth")
+    inkt.check(acc == 1 and adm == 1 and ref == 0,
+               "zmq source: 1 connection accepted, 1 admitted, 0 refused (%s, %s, %s)" %
+               (acc, adm, ref))
     inkt.check(v("inkflow_operator_keys", "inkflow_operator_keys", node="cdf") == 4 and
                v("inkflow_operator_memory_bound_bytes", "inkflow_operator_memory_bound_bytes",
                  node="cdf") > 0, "keyed ecdf: 4 keys, a memory bound")
