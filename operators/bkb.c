@@ -247,7 +247,8 @@ static const struct ink_param bkb_params[] = {
      .def = "-1",
      .min = -1,
      .max = 9.2e18,
-     .help = "RNG seed; -1 derives it from engine.seed and the node name"},
+     .help = "RNG seed; -1 derives it from engine.seed and the node name; with key_by each key "
+             "gets one derived from it and the key"},
     {.name = "init",
      .type = INK_P_INT,
      .offset = COFF(init),
@@ -1404,7 +1405,9 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
     ink_kernel_diag(&s->kern, s->X, A, s->kdiag);
     if (s->storeZ)
         for (int i = 0; i < A; i++) s->slot_of[i] = -1;
-    uint64_t seed = c->seed >= 0 ? (uint64_t)c->seed : (ini ? ini->seed : 0);
+    /* The engine's seed (rls_sketch.c: `seed` itself unkeyed, one per key
+     * with key_by); c->seed for a caller without the engine. */
+    uint64_t seed = ini ? ini->seed : (c->seed >= 0 ? (uint64_t)c->seed : 0);
     ink_rng_seed(&s->rng, seed);
     /* Prior: D empty, mu = 0, var = kdiag / lambda (ALGORITHMS.md 2.11). */
     s->m = s->mr = 0;

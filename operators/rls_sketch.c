@@ -99,7 +99,8 @@ const struct ink_param ink_rls_params[] = {
      .def = "-1",
      .min = -1,
      .max = 9.2e18,
-     .help = "RNG seed; -1 derives it from engine.seed and the node name"},
+     .help = "RNG seed; -1 derives it from engine.seed and the node name; with key_by each key "
+             "gets one derived from it and the key"},
     {.name = "predict",
      .type = INK_P_BOOL,
      .offset = COFF(predict),
@@ -284,7 +285,10 @@ static int rls_init(void *state, const void *conf, const struct ink_op_init *ini
     st->gamma = st->gamma_eff = c->gamma;
     st->c_est = c->est_scale > 0 ? c->est_scale : 1.0 - c->eps;
     st->mu = c->mu;
-    ink_rng_seed(&st->rng, c->seed >= 0 ? (uint64_t)c->seed : (ini ? ini->seed : 0));
+    /* The engine's seed: `seed` itself when set, unkeyed; with key_by, one
+     * derived from it (or from engine.seed) per key, so keys never share a
+     * random stream. A caller without the engine gets c->seed. */
+    ink_rng_seed(&st->rng, ini ? ini->seed : (c->seed >= 0 ? (uint64_t)c->seed : 0));
     return 0;
 }
 

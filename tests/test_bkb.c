@@ -138,7 +138,9 @@ static int bandit_start(struct bandit *b)
     b->vt = &ink_op_bkb;
     b->st = calloc(1, b->vt->state_size);
     b->em = (struct ink_emitter){cap_emit, &b->o};
-    struct ink_op_init ini = {.name = "bkb", .seed = 99, .base_dir = "/tmp"};
+    /* as the engine does for an unkeyed node: `seed` when set, else a derived one */
+    struct ink_op_init ini = {
+        .name = "bkb", .seed = b->c.seed >= 0 ? (uint64_t)b->c.seed : 99, .base_dir = "/tmp"};
     return b->vt->init(b->st, &b->c, &ini, &b->err);
 }
 
