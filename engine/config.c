@@ -142,7 +142,8 @@ const struct ink_param ink_op_common_params[] = {
      .def = "reject",
      .choices = on_new_key_choices,
      .help = "with key_by, when max_keys are in use: reject the record or evict the least "
-             "recently used key"},
+             "recently used key (what its state holds back, e.g. ecdf exact's partial window, "
+             "is emitted first)"},
     {.name = "dead_letter",
      .type = INK_P_STRING,
      .offset = COFF(dead_letter),

@@ -68,7 +68,8 @@ struct ink_op_vtable {
     int (*query)(void *state, const struct ink_record *req, const struct ink_emitter *out,
                  struct ink_err *err);
     /* The graph ends naturally: every source has ended (files read to the
-     * end, pull sources that stop after end of stream). Emit, through `out`
+     * end, pull sources that stop after end of stream); also just before a
+     * key's state is evicted (on_new_key: evict). Emit, through `out`
      * as process does, what the state holds back (ecdf exact: the partial
      * window), and leave the state as if it had been emitted: the final
      * snapshot is taken after flush, and a restore from it must not emit the

@@ -97,6 +97,8 @@ static enum ink_reject reason_of(int rc)
 /* Keyed state: find or create the slot for rec's key. */
 static void *keyed_state(struct ink_node *n, const struct ink_record *rec, struct ink_err *err,
                          enum ink_reject *why);
+/* An operator emits what a state holds back (op.h flush). */
+static void flush_state(struct ink_node *n, void *st, const struct ink_keyslot *ks);
 
 static int deliver_op(struct ink_node *n, const struct ink_record *rec)
 {
@@ -362,6 +364,8 @@ static void *keyed_state(struct ink_node *n, const struct ink_record *rec, struc
     } else if (n->nc->common.on_new_key == 1) {
         s = n->lru_tail;
         struct ink_keyslot *old = &n->slots[s];
+        /* what the evicted state holds back goes out first, with its key */
+        if (n->vt->flush) flush_state(n, old->state, old);
         int64_t oh = hash_find(n, old->key, old->len, NULL);
         if (oh >= 0) n->hash[oh] = -2;
         lru_unlink(n, s);

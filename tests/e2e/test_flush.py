@@ -7,7 +7,8 @@ dropped. The real binary, files, and ZeroMQ on 127.0.0.1 (free ports).
   false` gives the 8 of the full windows; the summary counts the flushed
   records in the node's `out`.
 - key_by: every key's partial window comes out with its key and its own n and F,
-  keys flushed most recently used first.
+  keys flushed most recently used first; a key evicted by on_new_key: evict is
+  flushed first (its records come out with its key).
 - topological order: an exact ecdf fed by another, listed before it in the
   config, still sees the upstream flush before its own (10 records out, not 8).
 - zmq pull with stop_after_eos, over tcp and over ipc: `inkflow send` ends the
@@ -149,6 +150,32 @@ for k in "abc":
 flushed = [(r["key"], r["n"]) for r in got if r["n"] < 4]
 inkt.check([k for k, _ in flushed] == ["a"] * 3 + ["c"] * 3 + ["b"] * 1,
            "keys flushed most recently used first (a, c, b): %s" % flushed)
+
+# --- 2b. on_new_key: evict flushes the evicted key's window first ----------------------
+# max_keys 1: every change of key evicts the other key's state, whose window (3, then 2
+# points) goes out first with that key; the last one at the end of the stream.
+EV = [("a", 3), ("a", 1), ("a", 2), ("b", 5), ("b", 4), ("a", 7)]
+with open(os.path.join(d, "evict.jsonl"), "w") as f:
+    for k, x in EV:
+        f.write(json.dumps({"key": k, "x": [float(x)]}) + "\n")
+cfg = inkt.write_config(d, """
+sources:
+  src: {type: file, path: evict.jsonl}
+operators:
+  e: {type: ecdf, inputs: [src], mode: exact, dim: 1, window: 4, key_by: key, max_keys: 1,
+      on_new_key: evict}
+sinks:
+  out: {type: file, path: evict_out.jsonl, format: jsonl, inputs: [e]}
+""", "evict.yaml")
+err = ran(inkt.run([inkt.INKFLOW, "run", cfg]), "evicting graph")
+got = load("evict_out.jsonl")
+want_ev = ([("a",) + w for w in windows([3.0, 1.0, 2.0], 4)] +
+           [("b",) + w for w in windows([5.0, 4.0], 4)] + [("a", 7.0, 1.0, 1)])
+inkt.check([(r.get("key"), r["x"][0], r["F"], r["n"]) for r in got] == want_ev,
+           "evict: a's 3 points (F 1, 1/3, 2/3), then b's 2, then a's 1, each with its key: %s"
+           % [(r.get("key"), r["F"], r["n"]) for r in got])
+row = inkt.summary_row(err, "e")
+inkt.check(row is not None and row["out"] == len(EV), "summary: e out %d: %s" % (len(EV), row))
 
 # --- 3. topological order, whatever the config order --------------------------------
 cfg = inkt.write_config(d, """
