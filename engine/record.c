@@ -117,6 +117,25 @@ int ink_record_extra_f64s(const struct ink_record *r, const char *name, double *
     return 1;
 }
 
+int ink_record_extra_f64m(const struct ink_record *r, const char *name, double *out,
+                          uint32_t max_rows, uint32_t cols, uint32_t *rows)
+{
+    const uint8_t *p, *end;
+    uint32_t len, w;
+    if (!extra_find(r, name, &p, &end)) return 0;
+    if (!out) return 1;
+    if (ink__mp_array(&p, end, &len) || len > max_rows) return -1;
+    for (uint32_t i = 0; i < len; i++) {
+        if (ink__mp_array(&p, end, &w) || w != cols) return -1;
+        for (uint32_t k = 0; k < cols; k++) {
+            double *v = &out[(size_t)i * cols + k];
+            if (ink__mp_f64(&p, end, v) || !isfinite(*v)) return -1;
+        }
+    }
+    *rows = len;
+    return 1;
+}
+
 int ink_record_extra_str(const struct ink_record *r, const char *name, const char **s, uint32_t *n)
 {
     const uint8_t *p, *end;

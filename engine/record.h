@@ -185,6 +185,12 @@ int ink_record_extra_f64(const struct ink_record *r, const char *name, double *o
  * longer than cap. */
 int ink_record_extra_f64s(const struct ink_record *r, const char *name, double *out, uint32_t cap,
                           uint32_t *n);
+/* An array of `cols`-number arrays (e.g. "points"): up to max_rows rows
+ * into out (row-major) and *rows. -1 when not such an array, with a
+ * non-finite number, or longer than max_rows. With out NULL: only whether
+ * the extra is there (1) or not (0). */
+int ink_record_extra_f64m(const struct ink_record *r, const char *name, double *out,
+                          uint32_t max_rows, uint32_t cols, uint32_t *rows);
 /* A string extra; *s points into the record (not NUL-terminated). */
 int ink_record_extra_str(const struct ink_record *r, const char *name, const char **s, uint32_t *n);
 

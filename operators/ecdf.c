@@ -15,7 +15,8 @@
  * window's ECDF at that point, self and ties included, and n = window; at
  * the natural end of the stream, flush emits the partial window the same way
  * with n = its size (emit_partial, default true).
- * Queries: cdf {x} (all modes; exact: the pending window's points),
+ * Queries: cdf {x} (all modes; exact: the pending window's points), cdf
+ * {points: [[..], ..]} (exact: many at once, the bichromatic D&C),
  * quantile {r} (kll: q), density {x} (kde: density, yhat, node).
  * Every buffer comes from one allocation sized by plan(), which is also what
  * mem_bound reports, so the bound is exact. */
@@ -96,6 +97,14 @@ static const struct ink_param ecdf_params[] = {
      .min = 1,
      .max = MAX_WINDOW,
      .help = "exact: records per tumbling window"},
+    {.name = "max_query_points",
+     .type = INK_P_INT,
+     .offset = COFF(max_query_points),
+     .def = "1024",
+     .min = 0,
+     .max = MAX_WINDOW,
+     .help = "exact: most points a cdf request may ask at once ({points: [[..], ..]}, by the "
+             "bichromatic D&C); capped at window; 8 (d + 1) bytes each, once per node"},
     {.name = "dim",
      .type = INK_P_INT,
      .offset = COFF(dim),
@@ -151,6 +160,8 @@ struct ecdf {
     struct ink__dom dom;
     size_t W, cnt;
     double *pts, *ys, *F;
+    size_t mq;         /* most query points per request: min(max_query_points, W) */
+    double *qpts, *qF; /* mq points and their F: node scratch, or NULL without it */
     int64_t *ts;
     uint64_t *seqs;
     uint64_t *keyh; /* FNV-1a of each record's key (0 = no key) */
@@ -308,12 +319,22 @@ static int ecdf_check(const void *conf, struct ink_err *err)
     return 0;
 }
 
-/* kll: one query view per node, shared by the keys (kll.h). */
+/* exact: most points per batch query. */
+static size_t query_points_cap(const struct ink_ecdf_conf *c)
+{
+    return (size_t)(c->max_query_points < c->window ? c->max_query_points : c->window);
+}
+
+/* Per node, shared by the keys, never saved: kll's query view (kll.h);
+ * exact's batch-query points and their F. */
 static size_t ecdf_scratch_bytes(const void *conf)
 {
     const struct ink_ecdf_conf *c = conf;
-    if (ecdf_check(conf, NULL) || c->mode != INK_ECDF_KLL) return 0;
-    return sizeof(struct ink__kll_view) + ink__kll_view_bytes((uint32_t)c->k);
+    if (ecdf_check(conf, NULL)) return 0;
+    if (c->mode == INK_ECDF_KLL)
+        return sizeof(struct ink__kll_view) + ink__kll_view_bytes((uint32_t)c->k);
+    if (c->mode == INK_ECDF_EXACT) return query_points_cap(c) * ((size_t)conf_dim(c) + 1) * 8;
+    return 0;
 }
 
 static size_t ecdf_mem_bound(const void *conf)
@@ -408,6 +429,11 @@ static int ecdf_init(void *state, const void *conf, const struct ink_op_init *in
         }
     }
     if (s->mode == INK_ECDF_GRID || s->mode == INK_ECDF_KDE) build_grid(s, c);
+    if (s->mode == INK_ECDF_EXACT && ini->scratch) {
+        s->mq = query_points_cap(c);
+        s->qpts = ini->scratch;
+        s->qF = s->qpts + s->mq * (size_t)s->d;
+    }
     s->W = (size_t)c->window;
     return 0;
 }
@@ -640,9 +666,33 @@ static double window_cdf(const struct ecdf *s, const double *x)
     return acc;
 }
 
+/* exact: F at many points at once, {"points": [[..], ..]}: the bichromatic
+ * D&C (ALGORITHMS.md 3.3) of the window's points (sources) against them
+ * (targets), O((cnt + m) log^(d-1)) instead of m scans. */
+static int query_points(struct ecdf *s, const struct ink_record *req, struct ink_record *out,
+                        struct ink_err *err)
+{
+    if (s->mode != INK_ECDF_EXACT)
+        return ink_err_set(err, INK_ENOTSUP, "cdf with points needs mode exact (ask one x)");
+    uint32_t m = 0;
+    int rc = ink_record_extra_f64m(req, "points", s->qpts, (uint32_t)s->mq, (uint32_t)s->d, &m);
+    if (rc < 0 || m == 0)
+        return ink_err_set(err, INK_EINVAL,
+                           "points: an array of 1..%zu points (max_query_points), each %d "
+                           "finite numbers",
+                           s->mq, s->d);
+    ink__dom_run(&s->dom, s->pts, s->weighted ? s->ys : NULL, s->cnt, s->qpts, m, s->qF);
+    for (uint32_t i = 0; i < m; i++) s->qF[i] = ratio(s->qF[i], s->cnt);
+    ink_record_add_f64s(out, "F", s->qF, m);
+    ink_record_add_i64(out, "n", (int64_t)s->cnt);
+    return 0;
+}
+
 static int query_cdf(struct ecdf *s, const struct ink_record *req, struct ink_record *out,
                      struct ink_err *err)
 {
+    if (ink_record_extra_f64m(req, "points", NULL, 0, 0, NULL) != 0)
+        return query_points(s, req, out, err);
     int rc = query_point(s, req, err);
     if (rc) return rc;
     if (s->mode == INK_ECDF_KLL) {

@@ -35,6 +35,9 @@ struct ink_ecdf_conf {
      * table's default is true; a conf built in code gets it from
      * ink_params_defaults or sets it. Ignored by the other modes. */
     bool emit_partial;
+    /* exact: most points one `cdf` request may carry in `points` (the
+     * bichromatic D&C over the window); capped at window, 0 = none. */
+    int64_t max_query_points;
 };
 
 extern const struct ink_op_vtable ink_op_ecdf;

@@ -515,6 +515,115 @@ TEST(exact_window_weighted)
     }
 }
 
+/* A cdf request with `points` (m points of d numbers; inner length dd, so a
+ * test can send a wrong one); the reply's F array lands in F[], n in *n. */
+static double qp_F[4096];
+static int64_t qp_n;
+static uint32_t qp_m;
+
+static int qp_emit(void *ctx, const struct ink_record *rec)
+{
+    (void)ctx;
+    qp_m = 0, qp_n = -1;
+    for (uint32_t i = 0; i < rec->nfields; i++) {
+        const struct ink_field *f = &rec->fields[i];
+        if (!strcmp(f->name, "F") && f->v.type == INK_V_F64S) {
+            qp_m = f->v.fa.n;
+            memcpy(qp_F, f->v.fa.p, sizeof(double) * qp_m);
+        }
+        if (!strcmp(f->name, "n") && f->v.type == INK_V_I64) qp_n = f->v.i;
+    }
+    return 0;
+}
+
+static int op_query_points(struct op *o, const double *Q, uint32_t m, uint32_t dd)
+{
+    struct ink_record r = mkrec(NULL, 0, 0);
+    r.flags = INK_HAS_OP;
+    r.op = "cdf";
+    r.op_len = 3;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_str(&pk, 6);
+    msgpack_pack_str_body(&pk, "points", 6);
+    msgpack_pack_array(&pk, m);
+    for (uint32_t i = 0; i < m; i++) {
+        msgpack_pack_array(&pk, dd);
+        for (uint32_t k = 0; k < dd; k++) msgpack_pack_double(&pk, Q[(size_t)i * dd + k]);
+    }
+    r.extra = (const uint8_t *)sb.data;
+    r.extra_len = (uint32_t)sb.size;
+    r.extra_n = 1;
+    struct ink_err err = {0};
+    struct ink_emitter em = {qp_emit, NULL};
+    qp_m = 0, qp_n = -1;
+    int rc = o->vt->query(o->st, &r, &em, &err);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+/* exact: F of the pending window at many points at once (bichromatic D&C)
+ * equals the brute-force count, d = 1..4, heavy ties, query points on the
+ * data values, between them and outside on both sides; weighted too. */
+TEST(exact_query_points_bichromatic)
+{
+    for (int d = 1; d <= 4; d++) {
+        for (int weighted = 0; weighted < 2; weighted++) {
+            int W = 600, cnt = 437, M = 300;
+            struct ink_ecdf_conf c = {.mode = INK_ECDF_EXACT,
+                                      .window = W,
+                                      .dim = d,
+                                      .weighted = weighted,
+                                      .max_query_points = M};
+            struct op o;
+            REQUIRE(op_open(&o, &c, 90 + d) == 0);
+            struct ink_rng r;
+            ink_rng_seed(&r, 100 + d);
+            double *P = malloc(sizeof(double) * cnt * d), *w = malloc(sizeof(double) * cnt);
+            double *Q = malloc(sizeof(double) * (M + 1) * (d + 1));
+            REQUIRE(op_query_points(&o, Q, 0, d) == INK_EINVAL); /* no points */
+            for (int k = 0; k < M * d; k++) Q[k] = 0;
+            REQUIRE(op_query_points(&o, Q, 5, d) == 0); /* empty window: all 0, n = 0 */
+            CHECK(qp_m == 5 && qp_n == 0 && qp_F[0] == 0 && qp_F[4] == 0);
+            for (int i = 0; i < cnt; i++) {
+                for (int k = 0; k < d; k++) P[i * d + k] = (double)(ink_rng_next(&r) % 6);
+                w[i] = weighted ? 0.5 + ink_rng_uniform(&r) : 1.0;
+                REQUIRE(op_feed(&o, P + i * d, d, i, weighted ? &w[i] : NULL) == 0);
+            }
+            for (int i = 0; i < M * d; i++)
+                Q[i] = i % 3 ? (double)((int)(ink_rng_next(&r) % 9) - 1) /* -1..7: on, off, out */
+                             : -1.5 + 9 * ink_rng_uniform(&r);
+            REQUIRE(op_query_points(&o, Q, M, d) == 0);
+            int bad = qp_m != (uint32_t)M || qp_n != cnt;
+            double tot = 0;
+            for (int i = 0; i < cnt; i++) tot += w[i];
+            for (int t = 0; t < M && !bad; t++) {
+                double want = brute_le(P, weighted ? w : NULL, cnt, d, Q + (size_t)t * d) / cnt;
+                bad += weighted ? !(fabs(qp_F[t] - want) <= 1e-12 * tot / cnt) : qp_F[t] != want;
+            }
+            CHECK_MSG(bad == 0, "d %d weighted %d: %d wrong", d, weighted, bad);
+            /* refused: one point too many, a point of the wrong length */
+            CHECK(op_query_points(&o, Q, M + 1, d) == INK_EINVAL);
+            CHECK(op_query_points(&o, Q, 3, d + 1) == INK_EINVAL);
+            op_close(&o);
+            free(P), free(w), free(Q);
+        }
+    }
+    /* other modes ask one x; max_query_points 0 takes none */
+    struct ink_ecdf_conf k = conf_kll(64);
+    struct op o;
+    REQUIRE(op_open(&o, &k, 1) == 0);
+    double q[2] = {0, 0};
+    CHECK(op_query_points(&o, q, 1, 1) == INK_ENOTSUP);
+    op_close(&o);
+    struct ink_ecdf_conf e = {.mode = INK_ECDF_EXACT, .window = 10, .dim = 1};
+    REQUIRE(op_open(&o, &e, 1) == 0);
+    CHECK(op_query_points(&o, q, 1, 1) == INK_EINVAL);
+    op_close(&o);
+}
+
 TEST(dominance_bichromatic_vs_bruteforce)
 {
     for (int d = 1; d <= 5; d++) {
@@ -778,7 +887,12 @@ TEST(mem_bound_fixed_by_parameters)
     struct ink_ecdf_conf e = {.mode = INK_ECDF_EXACT, .window = 1000, .dim = 3};
     size_t b = vt->mem_bound(&e);
     CHECK(b == ink__dom_bytes(3, 2000) + 1000 * (3 * 8 + 5 * 8 + 4));
-    CHECK(vt->scratch_bytes(&e) == 0 && vt->scratch_bytes(&g) == 0); /* kll only */
+    CHECK(vt->scratch_bytes(&e) == 0 && vt->scratch_bytes(&g) == 0);
+    /* exact's batch-query buffer is node scratch, not per key: capped at the
+     * window, 1000 points of 3 and their F */
+    e.max_query_points = 1024;
+    CHECK(vt->scratch_bytes(&e) == 1000 * (3 + 1) * 8 && vt->mem_bound(&e) == b);
+    e.max_query_points = 0;
     /* The bound does not depend on what flows: a KLL state never grows. */
     struct op o;
     REQUIRE(op_open(&o, &c, 1) == 0);

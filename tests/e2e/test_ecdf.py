@@ -9,6 +9,8 @@ data (data/sensors-2010.csv, two sensors, one state per sensor with key_by: key)
 - kll mode (k = 200): every F within the rank bound eps(k) of the exact ECDF.
 - router queries on a keyed kll graph: cdf at points (within eps) and quantile
   at ranks (the answer's exact rank within eps of r), an unknown key refused.
+- exact mode, router: `cdf` with 64 `points` at once equals the count over the
+  pending window computed here; 65 points (max_query_points 64) refused.
 """
 import bisect
 import csv
@@ -179,5 +181,37 @@ except Exception:
 inkt.check(graph.returncode == 0, "service exits 0 on SIGTERM")
 row = inkt.summary_row(err.decode(), "pct")
 inkt.check(row is not None and row["rejected"] == 2, "2 refused requests counted: %s" % row)
+
+# 4. exact mode: F of the pending window at many points in one request (`points`, the
+#    bichromatic divide and conquer), against a count here; over the wire as JSON.
+pts2 = [((i * 7) % 6, (i * 11) % 5) for i in range(300)]  # ties galore
+with open(os.path.join(d, "pts2.jsonl"), "w") as f:
+    for p in pts2:
+        f.write(json.dumps({"x": [float(p[0]), float(p[1])]}) + "\n")
+ep = inkt.endpoint()
+qcfg = inkt.write_config(d, """
+sources:
+  src: {type: file, path: pts2.jsonl}
+  api: {type: zmq, socket: router, bind: "%s", reply_from: win}
+operators:
+  win: {type: ecdf, inputs: [src, api], mode: exact, dim: 2, window: 1000,
+        max_query_points: 64}
+sinks:
+  out: {type: file, path: win.jsonl, format: jsonl, inputs: [win]}
+""" % ep, "points.yaml")
+graph = inkt.start([inkt.INKFLOW, "run", qcfg])
+Q = [[a - 1.5 + 0.5 * b, b - 1.0] for a in range(8) for b in range(8)]  # 64: in, on, out
+inkt.wait_for(lambda: query({"op": "cdf", "x": [9.0, 9.0]})[1].get("n") == len(pts2))
+rc, rep = query({"op": "cdf", "points": Q})
+want = [sum(1 for p in pts2 if p[0] <= q[0] and p[1] <= q[1]) / len(pts2) for q in Q]
+inkt.check(rc == 0 and rep.get("n") == len(pts2) and rep.get("F") == want,
+           "cdf at 64 points at once = the exact count over the 300 pending points "
+           "(%s of 64 equal)" % sum(1 for a, b in zip(rep.get("F") or [], want) if a == b))
+rc, rep = query({"op": "cdf", "points": Q + [[0.0, 0.0]]})
+inkt.check(rc != 0 and "max_query_points" in rep.get("error", ""),
+           "65 points (max_query_points 64) refused: %s" % rep)
+graph.send_signal(signal.SIGTERM)
+graph.communicate(timeout=30)
+inkt.check(graph.returncode == 0, "exact service exits 0 on SIGTERM")
 
 inkt.finish()

@@ -5,7 +5,8 @@
  *     -lmsgpackc -ljansson -lm -o fuzz_codec && ./fuzz_codec -max_total_time=60
  * The first byte picks the decoder (msgpack, JSON, CSV with the first line as
  * the header). A decoded record must encode in every format, and its msgpack
- * must decode again to the same known fields. */
+ * must decode again to the same known fields; the request-argument readers
+ * (ink_record_extra_*) run over its extras. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +63,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (ink_encode_json(&r, 0, &out) || ink_encode_text(&r, 0, &out)) abort();
         struct ink_csv_layout lay;
         if (ink_encode_csv_header(&lay, &r, 0, &out) || ink_encode_csv(&lay, &r, &out)) abort();
+        /* request arguments are read from the extras of untrusted records */
+        static double buf[64 * 4];
+        uint32_t rows = 0, n = 0;
+        int64_t i64;
+        double f64;
+        const char *sp;
+        if (ink_record_extra_f64m(&r, "points", buf, 64, 4, &rows) == 1 && rows > 64) abort();
+        if (ink_record_extra_f64s(&r, "x", buf, 64, &n) == 1 && n > 64) abort();
+        (void)ink_record_extra_i64(&r, "n", &i64);
+        (void)ink_record_extra_f64(&r, "r", &f64);
+        (void)ink_record_extra_str(&r, "key", &sp, &n);
     }
     ink_csv_header_fini(&h);
     free(in);
