@@ -6,8 +6,9 @@
  * naive O(N^2 d) count (timed at N = 2e4, where both run, and extrapolated
  * quadratically to 1e6); KLL records/s through the operator's process (the F
  * of every record is a rank query, then the update; median and best of 5
- * runs with the node's query view as the engine gives it, and one run
- * without), and the sketch's bare updates/s and rank queries/s; Fenwick d = 3 with 64 nodes per
+ * runs with the node's query views as the engine gives them, and one run
+ * without; the same for 3 keys fed round-robin, with and without), and the
+ * sketch's bare updates/s and rank queries/s; Fenwick d = 3 with 64 nodes per
  * axis, updates/s and node queries/s, against a plain count array (O(1) update, a query sums the
  * prefix box).
  *
@@ -139,6 +140,36 @@ static double kll_process_rate(const double *x, size_t n, bool with_view)
     return (double)outs / t;
 }
 
+/* The same with `keys` states sharing one scratch, as the engine runs a
+ * keyed node, fed round-robin (record i goes to key i % keys). */
+static double kll_keyed_rate(const double *x, size_t n, int keys, bool with_view)
+{
+    struct ink_ecdf_conf c = {.mode = INK_ECDF_KLL, .k = 200, .window = 1};
+    void *scratch = with_view ? calloc(1, ink_op_ecdf.scratch_bytes(&c)) : NULL;
+    void *st[16];
+    struct ink_err err;
+    for (int k = 0; k < keys; k++) {
+        st[k] = calloc(1, ink_op_ecdf.state_size);
+        struct ink_op_init ini = {.name = "bench", .seed = 1 + k, .scratch = scratch};
+        if (ink_op_ecdf.init(st[k], &c, &ini, &err)) return 0;
+    }
+    long outs = 0;
+    struct ink_emitter em = {sink, &outs};
+    struct ink_record rec;
+    memset(&rec, 0, sizeof rec);
+    rec.flags = INK_HAS_X;
+    rec.dim = 1;
+    double t0 = now();
+    for (size_t i = 0; i < n; i++) {
+        rec.x = &x[i];
+        ink_op_ecdf.process(st[i % (size_t)keys], &rec, &em, &err);
+    }
+    double t = now() - t0;
+    for (int k = 0; k < keys; k++) ink_op_ecdf.fini(st[k]), free(st[k]);
+    free(scratch);
+    return (double)outs / t;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -160,6 +191,10 @@ static void bench_kll(size_t n)
     printf("ecdf_kll_k200_process_best_per_second %.0f records/s\n", rate[RUNS - 1]);
     printf("ecdf_kll_k200_process_noview_per_second %.0f records/s\n",
            kll_process_rate(x, n, false));
+    printf("ecdf_kll_k200_3keys_process_per_second %.0f records/s\n",
+           kll_keyed_rate(x, n, 3, true));
+    printf("ecdf_kll_k200_3keys_process_noview_per_second %.0f records/s\n",
+           kll_keyed_rate(x, n, 3, false));
     struct ink__kll q;
     void *qm = malloc(ink__kll_bytes(200, false));
     ink__kll_init(&q, 200, 1, qm, false);

@@ -113,10 +113,12 @@ def row_kll():
     p = res["ecdf_kll_k200_process_per_second"]
     return [("ecdf kll k = 200, 1e7 gaussian records: operator process (F by rank query, then "
              "update), median of 5 runs with the node's query view",
-             "%.2fM rec/s (best %.2fM; without the view %.2fM; bare sketch: update %.1fM/s, "
-             "rank query %.1fM/s)"
+             "%.2fM rec/s (best %.2fM; without the view %.2fM; 3 keys round-robin %.2fM, "
+             "without views %.2fM; bare sketch: update %.1fM/s, rank query %.1fM/s)"
              % (p / 1e6, res["ecdf_kll_k200_process_best_per_second"] / 1e6,
                 res["ecdf_kll_k200_process_noview_per_second"] / 1e6,
+                res["ecdf_kll_k200_3keys_process_per_second"] / 1e6,
+                res["ecdf_kll_k200_3keys_process_noview_per_second"] / 1e6,
                 res["ecdf_kll_k200_update_per_second"] / 1e6,
                 res["ecdf_kll_k200_rank_query_per_second"] / 1e6),
              "issue 5 target %.0fM rec/s" % (TARGET_KLL / 1e6),

@@ -147,7 +147,7 @@ struct ecdf {
     void *mem;
     size_t bytes;
     struct ink__kll kll;
-    struct ink__kll_view *view; /* kll: the node's query view (engine scratch), or NULL */
+    struct ink__kll_pool *views; /* kll: the node's query views (engine scratch), or NULL */
     /* grid, kde */
     struct ink__grid g;
     double *nodes; /* the axes' nodes, concatenated */
@@ -325,14 +325,14 @@ static size_t query_points_cap(const struct ink_ecdf_conf *c)
     return (size_t)(c->max_query_points < c->window ? c->max_query_points : c->window);
 }
 
-/* Per node, shared by the keys, never saved: kll's query view (kll.h);
+/* Per node, shared by the keys, never saved: kll's query views (kll.h);
  * exact's batch-query points and their F. */
 static size_t ecdf_scratch_bytes(const void *conf)
 {
     const struct ink_ecdf_conf *c = conf;
     if (ecdf_check(conf, NULL)) return 0;
     if (c->mode == INK_ECDF_KLL)
-        return sizeof(struct ink__kll_view) + ink__kll_view_bytes((uint32_t)c->k);
+        return sizeof(struct ink__kll_pool) + ink__kll_pool_bytes((uint32_t)c->k);
     if (c->mode == INK_ECDF_EXACT) return query_points_cap(c) * ((size_t)conf_dim(c) + 1) * 8;
     return 0;
 }
@@ -423,9 +423,9 @@ static int ecdf_init(void *state, const void *conf, const struct ink_op_init *in
     carve(s, c, &L);
     if (s->mode == INK_ECDF_KLL) {
         ink_rng_seed(&s->kll.rng, ink_seed_derive(ini->seed, "kll"));
-        if (ini->scratch) { /* the first key to come initialises the node's view */
-            s->view = ini->scratch;
-            if (s->view->cap == 0) ink__kll_view_init(s->view, (uint32_t)c->k, s->view + 1);
+        if (ini->scratch) { /* the first key to come initialises the node's views */
+            s->views = ini->scratch;
+            if (s->views->n == 0) ink__kll_pool_init(s->views, (uint32_t)c->k, s->views + 1);
         }
     }
     if (s->mode == INK_ECDF_GRID || s->mode == INK_ECDF_KDE) build_grid(s, c);
@@ -599,8 +599,8 @@ static int ecdf_process(void *state, const struct ink_record *in, const struct i
     ink_record_derive(&out, in);
     int full = 0;
     if (s->mode == INK_ECDF_KLL) {
-        uint64_t w = s->view ? ink__kll_view_weight_le(s->view, &s->kll, x[0])
-                             : ink__kll_weight_le(&s->kll, x[0]);
+        uint64_t w = s->views ? ink__kll_pool_weight_le(s->views, &s->kll, x[0])
+                              : ink__kll_weight_le(&s->kll, x[0]);
         full |= ink_record_add_f64(&out, "F", ratio((double)w, s->n));
     } else {
         double flo, fhi;

@@ -622,6 +622,17 @@ static uint64_t high_weight(const struct ink__kll_view *v, double x)
     return v->cw[base + count_flat(v->v + base, VIEW_BLOCK, x)];
 }
 
+/* The answer of a view that follows s. */
+static uint64_t view_query(struct ink__kll_view *v, struct ink__kll *s, double x)
+{
+    if (s->dirty) view_sync(v, s);
+    const uint32_t *L = s->levels;
+    uint64_t w = low_weight(s->items + L[0], v->wt + L[0], L[v->flat] - L[0], x);
+    for (uint32_t h = v->flat; h < v->lo; h++)
+        w += (uint64_t)count_le(s->items + L[h], L[h + 1] - L[h], x, true) << h;
+    return w + high_weight(v, x);
+}
+
 uint64_t ink__kll_view_weight_le(struct ink__kll_view *v, struct ink__kll *s, double x)
 {
     if (v->uid != s->uid) {
@@ -630,10 +641,71 @@ uint64_t ink__kll_view_weight_le(struct ink__kll_view *v, struct ink__kll *s, do
         v->uid = s->uid;
         s->dirty = ~0ull;
     }
-    if (s->dirty) view_sync(v, s);
-    const uint32_t *L = s->levels;
-    uint64_t w = low_weight(s->items + L[0], v->wt + L[0], L[v->flat] - L[0], x);
-    for (uint32_t h = v->flat; h < v->lo; h++)
-        w += (uint64_t)count_le(s->items + L[h], L[h + 1] - L[h], x, true) << h;
-    return w + high_weight(v, x);
+    return view_query(v, s, x);
+}
+
+/* ---- a pool of views (kll.h) ---- */
+
+#define POOL_BUDGET (512 * 1024) /* bytes of views per pool, beyond the first */
+
+uint32_t ink__kll_pool_views(uint32_t k)
+{
+    size_t n = POOL_BUDGET / ink__kll_view_bytes(k);
+    return n < 1 ? 1 : n > INK_KLL_POOL_MAX ? INK_KLL_POOL_MAX : (uint32_t)n;
+}
+
+size_t ink__kll_pool_bytes(uint32_t k)
+{
+    return ink__kll_pool_views(k) * ink__kll_view_bytes(k);
+}
+
+void ink__kll_pool_init(struct ink__kll_pool *p, uint32_t k, void *mem)
+{
+    memset(p, 0, sizeof *p);
+    p->n = ink__kll_pool_views(k);
+    for (uint32_t i = 0; i < p->n; i++)
+        ink__kll_view_init(&p->v[i], k, (char *)mem + i * ink__kll_view_bytes(k));
+}
+
+/* Count one more query of s among the candidates; its count. */
+static uint32_t pool_candidate(struct ink__kll_pool *p, uint64_t uid)
+{
+    uint32_t nc = 2 * p->n, least = 0;
+    for (uint32_t i = 0; i < nc; i++) {
+        if (p->cand[i].uid == uid) return ++p->cand[i].count;
+        if (p->cand[i].count < p->cand[least].count) least = i;
+    }
+    p->cand[least].uid = uid;
+    p->cand[least].count = 1;
+    return 1;
+}
+
+uint64_t ink__kll_pool_weight_le(struct ink__kll_pool *p, struct ink__kll *s, double x)
+{
+    p->tick++;
+    for (uint32_t i = 0; i < p->n; i++)
+        if (p->v[i].uid == s->uid) {
+            p->last[i] = p->tick;
+            return view_query(&p->v[i], s, x);
+        }
+    if (pool_candidate(p, s->uid) < INK_KLL_VIEW_ADOPT) return weight_cmp(s, x, true);
+    /* adopt: a free view, else the one idle longest if idle long enough */
+    uint32_t best = p->n;
+    for (uint32_t i = 0; i < p->n; i++) {
+        if (p->v[i].uid == 0) {
+            best = i;
+            break;
+        }
+        if (p->tick - p->last[i] > INK_KLL_POOL_IDLE &&
+            (best == p->n || p->last[i] < p->last[best]))
+            best = i;
+    }
+    if (best == p->n) return weight_cmp(s, x, true);
+    for (uint32_t i = 0; i < 2 * p->n; i++)
+        if (p->cand[i].uid == s->uid) p->cand[i].count = 0, p->cand[i].uid = 0;
+    p->v[best].uid = s->uid;
+    p->last[best] = p->tick;
+    p->adoptions++;
+    s->dirty = ~0ull;
+    return view_query(&p->v[best], s, x);
 }

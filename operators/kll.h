@@ -76,7 +76,8 @@ void ink__kll_touch(struct ink__kll *s);
  * The answer equals ink__kll_weight_le exactly. A view follows one sketch at
  * a time (by uid); another sketch is answered directly, and adopted after
  * INK_KLL_VIEW_ADOPT queries in a row, so interleaved keyed streams never pay
- * for rebuilds. Memory: ink__kll_view_bytes(k), one per operator node.
+ * for rebuilds. Memory: ink__kll_view_bytes(k) each; the operator keeps a
+ * pool of them per node (below).
  * bench_ecdf: the operator's records/s at k = 200 went from ~5.5M to ~11M. */
 #define INK_KLL_VIEW_ADOPT 16
 struct ink__kll_view {
@@ -101,5 +102,30 @@ void ink__kll_view_init(struct ink__kll_view *v, uint32_t k, void *mem);
 /* ink__kll_weight_le(s, x), through the view (which may sync with s and
  * clear s->dirty). s->k must equal the view's k. */
 uint64_t ink__kll_view_weight_le(struct ink__kll_view *v, struct ink__kll *s, double x);
+
+/* A few views for keyed streams (one sketch per key, keys interleaved): a
+ * key is adopted by a free view, or one idle for INK_KLL_POOL_IDLE queries,
+ * once it has been asked INK_KLL_VIEW_ADOPT times while it was among the
+ * pool's candidates (2 per view, the least asked replaced by a newcomer).
+ * Up to `n` keys that keep coming get the view's speed; round-robin over
+ * many more keys never adopts (no rebuild per query), and an adopted key
+ * keeps its view while it is asked. Answers equal ink__kll_weight_le. */
+#define INK_KLL_POOL_MAX  4
+#define INK_KLL_POOL_IDLE 4096
+struct ink__kll_pool {
+    uint32_t n; /* views (1..INK_KLL_POOL_MAX), 0 = not initialised */
+    uint64_t tick, adoptions;
+    struct ink__kll_view v[INK_KLL_POOL_MAX];
+    uint64_t last[INK_KLL_POOL_MAX]; /* tick of each view's last query */
+    struct {
+        uint64_t uid;
+        uint32_t count;
+    } cand[2 * INK_KLL_POOL_MAX];
+};
+/* Views for k within a memory budget: at most INK_KLL_POOL_MAX, at least 1. */
+uint32_t ink__kll_pool_views(uint32_t k);
+size_t ink__kll_pool_bytes(uint32_t k); /* the views' memory (the struct apart) */
+void ink__kll_pool_init(struct ink__kll_pool *p, uint32_t k, void *mem);
+uint64_t ink__kll_pool_weight_le(struct ink__kll_pool *p, struct ink__kll *s, double x);
 
 #endif

@@ -865,9 +865,11 @@ TEST(mem_bound_fixed_by_parameters)
     struct ink_ecdf_conf c = conf_kll(200);
     CHECK(vt->mem_bound(&c) == ink__kll_bytes(200, false));
     CHECK(ink__kll_bytes(200, false) <= 9 * 1024); /* per key: ~1000 doubles at k = 200 */
-    /* the query view is per node, not per key: fixed by k, under 48 KiB at 200 */
-    CHECK(vt->scratch_bytes(&c) == sizeof(struct ink__kll_view) + ink__kll_view_bytes(200));
-    CHECK(vt->scratch_bytes(&c) <= 48 * 1024);
+    /* the query views are per node, not per key: fixed by k, 4 views of under
+     * 44 KiB at k = 200, one view at the largest k */
+    CHECK(ink__kll_pool_views(200) == 4 && ink__kll_view_bytes(200) <= 44 * 1024);
+    CHECK(vt->scratch_bytes(&c) == sizeof(struct ink__kll_pool) + 4 * ink__kll_view_bytes(200));
+    CHECK(ink__kll_pool_views(65535) == 1);
     c.k = 1000;
     CHECK(vt->mem_bound(&c) == ink__kll_bytes(1000, false) &&
           ink__kll_bytes(1000, false) > ink__kll_bytes(200, false));

@@ -368,6 +368,60 @@ TEST(kll_view_two_sketches)
     kll_free(b);
 }
 
+/* Interleaved keys through a pool of views (4 at k = 200): every answer is
+ * exact; 3 keys that keep coming are all adopted, 5 or 40 round-robin fill
+ * the 4 views once and never thrash (no adoption after that), and an idle
+ * view is taken over by a key that keeps coming. */
+static size_t pool_round(struct ink__kll_pool *p, struct ink__kll **ks, int nk, int queries,
+                         struct ink_rng *r)
+{
+    size_t bad = 0;
+    for (int i = 0; i < queries; i++) {
+        struct ink__kll *s = ks[i % nk];
+        double x = ink_rng_uniform(r);
+        bad += ink__kll_pool_weight_le(p, s, x) != ink__kll_weight_le(s, x);
+        ink__kll_update(s, x);
+    }
+    return bad;
+}
+
+TEST(kll_pool_interleaved_keys)
+{
+    enum { NK = 40 };
+    struct ink__kll *ks[NK];
+    for (int i = 0; i < NK; i++) ks[i] = kll_new(200, 50 + i);
+    REQUIRE(ink__kll_pool_views(200) == 4);
+    struct ink__kll_pool *p = malloc(sizeof *p);
+    void *mem = malloc(ink__kll_pool_bytes(200));
+    struct ink_rng r;
+    ink_rng_seed(&r, 8);
+    size_t bad = 0;
+    /* 3 keys: all adopted; 5 or 40: the 4 views fill up once (40 keys come
+     * back every 40 queries, never idle) and no key ever takes one over */
+    int cases[] = {3, 5, NK};
+    for (int c = 0; c < 3; c++) {
+        ink__kll_pool_init(p, 200, mem);
+        bad += pool_round(p, ks, cases[c], 60000, &r);
+        uint64_t first = p->adoptions;
+        bad += pool_round(p, ks, cases[c], 60000, &r);
+        CHECK_MSG(first == (cases[c] == 3 ? 3u : 4u) && p->adoptions == first,
+                  "%d keys round-robin: %llu adoptions, then %llu", cases[c],
+                  (unsigned long long)first, (unsigned long long)p->adoptions);
+    }
+    /* 4 keys adopted; then only a fifth: after the idle time it takes a view */
+    ink__kll_pool_init(p, 200, mem);
+    bad += pool_round(p, ks, 4, 4000, &r);
+    CHECK(p->adoptions == 4);
+    bad += pool_round(p, ks + 4, 1, INK_KLL_POOL_IDLE / 2, &r);
+    CHECK(p->adoptions == 4);
+    bad += pool_round(p, ks + 4, 1, INK_KLL_POOL_IDLE, &r);
+    CHECK(p->adoptions == 5);
+    CHECK(bad == 0);
+    free(mem);
+    free(p);
+    for (int i = 0; i < NK; i++) kll_free(ks[i]);
+}
+
 int main(int argc, char **argv)
 {
     return ink_test_main(argc, argv);
