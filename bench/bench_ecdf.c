@@ -112,37 +112,10 @@ static int sink(void *ctx, const struct ink_record *rec)
     return 0;
 }
 
-/* Records/s of the operator's process over x[0, n), fresh state; with_view:
- * hand init the node scratch (the KLL query view) as the engine does. */
-static double kll_process_rate(const double *x, size_t n, bool with_view)
-{
-    struct ink_ecdf_conf c = {.mode = INK_ECDF_KLL, .k = 200, .window = 1};
-    void *st = calloc(1, ink_op_ecdf.state_size);
-    void *scratch = with_view ? calloc(1, ink_op_ecdf.scratch_bytes(&c)) : NULL;
-    struct ink_op_init ini = {.name = "bench", .seed = 1, .scratch = scratch};
-    struct ink_err err;
-    if (ink_op_ecdf.init(st, &c, &ini, &err)) return 0;
-    long outs = 0;
-    struct ink_emitter em = {sink, &outs};
-    struct ink_record rec;
-    memset(&rec, 0, sizeof rec);
-    rec.flags = INK_HAS_X;
-    rec.dim = 1;
-    double t0 = now();
-    for (size_t i = 0; i < n; i++) {
-        rec.x = &x[i];
-        ink_op_ecdf.process(st, &rec, &em, &err);
-    }
-    double t = now() - t0;
-    ink_op_ecdf.fini(st);
-    free(st);
-    free(scratch);
-    return (double)outs / t;
-}
-
-/* The same with `keys` states sharing one scratch, as the engine runs a
- * keyed node, fed round-robin (record i goes to key i % keys). */
-static double kll_keyed_rate(const double *x, size_t n, int keys, bool with_view)
+/* Records/s of the operator's process over x[0, n) with `keys` fresh states
+ * fed round-robin (record i goes to key i % keys), sharing one scratch as the
+ * engine runs a node; with_view: the scratch (the KLL query views) is given. */
+static double kll_process_rate(const double *x, size_t n, int keys, bool with_view)
 {
     struct ink_ecdf_conf c = {.mode = INK_ECDF_KLL, .k = 200, .window = 1};
     void *scratch = with_view ? calloc(1, ink_op_ecdf.scratch_bytes(&c)) : NULL;
@@ -185,16 +158,16 @@ static void bench_kll(size_t n)
     /* The machine is shared: the median of 5 runs, and the best. */
     enum { RUNS = 5 };
     double rate[RUNS];
-    for (int i = 0; i < RUNS; i++) rate[i] = kll_process_rate(x, n, true);
+    for (int i = 0; i < RUNS; i++) rate[i] = kll_process_rate(x, n, 1, true);
     qsort(rate, RUNS, sizeof rate[0], cmp_double);
     printf("ecdf_kll_k200_process_per_second %.0f records/s\n", rate[RUNS / 2]);
     printf("ecdf_kll_k200_process_best_per_second %.0f records/s\n", rate[RUNS - 1]);
     printf("ecdf_kll_k200_process_noview_per_second %.0f records/s\n",
-           kll_process_rate(x, n, false));
+           kll_process_rate(x, n, 1, false));
     printf("ecdf_kll_k200_3keys_process_per_second %.0f records/s\n",
-           kll_keyed_rate(x, n, 3, true));
+           kll_process_rate(x, n, 3, true));
     printf("ecdf_kll_k200_3keys_process_noview_per_second %.0f records/s\n",
-           kll_keyed_rate(x, n, 3, false));
+           kll_process_rate(x, n, 3, false));
     struct ink__kll q;
     void *qm = malloc(ink__kll_bytes(200, false));
     ink__kll_init(&q, 200, 1, qm, false);
