@@ -46,6 +46,17 @@ def run(args, timeout=120, **kw):
     return subprocess.run(args, timeout=timeout, **kw)
 
 
+def query(ep, obj):
+    """`inkflow query ep obj` (a request to a router source): (exit code, reply dict,
+    {} when the last line is not JSON)."""
+    q = run([INKFLOW, "query", ep, json.dumps(obj)], timeout=30)
+    try:
+        reply = json.loads(q.stdout.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        reply = {}
+    return q.returncode, reply
+
+
 @atexit.register
 def _cleanup():
     for p in _procs:

@@ -1,7 +1,6 @@
 """End to end: the bkb operator as an ask/tell service behind a router socket
 (configs/bandit.yaml with a free port), driven by `inkflow query`; and the
 streaming form over a CSV of rewards."""
-import json
 import math
 import os
 import signal
@@ -21,44 +20,35 @@ cfg = inkt.write_config(d, text, "bandit.yaml")
 graph = inkt.start([inkt.INKFLOW, "run", cfg])
 
 
-def query(obj):
-    q = inkt.run([inkt.INKFLOW, "query", ep, json.dumps(obj)], timeout=30)
-    try:
-        reply = json.loads(q.stdout.decode().strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        reply = {}
-    return q.returncode, reply
-
-
 def reward(x):
     # a smooth bump with its maximum 1.0 at (0.7, 0.3)
     return math.exp(-((x[0] - 0.7) ** 2 + (x[1] - 0.3) ** 2) / 0.08)
 
 
-inkt.wait_for(lambda: query({"op": "predict", "arm": 0})[0] == 0, timeout=20)
+inkt.wait_for(lambda: inkt.query(ep, {"op": "predict", "arm": 0})[0] == 0, timeout=20)
 
 # Concurrent workers: asks without tells get distinct arms.
 asked = []
 for _ in range(6):
-    rc, r = query({"op": "ask"})
+    rc, r = inkt.query(ep, {"op": "ask"})
     if rc == 0:
         asked.append((r["arm"], r["x"]))
 arms = [a for a, _ in asked]
 inkt.check(len(arms) == 6 and len(set(arms)) == 6, "6 pending asks, 6 distinct arms: %s" % arms)
-rc, r = query({"op": "ask", "n": 4})
+rc, r = inkt.query(ep, {"op": "ask", "n": 4})
 batch = r.get("arms", [])
 inkt.check(rc == 0 and len(batch) == 4 and not set(batch) & set(arms),
            "ask n=4 returns 4 arms not already pending: %s" % batch)
 for a, x in asked:
-    query({"op": "tell", "arm": a, "y": reward(x)})
+    inkt.query(ep, {"op": "tell", "arm": a, "y": reward(x)})
 for a, x in zip(batch, r.get("xs", [])):
-    query({"op": "tell", "arm": a, "y": reward(x)})
+    inkt.query(ep, {"op": "tell", "arm": a, "y": reward(x)})
 
 # Bad requests: error replies, the service goes on.
-rc1, e1 = query({"op": "tell", "arm": 100000, "y": 1})
-rc2, e2 = query({"op": "tell", "arm": arms[0], "y": 1})  # already told
-rc3, e3 = query({"op": "ask", "n": -3})
-rc4, e4 = query({"op": "frobnicate"})
+rc1, e1 = inkt.query(ep, {"op": "tell", "arm": 100000, "y": 1})
+rc2, e2 = inkt.query(ep, {"op": "tell", "arm": arms[0], "y": 1})  # already told
+rc3, e3 = inkt.query(ep, {"op": "ask", "n": -3})
+rc4, e4 = inkt.query(ep, {"op": "frobnicate"})
 inkt.check(rc1 != 0 and "out of range" in e1.get("error", ""), "tell out of range: %s" % e1)
 inkt.check(rc2 != 0 and "not waiting" in e2.get("error", ""), "tell twice: %s" % e2)
 inkt.check(rc3 != 0 and "error" in e3, "ask n=-3: %s" % e3)
@@ -67,12 +57,12 @@ inkt.check(rc4 != 0 and "unknown op" in e4.get("error", ""), "unknown op: %s" % 
 # The optimisation loop finds the bump.
 best = 0.0
 for _ in range(40):
-    rc, r = query({"op": "ask"})
+    rc, r = inkt.query(ep, {"op": "ask"})
     if rc != 0:
         break
     y = reward(r["x"])
     best = max(best, y)
-    query({"op": "tell", "arm": r["arm"], "y": y})
+    inkt.query(ep, {"op": "tell", "arm": r["arm"], "y": y})
 inkt.check(best > 0.9, "best reward after 50 evaluations: %.3f (max 1)" % best)
 
 graph.send_signal(signal.SIGTERM)

@@ -130,30 +130,21 @@ sinks:
 graph = inkt.start([inkt.INKFLOW, "run", qcfg])
 
 
-def query(obj):
-    q = inkt.run([inkt.INKFLOW, "query", ep, json.dumps(obj)], timeout=30)
-    try:
-        reply = json.loads(q.stdout.decode().strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        reply = {}
-    return q.returncode, reply
-
-
 final = {k: sorted(seen[k]) for k in keys}
 total = {k: len(final[k]) for k in keys}
-inkt.wait_for(lambda: all(query({"op": "cdf", "key": k, "x": [50.0]})[1].get("n") == total[k]
-                          for k in keys), timeout=30)
+inkt.wait_for(lambda: all(inkt.query(ep, {"op": "cdf", "key": k, "x": [50.0]})[1].get("n")
+                          == total[k] for k in keys), timeout=30)
 worst_cdf, worst_q, fails = 0.0, 0.0, []
 for k in keys:
     s, n = final[k], total[k]
     for x in (30.0, 41.3, 50.0, 55.55, 62.1, 80.0):
-        rc, rep = query({"op": "cdf", "key": k, "x": [x]})
+        rc, rep = inkt.query(ep, {"op": "cdf", "key": k, "x": [x]})
         e = abs(rep.get("F", 9) - bisect.bisect_right(s, x) / n)
         worst_cdf = max(worst_cdf, e)
         if rc != 0 or rep.get("n") != n or e > EPS:
             fails.append(("cdf", k, x, rep))
     for rr in (0.0, 0.01, 0.25, 0.5, 0.75, 0.99, 1.0):
-        rc, rep = query({"op": "quantile", "key": k, "r": rr})
+        rc, rep = inkt.query(ep, {"op": "quantile", "key": k, "r": rr})
         q = rep.get("q")
         if rc != 0 or q is None or rep.get("n") != n or q not in s:
             fails.append(("quantile", k, rr, rep))
@@ -165,12 +156,13 @@ for k in keys:
             fails.append(("quantile", k, rr, rep))
 inkt.check(not fails, "router cdf (max error %.5f) and quantile (max rank error %.5f) within "
            "eps %.5f for %s; failures: %s" % (worst_cdf, worst_q, EPS, keys, fails[:3]))
-rc, rep = query({"op": "quantile", "key": keys[0], "r": 0.5})
-inkt.check(rc == 0 and rep.get("q") == query({"op": "quantile", "key": keys[0], "r": 0.5})[1]
-           .get("q"), "a repeated quantile query gives the same answer: %s" % rep)
-rc, rep = query({"op": "cdf", "key": "no-such-sensor", "x": [50.0]})
+rc, rep = inkt.query(ep, {"op": "quantile", "key": keys[0], "r": 0.5})
+again = inkt.query(ep, {"op": "quantile", "key": keys[0], "r": 0.5})[1]
+inkt.check(rc == 0 and rep.get("q") == again.get("q"),
+           "a repeated quantile query gives the same answer: %s" % rep)
+rc, rep = inkt.query(ep, {"op": "cdf", "key": "no-such-sensor", "x": [50.0]})
 inkt.check(rc != 0 and "unknown key" in rep.get("error", ""), "unknown key refused: %s" % rep)
-rc, rep = query({"op": "quantile", "key": keys[0], "r": 1.5})
+rc, rep = inkt.query(ep, {"op": "quantile", "key": keys[0], "r": 1.5})
 inkt.check(rc != 0 and "error" in rep, "quantile r = 1.5 refused: %s" % rep)
 
 graph.send_signal(signal.SIGTERM)
@@ -201,13 +193,13 @@ sinks:
 """ % ep, "points.yaml")
 graph = inkt.start([inkt.INKFLOW, "run", qcfg])
 Q = [[a - 1.5 + 0.5 * b, b - 1.0] for a in range(8) for b in range(8)]  # 64: in, on, out
-inkt.wait_for(lambda: query({"op": "cdf", "x": [9.0, 9.0]})[1].get("n") == len(pts2))
-rc, rep = query({"op": "cdf", "points": Q})
+inkt.wait_for(lambda: inkt.query(ep, {"op": "cdf", "x": [9.0, 9.0]})[1].get("n") == len(pts2))
+rc, rep = inkt.query(ep, {"op": "cdf", "points": Q})
 want = [sum(1 for p in pts2 if p[0] <= q[0] and p[1] <= q[1]) / len(pts2) for q in Q]
 inkt.check(rc == 0 and rep.get("n") == len(pts2) and rep.get("F") == want,
            "cdf at 64 points at once = the exact count over the 300 pending points "
            "(%s of 64 equal)" % sum(1 for a, b in zip(rep.get("F") or [], want) if a == b))
-rc, rep = query({"op": "cdf", "points": Q + [[0.0, 0.0]]})
+rc, rep = inkt.query(ep, {"op": "cdf", "points": Q + [[0.0, 0.0]]})
 inkt.check(rc != 0 and "max_query_points" in rep.get("error", ""),
            "65 points (max_query_points 64) refused: %s" % rep)
 graph.send_signal(signal.SIGTERM)

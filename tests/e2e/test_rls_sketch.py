@@ -126,15 +126,6 @@ def start_service(shrink, log):
     return ep, inkt.start([inkt.INKFLOW, "run", cfg])
 
 
-def query(ep, obj):
-    q = inkt.run([inkt.INKFLOW, "query", ep, json.dumps(obj)], timeout=30)
-    try:
-        reply = json.loads(q.stdout.decode().strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        reply = {}
-    return q.returncode, reply
-
-
 def target(x):
     return math.sin(x[0]) + 0.5 * math.cos(2 * x[1]) - 0.3 * x[2]
 
@@ -155,13 +146,13 @@ ys = [round(target(p) + 0.05 * rng.standard_normal(), 4) for p in pts]
 # 2a. The default sketch (shrinking on): queries agree with what the operator
 # reports when the same point arrives right after.
 ep, graph = start_service("true", "svc.jsonl")
-inkt.wait_for(lambda: query(ep, {"op": "deff"})[0] == 0, timeout=20)
+inkt.wait_for(lambda: inkt.query(ep, {"op": "deff"})[0] == 0, timeout=20)
 tau_gap, yhat_gap, learned = 0.0, 0.0, []
 for i, (p, y) in enumerate(zip(pts, ys)):
     x = [float(v) for v in p]
-    rc1, qt = query(ep, {"op": "tau", "x": x})
-    rc2, qp = query(ep, {"op": "predict", "x": x})
-    rc3, a = query(ep, {"x": x, "y": y})
+    rc1, qt = inkt.query(ep, {"op": "tau", "x": x})
+    rc2, qp = inkt.query(ep, {"op": "predict", "x": x})
+    rc3, a = inkt.query(ep, {"x": x, "y": y})
     if rc1 or rc2 or rc3 or "tau_new" not in qt or "tau" not in a:
         tau_gap = float("inf")
         break
@@ -177,7 +168,7 @@ inkt.check(len(learned) == len(pts) and yhat_gap < 1e-12,
 inkt.check(all(0 < a["tau"] <= 0.5 and a["dict"] <= 64 for a in learned),
            "arrival replies carry tau in (0, 0.5], dict <= 64")
 
-rc, dq = query(ep, {"op": "dict"})
+rc, dq = inkt.query(ep, {"op": "dict"})
 m = dq.get("dict", -1)
 inkt.check(rc == 0 and m == learned[-1]["dict"] and len(dq.get("points", [])) == m and
            len(dq.get("ids", [])) == m and len(dq.get("weights", [])) == m,
@@ -190,30 +181,30 @@ inkt.check(all(0 <= i < len(pts) for i in ids) and ids == sorted(set(ids)) and
 inkt.check(dq.get("n") == len(pts) and all(
     abs(w - math.sqrt(q / (8 * p))) < 1e-12 for w, q, p in zip(dq["weights"], dq["q"], dq["p"])),
     "n = 40 and weights = sqrt(q / (qbar p))")
-rc, dd = query(ep, {"op": "deff"})
+rc, dd = inkt.query(ep, {"op": "deff"})
 inkt.check(rc == 0 and abs(dd.get("deff", -1) - learned[-1]["deff"]) < 1e-12,
            "deff query == the last arrival's deff %.4f" % learned[-1]["deff"])
 
 # A point just learned: its prediction moves towards its y, its variance drops.
 x_new = [0.3, -1.1, 0.7]
-rc1, before = query(ep, {"op": "predict", "x": x_new})
-rc2, _ = query(ep, {"x": x_new, "y": 2.0})
-rc3, after = query(ep, {"op": "predict", "x": x_new})
+rc1, before = inkt.query(ep, {"op": "predict", "x": x_new})
+rc2, _ = inkt.query(ep, {"x": x_new, "y": 2.0})
+rc3, after = inkt.query(ep, {"op": "predict", "x": x_new})
 inkt.check(rc1 == rc2 == rc3 == 0 and after["var"] < before["var"] and
            abs(after["yhat"] - 2.0) < abs(before["yhat"] - 2.0),
            "predict at a point just learned: yhat %.3f -> %.3f (y = 2), var %.4f -> %.4f" %
            (before.get("yhat", 0), after.get("yhat", 0), before.get("var", 0), after.get("var", 0)))
 
 # Bad requests: error replies, the service goes on with its state unchanged.
-rc1, e1 = query(ep, {"op": "tau", "x": [1.0, 2.0]})
-rc2, e2 = query(ep, {"op": "predict", "x": [1.0, 2.0, 3.0, 4.0]})
-rc3, e3 = query(ep, {"x": [1.0, 2.0], "y": 1.0})
-rc4, e4 = query(ep, {"op": "frobnicate"})
+rc1, e1 = inkt.query(ep, {"op": "tau", "x": [1.0, 2.0]})
+rc2, e2 = inkt.query(ep, {"op": "predict", "x": [1.0, 2.0, 3.0, 4.0]})
+rc3, e3 = inkt.query(ep, {"x": [1.0, 2.0], "y": 1.0})
+rc4, e4 = inkt.query(ep, {"op": "frobnicate"})
 inkt.check(rc1 != 0 and "expected 3" in e1.get("error", ""), "tau with 2 values: %s" % e1)
 inkt.check(rc2 != 0 and "expected 3" in e2.get("error", ""), "predict with 4 values: %s" % e2)
 inkt.check(rc3 != 0 and "expected 3" in e3.get("error", ""), "learn with 2 values: %s" % e3)
 inkt.check(rc4 != 0 and "unknown op" in e4.get("error", ""), "unknown op: %s" % e4)
-rc, again = query(ep, {"op": "predict", "x": x_new})
+rc, again = inkt.query(ep, {"op": "predict", "x": x_new})
 inkt.check(rc == 0 and again.get("yhat") == after.get("yhat") and again.get("n") == len(pts) + 1,
            "after the errors the service answers, state unchanged (n = %s)" % again.get("n"))
 code, row = stop(graph)
@@ -224,8 +215,8 @@ inkt.check(row is not None and row["rejected"] == 4, "4 rejected requests counte
 # tau = est_scale/gamma (k(x,x) - k^T (K + gamma I)^{-1} k), yhat = k^T (K + mu I)^{-1} y,
 # var = (k(x,x) - k^T (K + mu I)^{-1} k) / mu (docs/rls_sketch.md, Queries).
 ep, graph = start_service("false", "exact.jsonl")
-inkt.wait_for(lambda: query(ep, {"op": "deff"})[0] == 0, timeout=20)
-ok = all(query(ep, {"x": [float(v) for v in p], "y": y})[0] == 0 for p, y in zip(pts, ys))
+inkt.wait_for(lambda: inkt.query(ep, {"op": "deff"})[0] == 0, timeout=20)
+ok = all(inkt.query(ep, {"x": [float(v) for v in p], "y": y})[0] == 0 for p, y in zip(pts, ys))
 inkt.check(ok, "40 points learned with shrink: false")
 Xs, Ys = pts.astype(float), np.array(ys)
 K = gauss_kernel(Xs, Xs, 1.5)
@@ -237,8 +228,8 @@ for x in probes:
     tau = 0.5 / 0.2 * (1 - k @ np.linalg.solve(K + 0.2 * np.eye(len(pts)), k))
     sol = np.linalg.solve(K + 0.1 * np.eye(len(pts)), np.column_stack([Ys, k]))
     yhat, var = k @ sol[:, 0], (1 - k @ sol[:, 1]) / 0.1
-    rc1, qt = query(ep, {"op": "tau", "x": x})
-    rc2, qp = query(ep, {"op": "predict", "x": x})
+    rc1, qt = inkt.query(ep, {"op": "tau", "x": x})
+    rc2, qp = inkt.query(ep, {"op": "predict", "x": x})
     if rc1 or rc2:
         worst = {"tau": float("inf")}
         break
@@ -248,7 +239,7 @@ for x in probes:
 inkt.check(worst.get("tau", 1) < 1e-8 and worst.get("yhat", 1) < 1e-8 and worst.get("var", 1) < 1e-8,
            "shrink: false, 5 probes (2 stream points, 3 new): tau, yhat, var match exact RLS/KRR "
            "(max rel/abs gaps %s)" % {k: "%.1e" % v for k, v in worst.items()})
-rc, dq = query(ep, {"op": "dict"})
+rc, dq = inkt.query(ep, {"op": "dict"})
 inkt.check(rc == 0 and dq.get("ids") == list(range(len(pts))) and
            all(p == 1 for p in dq.get("p", [])), "shrink: false keeps all 40 points with p = 1")
 code, row = stop(graph)
