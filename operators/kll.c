@@ -633,17 +633,6 @@ static uint64_t view_query(struct ink__kll_view *v, struct ink__kll *s, double x
     return w + high_weight(v, x);
 }
 
-uint64_t ink__kll_view_weight_le(struct ink__kll_view *v, struct ink__kll *s, double x)
-{
-    if (v->uid != s->uid) {
-        if (v->cand != s->uid) v->cand = s->uid, v->streak = 0;
-        if (++v->streak < INK_KLL_VIEW_ADOPT) return weight_cmp(s, x, true);
-        v->uid = s->uid;
-        s->dirty = ~0ull;
-    }
-    return view_query(v, s, x);
-}
-
 /* ---- a pool of views (kll.h) ---- */
 
 #define POOL_BUDGET (512 * 1024) /* bytes of views per pool, beyond the first */

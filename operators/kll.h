@@ -73,18 +73,12 @@ void ink__kll_touch(struct ink__kll *s);
  *  - a weight per item slot of the low levels (capacity <= 20, level 0
  *    included), so their count is one flat branch-free pass; synced per
  *    dirty level (new level-0 items one by one).
- * The answer equals ink__kll_weight_le exactly. A view follows one sketch at
- * a time (by uid); another sketch is answered directly, and adopted after
- * INK_KLL_VIEW_ADOPT queries in a row, so interleaved keyed streams never pay
- * for rebuilds. Memory: ink__kll_view_bytes(k) each; the operator keeps a
- * pool of them per node (below).
+ * The answer equals ink__kll_weight_le exactly. A view follows one sketch
+ * (by uid), chosen by the pool below. Memory: ink__kll_view_bytes(k) each.
  * bench_ecdf: the operator's records/s at k = 200 went from ~5.5M to ~11M. */
-#define INK_KLL_VIEW_ADOPT 16
 struct ink__kll_view {
     uint32_t k, cap, depth;
-    uint64_t uid;  /* the sketch followed, 0 = none */
-    uint64_t cand; /* a sketch asked for in a row, and how many times */
-    uint32_t streak;
+    uint64_t uid;      /* the sketch followed, 0 = none */
     uint32_t nlevels;  /* of the sketch at the last sync */
     uint32_t flat, lo; /* levels [0, flat) flat, [flat, lo) searched, [lo, H) merged */
     uint32_t l0;       /* levels[0] at the last sync: wt is valid from there */
@@ -99,9 +93,6 @@ struct ink__kll_view {
 size_t ink__kll_view_bytes(uint32_t k);
 /* mem: ink__kll_view_bytes(k) bytes, 8-aligned, owned by the caller. */
 void ink__kll_view_init(struct ink__kll_view *v, uint32_t k, void *mem);
-/* ink__kll_weight_le(s, x), through the view (which may sync with s and
- * clear s->dirty). s->k must equal the view's k. */
-uint64_t ink__kll_view_weight_le(struct ink__kll_view *v, struct ink__kll *s, double x);
 
 /* A few views for keyed streams (one sketch per key, keys interleaved): a
  * key is adopted by a free view, or one idle for INK_KLL_POOL_IDLE queries,
@@ -109,9 +100,11 @@ uint64_t ink__kll_view_weight_le(struct ink__kll_view *v, struct ink__kll *s, do
  * pool's candidates (2 per view, the least asked replaced by a newcomer).
  * Up to `n` keys that keep coming get the view's speed; round-robin over
  * many more keys never adopts (no rebuild per query), and an adopted key
- * keeps its view while it is asked. Answers equal ink__kll_weight_le. */
-#define INK_KLL_POOL_MAX  4
-#define INK_KLL_POOL_IDLE 4096
+ * keeps its view while it is asked. Answers equal ink__kll_weight_le(s, x);
+ * a view syncs with s and clears s->dirty. s->k must be the pool's k. */
+#define INK_KLL_VIEW_ADOPT 16
+#define INK_KLL_POOL_MAX   4
+#define INK_KLL_POOL_IDLE  4096
 struct ink__kll_pool {
     uint32_t n; /* views (1..INK_KLL_POOL_MAX), 0 = not initialised */
     uint64_t tick, adoptions;
