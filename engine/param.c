@@ -1398,11 +1398,7 @@ void ink_params_markdown(FILE *out)
     fputs("## Operators\n\nEvery operator has `inputs` and also accepts these keys:\n\n", out);
     md_table(ink_op_common_params, out);
     fputc('\n', out);
-    for (int i = 0; ink_operators[i]; i++) {
-        const struct ink_node_type *nt =
-            ink_node_type_find(INK_NODE_OPERATOR, ink_operators[i]->name);
-        if (nt) md_type(nt, out);
-    }
+    for (int i = 0; ink_operators[i]; i++) md_type(&ink_operators[i]->type, out);
     fputs("## Sinks\n\nEvery sink has `inputs`.\n\n", out);
     for (int i = 0; ink_sink_types[i]; i++) md_type(ink_sink_types[i], out);
 }

@@ -428,8 +428,8 @@ int64_t ink__keyed_first(const struct ink_node *n)
 static int build_operator(struct ink_node *n, struct ink_err *err)
 {
     const struct ink_node_conf *nc = n->nc;
-    n->vt = ink_op_find(nc->type->name);
-    if (!n->vt) return ink_err_set(err, INK_EINVAL, "unknown operator type '%s'", nc->type->name);
+    n->vt = ink_op_of(nc->type);
+    if (!n->vt) return ink_err_set(err, INK_EINVAL, "'%s' is not an operator type", nc->type->name);
     n->emitter.emit = op_emit;
     n->emitter.ctx = n;
     size_t sb = n->vt->scratch_bytes ? n->vt->scratch_bytes(nc->conf) : 0;

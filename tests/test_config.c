@@ -99,6 +99,7 @@ static int memop_check(const void *conf, struct ink_err *err)
 }
 static const struct ink_op_vtable memop = {
     .name = "testop_mem",
+    .kind = INK_NODE_OPERATOR,
     .summary = "test operator with a configurable memory bound",
     .params = memop_params,
     .conf_size = sizeof(struct memop_conf),
@@ -553,6 +554,7 @@ TEST(unknown_type_lists_the_registry)
         const struct ink_node_type *nt =
             ink_node_type_find(INK_NODE_OPERATOR, ink_operators[i]->name);
         CHECK(nt && nt->params == ink_operators[i]->params && nt->kind == INK_NODE_OPERATOR);
+        CHECK(nt == &ink_operators[i]->type && ink_op_of(nt) == ink_operators[i]);
         CHECK(nt == ink_node_type_find(INK_NODE_OPERATOR, ink_operators[i]->name));
     }
     CHECK(ink_node_type_find(INK_NODE_SOURCE, "passthrough") == NULL);
