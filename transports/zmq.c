@@ -178,7 +178,7 @@ static int zmq_check(const void *conf, struct ink_err *err)
 
 /* The ZeroMQ context of the graph sockets: created by the first zmq node
  * that opens, terminated when the last one closes (the security thread of
- * zmq_util.c closes its own sockets then). A graph without zmq nodes has none. */
+ * zmq_sec.c closes its own sockets then). A graph without zmq nodes has none. */
 static struct {
     pthread_mutex_t mu;
     void *ctx;
