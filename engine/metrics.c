@@ -15,6 +15,9 @@
 #include "buf.h"
 #include "graph.h"
 
+const double ink_lat_bounds[INK_LAT_NB] = {1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5,
+                                           1e-4, 2.5e-4, 1e-3, 1e-2, 0.1,    1.0};
+
 /* One node as last published by the main loop. */
 struct node_copy {
     struct ink_counters c;

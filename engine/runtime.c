@@ -23,9 +23,6 @@
 #include "rng.h"
 #include "snapshot.h"
 
-const double ink_lat_bounds[INK_LAT_NB] = {1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5,
-                                           1e-4, 2.5e-4, 1e-3, 1e-2, 0.1,    1.0};
-
 static double now_s(void)
 {
     struct timespec ts;
