@@ -306,13 +306,6 @@ static int zsrc_pollitem(struct ink_node *n, struct ink_pollitem *pi)
     return 1;
 }
 
-static int64_t wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 /* Decode one payload and dispatch it. */
 static int handle_payload(struct ink_node *n, struct zmq_src *z, zmq_msg_t *m)
 {
@@ -333,7 +326,7 @@ static int handle_payload(struct ink_node *n, struct zmq_src *z, zmq_msg_t *m)
         return 0;
     }
     if (!(rec.flags & INK_HAS_T)) {
-        rec.t = wall_ns();
+        rec.t = ink_wall_ns();
         rec.flags |= INK_HAS_T;
     }
     return ink__source_emit(n, &rec);

@@ -20,13 +20,7 @@
 #include <unistd.h>
 
 #include "../engine/log.h"
-
-double ink_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "../engine/path.h"
 
 int ink__zmq_setint(void *s, int opt, int v)
 {
@@ -64,13 +58,6 @@ static char *line_key(char *line)
     *e = 0;
     if (z85_key(s)) return s;
     return *s == '#' ? NULL : s;
-}
-
-static const char *resolve(const char *base, const char *path, char *buf, size_t n)
-{
-    if (!base || path[0] == '/') return path;
-    snprintf(buf, n, "%s/%s", base, path);
-    return buf;
 }
 
 int ink_curve_key_read(const char *path, char key[41], bool secret, struct ink_err *err)
@@ -534,19 +521,26 @@ static int load_authorized(struct domain *d, const char *path, struct ink_err *e
     return rc;
 }
 
+/* A key file named in the config: relative to the config's directory. */
+static int read_key(const char *base, const char *file, char key[41], bool secret,
+                    struct ink_err *err)
+{
+    char buf[4096];
+    const char *p = ink_path_resolve(base, file, buf, sizeof buf);
+    if (!p) return ink_err_set(err, INK_EINVAL, "curve: path too long: %s", file);
+    return ink_curve_key_read(p, key, secret, err);
+}
+
 /* CURVE options on s (before bind/connect). */
 static int curve_setup(void *s, const struct ink_zmq_conf *c, struct domain *d, struct ink_err *err)
 {
     const struct ink_curve_conf *k = &c->curve;
-    char b1[4096], b2[4096], sk[41], pk[41], srv[41];
+    char b2[4096], sk[41], pk[41], srv[41];
     if (!k->secret_key_file)
         return ink_err_set(err, INK_EINVAL, "curve: 'secret_key_file' is required");
-    if (ink_curve_key_read(resolve(c->base_dir, k->secret_key_file, b1, sizeof b1), sk, true, err))
-        return INK_EINVAL;
+    if (read_key(c->base_dir, k->secret_key_file, sk, true, err)) return INK_EINVAL;
     if (k->public_key_file) {
-        if (ink_curve_key_read(resolve(c->base_dir, k->public_key_file, b1, sizeof b1), pk, false,
-                               err))
-            return INK_EINVAL;
+        if (read_key(c->base_dir, k->public_key_file, pk, false, err)) return INK_EINVAL;
         char derived[41];
         if (zmq_curve_public(derived, sk) == 0 && strcmp(derived, pk) != 0)
             return ink_err_set(err, INK_EINVAL,
@@ -557,8 +551,7 @@ static int curve_setup(void *s, const struct ink_zmq_conf *c, struct domain *d, 
     if (k->server_key) {
         if (z85_key(k->server_key))
             memcpy(srv, k->server_key, 41);
-        else if (ink_curve_key_read(resolve(c->base_dir, k->server_key, b2, sizeof b2), srv, false,
-                                    err))
+        else if (read_key(c->base_dir, k->server_key, srv, false, err))
             return INK_EINVAL;
         if (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, srv, 41) ||
             zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, pk, 41) ||
@@ -585,7 +578,8 @@ static int curve_setup(void *s, const struct ink_zmq_conf *c, struct domain *d, 
                 "handler checks the domain itself\n",
                 d->name);
     d->server = true;
-    const char *ak = resolve(c->base_dir, k->authorized_keys, b2, sizeof b2);
+    const char *ak = ink_path_resolve(c->base_dir, k->authorized_keys, b2, sizeof b2);
+    if (!ak) return ink_err_set(err, INK_EINVAL, "curve: path too long: %s", k->authorized_keys);
     int rc = load_authorized(d, ak, err);
     if (!rc && d->nkeys == 0)
         rc = ink_err_set(err, INK_EINVAL, "authorized_keys %s holds no key: nobody could connect",

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <zmq.h>
 
+#include "../engine/clock.h"
 #include "../engine/err.h"
 
 /* `socket:` indexes the node's own choices: sources pull/sub/router, sinks push/pub. */
@@ -109,9 +110,6 @@ struct ink_eos_seen {
 };
 int ink_eos_handle(void *ctx, void *sock, zmq_msg_t *tag, uint64_t received,
                    struct ink_eos_seen *seen, int *fresh, struct ink_err *err);
-
-/* Monotonic seconds. */
-double ink_now(void);
 
 /* zmq_setsockopt of an int (zmq_sec.c, zmq_eos.c). */
 int ink__zmq_setint(void *s, int opt, int v);
