@@ -144,6 +144,24 @@ static int deliver(struct ink_node *to, const struct ink_record *rec)
     return rc < 0 && rc != INK_EAGAIN ? rc : 0;
 }
 
+struct ink_limits ink__source_limits(const struct ink_node *n, uint64_t max_frame)
+{
+    const struct ink_engine_conf *e = &n->g->cfg->engine;
+    struct ink_limits l = INK_LIMITS_DEFAULT;
+    if (max_frame) l.max_frame = max_frame > UINT32_MAX ? UINT32_MAX : (uint32_t)max_frame;
+    if (e->max_dim > 0) l.max_dim = (uint32_t)e->max_dim;
+    if (e->max_depth > 0) l.max_depth = (uint32_t)e->max_depth;
+    if (e->max_record_bytes > 0) l.max_extra = (uint32_t)e->max_record_bytes;
+    return l;
+}
+
+struct ink_node *ink__node_find(struct ink_graph *g, const char *name)
+{
+    for (int i = 0; i < g->n; i++)
+        if (strcmp(g->nodes[i].name, name) == 0) return &g->nodes[i];
+    return NULL;
+}
+
 int ink__source_emit(struct ink_node *src, struct ink_record *rec)
 {
     src->c.in++;

@@ -423,17 +423,6 @@ struct file_src {
     bool progress, progress_shown;
 };
 
-static struct ink_limits limits_of(const struct ink_graph *g, uint64_t frame)
-{
-    const struct ink_engine_conf *e = &g->cfg->engine;
-    struct ink_limits l = INK_LIMITS_DEFAULT;
-    if (frame) l.max_frame = (uint32_t)frame;
-    if (e->max_dim > 0) l.max_dim = (uint32_t)e->max_dim;
-    if (e->max_depth > 0) l.max_depth = (uint32_t)e->max_depth;
-    if (e->max_record_bytes > 0) l.max_extra = (uint32_t)e->max_record_bytes;
-    return l;
-}
-
 static int fsrc_open(struct ink_node *n, struct ink_err *err)
 {
     struct file_src *fs = n->impl;
@@ -441,7 +430,8 @@ static int fsrc_open(struct ink_node *n, struct ink_err *err)
     fs->c = n->nc->conf;
     if (!ink_path_resolve(n->g->cfg->base_dir, fs->c->path, fs->path, sizeof fs->path))
         return ink_err_set(err, INK_EINVAL, "path too long: %s", fs->c->path);
-    struct ink_limits lim = limits_of(n->g, (uint64_t)n->g->cfg->engine.max_record_bytes + 65536);
+    struct ink_limits lim =
+        ink__source_limits(n, (uint64_t)n->g->cfg->engine.max_record_bytes + 65536);
     int rc = ink_file_reader_open(&fs->r, fs->path, fs->c->format, &lim, err);
     if (rc) return rc;
     fs->t_start = ink_now();
