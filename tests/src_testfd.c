@@ -1,12 +1,14 @@
 /* A test-only source, `testfd`: numbers, one a line, read from an inherited
  * file descriptor (a pipe) and emitted as records {x: [v], t: line}. It is
  * polled through its fd, as a broker client's socket or queue fd would be,
- * and saves its position (lines read). Registered in transports/registry.c
+ * saves its position (lines read), reports itself not ready until its
+ * first line (/ready) and exports its line count (/metrics). Registered in transports/registry.c
  * only in test builds (INK_TEST_TRANSPORTS): it shows that a new source is
  * its own file, its registry line and its CMakeLists.txt entry. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -126,6 +128,24 @@ static int testfd_restore(struct ink_node *n, const msgpack_object *pos, struct 
     return ink_state_u64(pos, "lines", &s->lines, err);
 }
 
+static bool testfd_ready(struct ink_node *n, char *why, size_t len)
+{
+    struct testfd *s = n->impl;
+    if (s->lines == 0) snprintf(why, len, "no line read yet");
+    return s->lines > 0;
+}
+
+static void testfd_metrics(struct ink_node *n, struct ink_buf *out)
+{
+    struct testfd *s = n->impl;
+    char line[300];
+    int k = snprintf(line, sizeof line,
+                     "# HELP inkflow_testfd_lines lines read\n# TYPE inkflow_testfd_lines "
+                     "counter\ninkflow_testfd_lines{node=\"%s\"} %llu\n",
+                     n->name, (unsigned long long)s->lines);
+    if (k > 0 && (size_t)k < sizeof line) ink_buf_append(out, line, (size_t)k);
+}
+
 static bool testfd_finite(const void *conf)
 {
     (void)conf;
@@ -149,4 +169,6 @@ const struct ink_source_type ink_source_testfd = {
     .close = testfd_close,
     .save = testfd_save,
     .restore = testfd_restore,
+    .ready = testfd_ready,
+    .metrics = testfd_metrics,
 };
