@@ -8,6 +8,7 @@ extern const struct ink_source_type ink_source_zmq, ink_source_file;
 extern const struct ink_sink_type ink_sink_zmq, ink_sink_file;
 #ifdef INK_TEST_TRANSPORTS /* test builds only: tests/src_testfd.c */
 extern const struct ink_source_type ink_source_testfd;
+extern const struct ink_sink_type ink_sink_testfd;
 #endif
 
 const struct ink_node_type *const ink_source_types[] = {
@@ -22,5 +23,8 @@ const struct ink_node_type *const ink_source_types[] = {
 const struct ink_node_type *const ink_sink_types[] = {
     &ink_sink_zmq.type,
     &ink_sink_file.type,
+#ifdef INK_TEST_TRANSPORTS
+    &ink_sink_testfd.type,
+#endif
     NULL,
 };
