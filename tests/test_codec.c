@@ -215,6 +215,59 @@ TEST(json_roundtrip_byte_identical)
     ink_decoder_fini(&d);
 }
 
+/* An integer request argument sent as a double: exact integers in int64_t's
+ * range are taken, everything else refused, and no double outside the range
+ * is ever converted (that is undefined behaviour: fuzz_codec found it with
+ * tests/fuzz/regress/codec/extra_i64_out_of_range). */
+TEST(extra_i64_from_doubles)
+{
+    struct ink_decoder d;
+    REQUIRE(ink_decoder_init(&d, NULL) == 0);
+    const struct {
+        double v;
+        int want; /* 1 taken, -1 refused */
+        int64_t n;
+    } cases[] = {
+        {4.0, 1, 4},
+        {-3.0591e+54, -1, 0},
+        {3.0591e+54, -1, 0},
+        {9223372036854775808.0, -1, 0}, /* 2^63 */
+        {-9223372036854775808.0, 1, INT64_MIN},
+        {-9.3e18, -1, 0},
+        {9.2e18, 1, 9200000000000000000},
+        {1.5, -1, 0},
+        {NAN, -1, 0},
+        {INFINITY, -1, 0},
+        {-INFINITY, -1, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 2);
+        msgpack_pack_str_with_body(&pk, "x", 1);
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_double(&pk, 1.0);
+        msgpack_pack_str_with_body(&pk, "n", 1);
+        msgpack_pack_double(&pk, cases[i].v);
+        struct ink_record r;
+        enum ink_reject why = dec_bytes(&d, sb.data, sb.size, &r);
+        if (why == INK_REJ_NONE) { /* non-finite doubles may be refused by the decoder itself */
+            int64_t n = 0;
+            int rc = ink_record_extra_i64(&r, "n", &n);
+            CHECK_MSG(rc == cases[i].want && (rc != 1 || n == cases[i].n),
+                      "n = %g: got %d (%lld), want %d", cases[i].v, rc, (long long)n,
+                      cases[i].want);
+        } else {
+            CHECK_MSG(!isfinite(cases[i].v), "n = %g refused by the decoder (%d)", cases[i].v,
+                      (int)why);
+        }
+        msgpack_sbuffer_destroy(&sb);
+    }
+    ink_decoder_fini(&d);
+}
+
 TEST(json_numbers_shortest_and_exact)
 {
     struct ink_rng rng;
