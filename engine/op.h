@@ -1,4 +1,4 @@
-/* The operator contract (DESIGN.md "Operators", STYLE.md rule 1).
+/* The operator contract (docs/design.md#operators, docs/style.md rule 1).
  *
  * One operator = one file in operators/ exporting one
  * `const struct ink_op_vtable`, listed in operators/registry.c.

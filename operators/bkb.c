@@ -1,5 +1,5 @@
 /* bkb: budgeted kernelized bandit (BKB) and batched BKB (BBKB) over a fixed
- * set of arms (ALGORITHMS.md sections 2 and 5.3).
+ * set of arms (docs/algorithms.md sections 2 and 5.3).
  *
  * State: the posterior built at the last "rebuild" (resampled dictionary D,
  * projection Nystrom embedding B, Cholesky factor L of G, weights w, and per
@@ -658,7 +658,7 @@ static void embed_rows(struct bkb *s, const int32_t *idx, int nb)
                 s->B, s->mmax, 0.0, s->Zb, s->blk);
 }
 
-/* Stores Z = K_{A,D} B when it fits (ALGORITHMS.md 2.5 step 5). */
+/* Stores Z = K_{A,D} B when it fits (docs/algorithms.md 2.5 step 5). */
 static void fill_Z(struct bkb *s)
 {
     if (!s->storeZ || s->mr == 0) return;
@@ -729,7 +729,7 @@ static void gather_dict(struct bkb *s)
 }
 
 /* B = U_thin Lam_thin^{-1/2} from eigen(K_DD), eigenvalues <= lam_max m eps dropped
- * (ALGORITHMS.md 2.4, 2.5 step 4). */
+ * (docs/algorithms.md 2.4, 2.5 step 4). */
 static int embedding(struct bkb *s, struct ink_err *err)
 {
     int m = s->m, mm = s->mmax;
@@ -758,7 +758,7 @@ static int embedding(struct bkb *s, struct ink_err *err)
     return 0;
 }
 
-/* ---- resampling (ALGORITHMS.md 2.4, 2.8) --------------------------------------------- */
+/* ---- resampling (docs/algorithms.md 2.4, 2.8) --------------------------------------------- */
 
 /* Min-heap on cand_key[0..n) with cand alongside. */
 static void heap_down(double *key, int32_t *idx, int n, int i)
@@ -857,13 +857,13 @@ static double beta_formula(struct bkb *s)
         int i = s->pulled[p];
         sum += (double)s->cnt[i] * s->var[i];
     }
-    /* log t with t >= 2 (ALGORITHMS.md 2.7: log 1 = 0 drops the information term) */
+    /* log t with t >= 2 (docs/algorithms.md 2.7: log 1 = 0 drops the information term) */
     double lt = log(s->t < 2 ? 2.0 : (double)s->t);
     return base + sqrt(s->noise_var * (sum * lt + l1d));
 }
 
 /* G = sum_i c_i z_i z_i^T + lambda I, L = chol(G), w = G^{-1} sum_i z_i ysum_i,
- * then mu, var for every arm (ALGORITHMS.md 2.5 steps 6-8). */
+ * then mu, var for every arm (docs/algorithms.md 2.5 steps 6-8). */
 static int posterior(struct bkb *s, struct ink_err *err)
 {
     int mr = s->mr, mm = s->mmax;
@@ -919,7 +919,7 @@ static void set_ucb(struct bkb *s)
 }
 
 /* Resample, embed, rebuild the posterior; the hallucination restarts from
- * the arms still pending (ALGORITHMS.md 2.5 update, 2.6 update step 3). */
+ * the arms still pending (docs/algorithms.md 2.5 update, 2.6 update step 3). */
 static int rebuild(struct bkb *s, struct ink_err *err)
 {
     resample(s);
@@ -941,7 +941,7 @@ static int rebuild(struct bkb *s, struct ink_err *err)
     return 0;
 }
 
-/* ---- hallucination and picks (ALGORITHMS.md 2.6, 5.3) ---------------------------------- */
+/* ---- hallucination and picks (docs/algorithms.md 2.6, 5.3) ---------------------------------- */
 
 /* L L^T + x x^T, lower factor in place (Givens form); x is destroyed. */
 static void chol_update(double *Lf, int ld, int n, double *x)
@@ -1063,7 +1063,7 @@ static bool batch_closed(const struct bkb *s)
 /* Before the first reward the embedding is empty: var_h = var for every arm
  * and hallucinated points change nothing, so for a stationary kernel every
  * arm ties. Ties are then broken uniformly at random (not by the smallest
- * index, ALGORITHMS.md 2.5) so that parallel workers spread out. */
+ * index, docs/algorithms.md 2.5) so that parallel workers spread out. */
 static int pick_prior(struct bkb *s)
 {
     double best = -INFINITY;
@@ -1409,7 +1409,7 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
      * with key_by); c->seed for a caller without the engine. */
     uint64_t seed = ini ? ini->seed : (c->seed >= 0 ? (uint64_t)c->seed : 0);
     ink_rng_seed(&s->rng, seed);
-    /* Prior: D empty, mu = 0, var = kdiag / lambda (ALGORITHMS.md 2.11). */
+    /* Prior: D empty, mu = 0, var = kdiag / lambda (docs/algorithms.md 2.11). */
     s->m = s->mr = 0;
     if ((rc = posterior(s, err))) {
         bkb_fini(s);

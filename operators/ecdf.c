@@ -1,5 +1,5 @@
-/* ecdf: online empirical CDF in fixed memory (DESIGN.md "Operators",
- * ALGORITHMS.md 3, 4 and 5.4). Four modes share one state:
+/* ecdf: online empirical CDF in fixed memory (docs/design.md#operators,
+ * docs/algorithms.md 3, 4 and 5.4). Four modes share one state:
  *   kll    1-D KLL sketch (4.1): F within eps(k) in rank
  *   grid   d-dim Fenwick tree (4.4): exact at the nodes, a bracket between
  *   exact  tumbling window, exact ECDF at every point by D&C (3.3)
@@ -461,7 +461,7 @@ static double ratio(double a, uint64_t n)
     return n ? a / (double)n : 0.0;
 }
 
-/* Bracket of F at x from the Fenwick tree (ALGORITHMS.md 4.4): F_lo at the
+/* Bracket of F at x from the Fenwick tree (docs/algorithms.md 4.4): F_lo at the
  * nearest node below x on every axis, F_hi at the nearest node above. */
 static void grid_bracket(const struct ecdf *s, const double *x, double *flo, double *fhi)
 {
@@ -512,7 +512,7 @@ static void nearest_node(const struct ecdf *s, const double *x, uint32_t *j)
     }
 }
 
-/* Density (ALGORITHMS.md 3.4: K_h = prod 1/(2 h_k) exp(-|u_k|/h_k)) and the
+/* Density (docs/algorithms.md 3.4: K_h = prod 1/(2 h_k) exp(-|u_k|/h_k)) and the
  * Nadaraya-Watson estimate at node j; yhat is NAN where no weight reaches. */
 static void kde_at(const struct ecdf *s, const uint32_t *j, double *dens, double *yhat)
 {
@@ -667,7 +667,7 @@ static double window_cdf(const struct ecdf *s, const double *x)
 }
 
 /* exact: F at many points at once, {"points": [[..], ..]}: the bichromatic
- * D&C (ALGORITHMS.md 3.3) of the window's points (sources) against them
+ * D&C (docs/algorithms.md 3.3) of the window's points (sources) against them
  * (targets), O((cnt + m) log^(d-1)) instead of m scans. */
 static int query_points(struct ecdf *s, const struct ink_record *req, struct ink_record *out,
                         struct ink_err *err)

@@ -1,7 +1,7 @@
 /* rls_sketch: sequential ridge-leverage-score sampling (SQUEAK, or
  * INK-Estimate with `mode: ink`) keeping a weighted Nystrom dictionary whose
  * size follows the effective dimension, with a prequential Nystrom KRR on
- * top (ALGORITHMS.md sections 1 and 5.1).
+ * top (docs/algorithms.md sections 1 and 5.1).
  *
  * Per arrival, O(m^2): the new point's score from a Cholesky factor L of
  * S K_DD S + gamma_eff I kept in step with the dictionary, thinning of the
