@@ -847,9 +847,8 @@ TEST(tiny_gamma_cap)
         last = seen.gamma_eff;
     }
     CHECK(last > c.gamma);
-    struct ink_op_gauges gg;
-    ink_op_rls_sketch.gauges(st, &gg);
-    CHECK(gg.gamma_eff == last && gg.dict == seen.dict);
+    CHECK(ink_op_gauge_read(&ink_op_rls_sketch, st, "gamma_eff") == last &&
+          ink_op_gauge_read(&ink_op_rls_sketch, st, "dict") == (double)seen.dict);
     printf("tiny gamma: gamma_eff %.3g after 400 points, dict %lld\n", last, (long long)seen.dict);
     destroy(st);
 }
