@@ -19,7 +19,8 @@
  *   gauges              optional table of numbers for /metrics
  * A stateless operator leaves save, load and fini NULL: the engine then saves
  * an empty map and loads nothing (ink__op_save and friends below). What
- * operators share to implement the rest is in opkit.h.
+ * operators share to implement the rest is in opkit.h. tests/test_contract.c
+ * checks every registered operator against this contract.
  * Keyed state (`key_by`) is the engine's business: it creates one state per
  * key, so operators never see keys as state selectors (flush runs once per
  * live key, and the engine puts that key on what it emits). */
