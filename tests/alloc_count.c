@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "alloc_count.h"
 
+#include <errno.h>
 #include <link.h>
 #include <stdint.h>
 #include <string.h>
@@ -68,6 +69,7 @@ static bool ours(const void *caller)
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
 extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
 
 static void note(size_t n, const void *caller)
 {
@@ -98,7 +100,34 @@ void *realloc(void *p, size_t n)
     note(n, __builtin_return_address(0));
     return __libc_realloc(p, n);
 }
+
+void *aligned_alloc(size_t a, size_t n)
+{
+    note(n, __builtin_return_address(0));
+    return __libc_memalign(a, n);
+}
+
+int posix_memalign(void **out, size_t a, size_t n)
+{
+    note(n, __builtin_return_address(0));
+    void *p = __libc_memalign(a, n);
+    if (!p) return ENOMEM;
+    *out = p;
+    return 0;
+}
 #endif
+
+bool ink_alloc_count_pause(void)
+{
+    bool was = counting;
+    counting = 0;
+    return was;
+}
+
+void ink_alloc_count_resume(bool was_on)
+{
+    counting = was_on;
+}
 
 bool ink_alloc_count_available(void)
 {

@@ -1,7 +1,7 @@
 /* Allocation counting for the unit tests: one mechanism for all of them.
  *
  * Linking tests/alloc_count.c into a test executable interposes malloc,
- * calloc and realloc for the whole process. While counting is on, a call
+ * calloc, realloc, aligned_alloc and posix_memalign for the whole process. While counting is on, a call
  * is counted unless its caller (the return address of the malloc call)
  * lies inside the BLAS/LAPACK libraries: OpenBLAS picks its kernels per
  * CPU at run time and some of them allocate (0.3.21's
@@ -33,6 +33,10 @@ bool ink_alloc_count_available(void);
 void ink_alloc_count_start(void);                  /* zero the counts, count from now */
 struct ink_alloc_counts ink_alloc_count_stop(void); /* stop counting, return the counts */
 struct ink_alloc_counts ink_alloc_count_peek(void); /* the counts so far, still counting */
+/* Stop counting for a while (a test harness's own work); returns whether
+ * counting was on, for resume. */
+bool ink_alloc_count_pause(void);
+void ink_alloc_count_resume(bool was_on);
 /* Whether a call to malloc from code at addr would be counted (false for
  * code inside BLAS/LAPACK): lets a test check the exclusion itself. */
 bool ink_alloc_counted_caller(const void *addr);

@@ -1,5 +1,5 @@
 /* operators/bkb.c: BKB / BBKB against exact GP computations written here
- * (ALGORITHMS.md 2.9), the service protocol (ask/tell), and save/load.
+ * (docs/algorithms.md 2.9), the service protocol (ask/tell), and save/load.
  * INK_TEST_SCALE shrinks rounds and seed counts of the statistical cases. */
 #include <cblas.h>
 #include <lapacke.h>
@@ -278,7 +278,7 @@ static double rbf(const double *x, const double *z, int d, double sigma)
 
 /* Exact posterior with prior k/lambda over the pulls (unique arms U with counts
  * c): M = C^1/2 K_UU C^1/2 + lambda I; var(a) = (k(a,a) - |L^-1 C^1/2 k_U(a)|^2)
- * / lambda; mu(a) = k_U(a)^T C^1/2 M^-1 (ysum / sqrt(c)) (ALGORITHMS.md 2.4). */
+ * / lambda; mu(a) = k_U(a)^T C^1/2 M^-1 (ysum / sqrt(c)) (docs/algorithms.md 2.4). */
 static void exact_posterior(const double *X, int A, int d, double sigma, double lambda,
                             const int *cnt, const double *ysum, double *mu, double *var)
 {
@@ -1088,7 +1088,7 @@ TEST(dictionary_capped_by_max_dict)
     bandit_stop(&b);
 }
 
-/* No allocation by inkflow's code after init (docs: operators allocate
+/* No allocation by inkflow's code after init (docs/style.md rule 6: operators allocate
  * everything in init); calls made inside OpenBLAS/LAPACK are not ours and
  * are not counted (tests/alloc_count.h). */
 TEST(no_allocation_after_init)
