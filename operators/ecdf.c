@@ -916,6 +916,7 @@ static const struct ink_op_gauge ecdf_gauges[] = {
 
 const struct ink_op_vtable ink_op_ecdf = {
     .name = "ecdf",
+    .kind = INK_NODE_OPERATOR,
     .summary = "online empirical CDF: KLL sketch, d-dim Fenwick grid, exact windows (D&C), "
                "Laplacian KDE",
     .params = ecdf_params,

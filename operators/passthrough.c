@@ -31,6 +31,7 @@ static int passthrough_process(void *state, const struct ink_record *in,
 
 const struct ink_op_vtable ink_op_passthrough = {
     .name = "passthrough",
+    .kind = INK_NODE_OPERATOR,
     .summary = "emit every record unchanged",
     .params = passthrough_params,
     .conf_size = sizeof(struct passthrough_conf),
