@@ -18,12 +18,19 @@
  *       count; exit 1 if any delivery failed.
  *   kafka_mock consume BOOTSTRAP TOPIC [TIMEOUT_S]
  *       every message of every partition, from the start to the high-water
- *       mark at the time of the call: one line "partition offset key value",
- *       key and value in hex ("-" for a null key).
+ *       mark at the time of the call: one line "partition offset timestamp key
+ *       value", timestamp in ms, key and value in hex ("-" for a null key).
+ *   kafka_mock count BOOTSTRAP TOPIC
+ *       the sum of the partitions' high-water marks (messages ever written).
  *   kafka_mock committed BOOTSTRAP GROUP TOPIC
  *       the group's committed offset of each partition: lines "partition offset".
  *   kafka_mock commit BOOTSTRAP GROUP TOPIC P:OFFSET...
- *       commit those offsets for the group (as a consumer outside the group). */
+ *       commit those offsets for the group (as a consumer outside the group).
+ *
+ * Mock limits (librdkafka 2.0.2): a partition keeps at most 5 MiB or 100,000
+ * message sets and silently drops its oldest beyond that; transactions are not
+ * enforced; CreateTopics is missing (topics come from `serve`). Tests keep
+ * well under the size limit. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -307,7 +314,8 @@ static int consume(int argc, char **argv)
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && errors++ < 10)
                 fprintf(stderr, "kafka_mock: consume: %s\n", rd_kafka_message_errstr(m));
         } else if (hi[m->partition] >= 0 && m->offset < hi[m->partition]) {
-            printf("%" PRId32 " %" PRId64 " ", m->partition, m->offset);
+            printf("%" PRId32 " %" PRId64 " %" PRId64 " ", m->partition, m->offset,
+                   rd_kafka_message_timestamp(m, NULL));
             hex(m->key, m->key_len);
             fputc(' ', stdout);
             hex(m->payload ? m->payload : "", m->len);
@@ -321,6 +329,25 @@ static int consume(int argc, char **argv)
     }
     free(hi);
     rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return 0;
+}
+
+static int count(int argc, char **argv)
+{
+    if (argc < 2) die("%s", "usage: count BOOTSTRAP TOPIC");
+    char group[64];
+    snprintf(group, sizeof group, "kafka_mock-count-%d", (int)getpid());
+    rd_kafka_t *rk = consumer(argv[0], group);
+    int np = partitions(rk, argv[1]);
+    int64_t sum = 0;
+    for (int p = 0; p < np; p++) {
+        int64_t lo, hi;
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, argv[1], p, &lo, &hi, 10000);
+        if (e) die("watermarks: %s", rd_kafka_err2str(e));
+        sum += hi;
+    }
+    printf("%" PRId64 "\n", sum);
     rd_kafka_destroy(rk);
     return 0;
 }
@@ -367,6 +394,7 @@ int main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "serve") == 0) return serve(argc - 2, argv + 2);
     if (argc >= 2 && strcmp(argv[1], "produce") == 0) return produce(argc - 2, argv + 2);
     if (argc >= 2 && strcmp(argv[1], "consume") == 0) return consume(argc - 2, argv + 2);
+    if (argc >= 2 && strcmp(argv[1], "count") == 0) return count(argc - 2, argv + 2);
     if (argc >= 2 && strcmp(argv[1], "committed") == 0) return committed(argc - 2, argv + 2);
     if (argc >= 2 && strcmp(argv[1], "commit") == 0) return commit(argc - 2, argv + 2);
     fprintf(stderr, "usage: kafka_mock serve TOPIC:PARTITIONS... | produce | consume | committed | "

@@ -54,16 +54,24 @@ class Mock:
         return int(r.stdout.decode().strip())
 
     def consume(self, topic, timeout=60):
-        """Every message now on the topic: [(partition, offset, key bytes or None, value)]."""
+        """Every message now on the topic: [(partition, offset, key bytes or None, value,
+        timestamp ms)]."""
         r = inkt.run([TOOL, "consume", self.bootstrap, topic, str(timeout)], timeout=timeout + 30)
         if r.returncode != 0:
             raise RuntimeError("consume failed: " + r.stderr.decode()[-2000:])
         out = []
         for line in r.stdout.decode().splitlines():
-            p, o, k, v = line.split(" ")
+            p, o, ts, k, v = line.split(" ")
             key = None if k == "-" else (b"" if k == "=" else bytes.fromhex(k))
-            out.append((int(p), int(o), key, b"" if v == "=" else bytes.fromhex(v)))
+            out.append((int(p), int(o), key, b"" if v == "=" else bytes.fromhex(v), int(ts)))
         return out
+
+    def count(self, topic):
+        """Messages ever written to the topic (sum of its high-water marks)."""
+        r = inkt.run([TOOL, "count", self.bootstrap, topic], timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError("count failed: " + r.stderr.decode())
+        return int(r.stdout.decode().strip())
 
     def committed(self, group, topic):
         """{partition: committed offset} (negative: none)."""
