@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../transports/transport.h"
+#include "transport.h"
 
 /* ------------------------------------------------------------------ */
 /* Tables of the engine section and of the keys every node accepts     */
@@ -813,32 +813,34 @@ out:
     free(next);
 }
 
-/* A router source's reply_from names an operator fed (transitively) by it. */
+/* A request/reply source's reply_from (its type's reply_from hook) names an
+ * operator fed (transitively) by it. */
 static void check_reply_from(struct loader *L, const struct edges *e)
 {
     struct ink_config *cfg = L->cfg;
     for (int i = 0; i < cfg->nnodes; i++) {
         const struct ink_node_conf *nc = &cfg->nodes[i];
-        if (nc->type != &ink_src_zmq || !L->ok[i]) continue;
-        const struct ink_zmq_conf *z = nc->conf;
-        if (z->socket != INK_ZMQ_ROUTER || !z->reply_from) continue;
+        const struct ink_source_type *st = ink_source_of(nc->type);
+        if (!st || !st->reply_from || !L->ok[i]) continue;
+        const char *reply_from = st->reply_from(nc->conf);
+        if (!reply_from) continue;
         const struct ink__ynode *v = ink__ymap_get(L->ymap[i], "reply_from");
         int line = v ? v->line : nc->line, col = v ? v->col : nc->col;
-        int j = find_node(cfg, z->reply_from);
+        int j = find_node(cfg, reply_from);
         if (j < 0 || cfg->nodes[j].kind != INK_NODE_OPERATOR) {
-            const char *s = suggest_node(cfg, z->reply_from, 1u << INK_NODE_OPERATOR);
+            const char *s = suggest_node(cfg, reply_from, 1u << INK_NODE_OPERATOR);
             if (j >= 0)
                 ink__diag_add(L->d, line, col,
                               "sources.%s.reply_from: '%s' is %s %s; replies come from an operator",
-                              nc->name, z->reply_from, article(kind_words[cfg->nodes[j].kind]),
+                              nc->name, reply_from, article(kind_words[cfg->nodes[j].kind]),
                               kind_words[cfg->nodes[j].kind]);
             else if (s)
                 ink__diag_add(L->d, line, col,
                               "sources.%s.reply_from: unknown operator '%s' (did you mean '%s'?)",
-                              nc->name, z->reply_from, s);
+                              nc->name, reply_from, s);
             else
                 ink__diag_add(L->d, line, col, "sources.%s.reply_from: unknown operator '%s'",
-                              nc->name, z->reply_from);
+                              nc->name, reply_from);
             continue;
         }
         /* breadth-first from the source along the data flow */
@@ -865,7 +867,7 @@ static void check_reply_from(struct loader *L, const struct edges *e)
             ink__diag_add(L->d, line, col,
                           "sources.%s.reply_from: operator '%s' does not read from source '%s' "
                           "(directly or through other operators)",
-                          nc->name, z->reply_from, nc->name);
+                          nc->name, reply_from, nc->name);
     }
 }
 

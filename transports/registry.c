@@ -1,0 +1,20 @@
+/* The transports the loader knows (engine/transport.h): one line per source
+ * type and per sink type. */
+#include <stddef.h>
+
+#include "../engine/transport.h"
+
+extern const struct ink_source_type ink_source_zmq, ink_source_file;
+extern const struct ink_sink_type ink_sink_zmq, ink_sink_file;
+
+const struct ink_node_type *const ink_source_types[] = {
+    &ink_source_zmq.type,
+    &ink_source_file.type,
+    NULL,
+};
+
+const struct ink_node_type *const ink_sink_types[] = {
+    &ink_sink_zmq.type,
+    &ink_sink_file.type,
+    NULL,
+};
