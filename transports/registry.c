@@ -4,17 +4,19 @@
 
 #include "../engine/transport.h"
 
-extern const struct ink_source_type ink_source_zmq, ink_source_file;
-extern const struct ink_sink_type ink_sink_zmq, ink_sink_file;
+extern const struct ink_source_type ink_source_zmq, ink_source_file, ink_source_kafka;
+extern const struct ink_sink_type ink_sink_zmq, ink_sink_file, ink_sink_kafka;
 
 const struct ink_node_type *const ink_source_types[] = {
     &ink_source_zmq.type,
     &ink_source_file.type,
+    &ink_source_kafka.type,
     NULL,
 };
 
 const struct ink_node_type *const ink_sink_types[] = {
     &ink_sink_zmq.type,
     &ink_sink_file.type,
+    &ink_sink_kafka.type,
     NULL,
 };
