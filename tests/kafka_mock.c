@@ -25,7 +25,8 @@
  *   kafka_mock committed BOOTSTRAP GROUP TOPIC
  *       the group's committed offset of each partition: lines "partition offset".
  *   kafka_mock commit BOOTSTRAP GROUP TOPIC P:OFFSET...
- *       commit those offsets for the group (as a consumer outside the group).
+ *       commit those offsets for the group (joins it first, reads nothing; run
+ *       it while no other member is in the group).
  *
  * Mock limits (librdkafka 2.0.2): a partition keeps at most 5 MiB or 100,000
  * message sets and silently drops its oldest beyond that; transactions are not
@@ -251,6 +252,10 @@ static rd_kafka_t *consumer(const char *bootstrap, const char *group)
     set(conf, "group.id", group);
     set(conf, "enable.auto.commit", "false");
     set(conf, "isolation.level", "read_committed");
+    /* a member that is gone is noticed in seconds (the group's next
+     * rebalance waits for it) */
+    set(conf, "session.timeout.ms", "3000");
+    set(conf, "heartbeat.interval.ms", "500");
     return client(RD_KAFKA_CONSUMER, conf);
 }
 
@@ -373,6 +378,20 @@ static int commit(int argc, char **argv)
     if (argc < 4) die("%s", "usage: commit BOOTSTRAP GROUP TOPIC P:OFFSET...");
     rd_kafka_t *rk = consumer(argv[0], argv[1]);
     partitions(rk, argv[2]); /* the topic must exist */
+    /* join the group first: the mock refuses commits from a non-member */
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, argv[2], RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(rk, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    for (int i = 0; i < 300; i++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (m) rd_kafka_message_destroy(m); /* records are not read: only the assignment */
+        rd_kafka_topic_partition_list_t *a = NULL;
+        bool in = rd_kafka_assignment(rk, &a) == 0 && a->cnt > 0;
+        if (a) rd_kafka_topic_partition_list_destroy(a);
+        if (in) break;
+    }
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(argc - 3);
     for (int i = 3; i < argc; i++) {
         int p;
@@ -385,6 +404,7 @@ static int commit(int argc, char **argv)
     for (int i = 0; i < l->cnt; i++)
         if (l->elems[i].err) die("commit: %s", rd_kafka_err2str(l->elems[i].err));
     rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     return 0;
 }
