@@ -117,10 +117,12 @@ static const struct ink_param sink_params[] = {
 };
 
 /* Properties inkflow sets itself: a user value would break the guarantee. */
-static const char *const src_owned[] = {"enable.auto.commit", "enable.auto.offset.store",
-                                        "isolation.level", "group.id", "bootstrap.servers",
+static const char *const src_owned[] = {"enable.auto.commit",     "enable.auto.offset.store",
+                                        "isolation.level",        "group.id",
+                                        "bootstrap.servers",      "statistics.interval.ms",
                                         NULL};
-static const char *const sink_owned[] = {"enable.idempotence", "bootstrap.servers", NULL};
+static const char *const sink_owned[] = {"enable.idempotence", "bootstrap.servers",
+                                         "statistics.interval.ms", NULL};
 
 static int check_options(const struct ink_strmap *o, const struct ink_strmap *s,
                          const char *const *owned, struct ink_err *err)

@@ -126,5 +126,36 @@ inkt.check(row is not None and row["rejected"] == 50, "exit summary: feed reject
            % (row and row["rejected"]))
 if inkt.failures:
     print(err[-3000:])
+
+# configuration mistakes are caught before anything runs
+def bad_config(extra, name):
+    return inkt.write_config(d, """
+sources:
+  feed: {type: kafka, brokers: "%s", topic: [in, injson], group: g2, %s}
+sinks:
+  out: {type: file, path: x.jsonl, inputs: [feed]}
+""" % (mock.bootstrap, extra), name)
+
+
+for extra, want in [("options: {enable.auto.commit: true}",
+                     "options: 'enable.auto.commit' is set by inkflow"),
+                    ("format: csv", "format csv needs 'csv_header'"),
+                    ("options: {no.such.property: 1}", None)]:
+    path = bad_config(extra, "bad.yaml")
+    r = inkt.run([inkt.INKFLOW, "validate" if want else "run", path], timeout=60)
+    msg = r.stderr.decode()
+    if want:
+        inkt.check(r.returncode == 2 and want in msg, "refused: %s" % extra)
+    else:
+        inkt.check(r.returncode != 0 and "no.such.property" in msg,
+                   "unknown client property refused at open: %s" % msg.strip()[-160:])
+secret = os.path.join(d, "password")
+with open(secret, "w") as f:
+    f.write("hunter2\n")
+os.chmod(secret, 0o644)
+path = bad_config("secret_files: {sasl.password: password}", "secret.yaml")
+r = inkt.run([inkt.INKFLOW, "run", path], timeout=60)
+inkt.check(r.returncode != 0 and b"can be read by others" in r.stderr,
+           "a secret file readable by others is refused")
 mock.stop()
 inkt.finish()
