@@ -96,8 +96,7 @@ int main(int argc, char **argv)
                 }
                 rd_kafka_poll(p, 10);
             }
-            rd_kafka_poll(p, 0);
-            done++;
+            if (++done % 1000 == 0) rd_kafka_poll(p, 0); /* delivery reports, in batches */
         }
         rd_kafka_message_destroy(m);
     }
