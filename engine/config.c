@@ -8,7 +8,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,41 +168,6 @@ static const struct ink_param io_common_params[] = {
 /* ------------------------------------------------------------------ */
 /* Diagnostics                                                         */
 
-void ink__diag_add(struct ink_diags *d, int line, int col, const char *fmt, ...)
-{
-    if (d->n >= INK__DIAGS_MAX) return;
-    if (d->n == d->cap) {
-        int cap = d->cap ? 2 * d->cap : 16;
-        struct ink_diag *v = realloc(d->v, (size_t)cap * sizeof *v);
-        if (!v) return;
-        d->v = v;
-        d->cap = cap;
-    }
-    struct ink_diag *g = &d->v[d->n++];
-    g->line = line;
-    g->col = col;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g->msg, sizeof g->msg, fmt, ap);
-    va_end(ap);
-}
-
-void ink_diags_print(const struct ink_diags *d, const char *path, FILE *out)
-{
-    for (int i = 0; i < d->n; i++) {
-        if (d->v[i].line > 0)
-            fprintf(out, "%s:%d:%d: error: %s\n", path, d->v[i].line, d->v[i].col, d->v[i].msg);
-        else
-            fprintf(out, "%s: error: %s\n", path, d->v[i].msg);
-    }
-}
-
-void ink_diags_free(struct ink_diags *d)
-{
-    free(d->v);
-    memset(d, 0, sizeof *d);
-}
-
 /* Stable sort of the diagnostics appended since n0, by position. */
 static void diags_sort(struct ink_diags *d, int n0)
 {
@@ -222,11 +186,6 @@ static void diags_sort(struct ink_diags *d, int n0)
 /* ------------------------------------------------------------------ */
 /* Node types                                                          */
 
-#define MAX_OP_TYPES 128
-static pthread_mutex_t op_types_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct ink_node_type op_types[MAX_OP_TYPES];
-static const struct ink_op_vtable *op_types_vt[MAX_OP_TYPES];
-static int n_op_types;
 static const struct ink_op_vtable *const *test_ops;
 
 void ink__config_test_ops(const struct ink_op_vtable *const *ops)
@@ -242,35 +201,13 @@ const struct ink_op_vtable *ink__op_vtable_find(const char *name)
     return vt;
 }
 
-/* The node type of an operator, built once from its vtable. */
-static const struct ink_node_type *op_node_type(const struct ink_op_vtable *vt)
-{
-    const struct ink_node_type *nt = NULL;
-    pthread_mutex_lock(&op_types_mu);
-    for (int i = 0; i < n_op_types && !nt; i++)
-        if (op_types_vt[i] == vt) nt = &op_types[i];
-    if (!nt && n_op_types < MAX_OP_TYPES) {
-        op_types[n_op_types] = (struct ink_node_type){
-            .name = vt->name,
-            .kind = INK_NODE_OPERATOR,
-            .summary = vt->summary,
-            .params = vt->params,
-            .conf_size = vt->conf_size,
-            .check = vt->check,
-        };
-        op_types_vt[n_op_types] = vt;
-        nt = &op_types[n_op_types++];
-    }
-    pthread_mutex_unlock(&op_types_mu);
-    return nt;
-}
-
+/* An operator's node type is the head of its vtable (op.h). */
 const struct ink_node_type *ink_node_type_find(enum ink_node_kind kind, const char *name)
 {
     if (!name) return NULL;
     if (kind == INK_NODE_OPERATOR) {
         const struct ink_op_vtable *vt = ink__op_vtable_find(name);
-        return vt ? op_node_type(vt) : NULL;
+        return vt ? &vt->type : NULL;
     }
     const struct ink_node_type *const *types =
         kind == INK_NODE_SOURCE ? ink_source_types : ink_sink_types;
@@ -886,7 +823,7 @@ static void check_memory(struct loader *L)
     for (int i = 0; i < cfg->nnodes; i++) {
         const struct ink_node_conf *nc = &cfg->nodes[i];
         if (nc->kind != INK_NODE_OPERATOR || !L->ok[i]) continue;
-        const struct ink_op_vtable *vt = ink__op_vtable_find(nc->type->name);
+        const struct ink_op_vtable *vt = ink_op_of(nc->type);
         uint64_t b = vt && vt->mem_bound ? vt->mem_bound(nc->conf) : 0;
         b = sat_mul(b, nc->common.key_by ? (uint64_t)nc->common.max_keys : 1);
         uint64_t sb = vt && vt->scratch_bytes ? vt->scratch_bytes(nc->conf) : 0;
@@ -905,7 +842,7 @@ static void check_memory(struct loader *L)
     for (int i = 0; i < cfg->nnodes && off < sizeof msg; i++) {
         const struct ink_node_conf *nc = &cfg->nodes[i];
         if (nc->kind != INK_NODE_OPERATOR || !L->ok[i]) continue;
-        const struct ink_op_vtable *vt = ink__op_vtable_find(nc->type->name);
+        const struct ink_op_vtable *vt = ink_op_of(nc->type);
         uint64_t one = vt && vt->mem_bound ? vt->mem_bound(nc->conf) : 0;
         if (nc->common.key_by)
             off +=

@@ -13,7 +13,11 @@
 #include <time.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "graph.h"
+
+const double ink_lat_bounds[INK_LAT_NB] = {1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5,
+                                           1e-4, 2.5e-4, 1e-3, 1e-2, 0.1,    1.0};
 
 /* One node as last published by the main loop. */
 struct node_copy {
@@ -43,13 +47,6 @@ struct ink_metrics {
     double snap_wall, snap_duration;
     uint64_t snap_bytes, snap_count, snap_failed;
 };
-
-static double wall_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- rendering ------------------------------------------------------------ */
 
@@ -211,7 +208,8 @@ static void render(struct ink_metrics *m, struct ink_buf *b)
         if (m->nodes[i].extra.len) ink_buf_append(b, m->nodes[i].extra.p, m->nodes[i].extra.len);
     head(b, "inkflow_snapshot_age_seconds", "gauge",
          "seconds since the last snapshot (NaN: none yet)");
-    out(b, "inkflow_snapshot_age_seconds %.6f\n", m->snap_wall > 0 ? wall_s() - m->snap_wall : NAN);
+    out(b, "inkflow_snapshot_age_seconds %.6f\n",
+        m->snap_wall > 0 ? ink_wall() - m->snap_wall : NAN);
     head(b, "inkflow_snapshot_duration_seconds", "gauge", "time the last snapshot took");
     out(b, "inkflow_snapshot_duration_seconds %.9f\n", m->snap_duration);
     head(b, "inkflow_snapshot_bytes", "gauge", "size of the last snapshot file");

@@ -18,20 +18,11 @@
 #include <zmq.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "codec.h"
 #include "metrics.h"
 #include "rng.h"
 #include "snapshot.h"
-
-const double ink_lat_bounds[INK_LAT_NB] = {1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5,
-                                           1e-4, 2.5e-4, 1e-3, 1e-2, 0.1,    1.0};
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void ink__log(struct ink_node *n, const char *fmt, ...)
 {
@@ -117,7 +108,7 @@ static int deliver_op(struct ink_node *n, const struct ink_record *rec)
     }
     int rc;
     /* timed only when someone can read it (engine.http): two clock reads a call */
-    double t0 = n->g->metrics ? now_s() : 0;
+    double t0 = n->g->metrics ? ink_now() : 0;
     if (rec->flags & INK_HAS_OP) {
         if (!n->vt->query) {
             /* Not a request this operator answers: pass it on. */
@@ -129,7 +120,7 @@ static int deliver_op(struct ink_node *n, const struct ink_record *rec)
         rc = n->vt->process(st, rec, &n->emitter, &err);
     }
     if (n->g->metrics) { /* latency of the call, downstream dispatch included */
-        double dt = now_s() - t0;
+        double dt = ink_now() - t0;
         int b = 0;
         while (b < INK_LAT_NB && dt > ink_lat_bounds[b]) b++;
         n->lat[b]++;
@@ -151,6 +142,24 @@ static int deliver(struct ink_node *to, const struct ink_record *rec)
     int rc = to->snk->write(to, rec);
     if (rc == 0) to->c.out++;
     return rc < 0 && rc != INK_EAGAIN ? rc : 0;
+}
+
+struct ink_limits ink__source_limits(const struct ink_node *n, uint64_t max_frame)
+{
+    const struct ink_engine_conf *e = &n->g->cfg->engine;
+    struct ink_limits l = INK_LIMITS_DEFAULT;
+    if (max_frame) l.max_frame = max_frame > UINT32_MAX ? UINT32_MAX : (uint32_t)max_frame;
+    if (e->max_dim > 0) l.max_dim = (uint32_t)e->max_dim;
+    if (e->max_depth > 0) l.max_depth = (uint32_t)e->max_depth;
+    if (e->max_record_bytes > 0) l.max_extra = (uint32_t)e->max_record_bytes;
+    return l;
+}
+
+struct ink_node *ink__node_find(struct ink_graph *g, const char *name)
+{
+    for (int i = 0; i < g->n; i++)
+        if (strcmp(g->nodes[i].name, name) == 0) return &g->nodes[i];
+    return NULL;
 }
 
 int ink__source_emit(struct ink_node *src, struct ink_record *rec)
@@ -428,8 +437,8 @@ int64_t ink__keyed_first(const struct ink_node *n)
 static int build_operator(struct ink_node *n, struct ink_err *err)
 {
     const struct ink_node_conf *nc = n->nc;
-    n->vt = ink_op_find(nc->type->name);
-    if (!n->vt) return ink_err_set(err, INK_EINVAL, "unknown operator type '%s'", nc->type->name);
+    n->vt = ink_op_of(nc->type);
+    if (!n->vt) return ink_err_set(err, INK_EINVAL, "'%s' is not an operator type", nc->type->name);
     n->emitter.emit = op_emit;
     n->emitter.ctx = n;
     size_t sb = n->vt->scratch_bytes ? n->vt->scratch_bytes(nc->conf) : 0;
@@ -480,7 +489,7 @@ static int build(struct ink_graph **out, const struct ink_config *cfg, const str
     if (!g) return ink_err_set(err, INK_ENOMEM, "out of memory");
     *out = g;
     g->cfg = cfg;
-    g->t0 = now_s();
+    g->t0 = ink_now();
     g->restoring = snap != NULL;
     openblas_set_num_threads((int)(cfg->engine.blas_threads > 0 ? cfg->engine.blas_threads : 1));
     g->reply_buf = calloc(1, sizeof *g->reply_buf);
@@ -545,7 +554,7 @@ static int build(struct ink_graph **out, const struct ink_config *cfg, const str
         int rc = ink_snapshot_apply(g, snap, err);
         if (rc) return rc;
     }
-    g->snap_last = now_s();
+    g->snap_last = ink_now();
     if (cfg->engine.snapshot.every_records > 0)
         g->snap_next_at = g->src_records + (uint64_t)cfg->engine.snapshot.every_records;
     return 0;
@@ -631,7 +640,7 @@ static void take_snapshot(struct ink_graph *g, const char *why)
     int rc = ink_snapshot_write(g, &err);
     if (rc) {
         g->snap_failed++;
-        g->snap_last = now_s(); /* retry at the next period, not at every record */
+        g->snap_last = ink_now(); /* retry at the next period, not at every record */
         fprintf(stderr, "inkflow: snapshot (%s) failed: %s; the previous one is kept\n", why,
                 err.msg);
     }
@@ -655,7 +664,7 @@ static void maybe_snapshot(struct ink_graph *g)
     if (!sc->set) return;
     if (sc->every_records > 0 && g->src_records >= g->snap_next_at)
         take_snapshot(g, "every_records");
-    else if (sc->every > 0 && now_s() - g->snap_last >= sc->every)
+    else if (sc->every > 0 && ink_now() - g->snap_last >= sc->every)
         take_snapshot(g, "every");
 }
 
@@ -695,7 +704,7 @@ int ink_graph_run(struct ink_graph *g)
     }
     int rc = 0;
     bool ended = false; /* every source ended (not a signal, not a failure) */
-    double last_flush = now_s();
+    double last_flush = ink_now();
     if (g->metrics) ink_metrics_publish_ready(g); /* sources open, restore done */
     while (!g->stop) {
         int npoll = 0, nready = 0, live = 0, timeout = 100;
@@ -752,7 +761,7 @@ int ink_graph_run(struct ink_graph *g)
             if (e) rc = e;
         }
         maybe_snapshot(g); /* time-based, also while sockets are idle */
-        double t = now_s();
+        double t = ink_now();
         if (t - last_flush > 0.1) {
             last_flush = t;
             for (int i = 0; i < g->n; i++)
@@ -783,7 +792,7 @@ static const char *kind_name(enum ink_node_kind k)
 
 void ink_graph_summary(const struct ink_graph *g, FILE *out)
 {
-    double el = now_s() - g->t0;
+    double el = ink_now() - g->t0;
     fprintf(out, "inkflow: summary after %.2f s\n", el);
     fprintf(out, "  %-20s %-8s %12s %12s %10s %10s  %s\n", "node", "kind", "in", "out", "rejected",
             "dropped", "");

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "codec.h"
 #include "graph.h"
 #include "path.h"
@@ -95,6 +96,7 @@ int ink_snapshot_path(const struct ink_config *cfg, char *buf, size_t n)
         return ink_err_set(NULL, INK_EINVAL, "no engine.snapshot");
     char dir[4096];
     const char *d = ink_path_resolve(cfg->base_dir, cfg->engine.snapshot.dir, dir, sizeof dir);
+    if (!d) return ink_err_set(NULL, INK_EINVAL, "engine.snapshot.dir: path too long");
     const char *base = strrchr(cfg->path, '/');
     base = base ? base + 1 : cfg->path;
     size_t bl = strlen(base);
@@ -201,20 +203,6 @@ static int pack_node(msgpack_packer *pk, struct ink_node *n, struct ink_err *err
     return 0;
 }
 
-static double wall_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int write_all(int fd, const uint8_t *p, size_t n)
 {
     while (n) {
@@ -269,7 +257,7 @@ static int commit_file(const char *path, const struct ink_buf *b, struct ink_err
 
 int ink_snapshot_write(struct ink_graph *g, struct ink_err *err)
 {
-    double t0 = mono_s();
+    double t0 = ink_now();
     char path[4096];
     if (ink_snapshot_path(g->cfg, path, sizeof path))
         return ink_err_set(err, INK_EINVAL, "no engine.snapshot");
@@ -281,7 +269,7 @@ int ink_snapshot_write(struct ink_graph *g, struct ink_err *err)
     if (ink_buf_append(b, hdr, sizeof hdr)) return ink_err_set(err, INK_ENOMEM, "out of memory");
     msgpack_packer pk;
     msgpack_packer_init(&pk, b, ink_buf_write);
-    double wall = wall_s();
+    double wall = ink_wall();
     msgpack_pack_map(&pk, 3);
     ink_pack_key(&pk, "wall");
     msgpack_pack_double(&pk, wall);
@@ -312,7 +300,7 @@ int ink_snapshot_write(struct ink_graph *g, struct ink_err *err)
         if (committed) committed(n);
     }
     g->snap_wall = wall;
-    g->snap_last = mono_s();
+    g->snap_last = ink_now();
     g->snap_duration = g->snap_last - t0;
     g->snap_bytes = b->len;
     g->snap_count++;

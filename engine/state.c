@@ -119,7 +119,7 @@ int ink_state_len(const msgpack_object *map, const char *key, size_t elem, size_
 static int get_bin(const msgpack_object *map, const char *key, void *out, size_t n, size_t elem,
                    struct ink_err *err)
 {
-    size_t have;
+    size_t have = 0; /* gcc -O3 cannot see that ink_state_len sets it when it returns 0 */
     int rc = ink_state_len(map, key, elem, &have, err);
     if (rc) return rc;
     if (have != n)

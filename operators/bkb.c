@@ -50,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../engine/path.h"
 #include "../engine/rng.h"
 #include "../engine/state.h"
 
@@ -1349,13 +1350,6 @@ static void bkb_fini(void *state)
     s->arena = NULL;
 }
 
-static int resolve_path(const char *base, const char *file, char *out, size_t cap)
-{
-    int n = (file[0] == '/' || !base || !base[0]) ? snprintf(out, cap, "%s", file)
-                                                  : snprintf(out, cap, "%s/%s", base, file);
-    return n < 0 || (size_t)n >= cap ? -1 : 0;
-}
-
 static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini,
                     struct ink_err *err)
 {
@@ -1367,7 +1361,7 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
     char path[4096];
     bool from_file = arms_dims(&c->arms, &A, &d) != 0;
     if (from_file) {
-        if (resolve_path(ini ? ini->base_dir : NULL, c->arms.file, path, sizeof path))
+        if (!ink_path_resolve(ini ? ini->base_dir : NULL, c->arms.file, path, sizeof path))
             return ink_err_set(err, INK_EINVAL, "arms.file: path too long");
         if ((rc = arms_file(path, NULL, &A, &d, c->arms.max_arms, c->arms.max_dim, err))) return rc;
     }
@@ -1647,6 +1641,7 @@ static void bkb_gauges(const void *state, struct ink_op_gauges *g)
 
 const struct ink_op_vtable ink_op_bkb = {
     .name = "bkb",
+    .kind = INK_NODE_OPERATOR,
     .summary = "budgeted kernelized bandit (BKB / batched BBKB): ask for arms, tell rewards",
     .params = bkb_params,
     .conf_size = sizeof(struct ink_bkb_conf),

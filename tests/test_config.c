@@ -11,6 +11,7 @@
 
 #include "../engine/config.h"
 #include "../engine/config_impl.h"
+#include "../engine/path.h"
 #include "../engine/rng.h"
 #include "../engine/transport.h"
 #include "../transports/file_io.h"
@@ -111,6 +112,7 @@ static int memop_check(const void *conf, struct ink_err *err)
 }
 static const struct ink_op_vtable memop = {
     .name = "testop_mem",
+    .kind = INK_NODE_OPERATOR,
     .summary = "test operator with a configurable memory bound",
     .params = memop_params,
     .conf_size = sizeof(struct memop_conf),
@@ -598,6 +600,7 @@ TEST(unknown_type_lists_the_registry)
         const struct ink_node_type *nt =
             ink_node_type_find(INK_NODE_OPERATOR, ink_operators[i]->name);
         CHECK(nt && nt->params == ink_operators[i]->params && nt->kind == INK_NODE_OPERATOR);
+        CHECK(nt == &ink_operators[i]->type && ink_op_of(nt) == ink_operators[i]);
         CHECK(nt == ink_node_type_find(INK_NODE_OPERATOR, ink_operators[i]->name));
     }
     CHECK(ink_node_type_find(INK_NODE_SOURCE, "passthrough") == NULL);
@@ -841,6 +844,22 @@ TEST(fuzz_mutations)
     }
     free(buf);
     printf("  fuzz: %d mutated configs, %d still valid\n", iters, loaded);
+}
+
+/* The one path resolver: config-relative paths, and what stays as given. */
+TEST(path_resolve)
+{
+    char b[16];
+    CHECK(!strcmp(ink_path_resolve("conf", "in.csv", b, sizeof b), "conf/in.csv"));
+    CHECK(!strcmp(ink_path_resolve("conf", "/abs/x", b, sizeof b), "/abs/x"));
+    CHECK(!strcmp(ink_path_resolve("conf", "-", b, sizeof b), "-"));
+    CHECK(!strcmp(ink_path_resolve(NULL, "in.csv", b, sizeof b), "in.csv"));
+    CHECK(!strcmp(ink_path_resolve("", "in.csv", b, sizeof b), "in.csv"));
+    CHECK(ink_path_resolve("conf", "in.csv", b, sizeof b) == b);
+    /* 15 characters fit in 16 bytes, 16 do not: refused, never cut short */
+    CHECK(ink_path_resolve("abcde", "123456789", b, sizeof b) != NULL);
+    CHECK(ink_path_resolve("abcde", "1234567890", b, sizeof b) == NULL);
+    CHECK(ink_path_resolve(NULL, "0123456789abcdef", b, sizeof b) == NULL);
 }
 
 int main(int argc, char **argv)

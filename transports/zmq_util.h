@@ -1,5 +1,6 @@
 /* ZeroMQ plumbing shared by the zmq source/sink and the send/recv/query
- * commands: socket set-up from a conf, and the end-of-stream exchange.
+ * commands: socket set-up from a conf with CURVE and the ZAP handler
+ * (zmq_sec.c), and the end-of-stream exchange (zmq_eos.c).
  *
  * End of stream (DESIGN.md "A stream's end is explicit"): libzmq 4.3.4 can
  * drop the last messages of a PUSH socket closed right after its last send
@@ -20,6 +21,7 @@
 #include <stdint.h>
 #include <zmq.h>
 
+#include "../engine/clock.h"
 #include "../engine/err.h"
 
 /* `socket:` indexes the node's own choices: sources pull/sub/router, sinks push/pub. */
@@ -109,7 +111,7 @@ struct ink_eos_seen {
 int ink_eos_handle(void *ctx, void *sock, zmq_msg_t *tag, uint64_t received,
                    struct ink_eos_seen *seen, int *fresh, struct ink_err *err);
 
-/* Monotonic seconds. */
-double ink_now(void);
+/* zmq_setsockopt of an int (zmq_sec.c, zmq_eos.c). */
+int ink__zmq_setint(void *s, int opt, int v);
 
 #endif
