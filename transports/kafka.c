@@ -26,9 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "../engine/clock.h"
 #include "../engine/codec.h"
 #include "../engine/graph.h"
 #include "../engine/path.h"
@@ -68,58 +68,103 @@ static const char *const keys[] = {"message", "payload", "none", NULL};
 
 #define BROKERS_HELP "bootstrap brokers, host:port[,host:port...] (librdkafka bootstrap.servers)"
 #define OPTIONS_HELP                                                                               \
-    "librdkafka client properties passed through, {name: value} (security.protocol, "            \
+    "librdkafka client properties passed through, {name: value} (security.protocol, "              \
     "sasl.mechanisms, ...); docs/kafka.md lists the ones inkflow sets itself"
 #define SECRETS_HELP                                                                               \
-    "client properties read from files, {name: path} (sasl.password: /run/secrets/kafka); the "  \
+    "client properties read from files, {name: path} (sasl.password: /run/secrets/kafka); the "    \
     "file must not be readable by group or others; relative to the config"
 
 static const struct ink_param src_params[] = {
-    {.name = "brokers", .type = INK_P_STRING, .offset = SOFF(brokers), .flags = INK_PF_REQUIRED,
+    {.name = "brokers",
+     .type = INK_P_STRING,
+     .offset = SOFF(brokers),
+     .flags = INK_PF_REQUIRED,
      .help = BROKERS_HELP},
-    {.name = "topic", .type = INK_P_STRINGS, .offset = SOFF(topic), .flags = INK_PF_REQUIRED,
-     .len_min = 1, .len_max = 64, .help = "topic to read, or a list of topics"},
-    {.name = "group", .type = INK_P_STRING, .offset = SOFF(group), .flags = INK_PF_REQUIRED,
+    {.name = "topic",
+     .type = INK_P_STRINGS,
+     .offset = SOFF(topic),
+     .flags = INK_PF_REQUIRED,
+     .len_min = 1,
+     .len_max = 64,
+     .help = "topic to read, or a list of topics"},
+    {.name = "group",
+     .type = INK_P_STRING,
+     .offset = SOFF(group),
+     .flags = INK_PF_REQUIRED,
      .help = "consumer group id (offsets are committed under it after each snapshot)"},
-    {.name = "key", .type = INK_P_ENUM, .offset = SOFF(key), .def = "message", .choices = keys,
+    {.name = "key",
+     .type = INK_P_ENUM,
+     .offset = SOFF(key),
+     .def = "message",
+     .choices = keys,
      .help = "the record's key: message (the Kafka message key; a message without one keeps "
              "the payload's), payload (the payload's key field), none"},
-    {.name = "format", .type = INK_P_ENUM, .offset = SOFF(format), .def = "msgpack",
-     .choices = formats, .help = "payload of each message: msgpack map, json object, csv line"},
-    {.name = "csv_header", .type = INK_P_STRING, .offset = SOFF(csv_header),
+    {.name = "format",
+     .type = INK_P_ENUM,
+     .offset = SOFF(format),
+     .def = "msgpack",
+     .choices = formats,
+     .help = "payload of each message: msgpack map, json object, csv line"},
+    {.name = "csv_header",
+     .type = INK_P_STRING,
+     .offset = SOFF(csv_header),
      .help = "format csv: the column names, as a CSV header line (t, key, y, arm; others are x)"},
-    {.name = "max_message_bytes", .type = INK_P_SIZE, .offset = SOFF(max_message_bytes),
-     .def = "64KiB", .min = 64, .max = 1073741824,
+    {.name = "max_message_bytes",
+     .type = INK_P_SIZE,
+     .offset = SOFF(max_message_bytes),
+     .def = "64KiB",
+     .min = 64,
+     .max = 1073741824,
      .help = "payloads larger than this are rejected (too_large) and counted"},
     {.name = "options", .type = INK_P_STRMAP, .offset = SOFF(options), .help = OPTIONS_HELP},
-    {.name = "secret_files", .type = INK_P_STRMAP, .offset = SOFF(secret_files),
+    {.name = "secret_files",
+     .type = INK_P_STRMAP,
+     .offset = SOFF(secret_files),
      .help = SECRETS_HELP},
     {0},
 };
 
 static const struct ink_param sink_params[] = {
-    {.name = "brokers", .type = INK_P_STRING, .offset = KOFF(brokers), .flags = INK_PF_REQUIRED,
+    {.name = "brokers",
+     .type = INK_P_STRING,
+     .offset = KOFF(brokers),
+     .flags = INK_PF_REQUIRED,
      .help = BROKERS_HELP},
-    {.name = "topic", .type = INK_P_STRING, .offset = KOFF(topic), .flags = INK_PF_REQUIRED,
+    {.name = "topic",
+     .type = INK_P_STRING,
+     .offset = KOFF(topic),
+     .flags = INK_PF_REQUIRED,
      .help = "topic to write; the partition comes from the record's key (murmur2, as the Java "
              "client), records without a key go to a random partition"},
-    {.name = "format", .type = INK_P_ENUM, .offset = KOFF(format), .def = "msgpack",
+    {.name = "format",
+     .type = INK_P_ENUM,
+     .offset = KOFF(format),
+     .def = "msgpack",
      .choices = formats,
      .help = "payload: msgpack map, json object, csv line (columns fixed by the first record)"},
-    {.name = "sync_timeout", .type = INK_P_DURATION, .offset = KOFF(sync_timeout), .def = "30s",
-     .min = 0.1, .max = 3600,
+    {.name = "sync_timeout",
+     .type = INK_P_DURATION,
+     .offset = KOFF(sync_timeout),
+     .def = "30s",
+     .min = 0.1,
+     .max = 3600,
      .help = "before a snapshot, how long to wait for every record to be acknowledged (the "
              "snapshot fails, and is retried at the next one, past it)"},
     {.name = "options", .type = INK_P_STRMAP, .offset = KOFF(options), .help = OPTIONS_HELP},
-    {.name = "secret_files", .type = INK_P_STRMAP, .offset = KOFF(secret_files),
+    {.name = "secret_files",
+     .type = INK_P_STRMAP,
+     .offset = KOFF(secret_files),
      .help = SECRETS_HELP},
     {0},
 };
 
 /* Properties inkflow sets itself: a user value would break the guarantee. */
-static const char *const src_owned[] = {"enable.auto.commit",     "enable.auto.offset.store",
-                                        "isolation.level",        "group.id",
-                                        "bootstrap.servers",      "statistics.interval.ms",
+static const char *const src_owned[] = {"enable.auto.commit",
+                                        "enable.auto.offset.store",
+                                        "isolation.level",
+                                        "group.id",
+                                        "bootstrap.servers",
+                                        "statistics.interval.ms",
                                         NULL};
 static const char *const sink_owned[] = {"enable.idempotence", "bootstrap.servers",
                                          "statistics.interval.ms", NULL};
@@ -164,13 +209,6 @@ static int sink_check(const void *conf, struct ink_err *err)
 
 /* ---- shared: client configuration, broker state --------------------------- */
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* What /ready says about a client: a broker connection is up (from the
  * statistics every second, or the all-brokers-down error at once). */
 struct kstate {
@@ -200,8 +238,8 @@ static int conf_secret(rd_kafka_conf_t *rc, const struct ink_node *n, const char
     if (fstat(fd, &st) == 0 && (st.st_mode & 077)) {
         close(fd);
         return ink_err_set(err, INK_EINVAL,
-                           "secret_files %s: %s can be read by others (mode %04o); chmod 600 it",
-                           k, p, (unsigned)(st.st_mode & 07777));
+                           "secret_files %s: %s can be read by others (mode %04o); chmod 600 it", k,
+                           p, (unsigned)(st.st_mode & 07777));
     }
     char v[4096];
     ssize_t len = read(fd, v, sizeof v - 1);
@@ -318,17 +356,6 @@ __attribute__((format(printf, 2, 3))) static void bprintf(struct ink_buf *b, con
     if (len > 0 && (size_t)len < sizeof line) ink_buf_append(b, line, (size_t)len);
 }
 
-static struct ink_limits limits(const struct ink_graph *g, uint64_t max_message_bytes)
-{
-    const struct ink_engine_conf *e = &g->cfg->engine;
-    struct ink_limits l = INK_LIMITS_DEFAULT;
-    l.max_frame = (uint32_t)max_message_bytes;
-    if (e->max_dim > 0) l.max_dim = (uint32_t)e->max_dim;
-    if (e->max_depth > 0) l.max_depth = (uint32_t)e->max_depth;
-    if (e->max_record_bytes > 0) l.max_extra = (uint32_t)e->max_record_bytes;
-    return l;
-}
-
 /* ---- source ------------------------------------------------------------- */
 
 /* One partition the source has read or was given by a snapshot. */
@@ -376,7 +403,8 @@ static struct kpart *part_of(struct ksrc *k, int ti, int32_t p)
         int np = p + 1;
         struct kpart *v = realloc(t->p, (size_t)np * sizeof *v);
         if (!v) return NULL;
-        for (int i = t->np; i < np; i++) v[i] = (struct kpart){.next = -1, .saved = -1, .committed = -1};
+        for (int i = t->np; i < np; i++)
+            v[i] = (struct kpart){.next = -1, .saved = -1, .committed = -1};
         t->p = v;
         t->np = np;
     }
@@ -452,8 +480,10 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t code,
     struct ksrc *k = n->impl;
     if (code && code != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         k->commit_failures++;
-        ink__log(n, "offset commit failed: %s (the snapshot holds the offsets; Kafka's committed "
-                    "offsets only lag behind)", rd_kafka_err2str(code));
+        ink__log(n,
+                 "offset commit failed: %s (the snapshot holds the offsets; Kafka's committed "
+                 "offsets only lag behind)",
+                 rd_kafka_err2str(code));
     }
     for (int i = 0; offs && i < offs->cnt; i++) {
         int ti = topic_index(k, offs->elems[i].topic);
@@ -469,7 +499,7 @@ static int ksrc_open(struct ink_node *n, struct ink_err *err)
     k->pipe[0] = k->pipe[1] = -1;
     k->c = n->nc->conf;
     k->last = -1;
-    struct ink_limits lim = limits(n->g, k->c->max_message_bytes);
+    struct ink_limits lim = ink__source_limits(n, k->c->max_message_bytes);
     if (ink_decoder_init(&k->dec, &lim)) return ink_err_set(err, INK_ENOMEM, "out of memory");
     if (k->c->format == KFMT_CSV) {
         int rc = ink_csv_header_parse(&k->hdr, k->c->csv_header, strlen(k->c->csv_header), err);
@@ -530,13 +560,6 @@ static int ksrc_pollitem(struct ink_node *n, struct ink_pollitem *pi)
     return 1;
 }
 
-static int64_t wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static enum ink_reject decode(struct ksrc *k, const rd_kafka_message_t *m, struct ink_record *rec)
 {
     if (m->len > k->dec.lim.max_frame) {
@@ -585,7 +608,7 @@ static int handle_message(struct ink_node *n, struct ksrc *k, const rd_kafka_mes
     }
     if (!(rec.flags & INK_HAS_T)) {
         int64_t ms = rd_kafka_message_timestamp(m, NULL);
-        rec.t = ms >= 0 ? ms * 1000000LL : wall_ns();
+        rec.t = ms >= 0 ? ms * 1000000LL : ink_wall_ns();
         rec.flags |= INK_HAS_T;
     }
     ink_record_add_i64(&rec, "kafka_partition", m->partition);
@@ -682,12 +705,14 @@ static int check_topics(struct ink_node *n, struct ksrc *k, struct ink_err *err)
         rd_kafka_resp_err_t e = rd_kafka_metadata(k->rk, 0, rkt, &md, 10000);
         rd_kafka_topic_destroy(rkt);
         if (e) {
-            ink__log(n, "could not check topic %s before restoring (%s); its partitions will be "
-                        "sought to the snapshot's offsets when assigned",
+            ink__log(n,
+                     "could not check topic %s before restoring (%s); its partitions will be "
+                     "sought to the snapshot's offsets when assigned",
                      k->t[i].name, rd_kafka_err2str(e));
             continue;
         }
-        rd_kafka_resp_err_t te = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+        rd_kafka_resp_err_t te =
+            md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
         int have = md->topic_cnt == 1 ? md->topics[0].partition_cnt : 0;
         rd_kafka_metadata_destroy(md);
         if (te == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || (!te && have == 0))
@@ -697,8 +722,9 @@ static int check_topics(struct ink_node *n, struct ksrc *k, struct ink_err *err)
                                "was read; the snapshot is untouched)",
                                k->t[i].name, k->c->brokers, need);
         if (te)
-            return ink_err_set(err, INK_ESTATE, "topic '%s': %s: cannot check the snapshot's "
-                                                "partitions",
+            return ink_err_set(err, INK_ESTATE,
+                               "topic '%s': %s: cannot check the snapshot's "
+                               "partitions",
                                k->t[i].name, rd_kafka_err2str(te));
         if (have < need)
             return ink_err_set(err, INK_ESTATE,
@@ -729,8 +755,9 @@ static int ksrc_restore(struct ink_node *n, const msgpack_object *pos, struct in
         name[s->size] = '\0';
         int ti = topic_index(k, name);
         if (ti < 0)
-            return ink_err_set(err, INK_ESTATE, "the snapshot holds offsets of topic '%s', which "
-                                                "this source does not read",
+            return ink_err_set(err, INK_ESTATE,
+                               "the snapshot holds offsets of topic '%s', which "
+                               "this source does not read",
                                name);
         uint64_t p = e->via.array.ptr[1].via.u64, off = e->via.array.ptr[2].via.u64;
         struct kpart *kp = p <= INT32_MAX && off <= INT64_MAX ? part_of(k, ti, (int32_t)p) : NULL;
@@ -771,46 +798,45 @@ static void ksrc_metrics(struct ink_node *n, struct ink_buf *out)
     struct ksrc *k = n->impl;
     char l[512];
     bprintf(out, "# HELP inkflow_kafka_consumer_lag records between the source's position "
-                        "and the partition's end (high-water mark)\n"
-                        "# TYPE inkflow_kafka_consumer_lag gauge\n");
+                 "and the partition's end (high-water mark)\n"
+                 "# TYPE inkflow_kafka_consumer_lag gauge\n");
     for (int i = 0; i < k->nt; i++)
         for (int p = 0; p < k->t[i].np; p++) {
             struct kpart *kp = &k->t[i].p[p];
             int64_t lo = -1, hi = -1;
-            if (!kp->assigned ||
-                rd_kafka_get_watermark_offsets(k->rk, k->t[i].name, p, &lo, &hi) || hi < 0)
+            if (!kp->assigned || rd_kafka_get_watermark_offsets(k->rk, k->t[i].name, p, &lo, &hi) ||
+                hi < 0)
                 continue;
             label(l, sizeof l, n, k->t[i].name, p);
             int64_t at = kp->next >= 0 ? kp->next : lo;
-            bprintf(out, "inkflow_kafka_consumer_lag{%s} %" PRId64 "\n", l,
-                           hi > at ? hi - at : 0);
+            bprintf(out, "inkflow_kafka_consumer_lag{%s} %" PRId64 "\n", l, hi > at ? hi - at : 0);
         }
     bprintf(out, "# HELP inkflow_kafka_uncommitted_offsets the last snapshot's offset "
-                        "minus the offset committed to Kafka (commits follow snapshots)\n"
-                        "# TYPE inkflow_kafka_uncommitted_offsets gauge\n");
+                 "minus the offset committed to Kafka (commits follow snapshots)\n"
+                 "# TYPE inkflow_kafka_uncommitted_offsets gauge\n");
     for (int i = 0; i < k->nt; i++)
         for (int p = 0; p < k->t[i].np; p++) {
             struct kpart *kp = &k->t[i].p[p];
             if (kp->saved < 0) continue;
             label(l, sizeof l, n, k->t[i].name, p);
             bprintf(out, "inkflow_kafka_uncommitted_offsets{%s} %" PRId64 "\n", l,
-                           kp->saved - (kp->committed >= 0 ? kp->committed : 0));
+                    kp->saved - (kp->committed >= 0 ? kp->committed : 0));
         }
     bprintf(out,
-                   "# HELP inkflow_kafka_rebalances_total group rebalances (assign and revoke)\n"
-                   "# TYPE inkflow_kafka_rebalances_total counter\n"
-                   "inkflow_kafka_rebalances_total{node=\"%s\"} %" PRIu64 "\n"
-                   "# HELP inkflow_kafka_commit_failures_total offset commits Kafka refused\n"
-                   "# TYPE inkflow_kafka_commit_failures_total counter\n"
-                   "inkflow_kafka_commit_failures_total{node=\"%s\"} %" PRIu64 "\n"
-                   "# HELP inkflow_kafka_consumer_errors_total errors the consumer reported\n"
-                   "# TYPE inkflow_kafka_consumer_errors_total counter\n"
-                   "inkflow_kafka_consumer_errors_total{node=\"%s\"} %" PRIu64 "\n"
-                   "# HELP inkflow_kafka_consumer_broker_up 1 while a broker connection is up\n"
-                   "# TYPE inkflow_kafka_consumer_broker_up gauge\n"
-                   "inkflow_kafka_consumer_broker_up{node=\"%s\"} %d\n",
-                   n->name, k->rebalances, n->name, k->commit_failures, n->name,
-                   k->consumer_errors + k->st.errors, n->name, k->st.up ? 1 : 0);
+            "# HELP inkflow_kafka_rebalances_total group rebalances (assign and revoke)\n"
+            "# TYPE inkflow_kafka_rebalances_total counter\n"
+            "inkflow_kafka_rebalances_total{node=\"%s\"} %" PRIu64 "\n"
+            "# HELP inkflow_kafka_commit_failures_total offset commits Kafka refused\n"
+            "# TYPE inkflow_kafka_commit_failures_total counter\n"
+            "inkflow_kafka_commit_failures_total{node=\"%s\"} %" PRIu64 "\n"
+            "# HELP inkflow_kafka_consumer_errors_total errors the consumer reported\n"
+            "# TYPE inkflow_kafka_consumer_errors_total counter\n"
+            "inkflow_kafka_consumer_errors_total{node=\"%s\"} %" PRIu64 "\n"
+            "# HELP inkflow_kafka_consumer_broker_up 1 while a broker connection is up\n"
+            "# TYPE inkflow_kafka_consumer_broker_up gauge\n"
+            "inkflow_kafka_consumer_broker_up{node=\"%s\"} %d\n",
+            n->name, k->rebalances, n->name, k->commit_failures, n->name,
+            k->consumer_errors + k->st.errors, n->name, k->st.up ? 1 : 0);
 }
 
 static void ksrc_close(struct ink_node *n)
@@ -933,7 +959,8 @@ static int encode(struct ksnk *k, const struct ink_record *rec)
     default:
         return ink_encode_msgpack(rec, 0, &k->buf);
     }
-    while (!rc && k->buf.len && (k->buf.p[k->buf.len - 1] == '\n' || k->buf.p[k->buf.len - 1] == '\r'))
+    while (!rc && k->buf.len &&
+           (k->buf.p[k->buf.len - 1] == '\n' || k->buf.p[k->buf.len - 1] == '\r'))
         k->buf.len--; /* one message is one line: no terminator */
     return rc;
 }
@@ -962,7 +989,7 @@ static int ksnk_write(struct ink_node *n, const struct ink_record *rec)
          * acknowledgements (backpressure), but not past the grace period
          * once a stop was requested. */
         if (n->g->stop) {
-            double t = mono();
+            double t = ink_now();
             if (k->stop_deadline == 0) k->stop_deadline = t + n->g->cfg->engine.grace;
             if (t > k->stop_deadline) {
                 n->c.dropped++;
@@ -1002,8 +1029,8 @@ static void ksnk_finish(struct ink_node *n)
     struct ksnk *k = n->impl;
     double grace = n->g->cfg->engine.grace;
     if (rd_kafka_flush(k->rk, (int)(grace * 1000)))
-        ink__log(n, "%d record(s) not acknowledged within %g s at the end", rd_kafka_outq_len(k->rk),
-                 grace);
+        ink__log(n, "%d record(s) not acknowledged within %g s at the end",
+                 rd_kafka_outq_len(k->rk), grace);
 }
 
 static bool ksnk_ready(struct ink_node *n, char *why, size_t len)
@@ -1016,22 +1043,22 @@ static void ksnk_metrics(struct ink_node *n, struct ink_buf *out)
 {
     struct ksnk *k = n->impl;
     bprintf(out,
-                   "# HELP inkflow_kafka_produced_total records the brokers acknowledged\n"
-                   "# TYPE inkflow_kafka_produced_total counter\n"
-                   "inkflow_kafka_produced_total{node=\"%s\"} %" PRIu64 "\n"
-                   "# HELP inkflow_kafka_produce_errors_total records that could not be "
-                   "delivered (logged)\n"
-                   "# TYPE inkflow_kafka_produce_errors_total counter\n"
-                   "inkflow_kafka_produce_errors_total{node=\"%s\"} %" PRIu64 "\n"
-                   "# HELP inkflow_kafka_producer_queue records and requests waiting for the "
-                   "brokers\n"
-                   "# TYPE inkflow_kafka_producer_queue gauge\n"
-                   "inkflow_kafka_producer_queue{node=\"%s\"} %d\n"
-                   "# HELP inkflow_kafka_producer_broker_up 1 while a broker connection is up\n"
-                   "# TYPE inkflow_kafka_producer_broker_up gauge\n"
-                   "inkflow_kafka_producer_broker_up{node=\"%s\"} %d\n",
-                   n->name, k->delivered, n->name, k->failed, n->name,
-                   k->rk ? rd_kafka_outq_len(k->rk) : 0, n->name, k->st.up ? 1 : 0);
+            "# HELP inkflow_kafka_produced_total records the brokers acknowledged\n"
+            "# TYPE inkflow_kafka_produced_total counter\n"
+            "inkflow_kafka_produced_total{node=\"%s\"} %" PRIu64 "\n"
+            "# HELP inkflow_kafka_produce_errors_total records that could not be "
+            "delivered (logged)\n"
+            "# TYPE inkflow_kafka_produce_errors_total counter\n"
+            "inkflow_kafka_produce_errors_total{node=\"%s\"} %" PRIu64 "\n"
+            "# HELP inkflow_kafka_producer_queue records and requests waiting for the "
+            "brokers\n"
+            "# TYPE inkflow_kafka_producer_queue gauge\n"
+            "inkflow_kafka_producer_queue{node=\"%s\"} %d\n"
+            "# HELP inkflow_kafka_producer_broker_up 1 while a broker connection is up\n"
+            "# TYPE inkflow_kafka_producer_broker_up gauge\n"
+            "inkflow_kafka_producer_broker_up{node=\"%s\"} %d\n",
+            n->name, k->delivered, n->name, k->failed, n->name,
+            k->rk ? rd_kafka_outq_len(k->rk) : 0, n->name, k->st.up ? 1 : 0);
 }
 
 static void ksnk_close(struct ink_node *n)
