@@ -296,11 +296,14 @@ static int consume(int argc, char **argv)
     int left = 0;
     for (int p = 0; p < np; p++) {
         int64_t lo;
-        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, argv[1], p, &lo, &hi[p], 10000);
+        rd_kafka_resp_err_t e =
+            rd_kafka_query_watermark_offsets(rk, argv[1], p, &lo, &hi[p], 10000);
         if (e) die("watermarks: %s", rd_kafka_err2str(e));
         rd_kafka_topic_partition_list_add(l, argv[1], p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-        if (hi[p] > lo) left++;
-        else hi[p] = -1;
+        if (hi[p] > lo)
+            left++;
+        else
+            hi[p] = -1;
     }
     rd_kafka_assign(rk, l);
     rd_kafka_topic_partition_list_destroy(l);
@@ -396,7 +399,8 @@ static int commit(int argc, char **argv)
     for (int i = 3; i < argc; i++) {
         int p;
         long long off;
-        if (sscanf(argv[i], "%d:%lld", &p, &off) != 2) die("bad offset '%s' (want P:OFFSET)", argv[i]);
+        if (sscanf(argv[i], "%d:%lld", &p, &off) != 2)
+            die("bad offset '%s' (want P:OFFSET)", argv[i]);
         rd_kafka_topic_partition_list_add(l, argv[2], p)->offset = off;
     }
     rd_kafka_resp_err_t e = rd_kafka_commit(rk, l, 0);
