@@ -6,7 +6,8 @@
   node, the graph waits with its state (the process stays up, nothing is lost);
   the broker comes back: /ready is 200 again, the records produced since come
   through, every record exactly once.
-- a json-format topic: good lines decoded, bad ones rejected and counted.
+- json and csv topics: good lines decoded, bad ones rejected and counted; kafka
+  sinks in json and csv write one record per message, keyed by the record's key.
 """
 import json
 import os
@@ -19,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import inkkafka  # noqa: E402
 import inkt  # noqa: E402
 
-mock = inkkafka.Mock({"in": 2, "injson": 2})
+mock = inkkafka.Mock({"in": 2, "injson": 2, "incsv": 2, "outjson": 2, "outcsv": 2})
 d = inkt.tmpdir()
 os.makedirs(os.path.join(d, "snap"))
 port = inkt.free_port()
@@ -43,12 +44,22 @@ sources:
     format: json
     options: {session.timeout.ms: 3000, heartbeat.interval.ms: 500,
               reconnect.backoff.max.ms: 500}
+  cs:
+    type: kafka
+    brokers: "%s"
+    topic: incsv
+    group: g
+    format: csv
+    csv_header: "key,x0,y"
+    options: {session.timeout.ms: 3000, heartbeat.interval.ms: 500}
 operators:
   pass: {type: passthrough, inputs: [feed]}
 sinks:
   out: {type: file, path: out.jsonl, inputs: [pass]}
   outjs: {type: file, path: outjs.jsonl, inputs: [js]}
-""" % (port, mock.bootstrap, mock.bootstrap))
+  kjs: {type: kafka, brokers: "%s", topic: outjson, format: json, inputs: [js]}
+  kcsv: {type: kafka, brokers: "%s", topic: outcsv, format: csv, inputs: [cs]}
+""" % (port, mock.bootstrap, mock.bootstrap, mock.bootstrap, mock.bootstrap, mock.bootstrap))
 out = os.path.join(d, "out.jsonl")
 
 
@@ -84,6 +95,8 @@ bad = [b"not msgpack \xc1", b"\x93\x01\x02\x03", b"", b"\x81\xa1x\xa3abc", b"\xd
 mock.produce("in", lines=bad)
 js = ['{"x": [%d], "y": 1.5}' % i for i in range(50)] + ['{"x": [1]', 'nan', '{"x": "a"}']
 mock.produce("injson", lines=js)
+csv = ["s%d,%d.5,%d" % (i % 3, i, i) for i in range(40)] + ["s1,abc,1", "s1,2"]
+mock.produce("incsv", lines=csv)
 
 p = inkt.start([inkt.INKFLOW, "run", cfg])
 inkt.check(inkt.wait_for(lambda: lines() >= 300 and rejected(get("/metrics")[1], "feed") >= 50,
@@ -92,6 +105,18 @@ m = get("/metrics")[1]
 inkt.check(rejected(m, "feed") == 50, "rejected on /metrics: %d of 50" % rejected(m, "feed"))
 inkt.check(inkt.wait_for(lambda: lines(os.path.join(d, "outjs.jsonl")) >= 50, timeout=30) and
            rejected(get("/metrics")[1], "js") == 3, "json topic: 50 records, 3 rejected")
+inkt.check(inkt.wait_for(lambda: mock.count("outjson") >= 50 and mock.count("outcsv") >= 40,
+                         timeout=30) and rejected(get("/metrics")[1], "cs") == 2,
+           "csv topic: 40 records, 2 rejected; json and csv sinks wrote them")
+kj = [json.loads(v) for _, _, _, v, _ in mock.consume("outjson")]
+inkt.check(len(kj) == 50 and sorted(r["x"][0] for r in kj) == list(range(50)) and
+           all(r["y"] == 1.5 and "kafka_offset" in r for r in kj),
+           "json sink: one JSON object per message, source position included")
+kc = [(k, v.decode()) for _, _, k, v, _ in mock.consume("outcsv")]
+want = {"s%d,%d.5,%d" % (i % 3, i, i) for i in range(40)}
+got = {",".join(v.split(",")[1:4]) for _, v in kc}
+inkt.check(len(kc) == 40 and got == want and all(k == v.split(",")[1].encode() for k, v in kc),
+           "csv sink: one row per message (t,key,x0,y,...), keyed by the record's key")
 inkt.check(inkt.wait_for(lambda: get("/ready")[0] == 200, timeout=30), "/ready 200 with the broker up")
 
 # the broker goes away
