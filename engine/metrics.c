@@ -273,7 +273,20 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     struct ink_metrics *m = cls;
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return text_reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET only\n");
-    if (strcmp(url, "/health") == 0) return text_reply(c, MHD_HTTP_OK, "ok\n");
+    if (strcmp(url, "/health") == 0) {
+        /* alive: 200 even while a transport waits (a broker away); a restart
+         * would not bring the broker back, but the operator should see why
+         * nothing moves */
+        char msg[2048] = "ok\n";
+        size_t off = 3;
+        pthread_mutex_lock(&m->mu);
+        for (int i = 0; i < m->n && off < sizeof msg; i++)
+            if (m->nodes[i].not_ready)
+                off += (size_t)snprintf(msg + off, sizeof msg - off, "waiting: %s: %s\n",
+                                        m->names[i], m->nodes[i].why);
+        pthread_mutex_unlock(&m->mu);
+        return text_reply(c, MHD_HTTP_OK, msg);
+    }
     if (strcmp(url, "/ready") == 0) {
         char msg[2048] = "not ready\n";
         pthread_mutex_lock(&m->mu);

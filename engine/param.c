@@ -385,9 +385,96 @@ static void free_value(const struct ink_param *p, void *field)
     case INK_P_OBJECT:
         ink_params_free(p->sub, field);
         break;
+    case INK_P_STRINGS: {
+        struct ink_strings *l = field;
+        for (int i = 0; i < l->n; i++) free(l->v[i]);
+        free(l->v);
+        l->v = NULL;
+        l->n = 0;
+        break;
+    }
+    case INK_P_STRMAP: {
+        struct ink_strmap *m = field;
+        for (int i = 0; i < m->n; i++) {
+            free(m->key[i]);
+            free(m->val[i]);
+        }
+        free(m->key);
+        free(m->val);
+        m->key = m->val = NULL;
+        m->n = 0;
+        break;
+    }
     default:
         break;
     }
+}
+
+/* A list of strings (a scalar is a list of one). */
+static bool parse_strings(struct ink_diags *d, const char *path, const struct ink_param *p,
+                          const struct ink__ynode *n, struct ink_strings *out)
+{
+    if (n->kind == INK__Y_MAP) {
+        ink__diag_add(d, n->line, n->col, "%s: expected a string or a list of strings, got a map",
+                      path);
+        return false;
+    }
+    int cnt = n->kind == INK__Y_SEQ ? n->n : 1;
+    if ((p->len_min || p->len_max) && (cnt < p->len_min || (p->len_max && cnt > p->len_max))) {
+        ink__diag_add(d, n->line, n->col, "%s: %d strings given, expected %d to %d", path, cnt,
+                      p->len_min, p->len_max ? p->len_max : INT32_MAX);
+        return false;
+    }
+    struct ink_strings l = {calloc((size_t)(cnt ? cnt : 1), sizeof(char *)), 0};
+    if (!l.v) return false;
+    bool ok = true;
+    for (int i = 0; i < cnt && ok; i++) {
+        const struct ink__ynode *e = n->kind == INK__Y_SEQ ? n->v[i] : n;
+        char ep[600];
+        snprintf(ep, sizeof ep, "%s[%d]", path, i);
+        ok = want_scalar(d, n->kind == INK__Y_SEQ ? ep : path, e, "a string") &&
+             (l.v[l.n] = strdup(e->s)) != NULL;
+        if (ok) l.n++;
+    }
+    if (!ok) {
+        free_value(p, &l);
+        return false;
+    }
+    *out = l;
+    return true;
+}
+
+/* A map of names to scalars, as written (no type conversion). */
+static bool parse_strmap(struct ink_diags *d, const char *path, const struct ink_param *p,
+                         const struct ink__ynode *n, struct ink_strmap *out)
+{
+    if (n->kind != INK__Y_MAP) {
+        ink__diag_add(d, n->line, n->col, "%s: expected a map of names to values, got %s", path,
+                      kind_name(n));
+        return false;
+    }
+    int cnt = n->n / 2;
+    struct ink_strmap m = {calloc((size_t)(cnt ? cnt : 1), sizeof(char *)),
+                           calloc((size_t)(cnt ? cnt : 1), sizeof(char *)), 0};
+    bool ok = m.key && m.val;
+    for (int i = 0; i < cnt && ok; i++) {
+        const struct ink__ynode *k = n->v[2 * i], *v = n->v[2 * i + 1];
+        char ep[600];
+        snprintf(ep, sizeof ep, "%s.%s", path, k->s ? k->s : "?");
+        ok = want_scalar(d, path, k, "a name") && want_scalar(d, ep, v, "a scalar value");
+        if (ok) {
+            m.key[m.n] = strdup(k->s);
+            m.val[m.n] = strdup(v->s);
+            ok = m.key[m.n] && m.val[m.n];
+            m.n++; /* free_value releases what was copied, also on failure */
+        }
+    }
+    if (!ok) {
+        free_value(p, &m);
+        return false;
+    }
+    *out = m;
+    return true;
 }
 
 #define MAX_LIST_NUMBERS (1 << 22)
@@ -561,6 +648,20 @@ static bool parse_value(struct ink_diags *d, const char *path, const struct ink_
         int errs = ink__params_parse_map(d, path, n, &tab, 1, NULL, n->line, n->col);
         *(bool *)field = true;
         return errs == 0;
+    }
+    case INK_P_STRINGS: {
+        struct ink_strings l;
+        if (!parse_strings(d, path, p, n, &l)) return false;
+        free_value(p, field);
+        *(struct ink_strings *)field = l;
+        return true;
+    }
+    case INK_P_STRMAP: {
+        struct ink_strmap m;
+        if (!parse_strmap(d, path, p, n, &m)) return false;
+        free_value(p, field);
+        *(struct ink_strmap *)field = m;
+        return true;
     }
     }
     return false;

@@ -34,6 +34,8 @@ struct memop_conf {
         int type;
         double sigma;
     } kernel;
+    struct ink_strings names;
+    struct ink_strmap props;
 };
 
 static const char *const memop_kernels[] = {"gaussian", "laplacian", NULL};
@@ -86,6 +88,16 @@ static const struct ink_param memop_params[] = {
      .offset = offsetof(struct memop_conf, kernel),
      .sub = memop_kernel_params,
      .help = "kernel"},
+    {.name = "names",
+     .type = INK_P_STRINGS,
+     .offset = offsetof(struct memop_conf, names),
+     .len_min = 1,
+     .len_max = 3,
+     .help = "a string or a list of strings"},
+    {.name = "props",
+     .type = INK_P_STRMAP,
+     .offset = offsetof(struct memop_conf, props),
+     .help = "names to values, as written"},
     {0},
 };
 static size_t memop_bound(const void *conf)
@@ -343,6 +355,8 @@ TEST(defaults_and_object_unset)
     memset(&c, 0xff, sizeof c);
     memset(&c.weights, 0, sizeof c.weights);
     memset(&c.arms, 0, sizeof c.arms);
+    memset(&c.names, 0, sizeof c.names);
+    memset(&c.props, 0, sizeof c.props);
     struct ink_err err = {0};
     CHECK(ink_params_defaults(memop_params, &c, &err) == 0);
     CHECK(c.bytes == 1048576);
@@ -519,6 +533,15 @@ TEST(lists_and_ranges)
          "operators.m.kernel.type: unknown value 'gaussain' (did you mean 'gaussian'?)"},
         {"kernel: gaussian", "operators.m.kernel: expected a map of keys, got a plain scalar"},
         {"bytes: 1e16", "operators.m.bytes: 1e16 is out of range (must be in [0B, 909.49TiB])"},
+        {"names: a", NULL},
+        {"names: [a, \"b,c\", 3]", NULL},
+        {"names: []", "operators.m.names: 0 strings given, expected 1 to 3"},
+        {"names: [a, [b]]", "operators.m.names[1]: expected a string, got a list"},
+        {"names: {a: b}", "operators.m.names: expected a string or a list of strings, got a map"},
+        {"props: {}", NULL},
+        {"props: {sasl.mechanisms: PLAIN, linger.ms: 5, \"x.y\": \"a b\"}", NULL},
+        {"props: [a]", "operators.m.props: expected a map of names to values, got a list"},
+        {"props: {a: [1]}", "operators.m.props.a: expected a scalar value, got a list"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char buf[1024];
@@ -535,6 +558,28 @@ TEST(lists_and_ranges)
         }
         ink_diags_free(&d);
     }
+}
+
+/* Strings and name/value maps keep what was written, in order. */
+TEST(strings_and_maps)
+{
+    static const char y[] = "sources: {in: {type: file, path: x.csv}}\n"
+                            "operators: {m: {type: testop_mem, inputs: [in], names: [a, \"b,c\"],\n"
+                            "   props: {linger.ms: 5, sasl.password: \"p: w\"}}}\n"
+                            "sinks: {out: {type: file, path: \"-\", inputs: [m]}}\n";
+    struct ink_config cfg;
+    struct ink_diags d = {0};
+    REQUIRE(ink_config_load_buf("s.yaml", y, sizeof y - 1, &cfg, &d) == 0);
+    const struct memop_conf *c = NULL;
+    for (int i = 0; i < cfg.nnodes; i++)
+        if (!strcmp(cfg.nodes[i].name, "m")) c = cfg.nodes[i].conf;
+    REQUIRE(c != NULL);
+    CHECK(c->names.n == 2 && !strcmp(c->names.v[0], "a") && !strcmp(c->names.v[1], "b,c"));
+    CHECK(c->props.n == 2 && !strcmp(c->props.key[0], "linger.ms") &&
+          !strcmp(c->props.val[0], "5") && !strcmp(c->props.key[1], "sasl.password") &&
+          !strcmp(c->props.val[1], "p: w"));
+    ink_config_free(&cfg);
+    ink_diags_free(&d);
 }
 
 TEST(unknown_type_lists_the_registry)
