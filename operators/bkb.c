@@ -30,6 +30,8 @@
  *                               replies `pulls`, `dict`, `beta`, `round`.
  *                               Unknown or not-pending arms: INK_EINVAL.
  *      {"op": "predict", "arm": i}  read-only: posterior `mu`, `sigma`, `ucb`.
+ *      fail / release, best, trials, pending, and pending_timeout: the
+ *                               service bookkeeping of bkb_service.c.
  *  BKB rebuilds the posterior at every reward; BBKB only at a reward that
  *  arrives once the current batch is closed (1 + sum var0 > ratio) and all
  *  of its asked arms are told (or as many rewards came in as it had arms),
@@ -53,16 +55,16 @@
 #include "../engine/opkit.h"
 #include "../engine/rng.h"
 #include "../engine/state.h"
+#include "bkb_service.h"
 
 #define BKB_MAX_ASK       256
 #define BKB_MAX_ARMS      100000000
-#define BKB_STATE_VERSION 1
+#define BKB_STATE_VERSION 2 /* 2: + the service state (bkb_service.c) */
 #define BKB_X_TOL         1e-9 /* an `x` names the arm whose coordinates match within this */
 
-/* pend[i] */
-enum { PEND_NONE = 0, PEND_OLD = 1, PEND_BATCH = 2 };
+/* pend[i]: PEND_* of bkb_service.h */
 
-static const char *const bkb_op_names = "ask, tell, predict";
+static const char *const bkb_op_names = "ask, tell, fail, release, predict, best, trials, pending";
 
 /* ---- parameters ---------------------------------------------------------------------- */
 
@@ -271,6 +273,20 @@ static const struct ink_param bkb_params[] = {
      .min = 1 << 16,
      .max = 1e15,
      .help = "memory budget; the arms' embedding is recomputed per block when it does not fit"},
+    {.name = "pending_timeout",
+     .type = INK_P_DURATION,
+     .offset = COFF(pending_timeout),
+     .def = "0",
+     .min = 0,
+     .max = 1e9,
+     .help = "service: an asked arm not told or failed within this time is released (0: never)"},
+    {.name = "max_trials",
+     .type = INK_P_INT,
+     .offset = COFF(max_trials),
+     .def = "10000",
+     .min = 1,
+     .max = 1e8,
+     .help = "service: finished trials kept for `trials` (older ones are dropped; best stays)"},
     {.name = "lazy",
      .type = INK_P_BOOL,
      .offset = COFF(lazy),
@@ -396,6 +412,7 @@ struct bkb {
     uint32_t gen;
     bool hall_ready, started;
     struct ink_rng rng;
+    struct bkb_svc svc; /* service bookkeeping (bkb_service.c) */
 };
 
 /* One allocation, carved the same way by mem_bound (base NULL) and init. */
@@ -463,6 +480,7 @@ static void layout(struct bkb *s, struct ink_carve *c)
     s->out_mu = take(c, BKB_MAX_ASK * D8);
     s->out_sigma = take(c, BKB_MAX_ASK * D8);
     s->out_ucb = take(c, BKB_MAX_ASK * D8);
+    bkb_svc_layout(&s->svc, c, s->A, s->d);
 }
 
 /* Sizes for A arms of dimension d; decides whether Z is stored. */
@@ -477,6 +495,7 @@ static size_t plan(struct bkb *s, const struct ink_bkb_conf *c, int A, int d)
     if (s->mmax < 1) s->mmax = 1;
     if (s->blk < 1) s->blk = 1;
     query_lwork(s->mmax, &s->lwork, &s->liwork);
+    s->svc.cap = c->max_trials > 0 ? c->max_trials : 1;
     struct ink_carve cv = {0, 0, 64};
     s->storeZ = true;
     layout(s, &cv);
@@ -1217,6 +1236,7 @@ static int pick_pending(struct bkb *s, struct pick *pk)
     if (pick_next(s, pk) < 0) return -1;
     s->pend[pk->arm] = in_batch ? PEND_BATCH : PEND_OLD;
     s->npend++;
+    bkb_svc_asked(&s->svc, pk->arm, pk->round);
     if (in_batch) s->bpend++;
     return 0;
 }
@@ -1277,13 +1297,14 @@ static int tell(struct bkb *s, const struct ink_record *req, const struct ink_em
     if ((rc = check_y(req, err)) || (rc = find_arm(s, req, &j, err))) return rc;
     if (!s->pend[j])
         return ink_err_set(err, INK_EINVAL,
-                           "tell: arm %d is not waiting for a reward (never asked, or "
-                           "already told)",
+                           "tell: arm %d is not waiting for a reward (never asked, already "
+                           "told, failed, or expired after pending_timeout)",
                            j);
     if (s->pend[j] == PEND_BATCH) s->bpend--;
     s->pend[j] = PEND_NONE;
     s->npend--;
     if ((rc = apply_reward(s, j, req->y, err))) return rc;
+    bkb_svc_told(&s->svc, j, req->y);
     struct ink_record r;
     ink_record_derive(&r, req);
     ink_record_add_i64(&r, "pulls", s->t);
@@ -1306,13 +1327,24 @@ static int predict(struct bkb *s, const struct ink_record *req, const struct ink
     return ink_emit(out, &r);
 }
 
+/* A keyed study (key_by) is created by its first ask (docs/bkb.md). */
+static bool bkb_query_creates(const struct ink_record *req)
+{
+    return ink_record_op_is(req, "ask");
+}
+
 static int bkb_query(void *state, const struct ink_record *req, const struct ink_emitter *out,
                      struct ink_err *err)
 {
     struct bkb *s = state;
+    struct bkb_arms_view v = {s->A,    s->d,    s->X,      s->mu,    s->var,
+                              s->beta, s->pend, &s->npend, &s->bpend};
+    bkb_svc_begin(&s->svc, &v, req); /* request time; pending_timeout */
     if (ink_record_op_is(req, "ask")) return ask(s, req, out, err);
     if (ink_record_op_is(req, "tell")) return tell(s, req, out, err);
     if (ink_record_op_is(req, "predict")) return predict(s, req, out, err);
+    int rc = bkb_svc_query(&s->svc, &v, req, out, err);
+    if (rc <= 0) return rc;
     if (!(req->flags & INK_HAS_OP))
         return ink_err_set(err, INK_EINVAL, "a request needs `op` (%s)", bkb_op_names);
     return ink_err_set(err, INK_ENOTSUP, "unknown op '%.*s' (bkb knows %s)",
@@ -1412,6 +1444,7 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
     s->beta = beta_formula(s);
     set_ucb(s);
     s->gsum = 1;
+    bkb_svc_init(&s->svc, c->pending_timeout);
     return 0;
 }
 
@@ -1421,7 +1454,7 @@ static int bkb_save(const void *state, msgpack_packer *pk)
 {
     const struct bkb *s = state;
     size_t A = (size_t)s->A, blk = (size_t)s->mmax * s->mr;
-    msgpack_pack_map(pk, 37);
+    msgpack_pack_map(pk, 37 + BKB_SVC_SAVE_KEYS);
 #define PI64(k, v) (ink_pack_key(pk, k), msgpack_pack_int64(pk, (int64_t)(v)))
 #define PF64(k, v) (ink_pack_key(pk, k), msgpack_pack_double(pk, (v)))
     PI64("version", BKB_STATE_VERSION);
@@ -1480,6 +1513,7 @@ static int bkb_save(const void *state, msgpack_packer *pk)
     ink_pack_key(pk, "var_h");
     ink_pack_f64s(pk, s->var_h, A);
     /* ucb and ucb_h follow from mu, var, var_h, beta bit-exactly, but are cheap */
+    bkb_svc_save(&s->svc, pk, s->A);
 #undef PI64
 #undef PF64
     return 0;
@@ -1533,8 +1567,8 @@ static int bkb_load(void *state, const msgpack_object *obj, struct ink_err *err)
     double beta, logdet, gsum;
     int rc;
     if ((rc = ink_state_i64(obj, "version", &ver, err))) return rc;
-    if (ver != BKB_STATE_VERSION)
-        return ink_err_set(err, INK_ESTATE, "state: bkb version %lld, this build reads %d",
+    if (ver != 1 && ver != BKB_STATE_VERSION)
+        return ink_err_set(err, INK_ESTATE, "state: bkb version %lld, this build reads 1 and %d",
                            (long long)ver, BKB_STATE_VERSION);
     if ((rc = ink_state_i64(obj, "A", &A, err)) || (rc = ink_state_i64(obj, "d", &d, err)) ||
         (rc = ink_state_i64(obj, "mmax", &mmax, err)) ||
@@ -1581,6 +1615,7 @@ static int bkb_load(void *state, const msgpack_object *obj, struct ink_err *err)
         (rc = check_i32s(obj, "pend", A, PEND_NONE, PEND_BATCH, err)) ||
         (rc = check_i32s(obj, "hcount", A, 0, INT32_MAX, err)))
         return rc;
+    if ((rc = bkb_svc_load(&s->svc, obj, s->A, (int)ver, err))) return rc;
     /* Everything checked: copy (cannot fail past this point). */
     ink_state_i64s(obj, "cnt", s->cnt, A, err);
     ink_state_f64s(obj, "ysum", s->ysum, A, err);
@@ -1634,8 +1669,20 @@ static double gauge_dict(const void *state)
     return ((const struct bkb *)state)->m;
 }
 
+static double gauge_expired(const void *state)
+{
+    return bkb_svc_gauge_expired(&((const struct bkb *)state)->svc);
+}
+
+static double gauge_pending(const void *state)
+{
+    return (double)((const struct bkb *)state)->npend;
+}
+
 static const struct ink_op_gauge bkb_gauges[] = {
     {"dict", "dictionary size", gauge_dict},
+    {"pending", "bkb: arms asked and not yet told, failed or expired", gauge_pending},
+    {"pending_expired", "bkb: asked arms released by pending_timeout (total)", gauge_expired},
     {0},
 };
 
@@ -1650,6 +1697,7 @@ const struct ink_op_vtable ink_op_bkb = {
     .init = bkb_init,
     .process = bkb_process,
     .query = bkb_query,
+    .query_creates = bkb_query_creates,
     .save = bkb_save,
     .load = bkb_load,
     .fini = bkb_fini,

@@ -58,6 +58,8 @@ struct ink_bkb_conf {
     int64_t arm_block;   /* rows of arms embedded at once */
     uint64_t max_memory; /* bytes; the arms' embedding Z is stored only if it fits */
     bool lazy;           /* lazy UCB refresh (false: full recompute, for tests and benchmarks) */
+    double pending_timeout; /* service: seconds before an asked arm is released (0: never) */
+    int64_t max_trials;     /* service: finished trials kept in the history ring */
 };
 
 extern const struct ink_op_vtable ink_op_bkb;

@@ -310,7 +310,7 @@ class Study:
 
     def pending(self) -> List[Dict[str, Any]]:
         """The trials asked and not yet told, failed or expired."""
-        return list(self.call("trials", start=0, limit=0, pending=True).get("pending", []))
+        return list(self.call("pending", start=0, limit=256).get("pending", []))
 
     def predict(self, trial: TrialRef) -> Dict[str, Any]:
         """Posterior ``mu``, ``sigma``, ``ucb`` at an arm (read-only)."""
