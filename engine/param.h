@@ -23,8 +23,11 @@ enum ink_ptype {
     INK_P_F64_LIST,  /* struct ink_f64_list; a scalar is accepted as a 1-list; range per element;
                         length within [len_min, len_max] */
     INK_P_F64_LISTS, /* struct ink_f64_lists: list of lists of numbers */
-    INK_P_OBJECT     /* nested table `sub`, parsed into an inline struct at offset whose first
+    INK_P_OBJECT,    /* nested table `sub`, parsed into an inline struct at offset whose first
                         member is `bool set` (true when the key was given) */
+    INK_P_JSON       /* char *: any YAML value (a map of user-chosen names, say), kept as
+                        JSON text for the node to check (jansson); plain scalars that read
+                        as numbers become numbers, true/false booleans, null null */
 };
 
 struct ink_f64_list {

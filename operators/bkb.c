@@ -162,6 +162,11 @@ static const struct ink_param arms_params[] = {
      .offset = AOFF(random),
      .sub = random_params,
      .help = "random arms: {n, lo, hi, seed}"},
+    {.name = "space",
+     .type = INK_P_JSON,
+     .offset = AOFF(space),
+     .help = "named parameters: {name: {log: [lo, hi], n} | {lin: [lo, hi], n} | {int: [lo, hi]} "
+             "| {choice: [a, b]}, ...} (docs/bkb.md)"},
     {0},
 };
 
@@ -307,10 +312,16 @@ static int bkb_check(const void *conf, struct ink_err *err)
 {
     const struct ink_bkb_conf *c = conf;
     const struct ink_bkb_arms_conf *a = &c->arms;
-    int given = a->grid.set + (a->file != NULL) + a->random.set;
+    int given = a->grid.set + (a->file != NULL) + a->random.set + (a->space != NULL);
     if (given != 1)
         return ink_err_set(err, INK_EINVAL,
-                           "arms: give exactly one of grid, file, random (%d given)", given);
+                           "arms: give exactly one of grid, file, random, space (%d given)", given);
+    if (a->space) {
+        struct bkb_space *sp = malloc(sizeof *sp); /* config time */
+        int rc = sp ? bkb_space_parse(a->space, sp, err) : ink_err_set(err, INK_ENOMEM, "arms");
+        free(sp);
+        if (rc) return rc;
+    }
     if (a->grid.set) {
         const struct ink_bkb_grid_conf *g = &a->grid;
         if (g->lo.n != g->hi.n)
@@ -496,6 +507,7 @@ static size_t plan(struct bkb *s, const struct ink_bkb_conf *c, int A, int d)
     if (s->blk < 1) s->blk = 1;
     query_lwork(s->mmax, &s->lwork, &s->liwork);
     s->svc.cap = c->max_trials > 0 ? c->max_trials : 1;
+    s->svc.space_axes = c->arms.space ? bkb_space_axes(c->arms.space) : 0;
     struct ink_carve cv = {0, 0, 64};
     s->storeZ = true;
     layout(s, &cv);
@@ -520,6 +532,15 @@ static int arms_dims(const struct ink_bkb_arms_conf *a, int *A, int *d)
     if (a->random.set) {
         *A = (int)a->random.n;
         *d = a->random.lo.n;
+        return 0;
+    }
+    if (a->space) {
+        struct bkb_space *sp = malloc(sizeof *sp); /* config time */
+        struct ink_err e = {0};
+        int ok = sp && bkb_space_parse(a->space, sp, &e) == 0;
+        *A = ok ? (int)sp->A : 1;
+        *d = ok ? sp->d : 1;
+        free(sp);
         return 0;
     }
     return -1; /* file: known after reading */
@@ -1165,7 +1186,9 @@ static int find_arm(const struct bkb *s, const struct ink_record *r, int *j, str
         }
         return ink_err_set(err, INK_EINVAL, "x is not one of the %d arms", s->A);
     }
-    return ink_err_set(err, INK_EINVAL, "the record names no arm (give `arm` or `x`)");
+    int rc = bkb_svc_find_params(&s->svc, r, j, err); /* named space: `params` */
+    if (rc <= 0) return rc;
+    return ink_err_set(err, INK_EINVAL, "the record names no arm (give `arm`, `x` or `params`)");
 }
 
 static int check_y(const struct ink_record *r, struct ink_err *err)
@@ -1196,6 +1219,8 @@ static int emit_pick(struct bkb *s, const struct ink_record *in, const struct pi
     ink_record_add_f64(&r, "sigma", pk->sigma);
     ink_record_add_f64(&r, "ucb", pk->ucb);
     add_common(s, &r, pk->round);
+    int64_t arm = pk->arm;
+    bkb_svc_add_params(&s->svc, &r, "params", &arm, 1, false);
     return ink_emit(out, &r);
 }
 
@@ -1287,6 +1312,7 @@ static int ask(struct bkb *s, const struct ink_record *req, const struct ink_emi
     ink_record_add_f64s(&r, "sigma", s->out_sigma, (uint32_t)k);
     ink_record_add_f64s(&r, "ucb", s->out_ucb, (uint32_t)k);
     add_common(s, &r, round0);
+    bkb_svc_add_params(&s->svc, &r, "params", s->out_arms, k, true);
     return ink_emit(out, &r);
 }
 
@@ -1421,6 +1447,10 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
         arms_grid(&c->arms.grid, s->X, A, d);
     else if (c->arms.random.set)
         arms_random(&c->arms.random, s->X, A, d);
+    else if (c->arms.space && s->svc.space) {
+        bkb_space_parse(c->arms.space, s->svc.space, err); /* checked by bkb_check */
+        bkb_space_arms(s->svc.space, s->X);
+    }
     else if ((rc = arms_file(path, s->X, &A, &d, c->arms.max_arms, c->arms.max_dim, err))) {
         bkb_fini(s);
         return rc;

@@ -26,7 +26,7 @@ struct ink_bkb_random_conf {
     int64_t seed;
 };
 
-/* Exactly one of grid, file, random. */
+/* Exactly one of grid, file, random, space. */
 struct ink_bkb_arms_conf {
     bool set;
     struct ink_bkb_grid_conf grid;
@@ -34,6 +34,7 @@ struct ink_bkb_arms_conf {
     int64_t max_arms; /* file only: bound used by mem_bound before the file is read */
     int64_t max_dim;  /* file only: likewise for the number of columns */
     struct ink_bkb_random_conf random;
+    char *space; /* named search space, JSON text (INK_P_JSON): operators/bkb_service.c */
 };
 
 /* batch: {ratio: C}: BBKB with the global stopping rule (docs/algorithms.md 2.6). */

@@ -8,21 +8,38 @@
  * kept whole). Nothing here allocates. */
 #include "bkb_service.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "../engine/codec.h"
+#include "../engine/codec_int.h"
+
 #include "../engine/state.h"
+
+static void pack_params(const struct bkb_space *sp, msgpack_packer *pk, int64_t arm);
+
+static size_t params_bytes_n(int naxes)
+{
+    return 5 + (size_t)naxes * (2 * (BKB_SPACE_NAME + 5) + 9);
+}
 
 void bkb_svc_layout(struct bkb_svc *v, struct ink_carve *c, int A, int d)
 {
     size_t cap = v->cap > 0 ? (size_t)v->cap : 1;
+    size_t pb = v->space_axes > 0 ? params_bytes_n(v->space_axes) : 0;
     v->ask_t = ink_carve_take(c, (size_t)A * sizeof(int64_t));
     v->ask_trial = ink_carve_take(c, (size_t)A * sizeof(int64_t));
     v->hist = ink_carve_take(c, cap * sizeof(struct bkb_trial));
-    /* one page: per entry a map of up to 7 keys (< 100 bytes) and x (9 bytes a value) */
-    v->out_cap = (size_t)BKB_SVC_PAGE * (128 + 9 * (size_t)d) + 64;
+    /* one page: per entry a map of up to 8 keys (< 128 bytes), x (9 bytes a
+     * value) and the params */
+    v->out_cap = (size_t)BKB_SVC_PAGE * (128 + 9 * (size_t)d + pb) + 64;
     v->out = ink_carve_take(c, v->out_cap);
+    v->space = pb ? ink_carve_take(c, sizeof(struct bkb_space)) : NULL;
+    v->pbuf_cap = pb ? (size_t)BKB_SVC_PAGE * pb + 8 : 0;
+    v->pbuf = pb ? ink_carve_take(c, v->pbuf_cap) : NULL;
 }
 
 void bkb_svc_init(struct bkb_svc *v, double pending_timeout_s)
@@ -93,8 +110,8 @@ void bkb_svc_told(struct bkb_svc *v, int j, double y)
 
 /* ---- requests ------------------------------------------------------------ */
 
-static int find_pending(const struct bkb_arms_view *a, const struct ink_record *req, const char *op,
-                        int *j, struct ink_err *err)
+static int find_pending(const struct bkb_svc *v, const struct bkb_arms_view *a,
+                        const struct ink_record *req, const char *op, int *j, struct ink_err *err)
 {
     if (req->flags & INK_HAS_ARM) {
         if (req->arm < 0 || req->arm >= a->A)
@@ -114,7 +131,11 @@ static int find_pending(const struct bkb_arms_view *a, const struct ink_record *
         if (i == a->A) return ink_err_set(err, INK_EINVAL, "x is not one of the %d arms", a->A);
         *j = i;
     } else {
-        return ink_err_set(err, INK_EINVAL, "%s: give the pending arm (`arm` or `x`)", op);
+        int rc = bkb_svc_find_params(v, req, j, err);
+        if (rc < 0) return rc;
+        if (rc > 0)
+            return ink_err_set(err, INK_EINVAL, "%s: give the pending arm (`arm`, `x` or `params`)",
+                               op);
     }
     if (!a->pend[*j])
         return ink_err_set(err, INK_EINVAL,
@@ -129,7 +150,7 @@ static int do_fail(struct bkb_svc *v, const struct bkb_arms_view *a, const struc
 {
     int j = -1, rc;
     const char *op = ink_record_op_is(req, "fail") ? "fail" : "release";
-    if ((rc = find_pending(a, req, op, &j, err))) return rc;
+    if ((rc = find_pending(v, a, req, op, &j, err))) return rc;
     int64_t trial = v->ask_trial[j];
     release(v, a, j, BKB_TRIAL_FAILED);
     struct ink_record r;
@@ -175,6 +196,8 @@ static int do_best(struct bkb_svc *v, const struct bkb_arms_view *a, const struc
     ink_record_add_i64(&r, "failed", v->failed);
     ink_record_add_i64(&r, "expired", v->expired);
     ink_record_add_i64(&r, "pending", *a->npend);
+    int64_t two[2] = {b, m};
+    bkb_svc_add_params(v, &r, "params", two, 2, false);
     return ink_emit(out, &r);
 }
 
@@ -241,7 +264,7 @@ static int do_trials(struct bkb_svc *v, const struct bkb_arms_view *a, const str
     for (int64_t i = from; i < to; i++) {
         const struct bkb_trial *h = &v->hist[i % v->cap];
         bool told = h->state == BKB_TRIAL_TOLD;
-        msgpack_pack_map(&pk, told ? 7 : 6);
+        msgpack_pack_map(&pk, (told ? 7 : 6) + (v->space ? 1 : 0));
         pk_str(&pk, "index");
         msgpack_pack_int64(&pk, i);
         pk_str(&pk, "trial");
@@ -260,6 +283,10 @@ static int do_trials(struct bkb_svc *v, const struct bkb_arms_view *a, const str
         else
             msgpack_pack_nil(&pk);
         pk_x(&pk, a, h->arm);
+        if (v->space) {
+            pk_str(&pk, "params");
+            pack_params(v->space, &pk, h->arm);
+        }
     }
     struct ink_record r;
     ink_record_derive(&r, req);
@@ -290,7 +317,7 @@ static int do_pending(struct bkb_svc *v, const struct bkb_arms_view *a,
     seen = 0;
     for (int j = 0; j < a->A && k < n; j++) {
         if (!a->pend[j] || seen++ < start) continue;
-        msgpack_pack_map(&pk, 4);
+        msgpack_pack_map(&pk, v->space ? 5 : 4);
         pk_str(&pk, "trial");
         msgpack_pack_int64(&pk, v->ask_trial[j]);
         pk_str(&pk, "arm");
@@ -301,6 +328,10 @@ static int do_pending(struct bkb_svc *v, const struct bkb_arms_view *a,
         else
             msgpack_pack_nil(&pk);
         pk_x(&pk, a, j);
+        if (v->space) {
+            pk_str(&pk, "params");
+            pack_params(v->space, &pk, j);
+        }
         k++;
     }
     struct ink_record r;
@@ -435,4 +466,386 @@ int bkb_svc_load(struct bkb_svc *v, const msgpack_object *obj, int A, int versio
 double bkb_svc_gauge_expired(const struct bkb_svc *v)
 {
     return (double)v->expired;
+}
+
+/* ---- named search spaces ------------------------------------------------- */
+
+#define BKB_SPACE_MAX_ARMS 100000000
+
+static int axis_n(const struct bkb_axis *x)
+{
+    return x->n;
+}
+
+/* Value of axis x at grid index k. */
+static double axis_value(const struct bkb_axis *x, int k)
+{
+    if (x->n == 1) return x->lo;
+    if (k == x->n - 1) return x->hi;
+    double u = (double)k / (double)(x->n - 1);
+    switch (x->kind) {
+    case BKB_AX_LOG:
+        return exp(log(x->lo) + (log(x->hi) - log(x->lo)) * u);
+    case BKB_AX_INT:
+        return x->lo + round((x->hi - x->lo) * u);
+    default:
+        return x->lo + (x->hi - x->lo) * u;
+    }
+}
+
+static int two_numbers(json_t *a, const char *name, const char *kind, double *lo, double *hi,
+                       struct ink_err *err)
+{
+    if (!json_is_array(a) || json_array_size(a) != 2 || !json_is_number(json_array_get(a, 0)) ||
+        !json_is_number(json_array_get(a, 1)))
+        return ink_err_set(err, INK_EINVAL, "arms.space.%s: %s needs [lo, hi]", name, kind);
+    *lo = json_number_value(json_array_get(a, 0));
+    *hi = json_number_value(json_array_get(a, 1));
+    if (!(*lo <= *hi))
+        return ink_err_set(err, INK_EINVAL, "arms.space.%s: %s [%g, %g]: lo > hi", name, kind, *lo,
+                           *hi);
+    return 0;
+}
+
+static int parse_axis(struct bkb_space *sp, struct bkb_axis *x, const char *name, json_t *spec,
+                      struct ink_err *err)
+{
+    if (strlen(name) == 0 || strlen(name) >= BKB_SPACE_NAME)
+        return ink_err_set(err, INK_EINVAL, "arms.space: parameter names have 1 to %d characters",
+                           BKB_SPACE_NAME - 1);
+    snprintf(x->name, sizeof x->name, "%s", name);
+    if (!json_is_object(spec))
+        return ink_err_set(err, INK_EINVAL,
+                           "arms.space.%s: expected {log: [lo, hi], n}, {lin: [lo, hi], n}, "
+                           "{int: [lo, hi]} or {choice: [...]}",
+                           name);
+    static const char *const kinds[] = {"lin", "log", "int", "choice"};
+    int kind = -1, rc;
+    const char *k;
+    json_t *v;
+    json_object_foreach(spec, k, v)
+    {
+        int i = 0;
+        while (i < 4 && strcmp(k, kinds[i])) i++;
+        if (i < 4) {
+            if (kind >= 0)
+                return ink_err_set(err, INK_EINVAL, "arms.space.%s: give one of lin, log, int, "
+                                   "choice", name);
+            kind = i;
+        } else if (strcmp(k, "n") != 0) {
+            return ink_err_set(err, INK_EINVAL,
+                               "arms.space.%s: unknown key '%s' (lin, log, int, choice, n)", name,
+                               k);
+        }
+    }
+    if (kind < 0)
+        return ink_err_set(err, INK_EINVAL, "arms.space.%s: give one of lin, log, int, choice",
+                           name);
+    x->kind = kind;
+    json_t *jn = json_object_get(spec, "n");
+    double n = kind == BKB_AX_INT ? -1 : 10;
+    if (jn) {
+        if (kind == BKB_AX_CHOICE)
+            return ink_err_set(err, INK_EINVAL, "arms.space.%s: n does not apply to choice", name);
+        if (!json_is_number(jn) || json_number_value(jn) < 1 || json_number_value(jn) > 1e6 ||
+            json_number_value(jn) != floor(json_number_value(jn)))
+            return ink_err_set(err, INK_EINVAL, "arms.space.%s: n must be a whole number in "
+                               "[1, 1e6]", name);
+        n = json_number_value(jn);
+    }
+    if (kind == BKB_AX_CHOICE) {
+        json_t *a = json_object_get(spec, "choice");
+        size_t m = json_is_array(a) ? json_array_size(a) : 0;
+        if (m == 0)
+            return ink_err_set(err, INK_EINVAL, "arms.space.%s: choice needs a non-empty list",
+                               name);
+        if (sp->nch + (int)m > BKB_SPACE_CHOICES)
+            return ink_err_set(err, INK_EINVAL, "arms.space: more than %d choices in all",
+                               BKB_SPACE_CHOICES);
+        x->ch0 = sp->nch;
+        x->n = (int)m;
+        for (size_t i = 0; i < m; i++) {
+            json_t *c = json_array_get(a, i);
+            int ci = sp->nch++;
+            if (json_is_string(c) && strlen(json_string_value(c)) < BKB_SPACE_NAME) {
+                sp->ch_kind[ci] = BKB_CH_STR;
+                snprintf(sp->ch_str[ci], BKB_SPACE_NAME, "%s", json_string_value(c));
+            } else if (json_is_number(c)) {
+                sp->ch_kind[ci] = BKB_CH_NUM;
+                sp->ch_num[ci] = json_number_value(c);
+            } else if (json_is_boolean(c)) {
+                sp->ch_kind[ci] = BKB_CH_BOOL;
+                sp->ch_num[ci] = json_is_true(c);
+            } else {
+                return ink_err_set(err, INK_EINVAL,
+                                   "arms.space.%s: choices are strings (< %d bytes), numbers or "
+                                   "booleans",
+                                   name, BKB_SPACE_NAME);
+            }
+            for (int j = x->ch0; j < ci; j++)
+                if (sp->ch_kind[j] == sp->ch_kind[ci] && sp->ch_num[j] == sp->ch_num[ci] &&
+                    strcmp(sp->ch_str[j], sp->ch_str[ci]) == 0)
+                    return ink_err_set(err, INK_EINVAL, "arms.space.%s: choice %zu repeats one "
+                                       "before it", name, i);
+        }
+        return 0;
+    }
+    if ((rc = two_numbers(json_object_get(spec, kinds[kind]), name, kinds[kind], &x->lo, &x->hi,
+                          err)))
+        return rc;
+    if (kind == BKB_AX_LOG && !(x->lo > 0))
+        return ink_err_set(err, INK_EINVAL, "arms.space.%s: log needs 0 < lo", name);
+    if (kind == BKB_AX_INT) {
+        if (x->lo != floor(x->lo) || x->hi != floor(x->hi) || fabs(x->lo) > 1e15 ||
+            fabs(x->hi) > 1e15)
+            return ink_err_set(err, INK_EINVAL, "arms.space.%s: int needs integer bounds", name);
+        double count = x->hi - x->lo + 1;
+        if (n < 0) n = count;
+        if (n > count)
+            return ink_err_set(err, INK_EINVAL, "arms.space.%s: n = %g but [%g, %g] holds %g "
+                               "integers", name, n, x->lo, x->hi, count);
+        if (n > 1e6)
+            return ink_err_set(err, INK_EINVAL, "arms.space.%s: more than 1e6 integers: give n",
+                               name);
+    }
+    if (x->lo == x->hi && n != 1)
+        return ink_err_set(err, INK_EINVAL, "arms.space.%s: lo = hi needs n = 1", name);
+    x->n = (int)n;
+    return 0;
+}
+
+int bkb_space_parse(const char *json, struct bkb_space *sp, struct ink_err *err)
+{
+    memset(sp, 0, sizeof *sp);
+    json_error_t je;
+    json_t *root = json_loads(json ? json : "", 0, &je);
+    if (!root) return ink_err_set(err, INK_EINVAL, "arms.space: %s", je.text);
+    int rc = 0;
+    if (!json_is_object(root) || json_object_size(root) == 0 ||
+        json_object_size(root) > BKB_SPACE_AXES) {
+        rc = ink_err_set(err, INK_EINVAL, "arms.space: expected a map of 1 to %d parameters",
+                         BKB_SPACE_AXES);
+        goto out;
+    }
+    const char *name;
+    json_t *spec;
+    double A = 1;
+    json_object_foreach(root, name, spec)
+    {
+        struct bkb_axis *x = &sp->ax[sp->naxes++];
+        if ((rc = parse_axis(sp, x, name, spec, err))) goto out;
+        x->col = sp->d;
+        sp->d += x->kind == BKB_AX_CHOICE ? x->n : 1;
+        A *= axis_n(x);
+    }
+    if (A > BKB_SPACE_MAX_ARMS) {
+        rc = ink_err_set(err, INK_EINVAL, "arms.space: %.0f combinations, more than %d", A,
+                         BKB_SPACE_MAX_ARMS);
+        goto out;
+    }
+    if (sp->d > 1024) {
+        rc = ink_err_set(err, INK_EINVAL, "arms.space: %d coordinates (one-hot choices count "
+                         "one each), more than 1024", sp->d);
+        goto out;
+    }
+    sp->A = (int64_t)A;
+out:
+    json_decref(root);
+    return rc;
+}
+
+void bkb_space_arms(const struct bkb_space *sp, double *X)
+{
+    for (int64_t i = 0; i < sp->A; i++) {
+        double *x = X + (size_t)i * sp->d;
+        int64_t r = i;
+        memset(x, 0, (size_t)sp->d * sizeof(double));
+        for (int a = 0; a < sp->naxes; a++) {
+            const struct bkb_axis *ax = &sp->ax[a];
+            int k = (int)(r % ax->n);
+            r /= ax->n;
+            if (ax->kind == BKB_AX_CHOICE)
+                x[ax->col + k] = M_SQRT1_2;
+            else if (ax->lo == ax->hi)
+                x[ax->col] = 0;
+            else if (ax->kind == BKB_AX_LOG)
+                x[ax->col] = (log(axis_value(ax, k)) - log(ax->lo)) / (log(ax->hi) - log(ax->lo));
+            else
+                x[ax->col] = (axis_value(ax, k) - ax->lo) / (ax->hi - ax->lo);
+        }
+    }
+}
+
+static void pack_params(const struct bkb_space *sp, msgpack_packer *pk, int64_t arm)
+{
+    msgpack_pack_map(pk, (size_t)sp->naxes);
+    int64_t r = arm;
+    for (int a = 0; a < sp->naxes; a++) {
+        const struct bkb_axis *ax = &sp->ax[a];
+        int k = (int)(r % ax->n);
+        r /= ax->n;
+        pk_str(pk, ax->name);
+        if (ax->kind == BKB_AX_CHOICE) {
+            int c = ax->ch0 + k;
+            if (sp->ch_kind[c] == BKB_CH_STR)
+                pk_str(pk, sp->ch_str[c]);
+            else if (sp->ch_kind[c] == BKB_CH_BOOL)
+                sp->ch_num[c] ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+            else
+                msgpack_pack_double(pk, sp->ch_num[c]);
+        } else if (ax->kind == BKB_AX_INT) {
+            msgpack_pack_int64(pk, (int64_t)axis_value(ax, k));
+        } else {
+            msgpack_pack_double(pk, axis_value(ax, k));
+        }
+    }
+}
+
+int bkb_space_axes(const char *json)
+{
+    struct bkb_space *sp = malloc(sizeof *sp); /* config time */
+    struct ink_err e = {0};
+    int n = sp && bkb_space_parse(json, sp, &e) == 0 ? sp->naxes : 0;
+    free(sp);
+    return n;
+}
+
+/* list: one `name` field holding a list of k maps. Otherwise k is 1 (one map
+ * under `name`) or 2 (best: `params` and `mean_params`). */
+void bkb_svc_add_params(struct bkb_svc *v, struct ink_record *r, const char *name,
+                        const int64_t *arms, int k, bool list)
+{
+    if (!v->space || k < 1) return;
+    struct fixbuf fb = {v->pbuf, 0, v->pbuf_cap};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &fb, fix_write);
+    if (list) msgpack_pack_array(&pk, (size_t)k);
+    size_t start[3] = {0, 0, 0};
+    for (int i = 0; i < k; i++) {
+        if (!list && i < 3) start[i] = fb.n;
+        pack_params(v->space, &pk, arms[i]);
+    }
+    if (list || k == 1) {
+        ink_record_add(r, name,
+                       (struct ink_value){.type = INK_V_RAW,
+                                          .raw = {(const uint8_t *)fb.p, (uint32_t)fb.n}});
+        return;
+    }
+    ink_record_add(r, "params",
+                   (struct ink_value){.type = INK_V_RAW,
+                                      .raw = {(const uint8_t *)fb.p, (uint32_t)start[1]}});
+    ink_record_add(r, "mean_params",
+                   (struct ink_value){.type = INK_V_RAW,
+                                      .raw = {(const uint8_t *)fb.p + start[1],
+                                              (uint32_t)(fb.n - start[1])}});
+}
+
+static int mp_map(const uint8_t **pp, const uint8_t *end, uint32_t *n)
+{
+    const uint8_t *p = *pp;
+    if (p >= end) return -1;
+    if (*p >= 0x80 && *p <= 0x8f) {
+        *n = *p & 0x0f;
+        *pp = p + 1;
+        return 0;
+    }
+    if (*p == 0xde && end - p >= 3) {
+        *n = ink__rd16(p + 1);
+        *pp = p + 3;
+        return 0;
+    }
+    if (*p == 0xdf && end - p >= 5) {
+        *n = ink__rd32(p + 1);
+        *pp = p + 5;
+        return 0;
+    }
+    return -1;
+}
+
+/* Grid index of value p (msgpack) on axis ax, or an error. */
+static int axis_index(const struct bkb_space *sp, const struct bkb_axis *ax, const uint8_t *p,
+                      const uint8_t *end, int *k, struct ink_err *err)
+{
+    if (ax->kind == BKB_AX_CHOICE) {
+        const char *str;
+        uint32_t sn;
+        double num;
+        const uint8_t *q = p;
+        int kind = -1;
+        if (ink__mp_str(&q, end, &str, &sn) == 0) kind = BKB_CH_STR;
+        else if (*p == 0xc2 || *p == 0xc3) kind = BKB_CH_BOOL, num = *p == 0xc3;
+        else if ((q = p, ink__mp_f64(&q, end, &num)) == 0) kind = BKB_CH_NUM;
+        for (int i = 0; kind >= 0 && i < ax->n; i++) {
+            int c = ax->ch0 + i;
+            if (sp->ch_kind[c] != kind) continue;
+            if (kind == BKB_CH_STR ? strlen(sp->ch_str[c]) == sn && !memcmp(sp->ch_str[c], str, sn)
+                                   : sp->ch_num[c] == num) {
+                *k = i;
+                return 0;
+            }
+        }
+        return ink_err_set(err, INK_EINVAL, "params.%s: not one of its %d choices", ax->name,
+                           ax->n);
+    }
+    double v;
+    const uint8_t *q = p;
+    if (ink__mp_f64(&q, end, &v) || !isfinite(v))
+        return ink_err_set(err, INK_EINVAL, "params.%s: expected a number", ax->name);
+    double u;
+    if (ax->lo == ax->hi)
+        u = 0;
+    else if (ax->kind == BKB_AX_LOG)
+        u = v > 0 ? (log(v) - log(ax->lo)) / (log(ax->hi) - log(ax->lo)) : -1;
+    else
+        u = (v - ax->lo) / (ax->hi - ax->lo);
+    double kk = round(u * (ax->n - 1));
+    if (kk >= 0 && kk <= ax->n - 1) {
+        double g = axis_value(ax, (int)kk);
+        if (fabs(g - v) <= 1e-9 * (fabs(g) + fabs(v)) || g == v) {
+            *k = (int)kk;
+            return 0;
+        }
+    }
+    return ink_err_set(err, INK_EINVAL, "params.%s = %.17g is not on the space's grid", ax->name,
+                       v);
+}
+
+int bkb_svc_find_params(const struct bkb_svc *v, const struct ink_record *req, int *j,
+                        struct ink_err *err)
+{
+    const uint8_t *p, *end;
+    if (!ink_record_extra_raw(req, "params", &p, &end)) return 1;
+    const struct bkb_space *sp = v->space;
+    if (!sp) return ink_err_set(err, INK_EINVAL, "params: the arms are not a named space");
+    uint32_t n;
+    if (mp_map(&p, end, &n)) return ink_err_set(err, INK_EINVAL, "params: expected a map");
+    int idx[BKB_SPACE_AXES];
+    for (int a = 0; a < sp->naxes; a++) idx[a] = -1;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *k;
+        uint32_t kn;
+        size_t vl;
+        enum ink_reject why;
+        if (ink__mp_str(&p, end, &k, &kn) || p >= end ||
+            ink_msgpack_scan(p, (size_t)(end - p), 8, &vl, &why) != 0)
+            return ink_err_set(err, INK_EINVAL, "params: expected a map of names to values");
+        int a = 0;
+        while (a < sp->naxes && !(strlen(sp->ax[a].name) == kn && !memcmp(sp->ax[a].name, k, kn)))
+            a++;
+        if (a == sp->naxes)
+            return ink_err_set(err, INK_EINVAL, "params: unknown parameter '%.*s'",
+                               (int)(kn > 64 ? 64 : kn), k);
+        int rc = axis_index(sp, &sp->ax[a], p, p + vl, &idx[a], err);
+        if (rc) return rc;
+        p += vl;
+    }
+    int64_t arm = 0, mul = 1;
+    for (int a = 0; a < sp->naxes; a++) {
+        if (idx[a] < 0)
+            return ink_err_set(err, INK_EINVAL, "params: '%s' is missing", sp->ax[a].name);
+        arm += idx[a] * mul;
+        mul *= sp->ax[a].n;
+    }
+    *j = (int)arm;
+    return 0;
 }

@@ -31,6 +31,41 @@ struct bkb_trial {
     int32_t state; /* BKB_TRIAL_* */
 };
 
+/* A named search space (arms: {space: {name: {log|lin|int: [lo, hi], n} |
+ * {choice: [...]}, ...}}), docs/bkb.md "Named search spaces". Arms are the
+ * grid of all combinations, axis 0 (the first name) varying fastest; the
+ * kernel sees every numeric axis scaled to [0, 1] (log axes in log space)
+ * and every categorical axis one-hot, scaled by 1/sqrt(2). */
+#define BKB_SPACE_AXES    32
+#define BKB_SPACE_CHOICES 512 /* in all */
+#define BKB_SPACE_NAME    64
+
+enum { BKB_AX_LIN, BKB_AX_LOG, BKB_AX_INT, BKB_AX_CHOICE };
+enum { BKB_CH_STR, BKB_CH_NUM, BKB_CH_BOOL };
+
+struct bkb_axis {
+    char name[BKB_SPACE_NAME];
+    int kind, n, col; /* col: first coordinate of x */
+    int ch0;          /* choices: first index in the space's choice table */
+    double lo, hi;
+};
+
+struct bkb_space {
+    int naxes, d, nch;
+    int64_t A;
+    struct bkb_axis ax[BKB_SPACE_AXES];
+    int ch_kind[BKB_SPACE_CHOICES];
+    double ch_num[BKB_SPACE_CHOICES];
+    char ch_str[BKB_SPACE_CHOICES][BKB_SPACE_NAME];
+};
+
+/* Parse and check the JSON text of arms.space (INK_P_JSON). */
+int bkb_space_parse(const char *json, struct bkb_space *sp, struct ink_err *err);
+/* Number of parameters of a valid space (config time; 0 when invalid). */
+int bkb_space_axes(const char *json);
+/* The d x A kernel coordinates of every arm. */
+void bkb_space_arms(const struct bkb_space *sp, double *X);
+
 struct bkb_svc {
     double timeout_ns;         /* pending_timeout in ns; 0 = never */
     int64_t cap;               /* max_trials: the history ring */
@@ -44,6 +79,10 @@ struct bkb_svc {
     int64_t best_arm, best_trial; /* -1 before the first tell */
     double best_y;
     int64_t now;               /* event time of the request being served (-1: none) */
+    int space_axes;            /* parameters of the named space (0: none); set before layout */
+    struct bkb_space *space;   /* named search space, or NULL (carved when given) */
+    char *pbuf;                /* params of up to BKB_SVC_PAGE arms, msgpack */
+    size_t pbuf_cap;
 };
 
 /* What bkb.c shows the service of its arms and posterior. */
@@ -56,8 +95,18 @@ struct bkb_arms_view {
     int64_t *npend, *bpend;  /* pending arms, of which in the current BBKB batch */
 };
 
-/* Carve the service arrays (cap from conf, set by the caller) from bkb's arena. */
+/* Carve the service arrays (cap from conf, set by the caller; `space` true
+ * space_axes > 0 when the arms are a named space of that many parameters)
+ * from bkb's arena. */
 void bkb_svc_layout(struct bkb_svc *v, struct ink_carve *c, int A, int d);
+/* Named space: add `params` (one arm: a map; k arms: a list of maps) to a
+ * reply; nothing without a space. */
+void bkb_svc_add_params(struct bkb_svc *v, struct ink_record *r, const char *name,
+                        const int64_t *arms, int k, bool list);
+/* The arm named by the request's `params` map: 0 and *j; 1 when the request
+ * has no `params`; or an error. */
+int bkb_svc_find_params(const struct bkb_svc *v, const struct ink_record *req, int *j,
+                        struct ink_err *err);
 void bkb_svc_init(struct bkb_svc *v, double pending_timeout_s);
 
 /* Start of every request: takes its event time (`t`, stamped by the zmq

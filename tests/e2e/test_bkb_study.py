@@ -7,7 +7,10 @@
 - `trials` pages through a history bounded by max_trials;
 - with key_by, `ask` on a new key starts its study, beyond max_keys it is
   refused clearly;
-- SIGTERM + --restore keeps pending arms, trials and best."""
+- SIGTERM + --restore keeps pending arms, trials and best;
+- named search spaces (log, int, choice) round-trip: params in every reply,
+  tell and fail by params, x is the scaled grid the kernel sees."""
+import math
 import os
 import signal
 import subprocess
@@ -234,4 +237,87 @@ except inkflow.ServiceError as e:
 br.close()
 rc, err = stop(g)
 inkt.check(rc == 0, "restored service exits 0")
+
+# --- named search space -------------------------------------------------------------
+ep = inkt.endpoint()
+SPACE = "{lr: {log: [1e-5, 1e-1], n: 20}, layers: {int: [1, 8]}, act: {choice: [relu, tanh, gelu]}}"
+scfg = inkt.write_config(d, """
+sources:
+  api: {type: zmq, socket: router, bind: "%s", reply_from: tuner}
+operators:
+  tuner:
+    type: bkb
+    inputs: [api]
+    arms: {space: %s}
+    kernel: {type: gaussian, sigma: 0.3}
+    lambda: 0.01
+    noise_var: 0.01
+sinks:
+  log: {type: file, path: space.jsonl, format: jsonl, inputs: [tuner]}
+""" % (ep, SPACE), "space.yaml")
+v = inkt.run([inkt.INKFLOW, "validate", scfg])
+inkt.check(v.returncode == 0 and "ok" in v.stdout.decode(), "space config validates")
+for bad, why in (("{lr: {log: [0, 1]}}", "log needs 0 < lo"), ("{a: {int: [1, 3], n: 5}}", "holds 3"),
+                 ("{a: {lin: [0, 1], step: 2}}", "unknown key 'step'"),
+                 ("{a: {choice: [x, x]}}", "repeats"), ("[1, 2]", "expected a map")):
+    b = inkt.write_config(d, open(scfg).read().replace(SPACE, bad), "bad.yaml")
+    r = inkt.run([inkt.INKFLOW, "validate", b])
+    inkt.check(r.returncode == 2 and why in r.stderr.decode(), "space %s refused: %s"
+               % (bad, r.stderr.decode().strip().splitlines()[0] if r.stderr else ""))
+g = inkt.start([inkt.INKFLOW, "run", scfg], cwd=d)
+inkt.check(up(ep), "space service up")
+sp = inkflow.Study(ep)
+LR = [math.exp(math.log(1e-5) + (math.log(1e-1) - math.log(1e-5)) * k / 19) for k in range(20)]
+
+
+def consistent(t):
+    p, x = t.params, t.x
+    k = min(range(20), key=lambda i: abs(math.log(LR[i]) - math.log(p["lr"])))
+    onehot = [0.0] * 3
+    onehot[["relu", "tanh", "gelu"].index(p["act"])] = math.sqrt(0.5)
+    return (set(p) == {"lr", "layers", "act"} and abs(p["lr"] / LR[k] - 1) < 1e-12
+            and isinstance(p["layers"], int) and 1 <= p["layers"] <= 8
+            and len(x) == 5 and abs(x[0] - k / 19) < 1e-12 and abs(x[1] - (p["layers"] - 1) / 7) < 1e-12
+            and all(abs(a - b) < 1e-12 for a, b in zip(x[2:], onehot)))
+
+
+def objective(p):
+    return -(math.log10(p["lr"]) + 3) ** 2 - 0.1 * (p["layers"] - 4) ** 2 + (p["act"] == "gelu")
+
+
+ts = [sp.ask() for _ in range(4)] + sp.ask(n=3)
+inkt.check(all(consistent(t) for t in ts) and len({t.arm for t in ts}) == 7,
+           "7 asks (4 + n=3): params and x agree (lr on the log grid, layers int, act one-hot): %s"
+           % ts[0].params)
+vals = {}
+for t in ts[:-1]:
+    y = objective(t.params)
+    sp.tell(dict(t.params), y)  # by params, not by arm
+    vals[t.arm] = y
+r = sp.fail(dict(ts[-1].params))
+inkt.check(r["arm"] == ts[-1].arm, "fail by params releases arm %d" % ts[-1].arm)
+for _ in range(20):
+    t = sp.ask()
+    vals[t.arm] = objective(t.params)
+    sp.tell(t, vals[t.arm])
+b = sp.best()
+inkt.check(b.value == max(vals.values()) and b.params and objective(b.params) == b.value
+           and set(b.mean_params) == {"lr", "layers", "act"},
+           "best: params %s, value %.4f = the best told" % (b.params, b.value))
+h = sp.trials()
+inkt.check(len(h) == 27 and all(objective(e["params"]) == e["y"] for e in h if e["state"] == "told")
+           and h[6]["state"] == "failed" and h[6]["params"] == ts[-1].params,
+           "trials carry params (26 told, 1 failed)")
+for bad, why in (({"lr": 0.5, "layers": 2, "act": "relu"}, "not on the space's grid"),
+                 ({"lr": 1e-5, "layers": 2, "act": "selu"}, "not one of its 3 choices"),
+                 ({"lr": 1e-5, "layers": 2}, "'act' is missing"),
+                 ({"lr": 1e-5, "layers": 2, "act": "relu", "x": 1}, "unknown parameter 'x'")):
+    try:
+        sp.tell(bad, 1.0)
+        inkt.check(False, "tell %s refused" % bad)
+    except inkflow.ServiceError as e:
+        inkt.check(why in str(e), "tell %s: %s" % (bad, e))
+sp.close()
+rc, err = stop(g)
+inkt.check(rc == 0, "space service exits 0")
 inkt.finish()
