@@ -480,7 +480,7 @@ static int axis_n(const struct bkb_axis *x)
 /* Value of axis x at grid index k. */
 static double axis_value(const struct bkb_axis *x, int k)
 {
-    if (x->n == 1) return x->lo;
+    if (x->n == 1 || k == 0) return x->lo; /* the ends exactly as configured */
     if (k == x->n - 1) return x->hi;
     double u = (double)k / (double)(x->n - 1);
     switch (x->kind) {
