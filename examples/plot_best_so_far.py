@@ -24,6 +24,7 @@ def main():
     with open(sys.argv[1]) as f:
         data = json.load(f)
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    floor = []
     for name, color in (("inkflow", "C0"), ("tpe", "C1"), ("random", "C2")):
         curves = data["curves"].get(name)
         if not curves:
@@ -36,7 +37,11 @@ def main():
         label = {"inkflow": "inkflow bkb (InkflowSampler)", "tpe": "Optuna TPE",
                  "random": "Optuna random"}[name]
         ax.plot(xs, med, color=color, label=label)
+        floor.append(med[min(9, n - 1)])
         ax.fill_between(xs, lo, hi, color=color, alpha=0.15)
+    if floor:  # the first few evaluations would squash the part that differs
+        top = max(max(c) for cs in data["curves"].values() for c in cs)
+        ax.set_ylim(min(floor) - 0.1 * (top - min(floor) + 1e-9), top + 0.1 * (top - min(floor) + 1e-9))
     ax.set_xlabel("evaluations")
     ax.set_ylabel("best 3-fold accuracy so far")
     ax.set_title("SVC on digits: median over %d seeds (band: min..max)" % data["seeds"])
