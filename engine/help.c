@@ -36,6 +36,7 @@ static const char *type_name(const struct ink_param *p)
     case INK_P_STRINGS:
         return "strings";
     case INK_P_STRMAP:
+    case INK_P_JSON:
         return "map";
     }
     return "?";

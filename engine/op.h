@@ -91,6 +91,11 @@ struct ink_op_vtable {
      * documented to change state (bkb's ask/tell). Optional. */
     int (*query)(void *state, const struct ink_record *req, const struct ink_emitter *out,
                  struct ink_err *err);
+    /* With key_by, a request for a key that has no state yet is refused
+     * ("unknown key"), unless this returns true for it: the state is then
+     * created (within max_keys; a request never evicts another key), as a
+     * record would create it. Optional (bkb: `ask` starts a study). */
+    bool (*query_creates)(const struct ink_record *req);
     /* The graph ends naturally: every source has ended (files read to the
      * end, pull sources that stop after end of stream); also just before a
      * key's state is evicted (on_new_key: evict). Emit, through `out`

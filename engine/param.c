@@ -361,7 +361,8 @@ static bool parse_list(struct ink_diags *d, const char *path, const struct ink_p
 static void free_value(const struct ink_param *p, void *field)
 {
     switch (p->type) {
-    case INK_P_STRING: {
+    case INK_P_STRING:
+    case INK_P_JSON: {
         char **s = field;
         free(*s);
         *s = NULL;
@@ -545,6 +546,84 @@ static bool parse_enum(struct ink_diags *d, const char *path, const struct ink_p
     return false;
 }
 
+/* INK_P_JSON: the YAML subtree as JSON text. */
+struct jbuf {
+    char *p;
+    size_t n, cap;
+    bool oom;
+};
+
+static void jput(struct jbuf *b, const char *s, size_t n)
+{
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = (b->cap ? b->cap * 2 : 256) + n;
+        char *q = realloc(b->p, cap);
+        if (!q) {
+            b->oom = true;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+static void jstr(struct jbuf *b, const char *s, size_t n)
+{
+    jput(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char e[8];
+        if (c == '"' || c == '\\') {
+            e[0] = '\\', e[1] = (char)c;
+            jput(b, e, 2);
+        } else if (c < 0x20) {
+            snprintf(e, sizeof e, "\\u%04x", c);
+            jput(b, e, 6);
+        } else {
+            jput(b, (const char *)&s[i], 1);
+        }
+    }
+    jput(b, "\"", 1);
+}
+
+static void yaml_json(struct jbuf *b, const struct ink__ynode *n, int depth)
+{
+    if (depth > 32) {
+        b->oom = true;
+        return;
+    }
+    if (n->kind == INK__Y_MAP || n->kind == INK__Y_SEQ) {
+        bool map = n->kind == INK__Y_MAP;
+        jput(b, map ? "{" : "[", 1);
+        for (int i = 0; i < n->n; i++) {
+            if (i) jput(b, map && i % 2 ? ":" : ",", 1);
+            if (map && i % 2 == 0)
+                jstr(b, n->v[i]->s ? n->v[i]->s : "", n->v[i]->s ? strlen(n->v[i]->s) : 0);
+            else
+                yaml_json(b, n->v[i], depth + 1);
+        }
+        jput(b, map ? "}" : "]", 1);
+        return;
+    }
+    double x;
+    char *end;
+    if (ink__ynull(n)) {
+        jput(b, "null", 4);
+    } else if (n->plain && (!strcmp(n->s, "true") || !strcmp(n->s, "false"))) {
+        jput(b, n->s, strlen(n->s));
+    } else if (n->plain && n->s[0] && (x = strtod(n->s, &end), *end == 0) && isfinite(x)) {
+        char t[40];
+        int k = snprintf(t, sizeof t, "%.17g", x);
+        jput(b, t, (size_t)k);
+    } else {
+        jstr(b, n->s, strlen(n->s));
+    }
+}
+
 static bool parse_value(struct ink_diags *d, const char *path, const struct ink_param *p,
                         const struct ink__ynode *n, void *field)
 {
@@ -636,6 +715,18 @@ static bool parse_value(struct ink_diags *d, const char *path, const struct ink_
         if (!parse_lists(d, path, p, n, &l)) return false;
         free_value(p, field);
         *(struct ink_f64_lists *)field = l;
+        return true;
+    }
+    case INK_P_JSON: {
+        struct jbuf b = {0};
+        yaml_json(&b, n, 0);
+        if (b.oom || !b.p) {
+            free(b.p);
+            ink__diag_add(d, n->line, n->col, "%s: nested too deep, or out of memory", path);
+            return false;
+        }
+        free(*(char **)field);
+        *(char **)field = b.p;
         return true;
     }
     case INK_P_OBJECT: {

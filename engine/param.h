@@ -27,8 +27,11 @@ enum ink_ptype {
                         member is `bool set` (true when the key was given) */
     INK_P_STRINGS,   /* struct ink_strings: a list of strings; a scalar is accepted as a 1-list;
                         length within [len_min, len_max] */
-    INK_P_STRMAP     /* struct ink_strmap: a map of names to scalar values, kept as written
+    INK_P_STRMAP,    /* struct ink_strmap: a map of names to scalar values, kept as written
                         (client properties passed through to a library) */
+    INK_P_JSON       /* char *: any YAML value (a map of user-chosen names, say), kept as
+                        JSON text for the node to check (jansson); plain scalars that read
+                        as numbers become numbers, true/false booleans, null null */
 };
 
 struct ink_strings {

@@ -139,6 +139,12 @@ int ink_record_extra_f64m(const struct ink_record *r, const char *name, double *
     return 1;
 }
 
+int ink_record_extra_raw(const struct ink_record *r, const char *name, const uint8_t **p,
+                         const uint8_t **end)
+{
+    return extra_find(r, name, p, end);
+}
+
 int ink_record_extra_str(const struct ink_record *r, const char *name, const char **s, uint32_t *n)
 {
     const uint8_t *p, *end;

@@ -193,6 +193,9 @@ int ink_record_extra_f64m(const struct ink_record *r, const char *name, double *
                           uint32_t max_rows, uint32_t cols, uint32_t *rows);
 /* A string extra; *s points into the record (not NUL-terminated). */
 int ink_record_extra_str(const struct ink_record *r, const char *name, const char **s, uint32_t *n);
+/* The raw msgpack bytes [*p, *end) of extra field `name`: 1, or 0 when absent. */
+int ink_record_extra_raw(const struct ink_record *r, const char *name, const uint8_t **p,
+                         const uint8_t **end);
 
 /* Compare the op of a request with a literal. */
 static inline bool ink_record_op_is(const struct ink_record *r, const char *lit)

@@ -357,7 +357,9 @@ static void *keyed_state(struct ink_node *n, const struct ink_record *rec, struc
     }
     int64_t ins = -1;
     int64_t h = hash_find(n, rec->key, rec->key_len, &ins);
-    if (h < 0 && (rec->flags & INK_HAS_OP)) { /* a query never creates or evicts state */
+    bool query = (rec->flags & INK_HAS_OP) != 0;
+    /* a query never evicts, and creates state only when the operator says so (op.h) */
+    if (h < 0 && query && !(n->vt->query_creates && n->vt->query_creates(rec))) {
         *why = INK_REJ_INVALID;
         ink_err_set(err, INK_EINVAL, "unknown key '%.*s'", (int)rec->key_len, rec->key);
         return NULL;
@@ -373,7 +375,7 @@ static void *keyed_state(struct ink_node *n, const struct ink_record *rec, struc
     int64_t s;
     if (n->keys_used < n->nslots) {
         s = n->keys_used++;
-    } else if (n->nc->common.on_new_key == 1) {
+    } else if (n->nc->common.on_new_key == 1 && !query) {
         s = n->lru_tail;
         struct ink_keyslot *old = &n->slots[s];
         /* what the evicted state holds back goes out first, with its key */

@@ -30,6 +30,8 @@
  *                               replies `pulls`, `dict`, `beta`, `round`.
  *                               Unknown or not-pending arms: INK_EINVAL.
  *      {"op": "predict", "arm": i}  read-only: posterior `mu`, `sigma`, `ucb`.
+ *      fail / release, best, trials, pending, and pending_timeout: the
+ *                               service bookkeeping of bkb_service.c.
  *  BKB rebuilds the posterior at every reward; BBKB only at a reward that
  *  arrives once the current batch is closed (1 + sum var0 > ratio) and all
  *  of its asked arms are told (or as many rewards came in as it had arms),
@@ -54,16 +56,16 @@
 #include "../engine/path.h"
 #include "../engine/rng.h"
 #include "../engine/state.h"
+#include "bkb_service.h"
 
 #define BKB_MAX_ASK       256
 #define BKB_MAX_ARMS      100000000
-#define BKB_STATE_VERSION 1
+#define BKB_STATE_VERSION 2 /* 2: + the service state (bkb_service.c) */
 #define BKB_X_TOL         1e-9 /* an `x` names the arm whose coordinates match within this */
 
-/* pend[i] */
-enum { PEND_NONE = 0, PEND_OLD = 1, PEND_BATCH = 2 };
+/* pend[i]: PEND_* of bkb_service.h */
 
-static const char *const bkb_op_names = "ask, tell, predict";
+static const char *const bkb_op_names = "ask, tell, fail, release, predict, best, trials, pending";
 
 /* ---- parameters ---------------------------------------------------------------------- */
 
@@ -161,6 +163,11 @@ static const struct ink_param arms_params[] = {
      .offset = AOFF(random),
      .sub = random_params,
      .help = "random arms: {n, lo, hi, seed}"},
+    {.name = "space",
+     .type = INK_P_JSON,
+     .offset = AOFF(space),
+     .help = "named parameters: {name: {log: [lo, hi], n} | {lin: [lo, hi], n} | {int: [lo, hi]} "
+             "| {choice: [a, b]}, ...} (docs/bkb.md)"},
     {0},
 };
 
@@ -272,6 +279,20 @@ static const struct ink_param bkb_params[] = {
      .min = 1 << 16,
      .max = 1e15,
      .help = "memory budget; the arms' embedding is recomputed per block when it does not fit"},
+    {.name = "pending_timeout",
+     .type = INK_P_DURATION,
+     .offset = COFF(pending_timeout),
+     .def = "0",
+     .min = 0,
+     .max = 1e9,
+     .help = "service: an asked arm not told or failed within this time is released (0: never)"},
+    {.name = "max_trials",
+     .type = INK_P_INT,
+     .offset = COFF(max_trials),
+     .def = "10000",
+     .min = 1,
+     .max = 1e8,
+     .help = "service: finished trials kept for `trials` (older ones are dropped; best stays)"},
     {.name = "lazy",
      .type = INK_P_BOOL,
      .offset = COFF(lazy),
@@ -292,10 +313,16 @@ static int bkb_check(const void *conf, struct ink_err *err)
 {
     const struct ink_bkb_conf *c = conf;
     const struct ink_bkb_arms_conf *a = &c->arms;
-    int given = a->grid.set + (a->file != NULL) + a->random.set;
+    int given = a->grid.set + (a->file != NULL) + a->random.set + (a->space != NULL);
     if (given != 1)
         return ink_err_set(err, INK_EINVAL,
-                           "arms: give exactly one of grid, file, random (%d given)", given);
+                           "arms: give exactly one of grid, file, random, space (%d given)", given);
+    if (a->space) {
+        struct bkb_space *sp = malloc(sizeof *sp); /* config time */
+        int rc = sp ? bkb_space_parse(a->space, sp, err) : ink_err_set(err, INK_ENOMEM, "arms");
+        free(sp);
+        if (rc) return rc;
+    }
     if (a->grid.set) {
         const struct ink_bkb_grid_conf *g = &a->grid;
         if (g->lo.n != g->hi.n)
@@ -397,6 +424,7 @@ struct bkb {
     uint32_t gen;
     bool hall_ready, started;
     struct ink_rng rng;
+    struct bkb_svc svc; /* service bookkeeping (bkb_service.c) */
 };
 
 /* One allocation, carved the same way by mem_bound (base NULL) and init. */
@@ -464,6 +492,7 @@ static void layout(struct bkb *s, struct ink_carve *c)
     s->out_mu = take(c, BKB_MAX_ASK * D8);
     s->out_sigma = take(c, BKB_MAX_ASK * D8);
     s->out_ucb = take(c, BKB_MAX_ASK * D8);
+    bkb_svc_layout(&s->svc, c, s->A, s->d);
 }
 
 /* Sizes for A arms of dimension d; decides whether Z is stored. */
@@ -478,6 +507,8 @@ static size_t plan(struct bkb *s, const struct ink_bkb_conf *c, int A, int d)
     if (s->mmax < 1) s->mmax = 1;
     if (s->blk < 1) s->blk = 1;
     query_lwork(s->mmax, &s->lwork, &s->liwork);
+    s->svc.cap = c->max_trials > 0 ? c->max_trials : 1;
+    s->svc.space_axes = c->arms.space ? bkb_space_axes(c->arms.space) : 0;
     struct ink_carve cv = {0, 0, 64};
     s->storeZ = true;
     layout(s, &cv);
@@ -502,6 +533,15 @@ static int arms_dims(const struct ink_bkb_arms_conf *a, int *A, int *d)
     if (a->random.set) {
         *A = (int)a->random.n;
         *d = a->random.lo.n;
+        return 0;
+    }
+    if (a->space) {
+        struct bkb_space *sp = malloc(sizeof *sp); /* config time */
+        struct ink_err e = {0};
+        int ok = sp && bkb_space_parse(a->space, sp, &e) == 0;
+        *A = ok ? (int)sp->A : 1;
+        *d = ok ? sp->d : 1;
+        free(sp);
         return 0;
     }
     return -1; /* file: known after reading */
@@ -1147,7 +1187,9 @@ static int find_arm(const struct bkb *s, const struct ink_record *r, int *j, str
         }
         return ink_err_set(err, INK_EINVAL, "x is not one of the %d arms", s->A);
     }
-    return ink_err_set(err, INK_EINVAL, "the record names no arm (give `arm` or `x`)");
+    int rc = bkb_svc_find_params(&s->svc, r, j, err); /* named space: `params` */
+    if (rc <= 0) return rc;
+    return ink_err_set(err, INK_EINVAL, "the record names no arm (give `arm`, `x` or `params`)");
 }
 
 static int check_y(const struct ink_record *r, struct ink_err *err)
@@ -1178,6 +1220,8 @@ static int emit_pick(struct bkb *s, const struct ink_record *in, const struct pi
     ink_record_add_f64(&r, "sigma", pk->sigma);
     ink_record_add_f64(&r, "ucb", pk->ucb);
     add_common(s, &r, pk->round);
+    int64_t arm = pk->arm;
+    bkb_svc_add_params(&s->svc, &r, "params", &arm, 1, false);
     return ink_emit(out, &r);
 }
 
@@ -1218,6 +1262,7 @@ static int pick_pending(struct bkb *s, struct pick *pk)
     if (pick_next(s, pk) < 0) return -1;
     s->pend[pk->arm] = in_batch ? PEND_BATCH : PEND_OLD;
     s->npend++;
+    bkb_svc_asked(&s->svc, pk->arm, pk->round);
     if (in_batch) s->bpend++;
     return 0;
 }
@@ -1268,6 +1313,7 @@ static int ask(struct bkb *s, const struct ink_record *req, const struct ink_emi
     ink_record_add_f64s(&r, "sigma", s->out_sigma, (uint32_t)k);
     ink_record_add_f64s(&r, "ucb", s->out_ucb, (uint32_t)k);
     add_common(s, &r, round0);
+    bkb_svc_add_params(&s->svc, &r, "params", s->out_arms, k, true);
     return ink_emit(out, &r);
 }
 
@@ -1278,13 +1324,14 @@ static int tell(struct bkb *s, const struct ink_record *req, const struct ink_em
     if ((rc = check_y(req, err)) || (rc = find_arm(s, req, &j, err))) return rc;
     if (!s->pend[j])
         return ink_err_set(err, INK_EINVAL,
-                           "tell: arm %d is not waiting for a reward (never asked, or "
-                           "already told)",
+                           "tell: arm %d is not waiting for a reward (never asked, already "
+                           "told, failed, or expired after pending_timeout)",
                            j);
     if (s->pend[j] == PEND_BATCH) s->bpend--;
     s->pend[j] = PEND_NONE;
     s->npend--;
     if ((rc = apply_reward(s, j, req->y, err))) return rc;
+    bkb_svc_told(&s->svc, j, req->y);
     struct ink_record r;
     ink_record_derive(&r, req);
     ink_record_add_i64(&r, "pulls", s->t);
@@ -1307,13 +1354,24 @@ static int predict(struct bkb *s, const struct ink_record *req, const struct ink
     return ink_emit(out, &r);
 }
 
+/* A keyed study (key_by) is created by its first ask (docs/bkb.md). */
+static bool bkb_query_creates(const struct ink_record *req)
+{
+    return ink_record_op_is(req, "ask");
+}
+
 static int bkb_query(void *state, const struct ink_record *req, const struct ink_emitter *out,
                      struct ink_err *err)
 {
     struct bkb *s = state;
+    struct bkb_arms_view v = {s->A,    s->d,    s->X,      s->mu,    s->var,
+                              s->beta, s->pend, &s->npend, &s->bpend};
+    bkb_svc_begin(&s->svc, &v, req); /* request time; pending_timeout */
     if (ink_record_op_is(req, "ask")) return ask(s, req, out, err);
     if (ink_record_op_is(req, "tell")) return tell(s, req, out, err);
     if (ink_record_op_is(req, "predict")) return predict(s, req, out, err);
+    int rc = bkb_svc_query(&s->svc, &v, req, out, err);
+    if (rc <= 0) return rc;
     if (!(req->flags & INK_HAS_OP))
         return ink_err_set(err, INK_EINVAL, "a request needs `op` (%s)", bkb_op_names);
     return ink_err_set(err, INK_ENOTSUP, "unknown op '%.*s' (bkb knows %s)",
@@ -1383,6 +1441,10 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
         arms_grid(&c->arms.grid, s->X, A, d);
     else if (c->arms.random.set)
         arms_random(&c->arms.random, s->X, A, d);
+    else if (c->arms.space && s->svc.space) {
+        bkb_space_parse(c->arms.space, s->svc.space, err); /* checked by bkb_check */
+        bkb_space_arms(s->svc.space, s->X);
+    }
     else if ((rc = arms_file(path, s->X, &A, &d, c->arms.max_arms, c->arms.max_dim, err))) {
         bkb_fini(s);
         return rc;
@@ -1406,6 +1468,7 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
     s->beta = beta_formula(s);
     set_ucb(s);
     s->gsum = 1;
+    bkb_svc_init(&s->svc, c->pending_timeout);
     return 0;
 }
 
@@ -1415,7 +1478,7 @@ static int bkb_save(const void *state, msgpack_packer *pk)
 {
     const struct bkb *s = state;
     size_t A = (size_t)s->A, blk = (size_t)s->mmax * s->mr;
-    msgpack_pack_map(pk, 37);
+    msgpack_pack_map(pk, 37 + BKB_SVC_SAVE_KEYS);
 #define PI64(k, v) (ink_pack_key(pk, k), msgpack_pack_int64(pk, (int64_t)(v)))
 #define PF64(k, v) (ink_pack_key(pk, k), msgpack_pack_double(pk, (v)))
     PI64("version", BKB_STATE_VERSION);
@@ -1474,6 +1537,7 @@ static int bkb_save(const void *state, msgpack_packer *pk)
     ink_pack_key(pk, "var_h");
     ink_pack_f64s(pk, s->var_h, A);
     /* ucb and ucb_h follow from mu, var, var_h, beta bit-exactly, but are cheap */
+    bkb_svc_save(&s->svc, pk, s->A);
 #undef PI64
 #undef PF64
     return 0;
@@ -1527,8 +1591,8 @@ static int bkb_load(void *state, const msgpack_object *obj, struct ink_err *err)
     double beta, logdet, gsum;
     int rc;
     if ((rc = ink_state_i64(obj, "version", &ver, err))) return rc;
-    if (ver != BKB_STATE_VERSION)
-        return ink_err_set(err, INK_ESTATE, "state: bkb version %lld, this build reads %d",
+    if (ver != 1 && ver != BKB_STATE_VERSION)
+        return ink_err_set(err, INK_ESTATE, "state: bkb version %lld, this build reads 1 and %d",
                            (long long)ver, BKB_STATE_VERSION);
     if ((rc = ink_state_i64(obj, "A", &A, err)) || (rc = ink_state_i64(obj, "d", &d, err)) ||
         (rc = ink_state_i64(obj, "mmax", &mmax, err)) ||
@@ -1575,6 +1639,7 @@ static int bkb_load(void *state, const msgpack_object *obj, struct ink_err *err)
         (rc = check_i32s(obj, "pend", A, PEND_NONE, PEND_BATCH, err)) ||
         (rc = check_i32s(obj, "hcount", A, 0, INT32_MAX, err)))
         return rc;
+    if ((rc = bkb_svc_load(&s->svc, obj, s->A, (int)ver, err))) return rc;
     /* Everything checked: copy (cannot fail past this point). */
     ink_state_i64s(obj, "cnt", s->cnt, A, err);
     ink_state_f64s(obj, "ysum", s->ysum, A, err);
@@ -1628,8 +1693,20 @@ static double gauge_dict(const void *state)
     return ((const struct bkb *)state)->m;
 }
 
+static double gauge_expired(const void *state)
+{
+    return bkb_svc_gauge_expired(&((const struct bkb *)state)->svc);
+}
+
+static double gauge_pending(const void *state)
+{
+    return (double)((const struct bkb *)state)->npend;
+}
+
 static const struct ink_op_gauge bkb_gauges[] = {
     {"dict", "dictionary size", gauge_dict},
+    {"pending", "bkb: arms asked and not yet told, failed or expired", gauge_pending},
+    {"pending_expired", "bkb: asked arms released by pending_timeout (total)", gauge_expired},
     {0},
 };
 
@@ -1645,6 +1722,7 @@ const struct ink_op_vtable ink_op_bkb = {
     .init = bkb_init,
     .process = bkb_process,
     .query = bkb_query,
+    .query_creates = bkb_query_creates,
     .save = bkb_save,
     .load = bkb_load,
     .fini = bkb_fini,

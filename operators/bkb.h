@@ -26,7 +26,7 @@ struct ink_bkb_random_conf {
     int64_t seed;
 };
 
-/* Exactly one of grid, file, random. */
+/* Exactly one of grid, file, random, space. */
 struct ink_bkb_arms_conf {
     bool set;
     struct ink_bkb_grid_conf grid;
@@ -34,6 +34,7 @@ struct ink_bkb_arms_conf {
     int64_t max_arms; /* file only: bound used by mem_bound before the file is read */
     int64_t max_dim;  /* file only: likewise for the number of columns */
     struct ink_bkb_random_conf random;
+    char *space; /* named search space, JSON text (INK_P_JSON): operators/bkb_service.c */
 };
 
 /* batch: {ratio: C}: BBKB with the global stopping rule (docs/algorithms.md 2.6). */
@@ -58,6 +59,8 @@ struct ink_bkb_conf {
     int64_t arm_block;   /* rows of arms embedded at once */
     uint64_t max_memory; /* bytes; the arms' embedding Z is stored only if it fits */
     bool lazy;           /* lazy UCB refresh (false: full recompute, for tests and benchmarks) */
+    double pending_timeout; /* service: seconds before an asked arm is released (0: never) */
+    int64_t max_trials;     /* service: finished trials kept in the history ring */
 };
 
 extern const struct ink_op_vtable ink_op_bkb;
