@@ -1,5 +1,6 @@
 /* inkflow: the command-line program. */
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -74,18 +75,22 @@ static int load_config(const char *path, struct ink_config *cfg)
 static int cmd_run(int argc, char **argv)
 {
     const char *path = NULL;
-    int restore = 0;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--restore") == 0)
+    int restore = 0, c;
+    static const struct option opts[] = {
+        {"restore", no_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'}, {0}};
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (c == 'r') {
             restore = 1;
-        else if (strcmp(argv[i], "--help") == 0) {
+        } else if (c == 'h') {
             printf("usage: inkflow run CONFIG [--restore]\n");
             return 0;
-        } else if (!path)
-            path = argv[i];
-        else
-            return ink_usage("run: unexpected argument '%s'", argv[i]);
+        } else {
+            return ink_opt_error("run", c, optind, argv);
+        }
     }
+    if (argc - optind > 1) return ink_usage("run: unexpected argument '%s'", argv[optind + 1]);
+    if (argc - optind == 1) path = argv[optind];
     if (!path) return ink_usage("run: missing CONFIG");
     struct ink_config cfg = {0};
     if (load_config(path, &cfg)) return 2;
@@ -135,13 +140,16 @@ static int cmd_run(int argc, char **argv)
 
 static int cmd_validate(int argc, char **argv)
 {
-    if (argc != 1 || strcmp(argv[0], "--help") == 0) {
-        if (argc == 1) {
-            printf("usage: inkflow validate CONFIG\n");
-            return 0;
-        }
-        return ink_usage("validate: give exactly one CONFIG");
+    int c;
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (c != 'h') return ink_opt_error("validate", c, optind, argv);
+        printf("usage: inkflow validate CONFIG\n");
+        return 0;
     }
+    if (argc - optind != 1) return ink_usage("validate: give exactly one CONFIG");
+    argv += optind;
     struct ink_config cfg = {0};
     if (load_config(argv[0], &cfg)) return 2;
     int ns = 0, no = 0, nk = 0;
@@ -174,6 +182,8 @@ static void list_types(const char *title, const struct ink_node_type *const *v)
 
 static int cmd_help(int argc, char **argv)
 {
+    argc--, argv++; /* TYPE or --markdown: operands, not options */
+    if (argc > 1) return ink_usage("help: give at most one TYPE");
     if (argc == 0) {
         fputs(usage, stdout);
         printf("\n");
@@ -211,17 +221,6 @@ static int cmd_help(int argc, char **argv)
     return 0;
 }
 
-int ink_usage(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "inkflow: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    return 2;
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -229,8 +228,8 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
-    int n = argc - 2;
-    char **a = argv + 2;
+    int n = argc - 1; /* each subcommand sees its name as argv[0], as getopt_long expects */
+    char **a = argv + 1;
     if (strcmp(cmd, "run") == 0) return cmd_run(n, a);
     if (strcmp(cmd, "validate") == 0) return cmd_validate(n, a);
     if (strcmp(cmd, "help") == 0) return cmd_help(n, a);
@@ -243,7 +242,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "--version") == 0) {
-        printf("inkflow 0.1.0\n");
+        printf("inkflow %s\n", INK_VERSION);
         return 0;
     }
     fprintf(stderr, "inkflow: unknown command '%s'\n\n%s", cmd, usage);
