@@ -139,6 +139,10 @@ int ink_graph_build_restore(struct ink_graph **out, const struct ink_config *cfg
  * finish. Returns 0 or a negative code on a runtime failure. */
 int ink_graph_run(struct ink_graph *g);
 void ink_graph_summary(const struct ink_graph *g, FILE *out);
+/* After a run: 1 when a source or operator rejected every record it received,
+ * or more than engine.max_reject_ratio of them (each such node named on out,
+ * with its reasons), 0 otherwise. `inkflow run` then exits 1. */
+int ink_graph_reject_check(const struct ink_graph *g, FILE *out);
 void ink_graph_free(struct ink_graph *g);
 
 /* For transports. The record is borrowed. */

@@ -741,6 +741,21 @@ static const char *kind_name(enum ink_node_kind k)
     return k == INK_NODE_SOURCE ? "source" : k == INK_NODE_OPERATOR ? "operator" : "sink";
 }
 
+/* "dim=3 decode=1" from a node's reject counters; returns the total. */
+static uint64_t reject_reasons(const struct ink_node *n, char *why, size_t cap)
+{
+    uint64_t rej = 0;
+    size_t w = 0;
+    why[0] = 0;
+    for (int r = 1; r < INK_REJ__COUNT; r++) {
+        rej += n->c.rejected[r];
+        if (n->c.rejected[r] && w < cap - 64)
+            w += (size_t)snprintf(why + w, cap - w, "%s%s=%llu", w ? " " : "", ink_reject_name(r),
+                                  (unsigned long long)n->c.rejected[r]);
+    }
+    return rej;
+}
+
 void ink_graph_summary(const struct ink_graph *g, FILE *out)
 {
     double el = now_s() - g->t0;
@@ -749,14 +764,9 @@ void ink_graph_summary(const struct ink_graph *g, FILE *out)
             "dropped", "");
     for (int i = 0; i < g->n; i++) {
         const struct ink_node *n = &g->nodes[i];
-        uint64_t rej = 0;
-        for (int r = 1; r < INK_REJ__COUNT; r++) rej += n->c.rejected[r];
-        char why[512] = "";
-        size_t w = 0;
-        for (int r = 1; r < INK_REJ__COUNT && w < sizeof why - 64; r++)
-            if (n->c.rejected[r])
-                w += (size_t)snprintf(why + w, sizeof why - w, "%s%s=%llu", w ? " " : "",
-                                      ink_reject_name(r), (unsigned long long)n->c.rejected[r]);
+        char why[512];
+        uint64_t rej = reject_reasons(n, why, sizeof why);
+        size_t w = strlen(why);
         if (n->evicted && w < sizeof why - 64)
             snprintf(why + w, sizeof why - w, "%skeys_evicted=%llu", w ? " " : "",
                      (unsigned long long)n->evicted);
@@ -768,6 +778,32 @@ void ink_graph_summary(const struct ink_graph *g, FILE *out)
         fprintf(out, "  snapshots: %llu written, %llu failed; last %llu bytes in %.3f ms\n",
                 (unsigned long long)g->snap_count, (unsigned long long)g->snap_failed,
                 (unsigned long long)g->snap_bytes, 1e3 * g->snap_duration);
+}
+
+int ink_graph_reject_check(const struct ink_graph *g, FILE *out)
+{
+    double ratio = g->cfg->engine.max_reject_ratio;
+    int bad = 0;
+    for (int i = 0; i < g->n; i++) {
+        const struct ink_node *n = &g->nodes[i];
+        if (n->kind == INK_NODE_SINK || n->c.in == 0) continue;
+        char why[512];
+        uint64_t rej = reject_reasons(n, why, sizeof why);
+        if (rej == 0) continue;
+        if (rej >= n->c.in) {
+            fprintf(out, "inkflow: %s '%s' rejected all %llu records it received (%s)\n",
+                    kind_name(n->kind), n->name, (unsigned long long)n->c.in, why);
+            bad = 1;
+        } else if ((double)rej > ratio * (double)n->c.in) {
+            fprintf(out,
+                    "inkflow: %s '%s' rejected %llu of %llu records (%.3g%%: %s), above "
+                    "engine.max_reject_ratio %g\n",
+                    kind_name(n->kind), n->name, (unsigned long long)rej,
+                    (unsigned long long)n->c.in, 100.0 * (double)rej / (double)n->c.in, why, ratio);
+            bad = 1;
+        }
+    }
+    return bad;
 }
 
 void ink_graph_free(struct ink_graph *g)

@@ -27,7 +27,8 @@ static const char usage[] =
     "  keygen NAME                   write a CURVE key pair: NAME and NAME_secret\n"
     "\n"
     "Run `inkflow COMMAND --help` for the options of a command.\n"
-    "Exit codes: 0 done, 1 runtime failure, 2 bad config or usage.\n";
+    "Exit codes: 0 done, 1 runtime failure or a node rejected all its input\n"
+    "(engine.max_reject_ratio: more than that share), 2 bad config or usage.\n";
 
 /* ---- run ------------------------------------------------------------------ */
 
@@ -133,6 +134,8 @@ static int cmd_run(int argc, char **argv)
     rc = ink_graph_run(g);
     running = NULL;
     ink_graph_summary(g, stderr);
+    /* a run that rejected what it was given did not do its job: say so, exit 1 */
+    if (!rc && ink_graph_reject_check(g, stderr)) rc = 1;
     ink_graph_free(g);
     ink_config_free(&cfg);
     return rc ? 1 : 0;

@@ -117,4 +117,40 @@ inkt.check(len(csv_rows) == 50 and csv_rows[3]["x"] == [3, 3.5] and csv_rows[3][
 inkt.check(sum(1 for r in got if r.get("tag") == "jl") == 20, "the JSON Lines records arrived")
 inkt.check(sum(1 for r in got if r.get("tag") == "mp") == 10, "the msgpack records arrived")
 inkt.check(len(got) == 50 + 20 + 10 + 60000 + 2, "every record sent arrived (%d)" % len(got))
+
+# --- run: a run that rejected what it was given exits 1 and says why ---------------
+def run_graph(lines, engine=""):
+    with open(os.path.join(d, "rj.jsonl"), "w") as f:
+        f.write("".join(lines))
+    c = inkt.write_config(d, engine + """
+sources:
+  src: {type: file, path: rj.jsonl}
+operators:
+  cdf: {type: ecdf, inputs: [src], mode: kll}
+sinks:
+  res: {type: file, path: rj-out.jsonl, inputs: [cdf]}
+""", "rj.yaml")
+    p = inkt.run([I, "run", c], timeout=60)
+    return p.returncode, p.stderr.decode()
+
+
+two_d = ['{"x":[%d,%d]}\n' % (i, i) for i in range(3)]
+one_d = ['{"x":[%d]}\n' % i for i in range(9)]
+rc, err = run_graph(two_d)
+inkt.check(rc == 1 and "operator 'cdf' rejected all 3 records it received (dim=3)" in err,
+           "every record rejected (dim): run exits 1 naming the node and reason (rc=%d: %s)" % (rc, err.strip().splitlines()[-1]))
+rc, err = run_graph(["garbage\n", "{oops\n"])
+inkt.check(rc == 1 and "source 'src' rejected all 2 records" in err,
+           "every line undecodable: run exits 1 (rc=%d: %s)" % (rc, err.strip().splitlines()[-1]))
+rc, err = run_graph(one_d)
+inkt.check(rc == 0, "nothing rejected: exit 0 (rc=%d)" % rc)
+rc, err = run_graph(one_d + two_d[:1])
+inkt.check(rc == 0, "1 of 10 rejected, default max_reject_ratio 1: exit 0 (rc=%d)" % rc)
+rc, err = run_graph(one_d + two_d[:1], "engine: {max_reject_ratio: 0.05}\n")
+inkt.check(rc == 1 and "rejected 1 of 10 records (10%: dim=1), above engine.max_reject_ratio 0.05" in err,
+           "1 of 10 rejected above max_reject_ratio 0.05: exit 1 (%s)" % err.strip().splitlines()[-1])
+rc, err = run_graph(one_d + two_d[:1], "engine: {max_reject_ratio: 0.1}\n")
+inkt.check(rc == 0, "1 of 10 rejected at max_reject_ratio 0.1 (not above): exit 0 (rc=%d)" % rc)
+rc, err = run_graph(one_d, "engine: {max_reject_ratio: 1.5}\n")
+inkt.check(rc == 2 and "max_reject_ratio" in err, "max_reject_ratio 1.5 is a config error (rc=%d)" % rc)
 inkt.finish()
