@@ -88,6 +88,8 @@ struct ink_node {
     int64_t *hash;             /* keyed: open addressing, 2*max_keys entries, -1 empty */
     int64_t nslots, hcap, lru_head, lru_tail, keys_used;
     uint64_t evicted;
+    struct ink_buf *keys_buf; /* {"op": "keys"} reply scratch, grown on first use */
+    int64_t *keys_counts;
     struct ink_emitter emitter;
     /* sources and sinks */
     const struct ink_source_impl *src;

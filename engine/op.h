@@ -87,6 +87,9 @@ struct ink_op_vtable {
     int (*load)(void *state, const msgpack_object *obj, struct ink_err *err);
     void (*fini)(void *state);
     void (*gauges)(const void *state, struct ink_op_gauges *g); /* optional */
+    /* Optional: how many records the state has counted; with key_by the
+     * engine answers {"op": "keys"} with every live key and this count. */
+    uint64_t (*records)(const void *state);
 };
 
 /* The static registry (operators/registry.c). */

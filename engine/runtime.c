@@ -100,10 +100,50 @@ static void *keyed_state(struct ink_node *n, const struct ink_record *rec, struc
 /* An operator emits what a state holds back (op.h flush). */
 static void flush_state(struct ink_node *n, void *st, const struct ink_keyslot *ks);
 
+/* {"op": "keys", "limit": N} to a keyed operator: the live keys, most recently
+ * used first, with the records each state counted (op.h records), and the
+ * total. Answered here: only the engine knows the keys. */
+static int keys_reply(struct ink_node *n, const struct ink_record *rec)
+{
+    int64_t limit = 10000;
+    if (ink_record_extra_i64(rec, "limit", &limit) < 0 || limit < 0) {
+        reject(n, rec, INK_REJ_INVALID, "keys: limit must be an integer >= 0");
+        return 0;
+    }
+    int64_t m = n->keys_used < limit ? n->keys_used : limit;
+    if (!n->keys_buf) n->keys_buf = calloc(1, sizeof *n->keys_buf);
+    int64_t *cnt = realloc(n->keys_counts, (size_t)(m ? m : 1) * sizeof *cnt);
+    if (!n->keys_buf || !cnt || ink_buf_reserve(n->keys_buf, 5 + (size_t)m * 257)) {
+        if (cnt) n->keys_counts = cnt;
+        reject(n, rec, INK_REJ_INVALID, "keys: out of memory");
+        return 0;
+    }
+    n->keys_counts = cnt;
+    struct ink_buf *b = n->keys_buf;
+    ink_buf_reset(b);
+    uint8_t hdr[5] = {0xdd, (uint8_t)(m >> 24), (uint8_t)(m >> 16), (uint8_t)(m >> 8), (uint8_t)m};
+    ink_buf_append(b, hdr, 5); /* array 32: any length */
+    int64_t i = 0;
+    for (int64_t s = n->lru_head; s >= 0 && i < m; s = n->slots[s].next, i++) {
+        const struct ink_keyslot *ks = &n->slots[s];
+        uint8_t sh[2] = {0xd9, (uint8_t)ks->len}; /* str 8: keys are at most 255 bytes */
+        ink_buf_append(b, sh, 2);
+        ink_buf_append(b, ks->key, ks->len);
+        cnt[i] = n->vt->records ? (int64_t)n->vt->records(ks->state) : -1;
+    }
+    struct ink_record out;
+    ink_record_derive(&out, rec);
+    ink_record_add(&out, "keys", (struct ink_value){.type = INK_V_RAW, .raw = {b->p, (uint32_t)b->len}});
+    if (n->vt->records) ink_record_add_i64s(&out, "counts", cnt, (uint32_t)m);
+    ink_record_add_i64(&out, "total", n->keys_used);
+    return fan_out(n, &out);
+}
+
 static int deliver_op(struct ink_node *n, const struct ink_record *rec)
 {
     struct ink_err err = {0};
     void *st = n->state;
+    if (n->slots && ink_record_op_is(rec, "keys")) return keys_reply(n, rec);
     if (n->slots) {
         enum ink_reject why = INK_REJ_NONE;
         st = keyed_state(n, rec, &err, &why);
@@ -824,6 +864,9 @@ void ink_graph_free(struct ink_graph *g)
         }
         free(n->slots);
         free(n->hash);
+        if (n->keys_buf) ink_buf_fini(n->keys_buf);
+        free(n->keys_buf);
+        free(n->keys_counts);
         free(n->state);
         free(n->scratch);
         free(n->out);
