@@ -597,9 +597,15 @@ static void load_node(struct loader *L, int idx)
     } else if (nc->kind == INK_NODE_SOURCE) {
         tabs[1] = (struct ink__ptab){io_common_params, &io};
     }
+    /* Keys the loader handles itself: skipped here, and offered in the "valid
+     * keys" of an unknown one. A source takes no inputs, so they are not
+     * offered there (load_inputs explains why when a source has some). */
     static const char *const reserved[] = {"type", "inputs", NULL};
+    static const char *const reserved_source[] = {"type", NULL};
+    bool src_without_inputs = nc->kind == INK_NODE_SOURCE && !ink__ymap_key(m, "inputs");
     int ntabs = nc->kind == INK_NODE_SINK ? 1 : 2;
-    ink__params_parse_map(L->d, path, m, tabs, ntabs, reserved, nc->line, nc->col);
+    ink__params_parse_map(L->d, path, m, tabs, ntabs,
+                          src_without_inputs ? reserved_source : reserved, nc->line, nc->col);
     if (nc->kind == INK_NODE_OPERATOR) {
         check_common(L, nc, m, path);
         if (nc->common.dead_letter && !(nc->dead_letter = strdup(nc->common.dead_letter)))

@@ -89,6 +89,8 @@ static enum ink_reject reason_of(int rc)
     switch (rc) {
     case INK_EDIM:
         return INK_REJ_DIM;
+    case INK_ENOX:
+        return INK_REJ_MISSING_X;
     default:
         return INK_REJ_INVALID;
     }

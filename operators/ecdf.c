@@ -505,7 +505,7 @@ static int ecdf_init(void *state, const void *conf, const struct ink_op_init *in
 static int check_record(const struct ecdf *s, const struct ink_record *in, bool need_y,
                         struct ink_err *err)
 {
-    if (!(in->flags & INK_HAS_X) || !in->x) return ink_err_set(err, INK_EINVAL, "record has no x");
+    if (!(in->flags & INK_HAS_X) || !in->x) return ink_err_set(err, INK_ENOX, "record has no x");
     if (in->dim != (uint32_t)s->d)
         return ink_err_set(err, INK_EDIM, "x has %u values, expected %d", in->dim, s->d);
     for (int k = 0; k < s->d; k++)
@@ -710,7 +710,7 @@ static int ecdf_flush(void *state, const struct ink_emitter *out, struct ink_err
 
 static int query_point(const struct ecdf *s, const struct ink_record *req, struct ink_err *err)
 {
-    if (!(req->flags & INK_HAS_X) || !req->x) return ink_err_set(err, INK_EINVAL, "query needs x");
+    if (!(req->flags & INK_HAS_X) || !req->x) return ink_err_set(err, INK_ENOX, "query needs x");
     if (req->dim != (uint32_t)s->d)
         return ink_err_set(err, INK_EDIM, "x has %u values, expected %d", req->dim, s->d);
     for (int k = 0; k < s->d; k++)

@@ -142,6 +142,10 @@ inkt.check(rc == 1 and "operator 'cdf' rejected all 3 records it received (dim=3
 rc, err = run_graph(["garbage\n", "{oops\n"])
 inkt.check(rc == 1 and "source 'src' rejected all 2 records" in err,
            "every line undecodable: run exits 1 (rc=%d: %s)" % (rc, err.strip().splitlines()[-1]))
+rc, err = run_graph(one_d + ['{"y": 1}\n', '{"x": [1], "y": 2}\n'])
+row = inkt.summary_row(err, "cdf")
+inkt.check(row is not None and row["why"] == {"missing_x": 1} and row["out"] == 10,
+           "a record without x is rejected as missing_x (summary: %s)" % row)
 rc, err = run_graph(one_d)
 inkt.check(rc == 0, "nothing rejected: exit 0 (rc=%d)" % rc)
 rc, err = run_graph(one_d + two_d[:1])
