@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../engine/config.h"
@@ -14,11 +15,12 @@
 #include "../transports/file_io.h"
 #include "../transports/zmq_util.h"
 #include "cli.h"
+#include "ink_version.h"
 
 static const char usage[] =
     "usage: inkflow COMMAND ...\n"
     "\n"
-    "  run CONFIG [--restore]        run the graph described by CONFIG\n"
+    "  run CONFIG [--restore[=auto]] run the graph described by CONFIG\n"
     "  validate CONFIG               check CONFIG; print every error; exit 2 if any\n"
     "  help [TYPE | --markdown]      list node types, or the keys of one type\n"
     "  send ENDPOINT [FILE]          send a CSV / JSONL / msgpack file (or stdin) to a socket\n"
@@ -78,13 +80,19 @@ static int cmd_run(int argc, char **argv)
     const char *path = NULL;
     int restore = 0, c;
     static const struct option opts[] = {
-        {"restore", no_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'}, {0}};
+        {"restore", optional_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'}, {0}};
     optind = 1;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         if (c == 'r') {
-            restore = 1;
+            if (optarg && strcmp(optarg, "auto") != 0)
+                return ink_usage("run: --restore takes no value or 'auto', not '%s'", optarg);
+            restore = optarg ? 2 : 1;
         } else if (c == 'h') {
-            printf("usage: inkflow run CONFIG [--restore]\n");
+            printf("usage: inkflow run CONFIG [--restore | --restore=auto]\n"
+                   "--restore continues from the snapshot of engine.snapshot (it must exist);\n"
+                   "--restore=auto does so when the snapshot file exists and starts fresh when\n"
+                   "it does not (a service's first start); a snapshot that is refused still\n"
+                   "fails, with exit 2.\n");
             return 0;
         } else {
             return ink_opt_error("run", c, optind, argv);
@@ -96,6 +104,17 @@ static int cmd_run(int argc, char **argv)
     struct ink_config cfg = {0};
     if (load_config(path, &cfg)) return 2;
     struct ink_snap *snap = NULL;
+    char snap_path[4096];
+    struct stat st;
+    if (restore == 2) { /* auto: restore what exists; no snapshot (yet) is a fresh start */
+        if (ink_snapshot_path(&cfg, snap_path, sizeof snap_path) != 0) {
+            restore = 0; /* the config keeps no snapshots */
+        } else if (stat(snap_path, &st) != 0 && errno == ENOENT) {
+            fprintf(stderr, "inkflow: --restore=auto: no snapshot at %s yet; starting fresh\n",
+                    snap_path);
+            restore = 0;
+        }
+    }
     if (restore) {
         /* read and verify everything before building anything */
         struct ink_err e = {0};
@@ -245,7 +264,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "--version") == 0) {
-        printf("inkflow %s\n", INK_VERSION);
+        printf("inkflow %s (commit %s)\n", INK_VERSION, INK_COMMIT);
         return 0;
     }
     fprintf(stderr, "inkflow: unknown command '%s'\n\n%s", cmd, usage);

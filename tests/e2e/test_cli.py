@@ -157,4 +157,39 @@ rc, err = run_graph(one_d + two_d[:1], "engine: {max_reject_ratio: 0.1}\n")
 inkt.check(rc == 0, "1 of 10 rejected at max_reject_ratio 0.1 (not above): exit 0 (rc=%d)" % rc)
 rc, err = run_graph(one_d, "engine: {max_reject_ratio: 1.5}\n")
 inkt.check(rc == 2 and "max_reject_ratio" in err, "max_reject_ratio 1.5 is a config error (rc=%d)" % rc)
+
+# --- run --restore=auto: fresh when there is no snapshot, restored when there is ------
+with open(os.path.join(d, "ra.jsonl"), "w") as f:
+    f.write("".join(one_d))
+ra = inkt.write_config(d, """
+engine: {snapshot: {dir: ra-snap}}
+sources:
+  src: {type: file, path: ra.jsonl}
+operators:
+  cdf: {type: ecdf, inputs: [src], mode: kll}
+sinks:
+  res: {type: file, path: ra-out.jsonl, inputs: [cdf]}
+""", "ra.yaml")
+p = inkt.run([I, "run", ra, "--restore"], timeout=60)
+inkt.check(p.returncode == 2 and b"nothing to restore" in p.stderr,
+           "--restore without a snapshot: exit 2 (%s)" % p.stderr.decode().strip().splitlines()[0])
+p = inkt.run([I, "run", ra, "--restore=auto"], timeout=60)
+inkt.check(p.returncode == 0 and b"no snapshot at" in p.stderr and b"starting fresh" in p.stderr,
+           "--restore=auto without a snapshot: starts fresh, says so (rc=%d)" % p.returncode)
+p = inkt.run([I, "run", ra, "--restore=auto"], timeout=60)
+inkt.check(p.returncode == 0 and b"restored from" in p.stderr,
+           "--restore=auto with a snapshot: restores (rc=%d: %s)" % (p.returncode, p.stderr.decode().strip().splitlines()[0]))
+inkt.check(len(inkt.read_jsonl(os.path.join(d, "ra-out.jsonl"))) == len(one_d),
+           "the restored run emitted nothing twice")
+with open(os.path.join(d, "ra-snap", "ra.snap"), "r+b") as f:
+    f.seek(20)
+    f.write(b"\xff\xff\xff\xff")
+p = inkt.run([I, "run", ra, "--restore=auto"], timeout=60)
+inkt.check(p.returncode == 2, "--restore=auto with a damaged snapshot: refused, exit 2 (rc=%d: %s)"
+           % (p.returncode, p.stderr.decode().strip()[-160:]))
+p = inkt.run([I, "run", ra, "--restore=maybe"], timeout=60)
+inkt.check(p.returncode == 2 and b"--restore takes" in p.stderr, "--restore=maybe refused")
+v = inkt.run([I, "--version"])
+inkt.check(v.returncode == 0 and v.stdout.decode().startswith("inkflow ") and b"(commit " in v.stdout,
+           "--version: %s" % v.stdout.decode().strip())
 inkt.finish()
