@@ -22,5 +22,6 @@ int ink_cmd_send(int argc, char **argv);
 int ink_cmd_recv(int argc, char **argv);
 int ink_cmd_query(int argc, char **argv);
 int ink_cmd_keygen(int argc, char **argv);
+int ink_cmd_top(int argc, char **argv); /* tools/top.c */
 
 #endif
