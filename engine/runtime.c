@@ -135,7 +135,8 @@ static int keys_reply(struct ink_node *n, const struct ink_record *rec)
     }
     struct ink_record out;
     ink_record_derive(&out, rec);
-    ink_record_add(&out, "keys", (struct ink_value){.type = INK_V_RAW, .raw = {b->p, (uint32_t)b->len}});
+    ink_record_add(&out, "keys",
+                   (struct ink_value){.type = INK_V_RAW, .raw = {b->p, (uint32_t)b->len}});
     if (n->vt->records) ink_record_add_i64s(&out, "counts", cnt, (uint32_t)m);
     ink_record_add_i64(&out, "total", n->keys_used);
     return fan_out(n, &out);

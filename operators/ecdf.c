@@ -777,7 +777,7 @@ static int query_cdf(struct ecdf *s, const struct ink_record *req, struct ink_re
     return 0;
 }
 
-#define MAX_R ((uint32_t)(sizeof ((struct ecdf *)0)->rv / sizeof(double)))
+#define MAX_R ((uint32_t)(sizeof((struct ecdf *)0)->rv / sizeof(double)))
 
 /* {"r": 0.9} -> r, q, n; {"r": [0.5, 0.9]} -> r, q as arrays (one request). */
 static int query_quantile(struct ecdf *s, const struct ink_record *req, struct ink_record *out,
@@ -795,7 +795,8 @@ static int query_quantile(struct ecdf *s, const struct ink_record *req, struct i
     for (uint32_t i = 0; i < m; i++) ok &= s->rv[i] >= 0 && s->rv[i] <= 1;
     if (!ok)
         return ink_err_set(err, INK_EINVAL,
-                           "quantile needs r: a number in [0, 1] or a list of 1..%u of them", MAX_R);
+                           "quantile needs r: a number in [0, 1] or a list of 1..%u of them",
+                           MAX_R);
     if (s->n == 0) return ink_err_set(err, INK_EINVAL, "quantile of an empty sketch");
     for (uint32_t i = 0; i < m; i++) s->qv[i] = ink__kll_quantile(&s->kll, s->rv[i]);
     if (one == 1) {
@@ -862,7 +863,8 @@ static int ecdf_query(void *state, const struct ink_record *req, const struct in
     } else if (ink_record_op_is(req, "density")) {
         rc = query_density(s, req, &out, err);
     } else {
-        return ink_err_set(err, INK_ENOTSUP, "ecdf: unknown op '%.*s' (cdf, quantile, density; keys with key_by)",
+        return ink_err_set(err, INK_ENOTSUP,
+                           "ecdf: unknown op '%.*s' (cdf, quantile, density; keys with key_by)",
                            (int)req->op_len, req->op ? req->op : "");
     }
     if (rc) return rc;

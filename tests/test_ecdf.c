@@ -927,7 +927,7 @@ TEST(config_checks)
     c.dim = 0;
     c.mode = INK_ECDF_KDE;
     CHECK(vt->check(&c, &err) == 0); /* no h: the default, twice the node spacing */
-    n[0] = 1, hi[0] = 0; /* one node on axis 0: no spacing, so h is needed */
+    n[0] = 1, hi[0] = 0;             /* one node on axis 0: no spacing, so h is needed */
     CHECK(vt->check(&c, &err) == INK_EINVAL && strstr(err.msg, "give h") != NULL);
     n[0] = 3, hi[0] = 1;
     double nodes_bad[3] = {0, 2, 1};

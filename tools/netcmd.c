@@ -235,8 +235,7 @@ int ink_cmd_send(int argc, char **argv)
             if (ink_opt_long("send", "hwm", optarg, 0, 1000000000, &hwm)) return 2;
             break;
         case 'e':
-            if (ink_opt_double("send", "eos-timeout", optarg, 0.001, 86400, &eos_timeout))
-                return 2;
+            if (ink_opt_double("send", "eos-timeout", optarg, 0.001, 86400, &eos_timeout)) return 2;
             break;
         default:
             return ink_opt_error("send", c, optind, argv);
