@@ -1,4 +1,4 @@
-/* msgpack codec (DESIGN.md "Records"): the structural pre-scan, the frame
+/* msgpack codec (docs/design.md#records): the structural pre-scan, the frame
  * decoder, the encoder, and the decoder's lifecycle; the text encoder.
  *
  * Decoding walks the bytes directly after the pre-scan has proved every

@@ -364,7 +364,7 @@ static int slot_init(struct ink_node *n, int64_t s, const char *key, uint32_t le
     ini.seed = ink_seed_derive(base, name);
     int rc = n->vt->init(ks->state, n->nc->conf, &ini, err);
     if (rc) {
-        n->vt->fini(ks->state);
+        ink__op_fini(n->vt, ks->state);
         return rc;
     }
     memcpy(ks->key, key, len);
@@ -412,7 +412,7 @@ static void *keyed_state(struct ink_node *n, const struct ink_record *rec, struc
         int64_t oh = hash_find(n, old->key, old->len, NULL);
         if (oh >= 0) n->hash[oh] = -2;
         lru_unlink(n, s);
-        n->vt->fini(old->state);
+        ink__op_fini(n->vt, old->state);
         n->evicted++;
         ink__log(n, "key '%s' evicted (max_keys %lld reached)", old->key, (long long)n->nslots);
         h = hash_find(n, rec->key, rec->key_len, &ins);
@@ -858,9 +858,9 @@ void ink_graph_free(struct ink_graph *g)
         if (n->kind == INK_NODE_SOURCE && n->src) n->src->close(n);
         if (n->kind == INK_NODE_SINK && n->snk) n->snk->close(n);
         if (n->kind == INK_NODE_OPERATOR && n->vt) {
-            if (n->state) n->vt->fini(n->state);
+            if (n->state) ink__op_fini(n->vt, n->state);
             for (int64_t s = 0; s < n->nslots && n->slots; s++) {
-                if (s < n->keys_used && n->slots[s].state) n->vt->fini(n->slots[s].state);
+                if (s < n->keys_used && n->slots[s].state) ink__op_fini(n->vt, n->slots[s].state);
                 free(n->slots[s].state);
                 free(n->slots[s].key);
             }

@@ -137,7 +137,7 @@ static int pack_operator(msgpack_packer *pk, struct ink_node *n)
 {
     if (!n->slots) {
         ink_pack_key(pk, "state");
-        return n->vt->save(n->state, pk);
+        return ink__op_save(n->vt, n->state, pk);
     }
     ink_pack_key(pk, "evicted");
     msgpack_pack_uint64(pk, n->evicted);
@@ -147,7 +147,7 @@ static int pack_operator(msgpack_packer *pk, struct ink_node *n)
     for (int64_t s = ink__keyed_first(n); s >= 0; s = n->slots[s].next, cnt++) {
         msgpack_pack_array(pk, 2);
         pack_str(pk, n->slots[s].key, n->slots[s].len);
-        int rc = n->vt->save(n->slots[s].state, pk);
+        int rc = ink__op_save(n->vt, n->slots[s].state, pk);
         if (rc) return rc;
     }
     return cnt == n->keys_used ? 0 : INK_ESTATE;
@@ -459,7 +459,7 @@ static int apply_operator(struct ink_node *n, const msgpack_object *m, struct in
     struct ink_err e = {0};
     if (!n->slots) {
         const msgpack_object *st = map_get(m, "state");
-        int rc = st ? n->vt->load(n->state, st, &e) : INK_ESTATE;
+        int rc = st ? ink__op_load(n->vt, n->state, st, &e) : INK_ESTATE;
         if (rc)
             return ink_err_set(err, INK_ESTATE, "%s: %s", n->name, e.msg[0] ? e.msg : "no state");
         return 0;
@@ -479,7 +479,7 @@ static int apply_operator(struct ink_node *n, const msgpack_object *m, struct in
         const msgpack_object *k = &kv->via.array.ptr[0];
         void *st;
         int rc = ink__keyed_restore_slot(n, k->via.str.ptr, k->via.str.size, &st, &e);
-        if (!rc) rc = n->vt->load(st, &kv->via.array.ptr[1], &e);
+        if (!rc) rc = ink__op_load(n->vt, st, &kv->via.array.ptr[1], &e);
         if (rc)
             return ink_err_set(err, INK_ESTATE, "%s[%.*s]: %s", n->name, (int)k->via.str.size,
                                k->via.str.ptr, e.msg);

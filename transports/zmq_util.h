@@ -1,7 +1,7 @@
 /* ZeroMQ plumbing shared by the zmq source/sink and the send/recv/query
  * commands: socket set-up from a conf, and the end-of-stream exchange.
  *
- * End of stream (DESIGN.md "A stream's end is explicit"): libzmq 4.3.4 can
+ * End of stream (docs/design.md#end-of-stream): libzmq 4.3.4 can
  * drop the last messages of a PUSH socket closed right after its last send
  * (zeromq/libzmq#4660). So a sender finishes with a two-frame control
  * message ["INKFLOW-EOS", msgpack {id, sent, ack}] on the same pipe as the

@@ -133,7 +133,14 @@ if fams:
                "process_open_fds %s near /proc/PID/fd's %d" % (fds, real_fds))
     inkt.check(start is not None and abs(start - t_started) < 30,
                "process_start_time_seconds %s within 30 s of the launch (%.0f)" % (start, t_started))
-time.sleep(0.6)
+
+
+def snapped():
+    f = scrape(port)
+    return f is not None and (value(f, "inkflow_snapshots", "inkflow_snapshots_total") or 0) >= 1
+
+
+inkt.check(inkt.wait_for(snapped, timeout=30), "a snapshot is taken")
 fams = scrape(port)
 snaps = value(fams, "inkflow_snapshots", "inkflow_snapshots_total")
 age = value(fams, "inkflow_snapshot_age_seconds", "inkflow_snapshot_age_seconds")
