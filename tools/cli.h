@@ -22,6 +22,7 @@ int ink_cmd_send(int argc, char **argv);
 int ink_cmd_recv(int argc, char **argv);
 int ink_cmd_query(int argc, char **argv);
 int ink_cmd_keygen(int argc, char **argv);
-int ink_cmd_top(int argc, char **argv); /* tools/top.c */
+int ink_cmd_top(int argc, char **argv);  /* tools/top.c */
+int ink_cmd_test(int argc, char **argv); /* tools/cfgtest.c */
 
 #endif

@@ -27,6 +27,7 @@ static const char usage[] =
     "  recv ENDPOINT [--count N]     print records from a socket as JSON Lines\n"
     "  query ENDPOINT JSON           send one request to a router source, print the reply\n"
     "  keygen NAME                   write a CURVE key pair: NAME and NAME_secret\n"
+    "  test CONFIG [TESTS]           run CONFIG's graph on test records, compare outputs\n"
     "  top [HOST:PORT]               live view of a running graph from its /metrics\n"
     "\n"
     "Run `inkflow COMMAND --help` for the options of a command.\n"
@@ -261,6 +262,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "query") == 0) return ink_cmd_query(n, a);
     if (strcmp(cmd, "keygen") == 0) return ink_cmd_keygen(n, a);
     if (strcmp(cmd, "top") == 0) return ink_cmd_top(n, a);
+    if (strcmp(cmd, "test") == 0) return ink_cmd_test(n, a);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         fputs(usage, stdout);
         return 0;
