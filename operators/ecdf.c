@@ -641,7 +641,10 @@ static int ecdf_process(void *state, const struct ink_record *in, const struct i
         full |= ink_record_add_f64(&out, "F", ratio((double)w, s->n));
         /* of the earlier records, like F: absent on a key's first record */
         for (int i = 0; i < s->nq && s->n; i++)
-            full |= ink_record_add_f64(&out, s->qname[i], ink__kll_quantile(&s->kll, s->qr[i]));
+            full |=
+                ink_record_add_f64(&out, s->qname[i],
+                                   s->views ? ink__kll_pool_quantile(s->views, &s->kll, s->qr[i])
+                                            : ink__kll_quantile(&s->kll, s->qr[i]));
     } else {
         double flo, fhi;
         grid_bracket(s, x, &flo, &fhi);
