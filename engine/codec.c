@@ -727,12 +727,58 @@ static uint8_t *w_value(uint8_t *o, const struct ink_value *v)
     return o;
 }
 
+bool ink__field_shadows(const struct ink_record *r, const char *k, uint32_t kn)
+{
+    for (uint32_t i = 0; i < r->nfields; i++)
+        if (strncmp(r->fields[i].name, k, kn) == 0 && r->fields[i].name[kn] == '\0') return true;
+    return false;
+}
+
+/* How many extras of r a field replaces (a reply echoing its request's
+ * "r" and adding its own must not carry the key twice). */
+static uint32_t shadowed_extras(const struct ink_record *r)
+{
+    uint32_t c = 0;
+    const uint8_t *p = r->extra, *end = r->extra + r->extra_len;
+    for (uint32_t i = 0; i < r->extra_n; i++) {
+        const char *k;
+        uint32_t kn;
+        size_t vl;
+        enum ink_reject why;
+        if (ink__mp_str(&p, end, &k, &kn)) break;
+        if (p >= end || ink_msgpack_scan(p, (size_t)(end - p), INK_DEPTH_CAP, &vl, &why)) break;
+        c += ink__field_shadows(r, k, kn);
+        p += vl;
+    }
+    return c;
+}
+
+/* Copy the extras not replaced by a field of the same name. */
+static uint8_t *w_extras(uint8_t *o, const struct ink_record *r)
+{
+    const uint8_t *p = r->extra, *end = r->extra + r->extra_len;
+    for (uint32_t i = 0; i < r->extra_n; i++) {
+        const uint8_t *kp = p;
+        const char *k;
+        uint32_t kn;
+        size_t vl;
+        enum ink_reject why;
+        if (ink__mp_str(&p, end, &k, &kn)) break;
+        if (p >= end || ink_msgpack_scan(p, (size_t)(end - p), INK_DEPTH_CAP, &vl, &why)) break;
+        p += vl;
+        if (!ink__field_shadows(r, k, kn)) memcpy(o, kp, (size_t)(p - kp)), o += p - kp;
+    }
+    return o;
+}
+
 int ink_encode_msgpack(const struct ink_record *r, unsigned flags, struct ink_buf *out)
 {
     uint32_t f = r->flags;
     uint32_t n = !!(f & INK_HAS_T) + !!(f & INK_HAS_KEY) + !!(f & INK_HAS_X) + !!(f & INK_HAS_Y) +
                  !!(f & INK_HAS_ARM) + !!(f & INK_HAS_OP) + !!(flags & INK_ENC_SEQ) + r->extra_n +
                  r->nfields;
+    uint32_t shadow = r->extra_n && r->nfields ? shadowed_extras(r) : 0;
+    n -= shadow;
     /* fixed keys and scalars: t 11, key 9, x 7, y 11, arm 13, op 8, seq 13, map 5 */
     size_t need = 80 + (size_t)r->key_len + (size_t)r->op_len + 9 * (size_t)r->dim + r->extra_len;
     for (uint32_t i = 0; i < r->nfields; i++)
@@ -747,7 +793,10 @@ int ink_encode_msgpack(const struct ink_record *r, unsigned flags, struct ink_bu
     if (f & INK_HAS_ARM) o = w_str(o, "arm", 3), o = w_i64(o, r->arm);
     if (f & INK_HAS_OP) o = w_str(o, "op", 2), o = w_str(o, r->op, r->op_len);
     if (flags & INK_ENC_SEQ) o = w_str(o, "seq", 3), o = w_u64(o, r->seq);
-    if (r->extra_n) memcpy(o, r->extra, r->extra_len), o += r->extra_len;
+    if (shadow)
+        o = w_extras(o, r);
+    else if (r->extra_n)
+        memcpy(o, r->extra, r->extra_len), o += r->extra_len;
     for (uint32_t i = 0; i < r->nfields; i++) {
         const char *name = r->fields[i].name;
         o = w_str(o, name, strlen(name));

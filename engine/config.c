@@ -107,6 +107,14 @@ const struct ink_param ink_engine_params[] = {
      .def = "true",
      .flags = INK_PF_I64,
      .help = "show a progress line on a terminal for file runs"},
+    {.name = "max_reject_ratio",
+     .type = INK_P_DOUBLE,
+     .offset = EOFF(max_reject_ratio),
+     .def = "1",
+     .min = 0,
+     .max = 1,
+     .help = "run exits 1 when a node rejects more than this share of its input (and always "
+             "when it rejects all of it)"},
     {.name = "snapshot",
      .type = INK_P_OBJECT,
      .offset = EOFF(snapshot),
@@ -526,9 +534,15 @@ static void load_node(struct loader *L, int idx)
     } else if (nc->kind == INK_NODE_SOURCE) {
         tabs[1] = (struct ink__ptab){io_common_params, &io};
     }
+    /* Keys the loader handles itself: skipped here, and offered in the "valid
+     * keys" of an unknown one. A source takes no inputs, so they are not
+     * offered there (load_inputs explains why when a source has some). */
     static const char *const reserved[] = {"type", "inputs", NULL};
+    static const char *const reserved_source[] = {"type", NULL};
+    bool src_without_inputs = nc->kind == INK_NODE_SOURCE && !ink__ymap_key(m, "inputs");
     int ntabs = nc->kind == INK_NODE_SINK ? 1 : 2;
-    ink__params_parse_map(L->d, path, m, tabs, ntabs, reserved, nc->line, nc->col);
+    ink__params_parse_map(L->d, path, m, tabs, ntabs,
+                          src_without_inputs ? reserved_source : reserved, nc->line, nc->col);
     if (nc->kind == INK_NODE_OPERATOR) {
         check_common(L, nc, m, path);
         if (nc->common.dead_letter && !(nc->dead_letter = strdup(nc->common.dead_letter)))

@@ -33,6 +33,7 @@ struct ink_engine_conf {
     uint64_t max_record_bytes; /* cap on one record's carried-through extra fields */
     int64_t max_depth;         /* msgpack / JSON nesting limit */
     int64_t progress;          /* 1 = progress line on a terminal for file runs */
+    double max_reject_ratio;   /* run exits 1 above this share of a node's input rejected */
     struct ink_snapshot_conf snapshot;
     struct ink_http_conf http;
 };

@@ -36,6 +36,8 @@ const char *ink_strerror(int code)
         return "out of range";
     case INK_EDIM:
         return "wrong dimension";
+    case INK_ENOX:
+        return "no x";
     case INK_EPARSE:
         return "parse error";
     case INK_ESTATE:

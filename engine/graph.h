@@ -55,6 +55,8 @@ struct ink_node {
     int64_t *hash;             /* keyed: open addressing, 2*max_keys entries, -1 empty */
     int64_t nslots, hcap, lru_head, lru_tail, keys_used;
     uint64_t evicted;
+    struct ink_buf *keys_buf; /* {"op": "keys"} reply scratch, grown on first use */
+    int64_t *keys_counts;
     struct ink_emitter emitter;
     /* sources and sinks */
     const struct ink_source_type *src;
@@ -105,6 +107,10 @@ int ink_graph_build_restore(struct ink_graph **out, const struct ink_config *cfg
  * finish. Returns 0 or a negative code on a runtime failure. */
 int ink_graph_run(struct ink_graph *g);
 void ink_graph_summary(const struct ink_graph *g, FILE *out);
+/* After a run: 1 when a source or operator rejected every record it received,
+ * or more than engine.max_reject_ratio of them (each such node named on out,
+ * with its reasons), 0 otherwise. `inkflow run` then exits 1. */
+int ink_graph_reject_check(const struct ink_graph *g, FILE *out);
 void ink_graph_free(struct ink_graph *g);
 
 /* For transports: the decoder limits of the engine section (max_dim,

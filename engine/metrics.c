@@ -12,9 +12,14 @@
 #include <string.h>
 #include <time.h>
 
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include "buf.h"
 #include "clock.h"
 #include "graph.h"
+#include "ink_version.h"
 
 const double ink_lat_bounds[INK_LAT_NB] = {1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5,
                                            1e-4, 2.5e-4, 1e-3, 1e-2, 0.1,    1.0};
@@ -211,6 +216,8 @@ static void render_rejects(struct ink_buf *b, const struct ink_metrics *m)
                 (unsigned long long)m->nodes[i].c.rejected[r]);
 }
 
+static void render_process(struct ink_buf *b);
+
 static void render(struct ink_metrics *m, struct ink_buf *b)
 {
     counter(b, m, "inkflow_records_in_total", "records received by the node",
@@ -241,6 +248,71 @@ static void render(struct ink_metrics *m, struct ink_buf *b)
     out(b, "inkflow_snapshot_failures_total %llu\n", (unsigned long long)m->snap_failed);
     head(b, "inkflow_ready", "gauge", "1 once every source is open and any restore is done");
     out(b, "inkflow_ready %d\n", m->ready ? 1 : 0);
+    head(b, "inkflow_build_info", "gauge", "the version and commit of this build (always 1)");
+    out(b, "inkflow_build_info{version=\"%s\",commit=\"%s\"} 1\n", INK_VERSION, INK_COMMIT);
+    render_process(b);
+}
+
+/* The process, as Prometheus' client libraries name it (process_*), read
+ * when /metrics is asked: CPU seconds, resident memory, open descriptors and
+ * the start time (from /proc). A value that cannot be read is left out. */
+static void render_process(struct ink_buf *b)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        double cpu = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+                     (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+        head(b, "process_cpu_seconds_total", "counter", "user and system CPU time spent");
+        out(b, "process_cpu_seconds_total %.6f\n", cpu);
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    unsigned long long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%llu %llu", &size, &resident) == 2 && page > 0) {
+            head(b, "process_resident_memory_bytes", "gauge", "resident memory size");
+            out(b, "process_resident_memory_bytes %llu\n", resident * (unsigned long long)page);
+            head(b, "process_virtual_memory_bytes", "gauge", "virtual memory size");
+            out(b, "process_virtual_memory_bytes %llu\n", size * (unsigned long long)page);
+        }
+        fclose(f);
+    }
+    DIR *dir = opendir("/proc/self/fd");
+    if (dir) {
+        long n = -1; /* the directory's own descriptor is not counted */
+        while (readdir(dir)) n++;
+        closedir(dir);
+        n -= 2; /* . and .. */
+        head(b, "process_open_fds", "gauge", "open file descriptors");
+        out(b, "process_open_fds %ld\n", n);
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        head(b, "process_max_fds", "gauge", "limit on open file descriptors");
+        out(b, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
+    }
+    /* start: field 22 of /proc/self/stat (clock ticks since boot) + btime */
+    unsigned long long start = 0, btime = 0;
+    char line[1024];
+    if ((f = fopen("/proc/self/stat", "r"))) {
+        if (fgets(line, sizeof line, f)) {
+            const char *p = strrchr(line, ')'); /* the command may hold spaces */
+            for (int field = 2; p && *p && field < 22; p++)
+                if (*p == ' ') field++;
+            if (p) start = strtoull(p, NULL, 10);
+        }
+        fclose(f);
+    }
+    if ((f = fopen("/proc/stat", "r"))) {
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "btime %llu", &btime) == 1) break;
+        fclose(f);
+    }
+    long hz = sysconf(_SC_CLK_TCK);
+    if (start && btime && hz > 0) {
+        head(b, "process_start_time_seconds", "gauge", "start time since the Unix epoch");
+        out(b, "process_start_time_seconds %.2f\n", (double)btime + (double)start / (double)hz);
+    }
 }
 
 /* ---- the server -------------------------------------------------------------- */

@@ -116,6 +116,9 @@ struct ink_op_vtable {
     int (*load)(void *state, const msgpack_object *obj, struct ink_err *err);
     void (*fini)(void *state);
     const struct ink_op_gauge *gauges; /* optional, see above */
+    /* Optional: how many records the state has counted; with key_by the
+     * engine answers {"op": "keys"} with every live key and this count. */
+    uint64_t (*records)(const void *state);
 };
 
 /* The member-by-member view lays out exactly as struct ink_node_type. */

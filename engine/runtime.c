@@ -83,6 +83,8 @@ static enum ink_reject reason_of(int rc)
     switch (rc) {
     case INK_EDIM:
         return INK_REJ_DIM;
+    case INK_ENOX:
+        return INK_REJ_MISSING_X;
     default:
         return INK_REJ_INVALID;
     }
@@ -94,10 +96,51 @@ static void *keyed_state(struct ink_node *n, const struct ink_record *rec, struc
 /* An operator emits what a state holds back (op.h flush). */
 static void flush_state(struct ink_node *n, void *st, const struct ink_keyslot *ks);
 
+/* {"op": "keys", "limit": N} to a keyed operator: the live keys, most recently
+ * used first, with the records each state counted (op.h records), and the
+ * total. Answered here: only the engine knows the keys. */
+static int keys_reply(struct ink_node *n, const struct ink_record *rec)
+{
+    int64_t limit = 10000;
+    if (ink_record_extra_i64(rec, "limit", &limit) < 0 || limit < 0) {
+        reject(n, rec, INK_REJ_INVALID, "keys: limit must be an integer >= 0");
+        return 0;
+    }
+    int64_t m = n->keys_used < limit ? n->keys_used : limit;
+    if (!n->keys_buf) n->keys_buf = calloc(1, sizeof *n->keys_buf);
+    int64_t *cnt = realloc(n->keys_counts, (size_t)(m ? m : 1) * sizeof *cnt);
+    if (!n->keys_buf || !cnt || ink_buf_reserve(n->keys_buf, 5 + (size_t)m * 257)) {
+        if (cnt) n->keys_counts = cnt;
+        reject(n, rec, INK_REJ_INVALID, "keys: out of memory");
+        return 0;
+    }
+    n->keys_counts = cnt;
+    struct ink_buf *b = n->keys_buf;
+    ink_buf_reset(b);
+    uint8_t hdr[5] = {0xdd, (uint8_t)(m >> 24), (uint8_t)(m >> 16), (uint8_t)(m >> 8), (uint8_t)m};
+    ink_buf_append(b, hdr, 5); /* array 32: any length */
+    int64_t i = 0;
+    for (int64_t s = n->lru_head; s >= 0 && i < m; s = n->slots[s].next, i++) {
+        const struct ink_keyslot *ks = &n->slots[s];
+        uint8_t sh[2] = {0xd9, (uint8_t)ks->len}; /* str 8: keys are at most 255 bytes */
+        ink_buf_append(b, sh, 2);
+        ink_buf_append(b, ks->key, ks->len);
+        cnt[i] = n->vt->records ? (int64_t)n->vt->records(ks->state) : -1;
+    }
+    struct ink_record out;
+    ink_record_derive(&out, rec);
+    ink_record_add(&out, "keys",
+                   (struct ink_value){.type = INK_V_RAW, .raw = {b->p, (uint32_t)b->len}});
+    if (n->vt->records) ink_record_add_i64s(&out, "counts", cnt, (uint32_t)m);
+    ink_record_add_i64(&out, "total", n->keys_used);
+    return fan_out(n, &out);
+}
+
 static int deliver_op(struct ink_node *n, const struct ink_record *rec)
 {
     struct ink_err err = {0};
     void *st = n->state;
+    if (n->slots && ink_record_op_is(rec, "keys")) return keys_reply(n, rec);
     if (n->slots) {
         enum ink_reject why = INK_REJ_NONE;
         st = keyed_state(n, rec, &err, &why);
@@ -792,6 +835,21 @@ static const char *kind_name(enum ink_node_kind k)
     return k == INK_NODE_SOURCE ? "source" : k == INK_NODE_OPERATOR ? "operator" : "sink";
 }
 
+/* "dim=3 decode=1" from a node's reject counters; returns the total. */
+static uint64_t reject_reasons(const struct ink_node *n, char *why, size_t cap)
+{
+    uint64_t rej = 0;
+    size_t w = 0;
+    why[0] = 0;
+    for (int r = 1; r < INK_REJ__COUNT; r++) {
+        rej += n->c.rejected[r];
+        if (n->c.rejected[r] && w < cap - 64)
+            w += (size_t)snprintf(why + w, cap - w, "%s%s=%llu", w ? " " : "", ink_reject_name(r),
+                                  (unsigned long long)n->c.rejected[r]);
+    }
+    return rej;
+}
+
 void ink_graph_summary(const struct ink_graph *g, FILE *out)
 {
     double el = ink_now() - g->t0;
@@ -800,14 +858,9 @@ void ink_graph_summary(const struct ink_graph *g, FILE *out)
             "dropped", "");
     for (int i = 0; i < g->n; i++) {
         const struct ink_node *n = &g->nodes[i];
-        uint64_t rej = 0;
-        for (int r = 1; r < INK_REJ__COUNT; r++) rej += n->c.rejected[r];
-        char why[512] = "";
-        size_t w = 0;
-        for (int r = 1; r < INK_REJ__COUNT && w < sizeof why - 64; r++)
-            if (n->c.rejected[r])
-                w += (size_t)snprintf(why + w, sizeof why - w, "%s%s=%llu", w ? " " : "",
-                                      ink_reject_name(r), (unsigned long long)n->c.rejected[r]);
+        char why[512];
+        uint64_t rej = reject_reasons(n, why, sizeof why);
+        size_t w = strlen(why);
         if (n->evicted && w < sizeof why - 64)
             snprintf(why + w, sizeof why - w, "%skeys_evicted=%llu", w ? " " : "",
                      (unsigned long long)n->evicted);
@@ -819,6 +872,32 @@ void ink_graph_summary(const struct ink_graph *g, FILE *out)
         fprintf(out, "  snapshots: %llu written, %llu failed; last %llu bytes in %.3f ms\n",
                 (unsigned long long)g->snap_count, (unsigned long long)g->snap_failed,
                 (unsigned long long)g->snap_bytes, 1e3 * g->snap_duration);
+}
+
+int ink_graph_reject_check(const struct ink_graph *g, FILE *out)
+{
+    double ratio = g->cfg->engine.max_reject_ratio;
+    int bad = 0;
+    for (int i = 0; i < g->n; i++) {
+        const struct ink_node *n = &g->nodes[i];
+        if (n->kind == INK_NODE_SINK || n->c.in == 0) continue;
+        char why[512];
+        uint64_t rej = reject_reasons(n, why, sizeof why);
+        if (rej == 0) continue;
+        if (rej >= n->c.in) {
+            fprintf(out, "inkflow: %s '%s' rejected all %llu records it received (%s)\n",
+                    kind_name(n->kind), n->name, (unsigned long long)n->c.in, why);
+            bad = 1;
+        } else if ((double)rej > ratio * (double)n->c.in) {
+            fprintf(out,
+                    "inkflow: %s '%s' rejected %llu of %llu records (%.3g%%: %s), above "
+                    "engine.max_reject_ratio %g\n",
+                    kind_name(n->kind), n->name, (unsigned long long)rej,
+                    (unsigned long long)n->c.in, 100.0 * (double)rej / (double)n->c.in, why, ratio);
+            bad = 1;
+        }
+    }
+    return bad;
 }
 
 void ink_graph_free(struct ink_graph *g)
@@ -840,6 +919,9 @@ void ink_graph_free(struct ink_graph *g)
         }
         free(n->slots);
         free(n->hash);
+        if (n->keys_buf) ink_buf_fini(n->keys_buf);
+        free(n->keys_buf);
+        free(n->keys_counts);
         free(n->state);
         free(n->scratch);
         free(n->out);

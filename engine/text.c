@@ -109,8 +109,10 @@ int ink_encode_text(const struct ink_record *r, unsigned flags, struct ink_buf *
         enum ink_reject why;
         if (ink__mp_str(&p, end, &k, &kn)) break;
         if (ink_msgpack_scan(p, (size_t)(end - p), INK_DEPTH_CAP, &vl, &why) != 0) break;
-        rc |= ink_buf_putc(out, ' ') | text_str(out, k, kn) | ink_buf_putc(out, '=');
-        rc |= ink__mp_to_json(out, p, p + vl);
+        if (!ink__field_shadows(r, k, kn)) {
+            rc |= ink_buf_putc(out, ' ') | text_str(out, k, kn) | ink_buf_putc(out, '=');
+            rc |= ink__mp_to_json(out, p, p + vl);
+        }
         p += vl;
     }
     for (uint32_t i = 0; i < r->nfields; i++) {

@@ -24,6 +24,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,7 +121,8 @@ static const struct ink_param ecdf_params[] = {
      .max = 1e300,
      .len_min = 1,
      .len_max = INK_GRID_MAX_DIM,
-     .help = "kde: Laplacian bandwidths, one for all axes or one per axis"},
+     .help = "kde: Laplacian bandwidths, one for all axes or one per axis; default twice the "
+             "grid's mean node spacing per axis"},
     {.name = "weighted",
      .type = INK_P_BOOL,
      .offset = COFF(weighted),
@@ -131,6 +133,15 @@ static const struct ink_param ecdf_params[] = {
      .offset = COFF(regression),
      .def = "false",
      .help = "kde: also Nadaraya-Watson regression of y (every record needs y)"},
+    {.name = "quantiles",
+     .type = INK_P_F64_LIST,
+     .offset = COFF(quantiles),
+     .min = 0,
+     .max = 1,
+     .len_min = 1,
+     .len_max = INK_ECDF_MAX_QUANTILES,
+     .help = "kll: add each rank's quantile of the earlier records to every record, named "
+             "q<100 r>: [0.5, 0.9, 0.99] adds q50, q90, q99"},
     {.name = "emit_partial",
      .type = INK_P_BOOL,
      .offset = COFF(emit_partial),
@@ -167,9 +178,23 @@ struct ecdf {
     uint64_t *seqs;
     uint64_t *keyh; /* FNV-1a of each record's key (0 = no key) */
     uint32_t *flags;
+    /* kll: per-record quantiles and their field names (q50, q99.9) */
+    int nq;
+    double qr[INK_ECDF_MAX_QUANTILES];
+    char qname[INK_ECDF_MAX_QUANTILES][16];
+    /* kde: the node's grid-wide density reply (scratch, shared by the keys) */
+    double *dgrid, *ygrid;
     /* reply scratch */
     double qnode[INK_GRID_MAX_DIM];
+    int64_t shape[INK_GRID_MAX_DIM];
+    double qv[INK_ECDF_MAX_QUANTILES * 8], rv[INK_ECDF_MAX_QUANTILES * 8];
 };
+
+/* The field name of rank r: "q" and 100 r, shortest form (q50, q99.9). */
+static void quantile_name(char out[16], double r)
+{
+    snprintf(out, 16, "q%.6g", 100 * r);
+}
 
 static int grid_axes(const struct ink_ecdf_conf *c)
 {
@@ -287,6 +312,18 @@ static int ecdf_check(const void *conf, struct ink_err *err)
         return ink_err_set(err, INK_EINVAL, "weighted: only for mode grid or exact");
     if (c->regression && c->mode != INK_ECDF_KDE)
         return ink_err_set(err, INK_EINVAL, "regression: only for mode kde");
+    if (c->quantiles.n && c->mode != INK_ECDF_KLL)
+        return ink_err_set(err, INK_EINVAL,
+                           "quantiles: only for mode kll (grid: nodes at the values, then F)");
+    for (int i = 0; i < c->quantiles.n; i++)
+        for (int j = 0; j < i; j++) {
+            char a[16], b[16];
+            quantile_name(a, c->quantiles.v[i]);
+            quantile_name(b, c->quantiles.v[j]);
+            if (!strcmp(a, b))
+                return ink_err_set(err, INK_EINVAL, "quantiles: %g and %g are both %s",
+                                   c->quantiles.v[j], c->quantiles.v[i], a);
+        }
     if (c->mode == INK_ECDF_KLL) {
         if (c->k < 8 || c->k > 65535) return ink_err_set(err, INK_ERANGE, "k: 8..65535");
         if (c->dim > 1) return ink_err_set(err, INK_EINVAL, "mode kll is 1-D (dim: 1)");
@@ -308,8 +345,12 @@ static int ecdf_check(const void *conf, struct ink_err *err)
     double cells = 1;
     for (int k = 0; k < d; k++) cells *= axis_nodes(c, k);
     if (c->mode == INK_ECDF_KDE) {
-        if (c->h.n != 1 && c->h.n != d)
+        if (c->h.n != 0 && c->h.n != 1 && c->h.n != d)
             return ink_err_set(err, INK_EINVAL, "mode kde needs h: one value or %d", d);
+        for (int k = 0; k < d && c->h.n == 0; k++)
+            if (axis_nodes(c, k) < 2)
+                return ink_err_set(err, INK_EINVAL,
+                                   "kde: axis %d has one node, so no default bandwidth: give h", k);
         for (int k = 0; k < c->h.n; k++)
             if (!(c->h.v[k] > 0) || !isfinite(c->h.v[k]))
                 return ink_err_set(err, INK_ERANGE, "h[%d] must be > 0", k);
@@ -318,6 +359,13 @@ static int ecdf_check(const void *conf, struct ink_err *err)
     if (cells * 8 > 0x1p46)
         return ink_err_set(err, INK_ENOMEM, "grid of %.0f cells is too large", cells);
     return 0;
+}
+
+static size_t grid_cells(const struct ink_ecdf_conf *c)
+{
+    size_t cells = 1;
+    for (int k = 0; k < grid_axes(c); k++) cells *= axis_nodes(c, k);
+    return cells;
 }
 
 /* exact: most points per batch query. */
@@ -335,6 +383,7 @@ static size_t ecdf_scratch_bytes(const void *conf)
     if (c->mode == INK_ECDF_KLL)
         return sizeof(struct ink__kll_pool) + ink__kll_pool_bytes((uint32_t)c->k);
     if (c->mode == INK_ECDF_EXACT) return query_points_cap(c) * ((size_t)conf_dim(c) + 1) * 8;
+    if (c->mode == INK_ECDF_KDE) return grid_cells(c) * 8 * (c->regression ? 2 : 1);
     return 0;
 }
 
@@ -367,7 +416,11 @@ static void build_grid(struct ecdf *s, const struct ink_ecdf_conf *c)
     s->hprod = 1;
     if (c->mode == INK_ECDF_KDE)
         for (int k = 0; k < s->d; k++) {
-            double h = c->h.v[c->h.n == 1 ? 0 : k];
+            /* default (docs/ecdf.md): twice the mean node spacing, the finest
+             * bandwidth the grid resolves */
+            uint32_t M = s->g.M[k];
+            double h = c->h.n ? c->h.v[c->h.n == 1 ? 0 : k]
+                              : 2 * (s->g.z[k][M - 1] - s->g.z[k][0]) / (M - 1);
             s->hinv[k] = 1 / h;
             s->hprod *= h;
         }
@@ -404,6 +457,15 @@ static int ecdf_init(void *state, const void *conf, const struct ink_op_init *in
         }
     }
     if (s->mode == INK_ECDF_GRID || s->mode == INK_ECDF_KDE) build_grid(s, c);
+    if (s->mode == INK_ECDF_KDE && ini->scratch) {
+        s->dgrid = ini->scratch;
+        s->ygrid = c->regression ? s->dgrid + s->g.size : NULL;
+    }
+    s->nq = c->quantiles.n;
+    for (int i = 0; i < s->nq; i++) {
+        s->qr[i] = c->quantiles.v[i];
+        quantile_name(s->qname[i], s->qr[i]);
+    }
     if (s->mode == INK_ECDF_EXACT && ini->scratch) {
         s->mq = query_points_cap(c);
         s->qpts = ini->scratch;
@@ -418,7 +480,7 @@ static int ecdf_init(void *state, const void *conf, const struct ink_op_init *in
 static int check_record(const struct ecdf *s, const struct ink_record *in, bool need_y,
                         struct ink_err *err)
 {
-    if (!(in->flags & INK_HAS_X) || !in->x) return ink_err_set(err, INK_EINVAL, "record has no x");
+    if (!(in->flags & INK_HAS_X) || !in->x) return ink_err_set(err, INK_ENOX, "record has no x");
     if (in->dim != (uint32_t)s->d)
         return ink_err_set(err, INK_EDIM, "x has %u values, expected %d", in->dim, s->d);
     for (int k = 0; k < s->d; k++)
@@ -577,6 +639,12 @@ static int ecdf_process(void *state, const struct ink_record *in, const struct i
         uint64_t w = s->views ? ink__kll_pool_weight_le(s->views, &s->kll, x[0])
                               : ink__kll_weight_le(&s->kll, x[0]);
         full |= ink_record_add_f64(&out, "F", ratio((double)w, s->n));
+        /* of the earlier records, like F: absent on a key's first record */
+        for (int i = 0; i < s->nq && s->n; i++)
+            full |=
+                ink_record_add_f64(&out, s->qname[i],
+                                   s->views ? ink__kll_pool_quantile(s->views, &s->kll, s->qr[i])
+                                            : ink__kll_quantile(&s->kll, s->qr[i]));
     } else {
         double flo, fhi;
         grid_bracket(s, x, &flo, &fhi);
@@ -620,7 +688,7 @@ static int ecdf_flush(void *state, const struct ink_emitter *out, struct ink_err
 
 static int query_point(const struct ecdf *s, const struct ink_record *req, struct ink_err *err)
 {
-    if (!(req->flags & INK_HAS_X) || !req->x) return ink_err_set(err, INK_EINVAL, "query needs x");
+    if (!(req->flags & INK_HAS_X) || !req->x) return ink_err_set(err, INK_ENOX, "query needs x");
     if (req->dim != (uint32_t)s->d)
         return ink_err_set(err, INK_EDIM, "x has %u values, expected %d", req->dim, s->d);
     for (int k = 0; k < s->d; k++)
@@ -687,6 +755,78 @@ static int query_cdf(struct ecdf *s, const struct ink_record *req, struct ink_re
     return 0;
 }
 
+#define MAX_R ((uint32_t)(sizeof((struct ecdf *)0)->rv / sizeof(double)))
+
+/* {"r": 0.9} -> r, q, n; {"r": [0.5, 0.9]} -> r, q as arrays (one request). */
+static int query_quantile(struct ecdf *s, const struct ink_record *req, struct ink_record *out,
+                          struct ink_err *err)
+{
+    if (s->mode != INK_ECDF_KLL) return ink_err_set(err, INK_ENOTSUP, "quantile needs mode kll");
+    double r;
+    uint32_t m = 0;
+    int one = ink_record_extra_f64(req, "r", &r);
+    if (one != 1 && ink_record_extra_f64s(req, "r", s->rv, MAX_R, &m) != 1)
+        m = 0;
+    else if (one == 1)
+        s->rv[0] = r, m = 1;
+    bool ok = m > 0;
+    for (uint32_t i = 0; i < m; i++) ok &= s->rv[i] >= 0 && s->rv[i] <= 1;
+    if (!ok)
+        return ink_err_set(err, INK_EINVAL,
+                           "quantile needs r: a number in [0, 1] or a list of 1..%u of them",
+                           MAX_R);
+    if (s->n == 0) return ink_err_set(err, INK_EINVAL, "quantile of an empty sketch");
+    for (uint32_t i = 0; i < m; i++) s->qv[i] = ink__kll_quantile(&s->kll, s->rv[i]);
+    if (one == 1) {
+        ink_record_add_f64(out, "r", r);
+        ink_record_add_f64(out, "q", s->qv[0]);
+    } else {
+        ink_record_add_f64s(out, "r", s->rv, m);
+        ink_record_add_f64s(out, "q", s->qv, m);
+    }
+    ink_record_add_i64(out, "n", (int64_t)s->n);
+    return 0;
+}
+
+static const char *const axis_names[INK_GRID_MAX_DIM] = {"axis0", "axis1", "axis2", "axis3",
+                                                         "axis4", "axis5", "axis6", "axis7"};
+
+/* kde: {"x": [..]} -> the nearest node's density; without x, the whole grid
+ * in one reply: density (and yhat) over every node, axis 0 slowest. */
+static int query_density(struct ecdf *s, const struct ink_record *req, struct ink_record *out,
+                         struct ink_err *err)
+{
+    if (s->mode != INK_ECDF_KDE) return ink_err_set(err, INK_ENOTSUP, "density needs mode kde");
+    if (req->flags & INK_HAS_X) {
+        int rc = query_point(s, req, err);
+        if (rc) return rc;
+        uint32_t j[INK_GRID_MAX_DIM];
+        nearest_node(s, req->x, j);
+        for (int k = 0; k < s->d; k++) s->qnode[k] = s->g.z[k][j[k]];
+        add_kde_fields(s, out, req->x);
+        ink_record_add_f64s(out, "node", s->qnode, (uint32_t)s->d);
+        ink_record_add_i64(out, "n", (int64_t)s->n);
+        return 0;
+    }
+    if (!s->dgrid) return ink_err_set(err, INK_ENOTSUP, "density over the grid: no scratch");
+    uint32_t j[INK_GRID_MAX_DIM] = {0};
+    for (size_t c = 0; c < s->g.size; c++) {
+        double y;
+        kde_at(s, j, &s->dgrid[c], &y);
+        if (s->ygrid) s->ygrid[c] = y; /* NaN (JSON null) where no weight reaches */
+        for (int k = s->d - 1; k >= 0 && ++j[k] == s->g.M[k]; k--) j[k] = 0;
+    }
+    ink_record_add_f64s(out, "density", s->dgrid, (uint32_t)s->g.size);
+    if (s->ygrid) ink_record_add_f64s(out, "yhat", s->ygrid, (uint32_t)s->g.size);
+    for (int k = 0; k < s->d; k++) {
+        s->shape[k] = s->g.M[k];
+        ink_record_add_f64s(out, axis_names[k], s->g.z[k], s->g.M[k]);
+    }
+    ink_record_add_i64s(out, "shape", s->shape, (uint32_t)s->d);
+    ink_record_add_i64(out, "n", (int64_t)s->n);
+    return 0;
+}
+
 static int ecdf_query(void *state, const struct ink_record *req, const struct ink_emitter *em,
                       struct ink_err *err)
 {
@@ -697,28 +837,12 @@ static int ecdf_query(void *state, const struct ink_record *req, const struct in
     if (ink_record_op_is(req, "cdf")) {
         rc = query_cdf(s, req, &out, err);
     } else if (ink_record_op_is(req, "quantile")) {
-        if (s->mode != INK_ECDF_KLL)
-            return ink_err_set(err, INK_ENOTSUP, "quantile needs mode kll");
-        double r;
-        if (ink_record_extra_f64(req, "r", &r) != 1 || !(r >= 0 && r <= 1))
-            return ink_err_set(err, INK_EINVAL, "quantile needs r in [0, 1]");
-        if (s->n == 0) return ink_err_set(err, INK_EINVAL, "quantile of an empty sketch");
-        ink_record_add_f64(&out, "r", r);
-        ink_record_add_f64(&out, "q", ink__kll_quantile(&s->kll, r));
-        ink_record_add_i64(&out, "n", (int64_t)s->n);
-        rc = 0;
+        rc = query_quantile(s, req, &out, err);
     } else if (ink_record_op_is(req, "density")) {
-        if (s->mode != INK_ECDF_KDE) return ink_err_set(err, INK_ENOTSUP, "density needs mode kde");
-        rc = query_point(s, req, err);
-        if (rc) return rc;
-        uint32_t j[INK_GRID_MAX_DIM];
-        nearest_node(s, req->x, j);
-        for (int k = 0; k < s->d; k++) s->qnode[k] = s->g.z[k][j[k]];
-        add_kde_fields(s, &out, req->x);
-        ink_record_add_f64s(&out, "node", s->qnode, (uint32_t)s->d);
-        ink_record_add_i64(&out, "n", (int64_t)s->n);
+        rc = query_density(s, req, &out, err);
     } else {
-        return ink_err_set(err, INK_ENOTSUP, "ecdf: unknown op '%.*s' (cdf, quantile, density)",
+        return ink_err_set(err, INK_ENOTSUP,
+                           "ecdf: unknown op '%.*s' (cdf, quantile, density; keys with key_by)",
                            (int)req->op_len, req->op ? req->op : "");
     }
     if (rc) return rc;
@@ -909,6 +1033,13 @@ static double gauge_kll_items(const void *state)
     return s->mode == INK_ECDF_KLL ? ink__kll_retained(&s->kll) : NAN;
 }
 
+/* op keys: the records a key's state counted (exact: its pending window). */
+static uint64_t ecdf_records(const void *state)
+{
+    const struct ecdf *s = state;
+    return s->mode == INK_ECDF_EXACT ? s->cnt : s->n;
+}
+
 static const struct ink_op_gauge ecdf_gauges[] = {
     {"kll_items", "items the KLL sketch retains (ecdf mode kll)", gauge_kll_items},
     {0},
@@ -933,4 +1064,5 @@ const struct ink_op_vtable ink_op_ecdf = {
     .load = ecdf_load,
     .fini = ecdf_fini,
     .gauges = ecdf_gauges,
+    .records = ecdf_records,
 };

@@ -38,7 +38,11 @@ struct ink_ecdf_conf {
     /* exact: most points one `cdf` request may carry in `points` (the
      * bichromatic D&C over the window); capped at window, 0 = none. */
     int64_t max_query_points;
+    /* kll: ranks r whose quantile is added to each record as q<100 r> (q50, q99.9) */
+    struct ink_f64_list quantiles;
 };
+
+#define INK_ECDF_MAX_QUANTILES 8
 
 extern const struct ink_op_vtable ink_op_ecdf;
 

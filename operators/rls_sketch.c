@@ -611,7 +611,7 @@ static void krr_sync_basis(struct rls_state *st)
 static int check_x(const struct rls_state *st, const struct ink_record *in, struct ink_err *err)
 {
     if (!(in->flags & INK_HAS_X) || !in->x)
-        return ink_err_set(err, INK_EDIM, "rls_sketch: record has no x");
+        return ink_err_set(err, INK_ENOX, "rls_sketch: record has no x");
     if ((int64_t)in->dim != st->d)
         return ink_err_set(err, INK_EDIM, "rls_sketch: x has %u values, expected %d", in->dim,
                            st->d);

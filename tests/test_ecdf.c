@@ -890,7 +890,9 @@ TEST(mem_bound_fixed_by_parameters)
     struct ink_ecdf_conf e = {.mode = INK_ECDF_EXACT, .window = 1000, .dim = 3};
     size_t b = vt->mem_bound(&e);
     CHECK(b == ink__dom_bytes(3, 2000) + 1000 * (3 * 8 + 5 * 8 + 4));
-    CHECK(vt->scratch_bytes(&e) == 0 && vt->scratch_bytes(&g) == 0);
+    /* kde's scratch is the grid-wide density reply (density and yhat per node),
+     * once per node */
+    CHECK(vt->scratch_bytes(&e) == 0 && vt->scratch_bytes(&g) == cells * 8 * 2);
     /* exact's batch-query buffer is node scratch, not per key: capped at the
      * window, 1000 points of 3 and their F */
     e.max_query_points = 1024;
@@ -925,7 +927,10 @@ TEST(config_checks)
     CHECK(vt->check(&c, &err) == INK_EINVAL);
     c.dim = 0;
     c.mode = INK_ECDF_KDE;
-    CHECK(vt->check(&c, &err) == INK_EINVAL && strstr(err.msg, "h") != NULL);
+    CHECK(vt->check(&c, &err) == 0); /* no h: the default, twice the node spacing */
+    n[0] = 1, hi[0] = 0;             /* one node on axis 0: no spacing, so h is needed */
+    CHECK(vt->check(&c, &err) == INK_EINVAL && strstr(err.msg, "give h") != NULL);
+    n[0] = 3, hi[0] = 1;
     double nodes_bad[3] = {0, 2, 1};
     struct ink_f64_list ax[1] = {{nodes_bad, 3}};
     struct ink_ecdf_conf e = {.mode = INK_ECDF_GRID, .window = 1};
