@@ -17,7 +17,8 @@ enum {
     INK_ESTATE = -7,   /* saved state refused: version, config, corruption */
     INK_EAGAIN = -8,   /* try again later (socket would block) */
     INK_ENOTSUP = -9,  /* not supported by this node (e.g. unknown query op) */
-    INK_ENUMERIC = -10 /* numerical failure that could not be repaired */
+    INK_ENUMERIC = -10, /* numerical failure that could not be repaired */
+    INK_EBUSY = -11     /* state or output owned by another process (engine/lock.h) */
 };
 
 struct ink_err {

@@ -89,16 +89,20 @@ struct ink_graph {
     uint64_t src_records;  /* records read by all sources (every_records) */
     uint64_t snap_next_at; /* src_records at which the next count-based snapshot is due */
     struct ink_buf *snap_buf;
+    int snap_lock; /* the snapshot's lock (snapshot.h), held for the graph's life; -1 none */
     struct ink_metrics *metrics; /* NULL without engine.http */
 };
 
 /* Build everything (operators initialised, sockets opened, files opened).
  * With a snapshot (ink_snapshot_read), the state is restored from it before
  * anything is read: every operator, key, source offset and sink length; a
- * refused snapshot returns INK_ESTATE and nothing has been written. */
+ * refused snapshot returns INK_ESTATE and nothing has been written. The
+ * graph takes over the snapshot's lock (snap->lock_fd). With
+ * engine.snapshot, INK_EBUSY when another process owns the snapshot or a
+ * file sink's output (engine/lock.h), before any output is touched. */
 int ink_graph_build(struct ink_graph **out, const struct ink_config *cfg, struct ink_err *err);
 int ink_graph_build_restore(struct ink_graph **out, const struct ink_config *cfg,
-                            const struct ink_snap *snap, struct ink_err *err);
+                            struct ink_snap *snap, struct ink_err *err);
 /* Run until every source has ended (all finite) or stop is set. When every
  * source ended, operators flush (op.h) before the final snapshot; then sinks
  * finish. Returns 0 or a negative code on a runtime failure. */

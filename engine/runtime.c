@@ -464,7 +464,7 @@ static int open_transport(struct ink_node *n, size_t impl_size, struct ink_err *
     return n->impl ? 0 : ink_err_set(err, INK_ENOMEM, "out of memory");
 }
 
-static int build(struct ink_graph **out, const struct ink_config *cfg, const struct ink_snap *snap,
+static int build(struct ink_graph **out, const struct ink_config *cfg, struct ink_snap *snap,
                  struct ink_err *err)
 {
     struct ink_graph *g = calloc(1, sizeof *g);
@@ -472,6 +472,7 @@ static int build(struct ink_graph **out, const struct ink_config *cfg, const str
     *out = g;
     g->cfg = cfg;
     g->t0 = ink_now();
+    g->snap_lock = -1;
     g->restoring = snap != NULL;
     openblas_set_num_threads((int)(cfg->engine.blas_threads > 0 ? cfg->engine.blas_threads : 1));
     g->reply_buf = calloc(1, sizeof *g->reply_buf);
@@ -487,8 +488,15 @@ static int build(struct ink_graph **out, const struct ink_config *cfg, const str
         n->kind = n->nc->kind;
     }
     if (cfg->engine.snapshot.set) {
+        /* one owner: the lock comes before any output is opened */
         int rc = ink_snapshot_prepare(cfg, err);
         if (rc) return rc;
+        if (snap && snap->lock_fd >= 0) {
+            g->snap_lock = snap->lock_fd; /* taken by the read, kept since */
+            snap->lock_fd = -1;
+        } else if ((rc = ink_snapshot_lock(cfg, &g->snap_lock, err))) {
+            return rc;
+        }
     }
     /* /health answers from here on; /ready once sources are open and restored */
     if (cfg->engine.http.set) {
@@ -548,7 +556,7 @@ int ink_graph_build(struct ink_graph **out, const struct ink_config *cfg, struct
 }
 
 int ink_graph_build_restore(struct ink_graph **out, const struct ink_config *cfg,
-                            const struct ink_snap *snap, struct ink_err *err)
+                            struct ink_snap *snap, struct ink_err *err)
 {
     return build(out, cfg, snap, err);
 }
@@ -825,6 +833,7 @@ void ink_graph_free(struct ink_graph *g)
         free(n->out);
     }
     free(g->nodes);
+    if (g->snap_lock >= 0) close(g->snap_lock);
     if (g->reply_buf) ink_buf_fini(g->reply_buf);
     free(g->reply_buf);
     if (g->snap_buf) ink_buf_fini(g->snap_buf);

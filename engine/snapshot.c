@@ -2,6 +2,7 @@
  * verify, apply. The format is in snapshot.h and docs/state.md. */
 #include "snapshot.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include "clock.h"
 #include "codec.h"
 #include "graph.h"
+#include "lock.h"
 #include "path.h"
 #include "state.h"
 
@@ -116,6 +118,48 @@ int ink_snapshot_prepare(const struct ink_config *cfg, struct ink_err *err)
         return ink_err_set(err, INK_EIO, "engine.snapshot.dir %s: %s", path, strerror(errno));
     if (access(path, W_OK | X_OK))
         return ink_err_set(err, INK_EIO, "engine.snapshot.dir %s: %s", path, strerror(errno));
+    return 0;
+}
+
+/* The lock file of a snapshot: NAME.lock next to NAME.snap. */
+static int lock_path(const struct ink_config *cfg, char *buf, size_t n)
+{
+    if (ink_snapshot_path(cfg, buf, n)) return INK_EINVAL;
+    size_t l = strlen(buf);
+    if (l < 5 || l + 1 > n) return INK_EINVAL;
+    memcpy(buf + l - 5, ".lock", 6);
+    return 0;
+}
+
+/* Under the lock: NAME.snap.tmp.PID files are what a writer killed before
+ * its rename left behind; no live writer can own one. */
+static void remove_stale_tmp(const char *snap)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", snap);
+    char *sl = strrchr(dir, '/');
+    if (!sl) return;
+    *sl = 0;
+    char prefix[512];
+    int pl = snprintf(prefix, sizeof prefix, "%s.tmp.", sl + 1);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (pl > 0 && (size_t)pl < sizeof prefix && strncmp(e->d_name, prefix, (size_t)pl) == 0)
+            unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d);
+}
+
+int ink_snapshot_lock(const struct ink_config *cfg, int *fd, struct ink_err *err)
+{
+    *fd = -1;
+    char lp[4096], sp[4096];
+    if (lock_path(cfg, lp, sizeof lp) || ink_snapshot_path(cfg, sp, sizeof sp))
+        return ink_err_set(err, INK_EINVAL, "engine.snapshot.dir: path too long");
+    int rc = ink_lock_file(lp, "engine.snapshot.dir: the snapshot's lock", fd, err);
+    if (rc) return rc;
+    remove_stale_tmp(sp);
     return 0;
 }
 
@@ -385,10 +429,15 @@ int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struc
     struct ink_snap *s = calloc(1, sizeof *s);
     if (!s) return ink_err_set(err, INK_ENOMEM, "out of memory");
     msgpack_unpacked_init(&s->u);
+    s->lock_fd = -1;
     *out = s;
     if (ink_snapshot_path(cfg, s->path, sizeof s->path))
         return ink_err_set(err, INK_EINVAL, "--restore needs engine.snapshot in the config");
-    int rc = read_file(s, err);
+    /* the same lock as a run: never restore under a live owner. A missing
+     * directory is left to read_file ("nothing to restore"). */
+    int rc = ink_snapshot_lock(cfg, &s->lock_fd, err);
+    if (rc && !(rc == INK_EIO && errno == ENOENT)) return rc;
+    rc = read_file(s, err);
     if (rc) return rc;
     const uint8_t *p = s->bytes;
     char why[256];
@@ -446,6 +495,7 @@ int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struc
 void ink_snapshot_free(struct ink_snap *s)
 {
     if (!s) return;
+    if (s->lock_fd >= 0) close(s->lock_fd);
     msgpack_unpacked_destroy(&s->u);
     free(s->bytes);
     free(s);

@@ -38,6 +38,8 @@ struct ink_snap {
     const msgpack_object *nodes; /* array, one map per node in config order */
     double wall;                 /* when it was taken (Unix time) */
     uint64_t src_records;
+    int lock_fd; /* the directory's lock, held while reading; the graph built
+                    from this snapshot takes it over (-1: none or taken) */
 };
 
 /* CRC-32C (Castagnoli); crc = 0 to start, or a previous result to continue.
@@ -52,12 +54,20 @@ int ink_snapshot_path(const struct ink_config *cfg, char *buf, size_t n);
  * it is writable, so that a bad dir fails at start, not at the first snapshot. */
 int ink_snapshot_prepare(const struct ink_config *cfg, struct ink_err *err);
 
+/* One owner (docs/state.md): lock <dir>/<name>.lock, the lock of this
+ * snapshot file, for as long as *fd stays open; then remove the temporary
+ * files a killed writer may have left. 0, INK_EBUSY naming the holder's pid,
+ * or INK_EIO. */
+int ink_snapshot_lock(const struct ink_config *cfg, int *fd, struct ink_err *err);
+
 /* Write a snapshot of g now (between records). 0, or a negative code with err
  * filled; the previous snapshot is then still in place. */
 int ink_snapshot_write(struct ink_graph *g, struct ink_err *err);
 
-/* Read and verify cfg's snapshot; nothing is modified. INK_ESTATE (or
- * INK_EIO) with a message naming the file and what is wrong. */
+/* Take the snapshot's lock (as ink_snapshot_lock; INK_EBUSY when another
+ * process owns it), then read and verify cfg's snapshot; nothing else is
+ * modified. INK_ESTATE (or INK_EIO) with a message naming the file and what
+ * is wrong. */
 int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struct ink_err *err);
 /* Called by ink_graph_build_restore: operators first (in memory), then the
  * source offsets, then, once all of that succeeded, the sinks' truncation. */

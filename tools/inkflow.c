@@ -26,7 +26,8 @@ static const char usage[] =
     "  keygen NAME                   write a CURVE key pair: NAME and NAME_secret\n"
     "\n"
     "Run `inkflow COMMAND --help` for the options of a command.\n"
-    "Exit codes: 0 done, 1 runtime failure, 2 bad config or usage.\n";
+    "Exit codes: 0 done, 1 runtime failure, 2 bad config or usage, a refused snapshot, or\n"
+    "state owned by another running inkflow.\n";
 
 /* ---- run ------------------------------------------------------------------ */
 
@@ -121,7 +122,7 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "inkflow: %s%s\n", restore ? "--restore: " : "", err.msg);
         ink_graph_free(g);
         ink_config_free(&cfg);
-        return rc == INK_ESTATE ? 2 : 1;
+        return rc == INK_ESTATE || rc == INK_EBUSY ? 2 : 1;
     }
     running = g;
     if (signals_seen) g->stop = 1;

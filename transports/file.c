@@ -12,6 +12,7 @@
 
 #include "../engine/graph.h"
 #include "../engine/clock.h"
+#include "../engine/lock.h"
 #include "../engine/state.h"
 #include "file_io.h"
 
@@ -289,15 +290,31 @@ int ink_file_reader_seek(struct ink_file_reader *r, uint64_t offset, struct ink_
 /* ---- writer ---------------------------------------------------------------- */
 
 int ink_file_writer_open(struct ink_file_writer *w, const char *path, int format, bool append,
-                         struct ink_err *err)
+                         bool lock, struct ink_err *err)
 {
     memset(w, 0, sizeof *w);
     w->is_stdout = strcmp(path, "-") == 0;
     if (format == INK_FMT_AUTO) format = ink_format_from_path(path, INK_FMT_JSONL);
     w->format = format;
-    w->f = w->is_stdout ? stdout : fopen(path, append ? "ab" : "wb");
-    if (!w->f) return ink_err_set(err, INK_EIO, "%s: %s", path, strerror(errno));
-    return 0;
+    if (w->is_stdout) {
+        w->f = stdout;
+        return 0;
+    }
+    /* opened without O_TRUNC: the lock comes before the first change */
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : 0), 0644);
+    if (fd < 0) return ink_err_set(err, INK_EIO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st))
+        rc = ink_err_set(err, INK_EIO, "%s: %s", path, strerror(errno));
+    else if (lock && S_ISREG(st.st_mode))
+        rc = ink_lock_fd(fd, path, "a file sink's output", err);
+    if (!rc && !append && S_ISREG(st.st_mode) && ftruncate(fd, 0))
+        rc = ink_err_set(err, INK_EIO, "%s: truncate: %s", path, strerror(errno));
+    if (!rc && !(w->f = fdopen(fd, append ? "ab" : "wb")))
+        rc = ink_err_set(err, INK_EIO, "%s: %s", path, strerror(errno));
+    if (rc) close(fd);
+    return rc;
 }
 
 int ink_file_writer_write(struct ink_file_writer *w, const struct ink_record *rec)
@@ -573,9 +590,11 @@ static int fsnk_open(struct ink_node *n, struct ink_err *err)
     char buf[4096];
     const char *p = ink_path_resolve(n->g->cfg->base_dir, fk->c->path, buf, sizeof buf);
     if (!p) return ink_err_set(err, INK_EINVAL, "path too long: %s", fk->c->path);
-    /* A restore must not truncate: the snapshot says how much of it to keep. */
+    /* A restore must not truncate: the snapshot says how much of it to keep.
+     * One owner: a regular file is locked before anything is written to it
+     * (docs/state.md), so a second instance is refused, not interleaved. */
     bool append = fk->c->append || n->g->restoring;
-    return ink_file_writer_open(&fk->w, p, fk->c->format, append, err);
+    return ink_file_writer_open(&fk->w, p, fk->c->format, append, true, err);
 }
 
 static int fsnk_write(struct ink_node *n, const struct ink_record *rec)

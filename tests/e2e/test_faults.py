@@ -1,0 +1,109 @@
+"""State under faults (docs/state.md, "One owner" and "Faults").
+
+- One owner: a second `inkflow run` of a config whose snapshot directory, or
+  whose file sink, belongs to a running inkflow is refused at start with
+  exit 2 and a message naming the owner's pid; `--restore` too; the owner's
+  output is then byte for byte the output of a run nobody disturbed."""
+import hashlib
+import os
+import random
+import shutil
+import sys
+
+import msgpack
+
+sys.path.insert(0, os.path.dirname(__file__))
+import inkt  # noqa: E402
+
+N = 60000
+GRAPH = """
+engine:
+  seed: 5
+  snapshot: {dir: %(snap)s, every: %(every)s}
+sources:
+  src: {type: file, path: in.msgpack%(rate)s}
+operators:
+  cdf: {type: ecdf, inputs: [src], mode: kll, k: 64, key_by: key, max_keys: 200}
+sinks:
+  out: {type: file, path: %(out)s, inputs: [cdf]}
+"""
+
+base = inkt.tmpdir()
+data = os.path.join(base, "in.msgpack")
+r = random.Random(11)
+with open(data, "wb") as f:
+    for i in range(N):
+        f.write(msgpack.packb({"x": [r.random()], "key": "k%d" % r.randrange(300)}))
+
+
+def workdir(name, snap="snap", every="100ms", rate=0, out="out.jsonl", cfg="graph.yaml", d=None):
+    d = d or os.path.join(base, name)
+    os.makedirs(d, exist_ok=True)
+    if not os.path.exists(os.path.join(d, "in.msgpack")):
+        os.symlink(data, os.path.join(d, "in.msgpack"))
+    text = GRAPH % {"snap": snap, "every": every, "out": out,
+                    "rate": ", rate: %d" % rate if rate else ""}
+    return d, inkt.write_config(d, text, cfg)
+
+
+def sha(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def last_line(b):
+    lines = b.decode().strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+ref_dir, ref_cfg = workdir("ref")
+p = inkt.run([inkt.INKFLOW, "run", ref_cfg])
+inkt.check(p.returncode == 0, "reference run exits 0")
+ref_sha = sha(os.path.join(ref_dir, "out.jsonl"))
+
+# --- one owner: the snapshot directory, the sink, --restore ----------------------
+own_dir, own_cfg = workdir("owner", rate=N // 4)  # about 4 s
+owner = inkt.start([inkt.INKFLOW, "run", own_cfg])
+lock = os.path.join(own_dir, "snap", "graph.lock")
+inkt.check(inkt.wait_for(lambda: os.path.exists(lock) and
+                         open(lock).read().strip() == str(owner.pid), timeout=30),
+           "the running inkflow holds snap/graph.lock (its pid %d written in it)" % owner.pid)
+snap = os.path.join(own_dir, "snap", "graph.snap")
+inkt.wait_for(lambda: os.path.exists(snap), timeout=30)
+# same config: the snapshot's lock is taken first
+p = inkt.run([inkt.INKFLOW, "run", own_cfg], timeout=30)
+err = p.stderr.decode()
+inkt.check(p.returncode == 2 and "pid %d" % owner.pid in err and "graph.lock" in err,
+           "a second run of the same config is refused, exit 2, naming pid %d (rc %d: %s)" %
+           (owner.pid, p.returncode, last_line(p.stderr)))
+p = inkt.run([inkt.INKFLOW, "run", own_cfg, "--restore"], timeout=30)
+err = p.stderr.decode()
+inkt.check(p.returncode == 2 and "pid %d" % owner.pid in err,
+           "--restore under a live owner is refused, exit 2 (rc %d: %s)" %
+           (p.returncode, last_line(p.stderr)))
+# another config (its own snapshot dir) writing the same output file
+_, other_cfg = workdir("owner", snap="snap2", cfg="other.yaml", d=own_dir)
+p = inkt.run([inkt.INKFLOW, "run", other_cfg], timeout=30)
+err = p.stderr.decode()
+inkt.check(p.returncode == 2 and "pid %d" % owner.pid in err and "out.jsonl" in err,
+           "another config writing the same file sink is refused, exit 2, naming pid %d "
+           "(rc %d: %s)" % (owner.pid, p.returncode, last_line(p.stderr)))
+inkt.check(not os.path.exists(os.path.join(own_dir, "snap2", "other.snap")),
+           "the refused instance wrote no snapshot")
+# two sinks of one config naming the same file: refused too (this process holds it)
+_, twin_cfg = workdir("twin")
+with open(twin_cfg) as f:
+    text = f.read()
+with open(twin_cfg, "w") as f:
+    f.write(text + "  out2: {type: file, path: out.jsonl, inputs: [cdf]}\n")
+p = inkt.run([inkt.INKFLOW, "run", twin_cfg], timeout=30)
+inkt.check(p.returncode == 2 and b"this process" in p.stderr,
+           "two sinks of one graph on the same file are refused (rc %d: %s)" %
+           (p.returncode, last_line(p.stderr)))
+_, perr = owner.communicate(timeout=120)
+inkt.check(owner.returncode == 0, "the owner ran to its end, exit 0")
+inkt.check(sha(os.path.join(own_dir, "out.jsonl")) == ref_sha,
+           "the owner's output is byte-identical to an undisturbed run")
+
+shutil.rmtree(base, ignore_errors=True)
+inkt.finish()
