@@ -86,6 +86,8 @@ struct ink_graph {
     double snap_duration; /* seconds the last snapshot took */
     uint64_t snap_bytes;  /* size of the last snapshot file */
     uint64_t snap_count, snap_failed;
+    uint64_t snap_streak;  /* consecutive failures (0 after a success) */
+    char snap_error[512];  /* the last failure, for /health and /ready */
     uint64_t src_records;  /* records read by all sources (every_records) */
     uint64_t snap_next_at; /* src_records at which the next count-based snapshot is due */
     struct ink_buf *snap_buf;
@@ -105,7 +107,8 @@ int ink_graph_build_restore(struct ink_graph **out, const struct ink_config *cfg
                             struct ink_snap *snap, struct ink_err *err);
 /* Run until every source has ended (all finite) or stop is set. When every
  * source ended, operators flush (op.h) before the final snapshot; then sinks
- * finish. Returns 0 or a negative code on a runtime failure. */
+ * finish. Returns 0, or a negative code on a runtime failure or when the
+ * final snapshot failed (g->snap_streak > 0). */
 int ink_graph_run(struct ink_graph *g);
 void ink_graph_summary(const struct ink_graph *g, FILE *out);
 void ink_graph_free(struct ink_graph *g);

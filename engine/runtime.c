@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -624,18 +625,43 @@ static void flush_operators(struct ink_graph *g)
 
 /* ---- run -------------------------------------------------------------------- */
 
-static void take_snapshot(struct ink_graph *g, const char *why)
+/* What a crash would find now, said plainly after a failed snapshot. */
+static void what_is_kept(const struct ink_graph *g, char *buf, size_t n)
+{
+    char path[4096];
+    struct stat st;
+    if (ink_snapshot_path(g->cfg, path, sizeof path) || stat(path, &st))
+        snprintf(buf, n, "there is no snapshot on disk: a crash now leaves nothing to restore");
+    else if (g->snap_count)
+        snprintf(buf, n, "the previous snapshot %s, written %.1f s ago, is kept", path,
+                 ink_wall() - g->snap_wall);
+    else if (g->restoring)
+        snprintf(buf, n, "the snapshot this run was restored from, %s, is kept", path);
+    else
+        snprintf(buf, n, "%s is the snapshot of an earlier run, not of this one", path);
+}
+
+/* 0, or the failure (counted, logged with what is kept). */
+static int take_snapshot(struct ink_graph *g, const char *why)
 {
     struct ink_err err = {0};
     int rc = ink_snapshot_write(g, &err);
     if (rc) {
         g->snap_failed++;
+        g->snap_streak++;
         g->snap_last = ink_now(); /* retry at the next period, not at every record */
-        fprintf(stderr, "inkflow: snapshot (%s) failed: %s; the previous one is kept\n", why,
-                err.msg);
+        snprintf(g->snap_error, sizeof g->snap_error, "%s", err.msg);
+        char kept[4400];
+        what_is_kept(g, kept, sizeof kept);
+        fprintf(stderr, "inkflow: snapshot (%s) failed (%llu in a row, %llu in all): %s; %s\n",
+                why, (unsigned long long)g->snap_streak, (unsigned long long)g->snap_failed,
+                err.msg, kept);
+    } else {
+        g->snap_streak = 0;
     }
     const struct ink_snapshot_conf *sc = &g->cfg->engine.snapshot;
     if (sc->every_records > 0) g->snap_next_at = g->src_records + (uint64_t)sc->every_records;
+    return rc;
 }
 
 /* Records a source may read before the next count-based snapshot is due. */
@@ -766,7 +792,8 @@ int ink_graph_run(struct ink_graph *g)
      * flushed state and outputs, so that a restore from it emits nothing twice. */
     if (ended) flush_operators(g);
     /* drained (end of input, or a signal between two records): the final cut */
-    if (g->cfg->engine.snapshot.set && rc == 0) take_snapshot(g, "final");
+    /* a run whose last snapshot failed does not end as a success */
+    if (g->cfg->engine.snapshot.set && rc == 0) rc = take_snapshot(g, "final");
     if (g->metrics) ink_metrics_publish(g);
     for (int i = 0; i < g->n; i++)
         if (g->nodes[i].kind == INK_NODE_SINK) g->nodes[i].snk->finish(&g->nodes[i]);

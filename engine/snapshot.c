@@ -299,12 +299,40 @@ static int commit_file(const char *path, const struct ink_buf *b, struct ink_err
     return 0;
 }
 
+/* The lock this graph holds is still the snapshot's lock file. When the
+ * directory (or the lock file) was removed while running, a snapshot
+ * written there would have no owner: re-create the directory (one level,
+ * as at start) and take a fresh lock; if another process took it meanwhile,
+ * it is that process's snapshot now, and this one fails loudly. */
+static int check_owner(struct ink_graph *g, struct ink_err *err)
+{
+    char lp[4096];
+    struct stat held, now;
+    if (g->snap_lock < 0 || lock_path(g->cfg, lp, sizeof lp)) return 0;
+    if (fstat(g->snap_lock, &held) == 0 && stat(lp, &now) == 0 && held.st_dev == now.st_dev &&
+        held.st_ino == now.st_ino)
+        return 0;
+    struct ink_err e = {0};
+    int rc = ink_snapshot_prepare(g->cfg, &e);
+    int fd = -1;
+    if (!rc) rc = ink_snapshot_lock(g->cfg, &fd, &e);
+    if (rc)
+        return ink_err_set(err, rc, "the snapshot's lock file %s is gone (directory removed?) "
+                           "and cannot be taken again: %s", lp, e.msg);
+    close(g->snap_lock);
+    g->snap_lock = fd;
+    fprintf(stderr, "inkflow: %s had been removed: re-created, lock taken again\n", lp);
+    return 0;
+}
+
 int ink_snapshot_write(struct ink_graph *g, struct ink_err *err)
 {
     double t0 = ink_now();
     char path[4096];
     if (ink_snapshot_path(g->cfg, path, sizeof path))
         return ink_err_set(err, INK_EINVAL, "no engine.snapshot");
+    int orc = check_owner(g, err);
+    if (orc) return orc;
     if (!g->snap_buf && !(g->snap_buf = calloc(1, sizeof *g->snap_buf)))
         return ink_err_set(err, INK_ENOMEM, "out of memory");
     struct ink_buf *b = g->snap_buf;

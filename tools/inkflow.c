@@ -129,6 +129,8 @@ static int cmd_run(int argc, char **argv)
     rc = ink_graph_run(g);
     running = NULL;
     ink_graph_summary(g, stderr);
+    if (g->snap_streak)
+        fprintf(stderr, "inkflow: the last snapshot failed (%s): exit status 1\n", g->snap_error);
     ink_graph_free(g);
     ink_config_free(&cfg);
     return rc ? 1 : 0;

@@ -645,6 +645,10 @@ static void fsnk_close(struct ink_node *n)
 static int fsnk_sync(struct ink_node *n, struct ink_err *err)
 {
     struct file_snk *fk = n->impl;
+    /* records were lost: a snapshot now would vouch for an output without them */
+    if (fk->failed)
+        return ink_err_set(err, INK_EIO, "the output lost records after a failed write (%llu "
+                           "dropped)", (unsigned long long)n->c.dropped);
     if (fk->w.is_stdout || !fk->w.f) return 0;
     struct stat st;
     int fd = fileno(fk->w.f);

@@ -9,6 +9,8 @@ import os
 import random
 import shutil
 import sys
+import urllib.error
+import urllib.request
 
 import msgpack
 
@@ -104,6 +106,72 @@ _, perr = owner.communicate(timeout=120)
 inkt.check(owner.returncode == 0, "the owner ran to its end, exit 0")
 inkt.check(sha(os.path.join(own_dir, "out.jsonl")) == ref_sha,
            "the owner's output is byte-identical to an undisturbed run")
+
+
+def get(port, path):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def with_http(cfg, port):
+    with open(cfg) as f:
+        text = f.read()
+    with open(cfg, "w") as f:
+        f.write(text.replace("engine:\n", 'engine:\n  http: {listen: "127.0.0.1:%d"}\n' % port))
+
+
+# --- the snapshot directory removed while running: re-created -----------------------
+rm_dir, rm_cfg = workdir("removed", rate=N // 3)
+proc = inkt.start([inkt.INKFLOW, "run", rm_cfg])
+snapdir = os.path.join(rm_dir, "snap")
+inkt.wait_for(lambda: os.path.exists(os.path.join(snapdir, "graph.snap")), timeout=30)
+# moved away, then deleted: atomic, whatever a snapshot in flight is doing
+os.rename(snapdir, snapdir + ".old")
+shutil.rmtree(snapdir + ".old")
+inkt.check(inkt.wait_for(lambda: os.path.exists(os.path.join(snapdir, "graph.snap")) or
+                         proc.poll() is not None, timeout=30) and proc.poll() is None,
+           "a removed snapshot directory is re-created and snapshots go on")
+_, err = proc.communicate(timeout=120)
+err = err.decode()
+inkt.check(proc.returncode == 0 and "re-created" in err,
+           "the run says so and exits 0 (rc %d)" % proc.returncode)
+p = inkt.run([inkt.INKFLOW, "run", rm_cfg, "--restore"], timeout=60)
+inkt.check(p.returncode == 0 and sha(os.path.join(rm_dir, "out.jsonl")) == ref_sha,
+           "its final snapshot restores (nothing to add, output byte-identical)")
+
+# --- removed with its parent: cannot be re-created safely; loud -----------------------
+gone_dir, gone_cfg = workdir("gone", snap="state/snap", rate=N // 3)
+port = inkt.free_port()
+with_http(gone_cfg, port)
+state = os.path.join(gone_dir, "state")
+os.makedirs(os.path.join(state, "snap"))
+proc = inkt.start([inkt.INKFLOW, "run", gone_cfg])
+inkt.wait_for(lambda: os.path.exists(os.path.join(state, "snap", "graph.snap")), timeout=30)
+inkt.check(get(port, "/health")[0] == 200, "/health 200 while snapshots succeed")
+os.rename(state, state + ".old")
+shutil.rmtree(state + ".old")
+inkt.check(inkt.wait_for(lambda: get(port, "/health")[0] == 503, timeout=30),
+           "/health turns 503 after max_failures (3) snapshots failed in a row")
+code, body = get(port, "/health")
+inkt.check("snapshots failed in a row" in body and "No such file or directory" in body,
+           "/health says why: %s" % body.strip()[:160])
+code, body = get(port, "/ready")
+inkt.check(code == 503 and "snapshot" in body, "/ready 503 and says why: %s" % body.strip()[:100])
+code, body = get(port, "/metrics")
+fails = [int(float(line.split()[1])) for line in body.splitlines()
+         if line.startswith("inkflow_snapshot_failures_total ")]
+inkt.check(fails and fails[0] >= 3, "inkflow_snapshot_failures_total counts them (%s)" % fails)
+_, err = proc.communicate(timeout=120)
+err = err.decode()
+inkt.check(proc.returncode == 1, "the run whose last snapshot failed exits 1 (rc %d)" %
+           proc.returncode)
+inkt.check("no snapshot on disk" in err and "the previous one is kept" not in err,
+           "the log says no snapshot is left, not that one is kept")
 
 shutil.rmtree(base, ignore_errors=True)
 inkt.finish()
