@@ -474,6 +474,7 @@ static int build(struct ink_graph **out, const struct ink_config *cfg, struct in
     g->cfg = cfg;
     g->t0 = ink_now();
     g->snap_lock = -1;
+    g->snap_pipe = -1;
     g->restoring = snap != NULL;
     openblas_set_num_threads((int)(cfg->engine.blas_threads > 0 ? cfg->engine.blas_threads : 1));
     g->reply_buf = calloc(1, sizeof *g->reply_buf);
@@ -641,26 +642,51 @@ static void what_is_kept(const struct ink_graph *g, char *buf, size_t n)
         snprintf(buf, n, "%s is the snapshot of an earlier run, not of this one", path);
 }
 
-/* 0, or the failure (counted, logged with what is kept). */
-static int take_snapshot(struct ink_graph *g, const char *why)
+/* A failed snapshot: counted, logged with what is kept. */
+static void snapshot_failed(struct ink_graph *g, const char *why, const struct ink_err *err)
 {
+    g->snap_failed++;
+    g->snap_streak++;
+    snprintf(g->snap_error, sizeof g->snap_error, "%s", err->msg);
+    char kept[4400];
+    what_is_kept(g, kept, sizeof kept);
+    fprintf(stderr, "inkflow: snapshot (%s) failed (%llu in a row, %llu in all): %s; %s\n", why,
+            (unsigned long long)g->snap_streak, (unsigned long long)g->snap_failed, err->msg,
+            kept);
+}
+
+/* The writer child of the last periodic snapshot, if any: its outcome
+ * (0 also when none runs; 1 still writing, only when !wait). */
+static int collect_snapshot(struct ink_graph *g, bool wait)
+{
+    if (!g->snap_child) return 0;
     struct ink_err err = {0};
-    int rc = ink_snapshot_write(g, &err);
-    if (rc) {
-        g->snap_failed++;
-        g->snap_streak++;
-        g->snap_last = ink_now(); /* retry at the next period, not at every record */
-        snprintf(g->snap_error, sizeof g->snap_error, "%s", err.msg);
-        char kept[4400];
-        what_is_kept(g, kept, sizeof kept);
-        fprintf(stderr, "inkflow: snapshot (%s) failed (%llu in a row, %llu in all): %s; %s\n",
-                why, (unsigned long long)g->snap_streak, (unsigned long long)g->snap_failed,
-                err.msg, kept);
-    } else {
+    int rc = ink_snapshot_poll(g, wait, &err);
+    if (rc < 0)
+        snapshot_failed(g, g->snap_why, &err);
+    else if (rc == 0)
         g->snap_streak = 0;
-    }
+    return rc;
+}
+
+/* 0, or the failure. Periodic snapshots are written by a child (off the
+ * data path); when the next one is due before the last is written, the loop
+ * waits for it (a snapshot is never skipped, every_records stays on its
+ * count). The final one is written here: there is nothing left to overlap. */
+static int take_snapshot(struct ink_graph *g, const char *why, bool final)
+{
+    collect_snapshot(g, true);
+    struct ink_err err = {0};
+    g->snap_why = why;
+    int rc = final ? ink_snapshot_write(g, &err) : ink_snapshot_start(g, &err);
+    if (rc)
+        snapshot_failed(g, why, &err);
+    else if (final)
+        g->snap_streak = 0;
     const struct ink_snapshot_conf *sc = &g->cfg->engine.snapshot;
     if (sc->every_records > 0) g->snap_next_at = g->src_records + (uint64_t)sc->every_records;
+    /* the period runs from the cut; a failure retries at the next period */
+    g->snap_last = ink_now();
     return rc;
 }
 
@@ -678,10 +704,11 @@ static void maybe_snapshot(struct ink_graph *g)
 {
     const struct ink_snapshot_conf *sc = &g->cfg->engine.snapshot;
     if (!sc->set) return;
+    collect_snapshot(g, false);
     if (sc->every_records > 0 && g->src_records >= g->snap_next_at)
-        take_snapshot(g, "every_records");
+        take_snapshot(g, "every_records", false);
     else if (sc->every > 0 && ink_now() - g->snap_last >= sc->every)
-        take_snapshot(g, "every");
+        take_snapshot(g, "every", false);
 }
 
 static zmq_pollitem_t to_zmq(const struct ink_pollitem *pi)
@@ -793,7 +820,8 @@ int ink_graph_run(struct ink_graph *g)
     if (ended) flush_operators(g);
     /* drained (end of input, or a signal between two records): the final cut */
     /* a run whose last snapshot failed does not end as a success */
-    if (g->cfg->engine.snapshot.set && rc == 0) rc = take_snapshot(g, "final");
+    if (g->cfg->engine.snapshot.set && rc == 0) rc = take_snapshot(g, "final", true);
+    collect_snapshot(g, true); /* after a failure: the child's outcome all the same */
     if (g->metrics) ink_metrics_publish(g);
     for (int i = 0; i < g->n; i++)
         if (g->nodes[i].kind == INK_NODE_SINK) g->nodes[i].snk->finish(&g->nodes[i]);
@@ -831,14 +859,18 @@ void ink_graph_summary(const struct ink_graph *g, FILE *out)
                 (unsigned long long)n->c.dropped, why);
     }
     if (g->snap_count || g->snap_failed)
-        fprintf(out, "  snapshots: %llu written, %llu failed; last %llu bytes in %.3f ms\n",
+        fprintf(out,
+                "  snapshots: %llu written, %llu failed; last %llu bytes in %.3f ms; main loop "
+                "paused %.3f ms at most\n",
                 (unsigned long long)g->snap_count, (unsigned long long)g->snap_failed,
-                (unsigned long long)g->snap_bytes, 1e3 * g->snap_duration);
+                (unsigned long long)g->snap_bytes, 1e3 * g->snap_duration,
+                1e3 * g->snap_pause_max);
 }
 
 void ink_graph_free(struct ink_graph *g)
 {
     if (!g) return;
+    ink_snapshot_abandon(g); /* no writer child outlives its graph */
     ink_metrics_stop(g); /* the server thread reads the graph's names */
     for (int i = 0; i < g->n; i++) {
         struct ink_node *n = &g->nodes[i];
@@ -865,5 +897,8 @@ void ink_graph_free(struct ink_graph *g)
     free(g->reply_buf);
     if (g->snap_buf) ink_buf_fini(g->snap_buf);
     free(g->snap_buf);
+    if (g->snap_pre) ink_buf_fini(g->snap_pre);
+    free(g->snap_pre);
+    free(g->snap_off);
     free(g);
 }

@@ -16,6 +16,7 @@
 #define INK_SNAPSHOT_H
 
 #include <msgpack.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,9 +61,25 @@ int ink_snapshot_prepare(const struct ink_config *cfg, struct ink_err *err);
  * or INK_EIO. */
 int ink_snapshot_lock(const struct ink_config *cfg, int *fd, struct ink_err *err);
 
-/* Write a snapshot of g now (between records). 0, or a negative code with err
- * filled; the previous snapshot is then still in place. */
+/* Write a snapshot of g now (between records), on this thread. 0, or a
+ * negative code with err filled; the previous snapshot is then still in
+ * place. */
 int ink_snapshot_write(struct ink_graph *g, struct ink_err *err);
+
+/* The same off the data path (docs/state.md, "Snapshots off the data
+ * path"): between records, sinks are synced and every source's and sink's
+ * hooks run here; then fork() and the child encodes the operators from its
+ * copy-on-write image, writes, fsyncs and renames, while this thread goes
+ * on. 0 once the child runs (INK_EAGAIN if one already does), or a failure
+ * of the cut itself. */
+int ink_snapshot_start(struct ink_graph *g, struct ink_err *err);
+/* The child's outcome: 1 still writing (only when !wait), 0 written and
+ * durable (committed hooks run, counted in g), negative with err filled.
+ * 0 when no child runs. */
+int ink_snapshot_poll(struct ink_graph *g, bool wait, struct ink_err *err);
+/* Kill and reap a child still writing (teardown): its temporary file is
+ * removed at the next start under the lock. */
+void ink_snapshot_abandon(struct ink_graph *g);
 
 /* Take the snapshot's lock (as ink_snapshot_lock; INK_EBUSY when another
  * process owns it), then read and verify cfg's snapshot; nothing else is
