@@ -98,6 +98,7 @@ struct ink_graph {
     double snap_cut_t, snap_cut_wall;  /* when its cut was taken (monotonic, wall) */
     double snap_pause, snap_pause_max; /* main loop stopped for the last / longest
                                           cut of a snapshot written by a child */
+    double snap_pause_cpu_max;         /* the longest, in CPU time of the main thread */
     const char *snap_why;              /* what the snapshot in the child was for */
     int snap_lock; /* the snapshot's lock (snapshot.h), held for the graph's life; -1 none */
     struct ink_metrics *metrics; /* NULL without engine.http */

@@ -861,10 +861,10 @@ void ink_graph_summary(const struct ink_graph *g, FILE *out)
     if (g->snap_count || g->snap_failed)
         fprintf(out,
                 "  snapshots: %llu written, %llu failed; last %llu bytes in %.3f ms; main loop "
-                "paused %.3f ms at most\n",
+                "paused %.3f ms at most (%.3f ms of CPU)\n",
                 (unsigned long long)g->snap_count, (unsigned long long)g->snap_failed,
                 (unsigned long long)g->snap_bytes, 1e3 * g->snap_duration,
-                1e3 * g->snap_pause_max);
+                1e3 * g->snap_pause_max, 1e3 * g->snap_pause_cpu_max);
 }
 
 void ink_graph_free(struct ink_graph *g)
