@@ -1,7 +1,7 @@
 """State rows: snapshot time and size against state size, and the throughput
 cost of periodic snapshots (docs/state.md).
 
-    bench/run snapshot_rls snapshot_kll snapshot_cost snapshot_pause
+    bench/run snapshot_rls snapshot_kll snapshot_cost snapshot_pause fault_loop
 
 - snapshot_rls: rls_sketch with a full dictionary of 1024 points at d = 64;
   the final snapshot's size and time (written to a temporary file, fsync'd,
@@ -16,6 +16,10 @@ cost of periodic snapshots (docs/state.md).
   for the 10,000-key KLL graph with a snapshot every second, against the same
   graph without snapshots (the gaps of the pipeline itself). Issue 20's
   target: at most 5 ms with snapshots.
+- fault_loop: the kill -9 loop of tests/e2e/faultloop.py with 30 kills
+  (ctest runs 8): a keyed graph, a snapshot every 100 ms, SIGKILL at random
+  moments (half during a snapshot write), --restore; the final output
+  against an uninterrupted run's. Not a speed: a count of what happened.
 """
 import os
 import random
@@ -266,5 +270,27 @@ def row_snapshot_pause(keys=10000, per_key=60, copies=6, reps=3):
                               statistics.median(x[1] for x in pauses) / 5.0))]
 
 
+def row_fault_loop(kills=30):
+    import sys
+    sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+    import faultloop
+    seed = int(os.environ.get("INK_TEST_SEED", "0")) or random.randrange(1 << 30)
+    d = tempfile.mkdtemp(prefix="inkbench-faults-")
+    t = time.time()
+    res = faultloop.run_loop(INKFLOW, d, kills, seed, log=lambda m: None)
+    el = time.time() - t
+    shutil.rmtree(d, ignore_errors=True)
+    ok = res["identical"] and not res["bad_exit"] and not res["orphans"]
+    return [("kill -9 loop, %d kills (seed %d, INK_TEST_SEED to repeat), snapshot every 100 ms, "
+             "keyed KLL + keyed exact ecdf, %.0f s" % (kills, seed, el),
+             "%d SIGKILLs (%d during a snapshot write); %d restores continued, %d refused "
+             "clearly; other exits: %s; writers left alive: %d" %
+             (res["kills"], res["in_write"], res["restored"], res["refused"],
+              res["bad_exit"] or "none", res["orphans"]),
+             "uninterrupted run: %d bytes of output" % res.get("ref_bytes", -1),
+             "output identical" if ok else "FAILED")]
+
+
 ROWS = {"snapshot_rls": row_snapshot_rls, "snapshot_kll": row_snapshot_kll,
-        "snapshot_cost": row_snapshot_cost, "snapshot_pause": row_snapshot_pause}
+        "snapshot_cost": row_snapshot_cost, "snapshot_pause": row_snapshot_pause,
+        "fault_loop": row_fault_loop}

@@ -581,7 +581,18 @@ struct file_snk {
     const struct ink_file_sink_conf *c;
     uint64_t seen;
     bool failed;
+    char why[128]; /* the first failed write's reason (errno) */
 };
+
+/* The first write failure: what it was, logged once; the records from
+ * here on are counted as dropped, and no snapshot vouches for the output. */
+static void sink_failed(struct ink_node *n, struct file_snk *fk, int rc, int e)
+{
+    if (fk->failed) return;
+    fk->failed = true;
+    snprintf(fk->why, sizeof fk->why, "%s", rc == INK_EIO && e ? strerror(e) : ink_strerror(rc));
+    ink__log(n, "write failed (%s); further records are counted as dropped", fk->why);
+}
 
 static int fsnk_open(struct ink_node *n, struct ink_err *err)
 {
@@ -610,11 +621,11 @@ static int fsnk_write(struct ink_node *n, const struct ink_record *rec)
         n->c.dropped++;
         return 1;
     }
+    errno = 0;
     int rc = ink_file_writer_write(&fk->w, rec);
     if (rc) {
-        fk->failed = true;
+        sink_failed(n, fk, rc, errno);
         n->c.dropped++;
-        ink__log(n, "write failed (%s); further records are counted as dropped", ink_strerror(rc));
         return 1;
     }
     return 0;
@@ -623,10 +634,8 @@ static int fsnk_write(struct ink_node *n, const struct ink_record *rec)
 static void fsnk_flush(struct ink_node *n)
 {
     struct file_snk *fk = n->impl;
-    if (fk->w.f && ink_file_writer_flush(&fk->w) && !fk->failed) {
-        fk->failed = true;
-        ink__log(n, "write failed; further records are counted as dropped");
-    }
+    errno = 0;
+    if (fk->w.f && ink_file_writer_flush(&fk->w)) sink_failed(n, fk, INK_EIO, errno);
 }
 
 static void fsnk_finish(struct ink_node *n)
@@ -647,8 +656,9 @@ static int fsnk_sync(struct ink_node *n, struct ink_err *err)
     struct file_snk *fk = n->impl;
     /* records were lost: a snapshot now would vouch for an output without them */
     if (fk->failed)
-        return ink_err_set(err, INK_EIO, "the output lost records after a failed write (%llu "
-                           "dropped)", (unsigned long long)n->c.dropped);
+        return ink_err_set(err, INK_EIO,
+                           "the output lost records after a failed write (%s; %llu dropped)",
+                           fk->why, (unsigned long long)n->c.dropped);
     if (fk->w.is_stdout || !fk->w.f) return 0;
     struct stat st;
     int fd = fileno(fk->w.f);

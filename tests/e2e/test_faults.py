@@ -8,6 +8,7 @@ import hashlib
 import os
 import random
 import shutil
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -172,6 +173,74 @@ inkt.check(proc.returncode == 1, "the run whose last snapshot failed exits 1 (rc
            proc.returncode)
 inkt.check("no snapshot on disk" in err and "the previous one is kept" not in err,
            "the log says no snapshot is left, not that one is kept")
+
+# --- a full filesystem under the snapshot directory, then under a file sink ------------
+mounts = []
+
+
+def mount_tmpfs(path, size):
+    os.makedirs(path, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d" % size, "tmpfs", path], check=True)
+    mounts.append(path)
+
+
+def umount_all():
+    for m in reversed(mounts):
+        subprocess.run(["umount", "-l", m], capture_output=True)
+    del mounts[:]
+
+
+def full_disk_case(label, snap, out, size_of, files_on):
+    d, cfg = workdir("full-" + label, snap=snap, out=out, rate=N // 3)
+    mnt = os.path.join(d, files_on)
+    size = size_of
+    mount_tmpfs(mnt, size)
+    os.makedirs(os.path.join(d, snap), exist_ok=True)
+    p = inkt.run([inkt.INKFLOW, "run", cfg], timeout=120)
+    err = p.stderr.decode()
+    m = __import__("re").search(r"snapshots: (\d+) written, (\d+) failed", err)
+    written, failed = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+    inkt.check(p.returncode == 1 and failed > 0 and "No space left on device" in err,
+               "%s: reported (No space left on device), %d snapshots failed, %d written, "
+               "exit 1 (rc %d)" % (label, failed, written, p.returncode))
+    inkt.check("is kept" in err and written > 0,
+               "%s: the log says the previous snapshot is kept" % label)
+    subprocess.run(["mount", "-o", "remount,size=%d" % (64 << 20), mnt], check=True)
+    p = inkt.run([inkt.INKFLOW, "run", cfg, "--restore"], timeout=120)
+    inkt.check(p.returncode == 0 and b"restored from" in p.stderr and
+               sha(os.path.join(d, out)) == ref_sha,
+               "%s: with room again, --restore from the last good snapshot gives the "
+               "uninterrupted run's output (rc %d)" % (label, p.returncode))
+
+
+if os.geteuid() != 0:
+    print("skip full-filesystem cases: they mount a small tmpfs, which needs root")
+else:
+    try:
+        snap_size = os.path.getsize(os.path.join(ref_dir, "snap", "graph.snap"))
+        out_size = os.path.getsize(os.path.join(ref_dir, "out.jsonl"))
+        # the new snapshot and the previous one do not fit together near the end
+        full_disk_case("snapshot dir", "state/snap", "out.jsonl", int(snap_size * 1.5), "state")
+        full_disk_case("file sink", "snap", "outdir/out.jsonl", out_size // 2, "outdir")
+    finally:
+        umount_all()
+
+# --- kill -9 at random moments (half of them during a snapshot write), --restore -------
+import faultloop  # noqa: E402
+
+seed = int(os.environ.get("INK_TEST_SEED", "0")) or random.randrange(1 << 30)
+print("fault loop seed %d (INK_TEST_SEED to repeat)" % seed)
+res = faultloop.run_loop(inkt.INKFLOW, os.path.join(base, "loop"), 8, seed,
+                         log=lambda m: print("     " + m))
+inkt.check(res["kills"] >= 6, "the graph was killed with SIGKILL %d times (%d during a snapshot "
+           "write)" % (res["kills"], res["in_write"]))
+inkt.check(res["restored"] + res["refused"] >= res["kills"],
+           "every restore continued (%d) or refused clearly (%d)" %
+           (res["restored"], res["refused"]))
+inkt.check(not res["bad_exit"], "no crash, no other exit status: %s" % res["bad_exit"])
+inkt.check(res["orphans"] == 0, "no snapshot writer outlived its killed parent")
+inkt.check(res["identical"], "the final output is byte-identical to an uninterrupted run "
+           "(%d bytes)" % res.get("ref_bytes", -1))
 
 shutil.rmtree(base, ignore_errors=True)
 inkt.finish()
