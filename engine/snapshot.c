@@ -508,8 +508,15 @@ int ink_snapshot_start(struct ink_graph *g, struct ink_err *err)
     int e = errno;
     close(p[1]);
     if (pid < 0) {
+        /* no child (memory, process limit): the snapshot is still due, so
+         * it is written here, the old way, and the stall said */
         close(p[0]);
-        return ink_err_set(err, INK_EIO, "fork for the snapshot writer: %s", strerror(e));
+        fprintf(stderr, "inkflow: fork for the snapshot writer: %s; writing it on the main "
+                "thread\n", strerror(e));
+        if ((rc = encode(g, wall, g->snap_buf, err)) || (rc = commit_file(path, g->snap_buf, err)))
+            return rc;
+        snapshot_done(g, wall, t0, g->snap_buf->len);
+        return 0;
     }
     g->snap_child = pid;
     g->snap_pipe = p[0];
