@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -865,6 +866,18 @@ void ink_graph_summary(const struct ink_graph *g, FILE *out)
                 (unsigned long long)g->snap_count, (unsigned long long)g->snap_failed,
                 (unsigned long long)g->snap_bytes, 1e3 * g->snap_duration,
                 1e3 * g->snap_pause_max, 1e3 * g->snap_pause_cpu_max);
+    if (g->snap_count || g->snap_failed) {
+        /* the data path's CPU and the writers' apart: what the stream costs,
+         * and what snapshots cost on the side (docs/state.md) */
+        struct rusage self, kids;
+        getrusage(RUSAGE_SELF, &self);
+        getrusage(RUSAGE_CHILDREN, &kids);
+        double cs = (double)self.ru_utime.tv_sec + (double)self.ru_stime.tv_sec +
+                    1e-6 * (double)(self.ru_utime.tv_usec + self.ru_stime.tv_usec);
+        double ck = (double)kids.ru_utime.tv_sec + (double)kids.ru_stime.tv_sec +
+                    1e-6 * (double)(kids.ru_utime.tv_usec + kids.ru_stime.tv_usec);
+        fprintf(out, "  cpu: %.3f s in this process, %.3f s in snapshot writers\n", cs, ck);
+    }
 }
 
 void ink_graph_free(struct ink_graph *g)
