@@ -39,6 +39,14 @@ static const struct ink_param snapshot_params[] = {
      .min = 0,
      .max = 1e15,
      .help = "also snapshot every this many records read by the sources (0 = off)"},
+    {.name = "max_failures",
+     .type = INK_P_INT,
+     .offset = SNOFF(max_failures),
+     .def = "3",
+     .min = 1,
+     .max = 1000000,
+     .help = "consecutive failed snapshots after which /health answers 503 (and /ready says "
+             "why)"},
     {0},
 };
 

@@ -17,6 +17,7 @@ struct ink_snapshot_conf {
     char *dir;
     double every;          /* seconds; 0 = only on shutdown */
     int64_t every_records; /* also every this many source records; 0 = off */
+    int64_t max_failures;  /* consecutive failed snapshots that make /health 503 */
 };
 
 struct ink_http_conf {

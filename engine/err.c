@@ -44,6 +44,8 @@ const char *ink_strerror(int code)
         return "bad state";
     case INK_EAGAIN:
         return "try again";
+    case INK_EBUSY:
+        return "in use by another process";
     case INK_ENOTSUP:
         return "not supported";
     case INK_ENUMERIC:

@@ -18,7 +18,8 @@ enum {
     INK_EAGAIN = -8,    /* try again later (socket would block) */
     INK_ENOTSUP = -9,   /* not supported by this node (e.g. unknown query op) */
     INK_ENUMERIC = -10, /* numerical failure that could not be repaired */
-    INK_ENOX = -11      /* the record has no x and the operator needs one (reject: missing_x) */
+    INK_ENOX = -11,     /* the record has no x and the operator needs one (reject: missing_x) */
+    INK_EBUSY = -12     /* state or output owned by another process (engine/lock.h) */
 };
 
 struct ink_err {

@@ -89,22 +89,38 @@ struct ink_graph {
     double snap_duration; /* seconds the last snapshot took */
     uint64_t snap_bytes;  /* size of the last snapshot file */
     uint64_t snap_count, snap_failed;
+    uint64_t snap_streak;  /* consecutive failures (0 after a success) */
+    char snap_error[512];  /* the last failure, for /health and /ready */
     uint64_t src_records;  /* records read by all sources (every_records) */
     uint64_t snap_next_at; /* src_records at which the next count-based snapshot is due */
     struct ink_buf *snap_buf;
+    struct ink_buf *snap_pre; /* sources' and sinks' maps, encoded at the cut */
+    size_t *snap_off;         /* node i's bytes in snap_pre: [off[i], off[i + 1]) */
+    int snap_child;           /* pid of the writer child, 0 = none (snapshot.h) */
+    int snap_pipe;            /* its report */
+    double snap_cut_t, snap_cut_wall;  /* when its cut was taken (monotonic, wall) */
+    double snap_pause, snap_pause_max; /* main loop stopped for the last / longest
+                                          cut of a snapshot written by a child */
+    double snap_pause_cpu_max;         /* the longest, in CPU time of the main thread */
+    const char *snap_why;              /* what the snapshot in the child was for */
+    int snap_lock; /* the snapshot's lock (snapshot.h), held for the graph's life; -1 none */
     struct ink_metrics *metrics; /* NULL without engine.http */
 };
 
 /* Build everything (operators initialised, sockets opened, files opened).
  * With a snapshot (ink_snapshot_read), the state is restored from it before
  * anything is read: every operator, key, source offset and sink length; a
- * refused snapshot returns INK_ESTATE and nothing has been written. */
+ * refused snapshot returns INK_ESTATE and nothing has been written. The
+ * graph takes over the snapshot's lock (snap->lock_fd). With
+ * engine.snapshot, INK_EBUSY when another process owns the snapshot or a
+ * file sink's output (engine/lock.h), before any output is touched. */
 int ink_graph_build(struct ink_graph **out, const struct ink_config *cfg, struct ink_err *err);
 int ink_graph_build_restore(struct ink_graph **out, const struct ink_config *cfg,
-                            const struct ink_snap *snap, struct ink_err *err);
+                            struct ink_snap *snap, struct ink_err *err);
 /* Run until every source has ended (all finite) or stop is set. When every
  * source ended, operators flush (op.h) before the final snapshot; then sinks
- * finish. Returns 0 or a negative code on a runtime failure. */
+ * finish. Returns 0, or a negative code on a runtime failure or when the
+ * final snapshot failed (g->snap_streak > 0). */
 int ink_graph_run(struct ink_graph *g);
 void ink_graph_summary(const struct ink_graph *g, FILE *out);
 /* After a run: 1 when a source or operator rejected every record it received,

@@ -51,6 +51,8 @@ struct ink_metrics {
     bool ready;
     double snap_wall, snap_duration;
     uint64_t snap_bytes, snap_count, snap_failed;
+    uint64_t snap_streak, snap_max_failures; /* consecutive failures; the /health bound */
+    char snap_error[512];                    /* the last failure */
 };
 
 /* ---- rendering ------------------------------------------------------------ */
@@ -246,6 +248,10 @@ static void render(struct ink_metrics *m, struct ink_buf *b)
     out(b, "inkflow_snapshots_total %llu\n", (unsigned long long)m->snap_count);
     head(b, "inkflow_snapshot_failures_total", "counter", "snapshots that failed");
     out(b, "inkflow_snapshot_failures_total %llu\n", (unsigned long long)m->snap_failed);
+    head(b, "inkflow_snapshot_consecutive_failures", "gauge",
+         "snapshots failed in a row (0 after a success); /health is 503 from "
+         "engine.snapshot.max_failures");
+    out(b, "inkflow_snapshot_consecutive_failures %llu\n", (unsigned long long)m->snap_streak);
     head(b, "inkflow_ready", "gauge", "1 once every source is open and any restore is done");
     out(b, "inkflow_ready %d\n", m->ready ? 1 : 0);
     head(b, "inkflow_build_info", "gauge", "the version and commit of this build (always 1)");
@@ -337,6 +343,19 @@ static enum MHD_Result text_reply(struct MHD_Connection *c, unsigned status, con
     return p ? reply(c, status, "text/plain; charset=utf-8", p, strlen(p)) : MHD_NO;
 }
 
+/* Under the mutex: snapshots have failed max_failures times in a row (or
+ * more); the reason in msg. */
+static bool snapshots_failing(const struct ink_metrics *m, char *msg, size_t n)
+{
+    if (!m->snap_max_failures || m->snap_streak < m->snap_max_failures) return false;
+    snprintf(msg, n,
+             "unhealthy: %llu snapshots failed in a row (engine.snapshot.max_failures %llu); "
+             "last: %s\n",
+             (unsigned long long)m->snap_streak, (unsigned long long)m->snap_max_failures,
+             m->snap_error);
+    return true;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *data,
                               size_t *data_size, void **con_cls)
@@ -346,18 +365,22 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return text_reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET only\n");
     if (strcmp(url, "/health") == 0) {
-        /* alive: 200 even while a transport waits (a broker away); a restart
-         * would not bring the broker back, but the operator should see why
-         * nothing moves */
+        /* 503 when it no longer keeps its state safe (snapshots failing): a
+         * restart (elsewhere) is better than a process that cannot be
+         * resumed after a crash. Otherwise alive, 200, even while a
+         * transport waits (a broker away): a restart would not bring the
+         * broker back, but the operator should see why nothing moves. */
         char msg[2048] = "ok\n";
         size_t off = 3;
         pthread_mutex_lock(&m->mu);
-        for (int i = 0; i < m->n && off < sizeof msg; i++)
-            if (m->nodes[i].not_ready)
-                off += (size_t)snprintf(msg + off, sizeof msg - off, "waiting: %s: %s\n",
-                                        m->names[i], m->nodes[i].why);
+        bool bad = snapshots_failing(m, msg, sizeof msg);
+        if (!bad)
+            for (int i = 0; i < m->n && off < sizeof msg; i++)
+                if (m->nodes[i].not_ready)
+                    off += (size_t)snprintf(msg + off, sizeof msg - off, "waiting: %s: %s\n",
+                                            m->names[i], m->nodes[i].why);
         pthread_mutex_unlock(&m->mu);
-        return text_reply(c, MHD_HTTP_OK, msg);
+        return text_reply(c, bad ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, msg);
     }
     if (strcmp(url, "/ready") == 0) {
         char msg[2048] = "not ready\n";
@@ -371,6 +394,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                 off += (size_t)snprintf(msg + off, sizeof msg - off, "not ready: %s: %s\n",
                                         m->names[i], m->nodes[i].why);
             }
+        char why[1024];
+        if (off < sizeof msg && snapshots_failing(m, why, sizeof why)) {
+            ready = false;
+            snprintf(msg + off, sizeof msg - off, "not ready: snapshot: %s", why);
+        }
         pthread_mutex_unlock(&m->mu);
         return ready ? text_reply(c, MHD_HTTP_OK, "ready\n")
                      : text_reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, msg);
@@ -477,6 +505,9 @@ void ink_metrics_publish(struct ink_graph *g)
     m->snap_bytes = g->snap_bytes;
     m->snap_count = g->snap_count;
     m->snap_failed = g->snap_failed;
+    m->snap_streak = g->snap_streak;
+    m->snap_max_failures = (uint64_t)g->cfg->engine.snapshot.max_failures;
+    snprintf(m->snap_error, sizeof m->snap_error, "%s", g->snap_error);
     pthread_mutex_unlock(&m->mu);
 }
 

@@ -13,6 +13,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -527,7 +529,7 @@ static int open_transport(struct ink_node *n, size_t impl_size, struct ink_err *
     return n->impl ? 0 : ink_err_set(err, INK_ENOMEM, "out of memory");
 }
 
-static int build(struct ink_graph **out, const struct ink_config *cfg, const struct ink_snap *snap,
+static int build(struct ink_graph **out, const struct ink_config *cfg, struct ink_snap *snap,
                  struct ink_err *err)
 {
     struct ink_graph *g = calloc(1, sizeof *g);
@@ -535,6 +537,8 @@ static int build(struct ink_graph **out, const struct ink_config *cfg, const str
     *out = g;
     g->cfg = cfg;
     g->t0 = ink_now();
+    g->snap_lock = -1;
+    g->snap_pipe = -1;
     g->restoring = snap != NULL;
     openblas_set_num_threads((int)(cfg->engine.blas_threads > 0 ? cfg->engine.blas_threads : 1));
     g->reply_buf = calloc(1, sizeof *g->reply_buf);
@@ -550,8 +554,15 @@ static int build(struct ink_graph **out, const struct ink_config *cfg, const str
         n->kind = n->nc->kind;
     }
     if (cfg->engine.snapshot.set) {
+        /* one owner: the lock comes before any output is opened */
         int rc = ink_snapshot_prepare(cfg, err);
         if (rc) return rc;
+        if (snap && snap->lock_fd >= 0) {
+            g->snap_lock = snap->lock_fd; /* taken by the read, kept since */
+            snap->lock_fd = -1;
+        } else if ((rc = ink_snapshot_lock(cfg, &g->snap_lock, err))) {
+            return rc;
+        }
     }
     /* /health answers from here on; /ready once sources are open and restored */
     if (cfg->engine.http.set) {
@@ -611,7 +622,7 @@ int ink_graph_build(struct ink_graph **out, const struct ink_config *cfg, struct
 }
 
 int ink_graph_build_restore(struct ink_graph **out, const struct ink_config *cfg,
-                            const struct ink_snap *snap, struct ink_err *err)
+                            struct ink_snap *snap, struct ink_err *err)
 {
     return build(out, cfg, snap, err);
 }
@@ -679,18 +690,68 @@ static void flush_operators(struct ink_graph *g)
 
 /* ---- run -------------------------------------------------------------------- */
 
-static void take_snapshot(struct ink_graph *g, const char *why)
+/* What a crash would find now, said plainly after a failed snapshot. */
+static void what_is_kept(const struct ink_graph *g, char *buf, size_t n)
 {
+    char path[4096];
+    struct stat st;
+    if (ink_snapshot_path(g->cfg, path, sizeof path) || stat(path, &st))
+        snprintf(buf, n, "there is no snapshot on disk: a crash now leaves nothing to restore");
+    else if (g->snap_count)
+        snprintf(buf, n, "the previous snapshot %s, written %.1f s ago, is kept", path,
+                 ink_wall() - g->snap_wall);
+    else if (g->restoring)
+        snprintf(buf, n, "the snapshot this run was restored from, %s, is kept", path);
+    else
+        snprintf(buf, n, "%s is the snapshot of an earlier run, not of this one", path);
+}
+
+/* A failed snapshot: counted, logged with what is kept. */
+static void snapshot_failed(struct ink_graph *g, const char *why, const struct ink_err *err)
+{
+    g->snap_failed++;
+    g->snap_streak++;
+    snprintf(g->snap_error, sizeof g->snap_error, "%s", err->msg);
+    char kept[4400];
+    what_is_kept(g, kept, sizeof kept);
+    fprintf(stderr, "inkflow: snapshot (%s) failed (%llu in a row, %llu in all): %s; %s\n", why,
+            (unsigned long long)g->snap_streak, (unsigned long long)g->snap_failed, err->msg,
+            kept);
+}
+
+/* The writer child of the last periodic snapshot, if any: its outcome
+ * (0 also when none runs; 1 still writing, only when !wait). */
+static int collect_snapshot(struct ink_graph *g, bool wait)
+{
+    if (!g->snap_child) return 0;
     struct ink_err err = {0};
-    int rc = ink_snapshot_write(g, &err);
-    if (rc) {
-        g->snap_failed++;
-        g->snap_last = ink_now(); /* retry at the next period, not at every record */
-        fprintf(stderr, "inkflow: snapshot (%s) failed: %s; the previous one is kept\n", why,
-                err.msg);
-    }
+    int rc = ink_snapshot_poll(g, wait, &err);
+    if (rc < 0)
+        snapshot_failed(g, g->snap_why, &err);
+    else if (rc == 0)
+        g->snap_streak = 0;
+    return rc;
+}
+
+/* 0, or the failure. Periodic snapshots are written by a child (off the
+ * data path); when the next one is due before the last is written, the loop
+ * waits for it (a snapshot is never skipped, every_records stays on its
+ * count). The final one is written here: there is nothing left to overlap. */
+static int take_snapshot(struct ink_graph *g, const char *why, bool final)
+{
+    collect_snapshot(g, true);
+    struct ink_err err = {0};
+    g->snap_why = why;
+    int rc = final ? ink_snapshot_write(g, &err) : ink_snapshot_start(g, &err);
+    if (rc)
+        snapshot_failed(g, why, &err);
+    else if (final)
+        g->snap_streak = 0;
     const struct ink_snapshot_conf *sc = &g->cfg->engine.snapshot;
     if (sc->every_records > 0) g->snap_next_at = g->src_records + (uint64_t)sc->every_records;
+    /* the period runs from the cut; a failure retries at the next period */
+    g->snap_last = ink_now();
+    return rc;
 }
 
 /* Records a source may read before the next count-based snapshot is due. */
@@ -707,10 +768,11 @@ static void maybe_snapshot(struct ink_graph *g)
 {
     const struct ink_snapshot_conf *sc = &g->cfg->engine.snapshot;
     if (!sc->set) return;
+    collect_snapshot(g, false);
     if (sc->every_records > 0 && g->src_records >= g->snap_next_at)
-        take_snapshot(g, "every_records");
+        take_snapshot(g, "every_records", false);
     else if (sc->every > 0 && ink_now() - g->snap_last >= sc->every)
-        take_snapshot(g, "every");
+        take_snapshot(g, "every", false);
 }
 
 static zmq_pollitem_t to_zmq(const struct ink_pollitem *pi)
@@ -821,7 +883,9 @@ int ink_graph_run(struct ink_graph *g)
      * flushed state and outputs, so that a restore from it emits nothing twice. */
     if (ended) flush_operators(g);
     /* drained (end of input, or a signal between two records): the final cut */
-    if (g->cfg->engine.snapshot.set && rc == 0) take_snapshot(g, "final");
+    /* a run whose last snapshot failed does not end as a success */
+    if (g->cfg->engine.snapshot.set && rc == 0) rc = take_snapshot(g, "final", true);
+    collect_snapshot(g, true); /* after a failure: the child's outcome all the same */
     if (g->metrics) ink_metrics_publish(g);
     for (int i = 0; i < g->n; i++)
         if (g->nodes[i].kind == INK_NODE_SINK) g->nodes[i].snk->finish(&g->nodes[i]);
@@ -869,9 +933,24 @@ void ink_graph_summary(const struct ink_graph *g, FILE *out)
                 (unsigned long long)n->c.dropped, why);
     }
     if (g->snap_count || g->snap_failed)
-        fprintf(out, "  snapshots: %llu written, %llu failed; last %llu bytes in %.3f ms\n",
+        fprintf(out,
+                "  snapshots: %llu written, %llu failed; last %llu bytes in %.3f ms; main loop "
+                "paused %.3f ms at most (%.3f ms of CPU)\n",
                 (unsigned long long)g->snap_count, (unsigned long long)g->snap_failed,
-                (unsigned long long)g->snap_bytes, 1e3 * g->snap_duration);
+                (unsigned long long)g->snap_bytes, 1e3 * g->snap_duration,
+                1e3 * g->snap_pause_max, 1e3 * g->snap_pause_cpu_max);
+    if (g->snap_count || g->snap_failed) {
+        /* the data path's CPU and the writers' apart: what the stream costs,
+         * and what snapshots cost on the side (docs/state.md) */
+        struct rusage self, kids;
+        getrusage(RUSAGE_SELF, &self);
+        getrusage(RUSAGE_CHILDREN, &kids);
+        double cs = (double)self.ru_utime.tv_sec + (double)self.ru_stime.tv_sec +
+                    1e-6 * (double)(self.ru_utime.tv_usec + self.ru_stime.tv_usec);
+        double ck = (double)kids.ru_utime.tv_sec + (double)kids.ru_stime.tv_sec +
+                    1e-6 * (double)(kids.ru_utime.tv_usec + kids.ru_stime.tv_usec);
+        fprintf(out, "  cpu: %.3f s in this process, %.3f s in snapshot writers\n", cs, ck);
+    }
 }
 
 int ink_graph_reject_check(const struct ink_graph *g, FILE *out)
@@ -903,6 +982,7 @@ int ink_graph_reject_check(const struct ink_graph *g, FILE *out)
 void ink_graph_free(struct ink_graph *g)
 {
     if (!g) return;
+    ink_snapshot_abandon(g); /* no writer child outlives its graph */
     ink_metrics_stop(g); /* the server thread reads the graph's names */
     for (int i = 0; i < g->n; i++) {
         struct ink_node *n = &g->nodes[i];
@@ -927,9 +1007,13 @@ void ink_graph_free(struct ink_graph *g)
         free(n->out);
     }
     free(g->nodes);
+    if (g->snap_lock >= 0) close(g->snap_lock);
     if (g->reply_buf) ink_buf_fini(g->reply_buf);
     free(g->reply_buf);
     if (g->snap_buf) ink_buf_fini(g->snap_buf);
     free(g->snap_buf);
+    if (g->snap_pre) ink_buf_fini(g->snap_pre);
+    free(g->snap_pre);
+    free(g->snap_off);
     free(g);
 }

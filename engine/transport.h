@@ -16,8 +16,11 @@
  *               before sinks, sinks only once everything else succeeded
  *   loop        sources: pollitem, pump; sinks: write, flush (periodic),
  *               pollitem/service when a sink has something to poll
- *   snapshot    sinks: sync, then every node's save (between two records);
- *               committed once the snapshot file is durable
+ *   snapshot    sinks: sync, then every source's and sink's save (between
+ *               two records), always on the main thread: the operators'
+ *               state is then encoded and written by a forked child
+ *               (engine/snapshot.h), which calls no transport hook;
+ *               committed, on the main thread, once the file is durable
  *   finish(n)   sinks, once, when the graph has ended (natural end or signal)
  *   close(n)    always, even after a failed open: safe on zeroed impl */
 #ifndef INK_TRANSPORT_H

@@ -31,8 +31,9 @@ static const char usage[] =
     "  top [HOST:PORT]               live view of a running graph from its /metrics\n"
     "\n"
     "Run `inkflow COMMAND --help` for the options of a command.\n"
-    "Exit codes: 0 done, 1 runtime failure or a node rejected all its input\n"
-    "(engine.max_reject_ratio: more than that share), 2 bad config or usage.\n";
+    "Exit codes: 0 done, 1 runtime failure, a failed last snapshot, or a node rejected all\n"
+    "its input (engine.max_reject_ratio: more than that share), 2 bad config or usage, a\n"
+    "refused snapshot, or state owned by another running inkflow.\n";
 
 /* ---- run ------------------------------------------------------------------ */
 
@@ -148,7 +149,7 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "inkflow: %s%s\n", restore ? "--restore: " : "", err.msg);
         ink_graph_free(g);
         ink_config_free(&cfg);
-        return rc == INK_ESTATE ? 2 : 1;
+        return rc == INK_ESTATE || rc == INK_EBUSY ? 2 : 1;
     }
     running = g;
     if (signals_seen) g->stop = 1;
@@ -157,6 +158,8 @@ static int cmd_run(int argc, char **argv)
     ink_graph_summary(g, stderr);
     /* a run that rejected what it was given did not do its job: say so, exit 1 */
     if (!rc && ink_graph_reject_check(g, stderr)) rc = 1;
+    if (g->snap_streak)
+        fprintf(stderr, "inkflow: the last snapshot failed (%s): exit status 1\n", g->snap_error);
     ink_graph_free(g);
     ink_config_free(&cfg);
     return rc ? 1 : 0;

@@ -410,7 +410,7 @@ int ink_cmd_recv(int argc, char **argv)
         return 1;
     }
     struct ink_file_writer w;
-    ink_file_writer_open(&w, "-", format, false, &err);
+    ink_file_writer_open(&w, "-", format, false, false, &err);
     struct ink_decoder dec;
     ink_decoder_init(&dec, NULL);
     signal(SIGINT, on_int);

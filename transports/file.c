@@ -12,6 +12,7 @@
 
 #include "../engine/graph.h"
 #include "../engine/clock.h"
+#include "../engine/lock.h"
 #include "../engine/state.h"
 #include "file_io.h"
 
@@ -289,15 +290,31 @@ int ink_file_reader_seek(struct ink_file_reader *r, uint64_t offset, struct ink_
 /* ---- writer ---------------------------------------------------------------- */
 
 int ink_file_writer_open(struct ink_file_writer *w, const char *path, int format, bool append,
-                         struct ink_err *err)
+                         bool lock, struct ink_err *err)
 {
     memset(w, 0, sizeof *w);
     w->is_stdout = strcmp(path, "-") == 0;
     if (format == INK_FMT_AUTO) format = ink_format_from_path(path, INK_FMT_JSONL);
     w->format = format;
-    w->f = w->is_stdout ? stdout : fopen(path, append ? "ab" : "wb");
-    if (!w->f) return ink_err_set(err, INK_EIO, "%s: %s", path, strerror(errno));
-    return 0;
+    if (w->is_stdout) {
+        w->f = stdout;
+        return 0;
+    }
+    /* opened without O_TRUNC: the lock comes before the first change */
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : 0), 0644);
+    if (fd < 0) return ink_err_set(err, INK_EIO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st))
+        rc = ink_err_set(err, INK_EIO, "%s: %s", path, strerror(errno));
+    else if (lock && S_ISREG(st.st_mode))
+        rc = ink_lock_fd(fd, path, "a file sink's output", err);
+    if (!rc && !append && S_ISREG(st.st_mode) && ftruncate(fd, 0))
+        rc = ink_err_set(err, INK_EIO, "%s: truncate: %s", path, strerror(errno));
+    if (!rc && !(w->f = fdopen(fd, append ? "ab" : "wb")))
+        rc = ink_err_set(err, INK_EIO, "%s: %s", path, strerror(errno));
+    if (rc) close(fd);
+    return rc;
 }
 
 int ink_file_writer_write(struct ink_file_writer *w, const struct ink_record *rec)
@@ -554,7 +571,18 @@ struct file_snk {
     const struct ink_file_sink_conf *c;
     uint64_t seen;
     bool failed;
+    char why[128]; /* the first failed write's reason (errno) */
 };
+
+/* The first write failure: what it was, logged once; the records from
+ * here on are counted as dropped, and no snapshot vouches for the output. */
+static void sink_failed(struct ink_node *n, struct file_snk *fk, int rc, int e)
+{
+    if (fk->failed) return;
+    fk->failed = true;
+    snprintf(fk->why, sizeof fk->why, "%s", rc == INK_EIO && e ? strerror(e) : ink_strerror(rc));
+    ink__log(n, "write failed (%s); further records are counted as dropped", fk->why);
+}
 
 static int fsnk_open(struct ink_node *n, struct ink_err *err)
 {
@@ -563,9 +591,11 @@ static int fsnk_open(struct ink_node *n, struct ink_err *err)
     char buf[4096];
     const char *p = ink_path_resolve(n->g->cfg->base_dir, fk->c->path, buf, sizeof buf);
     if (!p) return ink_err_set(err, INK_EINVAL, "path too long: %s", fk->c->path);
-    /* A restore must not truncate: the snapshot says how much of it to keep. */
+    /* A restore must not truncate: the snapshot says how much of it to keep.
+     * One owner: a regular file is locked before anything is written to it
+     * (docs/state.md), so a second instance is refused, not interleaved. */
     bool append = fk->c->append || n->g->restoring;
-    return ink_file_writer_open(&fk->w, p, fk->c->format, append, err);
+    return ink_file_writer_open(&fk->w, p, fk->c->format, append, true, err);
 }
 
 static int fsnk_write(struct ink_node *n, const struct ink_record *rec)
@@ -581,11 +611,11 @@ static int fsnk_write(struct ink_node *n, const struct ink_record *rec)
         n->c.dropped++;
         return 1;
     }
+    errno = 0;
     int rc = ink_file_writer_write(&fk->w, rec);
     if (rc) {
-        fk->failed = true;
+        sink_failed(n, fk, rc, errno);
         n->c.dropped++;
-        ink__log(n, "write failed (%s); further records are counted as dropped", ink_strerror(rc));
         return 1;
     }
     return 0;
@@ -594,10 +624,8 @@ static int fsnk_write(struct ink_node *n, const struct ink_record *rec)
 static void fsnk_flush(struct ink_node *n)
 {
     struct file_snk *fk = n->impl;
-    if (fk->w.f && ink_file_writer_flush(&fk->w) && !fk->failed) {
-        fk->failed = true;
-        ink__log(n, "write failed; further records are counted as dropped");
-    }
+    errno = 0;
+    if (fk->w.f && ink_file_writer_flush(&fk->w)) sink_failed(n, fk, INK_EIO, errno);
 }
 
 static void fsnk_finish(struct ink_node *n)
@@ -616,6 +644,11 @@ static void fsnk_close(struct ink_node *n)
 static int fsnk_sync(struct ink_node *n, struct ink_err *err)
 {
     struct file_snk *fk = n->impl;
+    /* records were lost: a snapshot now would vouch for an output without them */
+    if (fk->failed)
+        return ink_err_set(err, INK_EIO,
+                           "the output lost records after a failed write (%s; %llu dropped)",
+                           fk->why, (unsigned long long)n->c.dropped);
     if (fk->w.is_stdout || !fk->w.f) return 0;
     struct stat st;
     int fd = fileno(fk->w.f);

@@ -72,8 +72,11 @@ struct ink_file_writer {
     bool header_skip; /* restored mid-file: lay out the CSV columns, write no header */
 };
 
+/* path "-" = stdout. lock: take an exclusive flock on a regular file before
+ * truncating or writing it (engine/lock.h; INK_EBUSY when another process
+ * holds it); the lock lasts until ink_file_writer_close. */
 int ink_file_writer_open(struct ink_file_writer *w, const char *path, int format, bool append,
-                         struct ink_err *err);
+                         bool lock, struct ink_err *err);
 /* 0, or INK_EIO. Output is buffered; ink_file_writer_flush makes it visible. */
 int ink_file_writer_write(struct ink_file_writer *w, const struct ink_record *rec);
 int ink_file_writer_flush(struct ink_file_writer *w);
