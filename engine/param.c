@@ -8,6 +8,7 @@
  *             is seconds. */
 #define _GNU_SOURCE /* memmem, qsort_r */
 #include "config_impl.h"
+#include "fields.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -806,6 +807,9 @@ static void free_value(const struct ink_param *p, void *field)
     case INK_P_OBJECT:
         ink_params_free(p->sub, field);
         break;
+    case INK_P_FIELDS:
+        ink_fields_conf_free(field);
+        break;
     default:
         break;
     }
@@ -972,6 +976,8 @@ static bool parse_value(struct ink_diags *d, const char *path, const struct ink_
         *(struct ink_f64_lists *)field = l;
         return true;
     }
+    case INK_P_FIELDS:
+        return ink__fields_parse(d, path, n, field);
     case INK_P_OBJECT: {
         if (n->kind != INK__Y_MAP) {
             ink__diag_add(d, n->line, n->col, "%s: expected a map of keys, got %s", path,
@@ -1157,6 +1163,8 @@ static const char *type_name(const struct ink_param *p)
         return "lists";
     case INK_P_OBJECT:
         return "object";
+    case INK_P_FIELDS:
+        return "fields";
     }
     return "?";
 }

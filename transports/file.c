@@ -392,6 +392,7 @@ static int fsrc_open(struct ink_node *n, struct ink_err *err)
     if (p != fs->path) snprintf(fs->path, sizeof fs->path, "%s", p);
     struct ink_limits lim = limits_of(n->g, (uint64_t)n->g->cfg->engine.max_record_bytes + 65536);
     int rc = ink_file_reader_open(&fs->r, fs->path, fs->c->format, &lim, err);
+    if (!rc) rc = ink_decoder_set_fields(&fs->r.dec, &fs->c->fields, err);
     if (rc) return rc;
     fs->t_start = mono();
     fs->progress = n->g->cfg->engine.progress && isatty(2) && fs->r.size > 0;

@@ -100,6 +100,7 @@ static const struct ink_param zmq_src_params[] = {
      .max = 1000000,
      .help = "pull: end this source after that many end-of-stream markers (0 = run until stopped)"},
     CURVE_PARAM,
+    INK_FIELDS_PARAM(struct ink_zmq_conf),
     {0},
 };
 
@@ -172,6 +173,7 @@ static const struct ink_param file_src_params[] = {
      .min = 0,
      .max = 1e9,
      .help = "replay at this many records per second (0 = as fast as possible)"},
+    INK_FIELDS_PARAM(struct ink_file_src_conf),
     {0},
 };
 
@@ -219,6 +221,9 @@ static int zmq_check(const void *conf, struct ink_err *err)
     if (c->socket == INK_ZMQ_ROUTER && !c->reply_from)
         return ink_err_set(err, INK_EINVAL,
                            "a router source needs 'reply_from' (the operator that answers)");
+    if (c->socket == INK_ZMQ_ROUTER && c->fields.set)
+        return ink_err_set(err, INK_EINVAL, "'fields' applies to pull and sub sockets (a router "
+                                            "reads requests as they are)");
     if (c->socket != INK_ZMQ_ROUTER && c->reply_from)
         return ink_err_set(err, INK_EINVAL, "'reply_from' only applies to socket: router");
     const struct ink_curve_conf *k = &c->curve;

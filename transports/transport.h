@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../engine/fields.h"
 #include "../engine/param.h"
 
 /* `socket:` indexes the node's own choices: sources pull/sub/router, sinks push/pub. */
@@ -40,6 +41,7 @@ struct ink_zmq_conf {
     bool eos;           /* push sink: finish with the end-of-stream exchange */
     double eos_timeout; /* push sink: how long to wait for the acknowledgement */
     struct ink_curve_conf curve;
+    struct ink_fields_conf fields; /* sources: where record fields come from (docs/fields.md) */
     const char *base_dir; /* set at open: where relative key paths start (NULL = cwd) */
 };
 
@@ -48,6 +50,7 @@ struct ink_file_src_conf {
     char *path;  /* "-" = stdin */
     int format;  /* enum ink_file_format; auto = from the extension */
     double rate; /* records per second, 0 = as fast as possible */
+    struct ink_fields_conf fields; /* docs/fields.md */
 };
 
 /* `type: file` sink. */

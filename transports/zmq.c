@@ -84,6 +84,7 @@ static int zsrc_open(struct ink_node *n, struct ink_err *err)
     z->c = n->nc->conf;
     struct ink_limits lim = zlimits(n->g, z->c);
     if (ink_decoder_init(&z->dec, &lim)) return ink_err_set(err, INK_ENOMEM, "out of memory");
+    if (ink_decoder_set_fields(&z->dec, &z->c->fields, err)) return err->code;
     if (z->c->reply_from) {
         for (int i = 0; i < n->g->n; i++)
             if (strcmp(n->g->nodes[i].name, z->c->reply_from) == 0) z->reply_node = &n->g->nodes[i];
