@@ -100,10 +100,11 @@ void ink_config_free(struct ink_config *cfg);
 void ink_diags_print(const struct ink_diags *d, const char *path, FILE *out);
 void ink_diags_free(struct ink_diags *d);
 
-/* Node types known to the loader: transports (sources, sinks) and the
- * operators of the registry. */
+/* Node types known to the loader: the transports of transports/registry.c
+ * (sources, sinks; engine/transport.h) and the operators of
+ * operators/registry.c. */
 const struct ink_node_type *ink_node_type_find(enum ink_node_kind kind, const char *name);
-/* All of them, NULL-terminated (for `inkflow help`). */
+/* All sources and sinks, NULL-terminated (for `inkflow help`). */
 extern const struct ink_node_type *const ink_source_types[];
 extern const struct ink_node_type *const ink_sink_types[];
 

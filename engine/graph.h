@@ -1,19 +1,18 @@
-/* Phase two of a run: the live graph built from a checked config, and the
- * internal interface between the runtime loop (engine/runtime.c) and the
- * transports (transports/zmq.c, transports/file.c). */
+/* Phase two of a run: the live graph built from a checked config. The
+ * transports see their nodes through it (the hooks are in transport.h). */
 #ifndef INK_GRAPH_H
 #define INK_GRAPH_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <zmq.h>
 
 #include "buf.h"
 #include "config.h"
 #include "log.h"
 #include "op.h"
 #include "record.h"
+#include "transport.h"
 
 struct ink_counters {
     uint64_t in, out, dropped;
@@ -28,39 +27,6 @@ struct ink_metrics;
 /* Processing-latency histogram buckets (seconds, upper bounds; +Inf implied). */
 #define INK_LAT_NB 12
 extern const double ink_lat_bounds[INK_LAT_NB];
-
-/* Connection events of a socket node (zmq), for /metrics. */
-enum {
-    INK_CONN_ACCEPTED,
-    INK_CONN_ADMITTED,
-    INK_CONN_REFUSED_AUTH,
-    INK_CONN_REFUSED_HANDSHAKE,
-    INK_CONN_DISCONNECTED,
-    INK_CONN__COUNT
-};
-
-/* A source: pump() reads up to `budget` records and dispatches each through
- * ink__source_emit / ink__source_reject. */
-struct ink_source_impl {
-    int (*open)(struct ink_node *n, struct ink_err *err);
-    /* The socket to poll, or NULL for a source that is always ready (files). */
-    void *(*socket)(struct ink_node *n);
-    /* Returns records handled (>= 0), or -1 when the source has ended. */
-    int (*pump)(struct ink_node *n, int budget);
-    void (*close)(struct ink_node *n);
-    bool finite; /* ends by itself (files, pull with stop_after_eos) */
-    /* Optional: connection events so far (INK_CONN_*), from the main thread. */
-    void (*conn)(struct ink_node *n, uint64_t out[INK_CONN__COUNT]);
-};
-
-struct ink_sink_impl {
-    int (*open)(struct ink_node *n, struct ink_err *err);
-    int (*write)(struct ink_node *n, const struct ink_record *rec);
-    void (*flush)(struct ink_node *n);  /* periodic: make output visible */
-    void (*finish)(struct ink_node *n); /* the graph has ended: flush, end of stream */
-    void (*close)(struct ink_node *n);
-    void (*conn)(struct ink_node *n, uint64_t out[INK_CONN__COUNT]); /* optional, as above */
-};
 
 /* Keyed operator state: one state per key value (ink_op_common_conf.key_by). */
 struct ink_keyslot {
@@ -90,9 +56,9 @@ struct ink_node {
     uint64_t evicted;
     struct ink_emitter emitter;
     /* sources and sinks */
-    const struct ink_source_impl *src;
-    const struct ink_sink_impl *snk;
-    void *impl;                 /* transport state */
+    const struct ink_source_type *src;
+    const struct ink_sink_type *snk;
+    void *impl;                 /* transport state: impl_size zeroed bytes */
     bool ended;                 /* source ended */
     uint64_t seq;               /* next seq for a source */
     struct ink_ratelimit logrl; /* ink__log */
@@ -104,7 +70,6 @@ struct ink_node {
 
 struct ink_graph {
     const struct ink_config *cfg;
-    void *zctx;
     int n;
     struct ink_node *nodes;
     volatile int stop; /* set by signals */
@@ -163,20 +128,5 @@ int ink__keyed_restore_slot(struct ink_node *n, const char *key, uint32_t len, v
                             struct ink_err *err);
 /* Key slots from the most recently used on: first, then next. */
 int64_t ink__keyed_first(const struct ink_node *n);
-
-/* File positions for snapshots (transports/file.c). */
-struct ink_file_sink_pos {
-    uint64_t offset, seen;
-    bool header_done, is_file;
-};
-uint64_t ink__file_source_tell(struct ink_node *n);
-int ink__file_source_seek(struct ink_node *n, uint64_t offset, struct ink_err *err);
-/* Flushes (and with sync, fdatasync) so that offset is what is on disk. */
-int ink__file_sink_tell(struct ink_node *n, struct ink_file_sink_pos *pos, bool sync);
-int ink__file_sink_restore(struct ink_node *n, const struct ink_file_sink_pos *pos,
-                           struct ink_err *err);
-
-extern const struct ink_source_impl ink__zmq_source, ink__file_source;
-extern const struct ink_sink_impl ink__zmq_sink, ink__file_sink;
 
 #endif

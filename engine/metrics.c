@@ -24,8 +24,11 @@ struct node_copy {
     struct ink_op_gauges gz;
     bool has_gauges;
     double mem_bound;
-    bool has_conn; /* a socket node (zmq) */
+    bool has_conn; /* a transport with a conn hook */
     uint64_t conn[INK_CONN__COUNT];
+    bool not_ready;       /* a transport's ready hook said no */
+    char why[256];        /* its reason */
+    struct ink_buf extra; /* a transport's own lines (metrics hook) */
 };
 
 struct ink_metrics {
@@ -204,6 +207,8 @@ static void render(struct ink_metrics *m, struct ink_buf *b)
     render_connections(b, m);
     render_latency(b, m);
     render_operators(b, m);
+    for (int i = 0; i < m->n; i++)
+        if (m->nodes[i].extra.len) ink_buf_append(b, m->nodes[i].extra.p, m->nodes[i].extra.len);
     head(b, "inkflow_snapshot_age_seconds", "gauge",
          "seconds since the last snapshot (NaN: none yet)");
     out(b, "inkflow_snapshot_age_seconds %.6f\n", m->snap_wall > 0 ? wall_s() - m->snap_wall : NAN);
@@ -251,11 +256,20 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return text_reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET only\n");
     if (strcmp(url, "/health") == 0) return text_reply(c, MHD_HTTP_OK, "ok\n");
     if (strcmp(url, "/ready") == 0) {
+        char msg[2048] = "not ready\n";
         pthread_mutex_lock(&m->mu);
         bool ready = m->ready;
+        /* a transport that says it is not ready (broker down) says why */
+        size_t off = 0;
+        for (int i = 0; i < m->n && off < sizeof msg; i++)
+            if (m->nodes[i].not_ready) {
+                ready = false;
+                off += (size_t)snprintf(msg + off, sizeof msg - off, "not ready: %s: %s\n",
+                                        m->names[i], m->nodes[i].why);
+            }
         pthread_mutex_unlock(&m->mu);
         return ready ? text_reply(c, MHD_HTTP_OK, "ready\n")
-                     : text_reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready\n");
+                     : text_reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, msg);
     }
     if (strcmp(url, "/metrics") == 0) {
         struct ink_buf b = {0};
@@ -315,6 +329,24 @@ int ink_metrics_start(struct ink_graph *g, struct ink_err *err)
     return 0;
 }
 
+/* A source's or sink's optional hooks: connection events, readiness, its
+ * own lines. Called under the mutex from the main thread. */
+static void publish_transport(const struct ink_node *cn, struct node_copy *c)
+{
+    struct ink_node *n = (struct ink_node *)cn;
+    bool src = n->kind == INK_NODE_SOURCE;
+    if (src ? !n->src : !n->snk) return;
+    void (*conn)(struct ink_node *, uint64_t *) = src ? n->src->conn : n->snk->conn;
+    bool (*ready)(struct ink_node *, char *, size_t) = src ? n->src->ready : n->snk->ready;
+    void (*extra)(struct ink_node *, struct ink_buf *) = src ? n->src->metrics : n->snk->metrics;
+    c->has_conn = conn != NULL;
+    if (conn) conn(n, c->conn);
+    c->why[0] = 0;
+    c->not_ready = ready && !ready(n, c->why, sizeof c->why);
+    ink_buf_reset(&c->extra);
+    if (extra) extra(n, &c->extra);
+}
+
 void ink_metrics_publish(struct ink_graph *g)
 {
     struct ink_metrics *m = g->metrics;
@@ -327,12 +359,7 @@ void ink_metrics_publish(struct ink_graph *g)
         c->evicted = n->evicted;
         memcpy(c->lat, n->lat, sizeof c->lat);
         c->lat_sum = n->lat_sum;
-        void (*conn)(struct ink_node *, uint64_t *) =
-            n->kind == INK_NODE_SOURCE && n->src ? n->src->conn
-            : n->kind == INK_NODE_SINK && n->snk ? n->snk->conn
-                                                 : NULL;
-        c->has_conn = conn && n->impl;
-        if (c->has_conn) conn((struct ink_node *)n, c->conn);
+        if (n->kind != INK_NODE_OPERATOR && n->impl) publish_transport(n, c);
         if (n->kind != INK_NODE_OPERATOR || !n->vt) continue;
         c->keys = n->slots ? (uint64_t)n->keys_used : 1;
         c->mem_bound = (double)n->vt->mem_bound(n->nc->conf) * (n->slots ? (double)n->nslots : 1) +
@@ -366,6 +393,7 @@ void ink_metrics_stop(struct ink_graph *g)
     free(m->types);
     free(m->kinds);
     free(m->keyed);
+    for (int i = 0; m->nodes && i < m->n; i++) ink_buf_fini(&m->nodes[i].extra);
     free(m->nodes);
     free(m);
     g->metrics = NULL;

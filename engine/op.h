@@ -1,7 +1,10 @@
 /* The operator contract (DESIGN.md "Operators", STYLE.md rule 1).
  *
  * One operator = one file in operators/ exporting one
- * `const struct ink_op_vtable`, listed in operators/registry.c.
+ * `const struct ink_op_vtable`, listed in operators/registry.c. The vtable
+ * starts with the operator's node type (name, kind INK_NODE_OPERATOR,
+ * summary, params, conf_size, check): the loader, `inkflow help` and the
+ * runtime all use that one object, found by one lookup of the name.
  * Lifecycle, owned by the engine:
  *   mem_bound(conf)     bytes init will allocate, before anything is allocated
  *   scratch_bytes(conf) optional: bytes of scratch the engine allocates
@@ -47,12 +50,20 @@ struct ink_op_gauges {
 };
 
 struct ink_op_vtable {
-    const char *name;    /* the `type:` in the config */
-    const char *summary; /* one line for `inkflow help` */
-    const struct ink_param *params;
-    size_t conf_size;
+    /* The node type, also reachable member by member (vt->name, vt->params:
+     * the same storage, C11 6.5.2.3p6). Set .kind = INK_NODE_OPERATOR. */
+    union {
+        struct ink_node_type type;
+        struct {
+            const char *name; /* the `type:` in the config */
+            enum ink_node_kind kind;
+            const char *summary; /* one line for `inkflow help` */
+            const struct ink_param *params;
+            size_t conf_size;
+            int (*check)(const void *conf, struct ink_err *err); /* optional cross-key checks */
+        };
+    };
     size_t state_size;
-    int (*check)(const void *conf, struct ink_err *err); /* optional cross-key checks */
     size_t (*mem_bound)(const void *conf);
     size_t (*scratch_bytes)(const void *conf); /* optional, see above */
     int (*init)(void *state, const void *conf, const struct ink_op_init *ini, struct ink_err *err);
@@ -89,8 +100,29 @@ struct ink_op_vtable {
     void (*gauges)(const void *state, struct ink_op_gauges *g); /* optional */
 };
 
+/* The member-by-member view lays out exactly as struct ink_node_type. */
+#define INK__OP_SAME(f)                                                                            \
+    _Static_assert(offsetof(struct ink_op_vtable, f) == offsetof(struct ink_op_vtable, type.f),    \
+                   "ink_op_vtable." #f " is not ink_node_type." #f)
+INK__OP_SAME(name);
+INK__OP_SAME(kind);
+INK__OP_SAME(summary);
+INK__OP_SAME(params);
+INK__OP_SAME(conf_size);
+INK__OP_SAME(check);
+#undef INK__OP_SAME
+
 /* The static registry (operators/registry.c). */
 extern const struct ink_op_vtable *const ink_operators[];
 const struct ink_op_vtable *ink_op_find(const char *name);
+
+/* The vtable an operator node type belongs to (NULL for another kind). */
+static inline const struct ink_op_vtable *ink_op_of(const struct ink_node_type *nt)
+{
+    return nt && nt->kind == INK_NODE_OPERATOR
+               ? (const struct ink_op_vtable *)((const char *)nt -
+                                                offsetof(struct ink_op_vtable, type))
+               : NULL;
+}
 
 #endif

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE /* memmem, qsort_r */
 #include "config_impl.h"
 #include "fields.h"
+#include "transport.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -1234,7 +1235,7 @@ struct skey {
 static const struct skey *structural_keys(enum ink_node_kind k)
 {
     static const struct skey src[] = {
-        {"type", "string", "(required)", "the source type (zmq, file)"},
+        {"type", "string", "(required)", NULL}, /* the registered types */
         {"dead_letter", "string", "-", "sink that receives records that fail decoding"},
         {0}};
     static const struct skey op[] = {
@@ -1243,7 +1244,7 @@ static const struct skey *structural_keys(enum ink_node_kind k)
          "sources/operators this node reads from (a list, or one name)"},
         {0}};
     static const struct skey snk[] = {
-        {"type", "string", "(required)", "the sink type (zmq, file)"},
+        {"type", "string", "(required)", NULL},
         {"inputs", "names", "(required)",
          "sources/operators this sink writes (a list, or one name); may be left out when the "
          "sink is only a dead_letter"},
@@ -1262,8 +1263,22 @@ void ink_params_help(const struct ink_node_type *nt, FILE *out)
     }
     fprintf(out, "%s (%s): %s\n\n", nt->name, kind_word(nt->kind), nt->summary ? nt->summary : "");
     help_header(out);
-    for (const struct skey *k = structural_keys(nt->kind); k->name; k++)
-        fprintf(out, "  %-20s %-9s %-14s %-22s %s\n", k->name, k->type, k->def, "", k->help);
+    for (const struct skey *k = structural_keys(nt->kind); k->name; k++) {
+        char types[400];
+        const char *help = k->help;
+        if (!help) { /* `type` of a source or sink: the types of the registry */
+            const struct ink_node_type *const *v =
+                nt->kind == INK_NODE_SOURCE ? ink_source_types : ink_sink_types;
+            size_t off =
+                (size_t)snprintf(types, sizeof types, "the %s type (", kind_word(nt->kind));
+            for (int i = 0; v[i] && off < sizeof types; i++)
+                off += (size_t)snprintf(types + off, sizeof types - off, "%s%s", i ? ", " : "",
+                                        v[i]->name);
+            if (off < sizeof types) snprintf(types + off, sizeof types - off, ")");
+            help = types;
+        }
+        fprintf(out, "  %-20s %-9s %-14s %-22s %s\n", k->name, k->type, k->def, "", help);
+    }
     help_rows(nt->params, 0, out);
     if (nt->kind == INK_NODE_OPERATOR) {
         fprintf(out, "\n  Keys every operator accepts:\n");
@@ -1391,11 +1406,7 @@ void ink_params_markdown(FILE *out)
     fputs("## Operators\n\nEvery operator has `inputs` and also accepts these keys:\n\n", out);
     md_table(ink_op_common_params, out);
     fputc('\n', out);
-    for (int i = 0; ink_operators[i]; i++) {
-        const struct ink_node_type *nt =
-            ink_node_type_find(INK_NODE_OPERATOR, ink_operators[i]->name);
-        if (nt) md_type(nt, out);
-    }
+    for (int i = 0; ink_operators[i]; i++) md_type(&ink_operators[i]->type, out);
     fputs("## Sinks\n\nEvery sink has `inputs`.\n\n", out);
     for (int i = 0; ink_sink_types[i]; i++) md_type(ink_sink_types[i], out);
 }

@@ -1,9 +1,11 @@
 /* The runtime: builds the live graph from a checked config and runs one
- * event loop over zmq_poll and the file sources. Dispatch is synchronous and
- * depth-first: a source's record goes through every consumer (fan-out in
- * config order) down to the sinks before the next record is read, so no
- * record is ever queued inside the engine and records borrowed by a node
- * never outlive the call. */
+ * event loop: zmq_poll over what the sources and sinks ask to be polled
+ * (zmq sockets or plain fds, engine/transport.h), and the always-ready
+ * sources (files) in turn; this is the one engine file that includes
+ * <zmq.h>. Dispatch is synchronous and depth-first: a source's record goes
+ * through every consumer (fan-out in config order) down to the sinks before
+ * the next record is read, so no record is ever queued inside the engine and
+ * records borrowed by a node never outlive the call. */
 #include "graph.h"
 
 #include <cblas.h>
@@ -13,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include "buf.h"
 #include "codec.h"
@@ -446,8 +449,8 @@ int64_t ink__keyed_first(const struct ink_node *n)
 static int build_operator(struct ink_node *n, struct ink_err *err)
 {
     const struct ink_node_conf *nc = n->nc;
-    n->vt = ink_op_find(nc->type->name);
-    if (!n->vt) return ink_err_set(err, INK_EINVAL, "unknown operator type '%s'", nc->type->name);
+    n->vt = ink_op_of(nc->type);
+    if (!n->vt) return ink_err_set(err, INK_EINVAL, "'%s' is not an operator type", nc->type->name);
     n->emitter.emit = op_emit;
     n->emitter.ctx = n;
     size_t sb = n->vt->scratch_bytes ? n->vt->scratch_bytes(nc->conf) : 0;
@@ -480,6 +483,17 @@ static int build_operator(struct ink_node *n, struct ink_err *err)
     return n->vt->init(n->state, nc->conf, &ini, err);
 }
 
+/* The engine owns a transport node's impl: impl_size zeroed bytes, from
+ * before open to after close. */
+static int open_transport(struct ink_node *n, size_t impl_size, struct ink_err *err)
+{
+    if (!n->src && !n->snk)
+        return ink_err_set(err, INK_EINVAL, "'%s' is not a registered %s type", n->nc->type->name,
+                           n->kind == INK_NODE_SOURCE ? "source" : "sink");
+    n->impl = calloc(1, impl_size ? impl_size : 1);
+    return n->impl ? 0 : ink_err_set(err, INK_ENOMEM, "out of memory");
+}
+
 static int build(struct ink_graph **out, const struct ink_config *cfg, const struct ink_snap *snap,
                  struct ink_err *err)
 {
@@ -490,12 +504,10 @@ static int build(struct ink_graph **out, const struct ink_config *cfg, const str
     g->t0 = now_s();
     g->restoring = snap != NULL;
     openblas_set_num_threads((int)(cfg->engine.blas_threads > 0 ? cfg->engine.blas_threads : 1));
-    g->zctx = zmq_ctx_new();
     g->reply_buf = calloc(1, sizeof *g->reply_buf);
     g->n = cfg->nnodes;
     g->nodes = calloc((size_t)g->n, sizeof *g->nodes);
-    if (!g->zctx || !g->nodes || !g->reply_buf)
-        return ink_err_set(err, INK_ENOMEM, "out of memory");
+    if (!g->nodes || !g->reply_buf) return ink_err_set(err, INK_ENOMEM, "out of memory");
     for (int i = 0; i < g->n; i++) {
         struct ink_node *n = &g->nodes[i];
         n->g = g;
@@ -538,12 +550,14 @@ static int build(struct ink_graph **out, const struct ink_config *cfg, const str
             rc = build_operator(n, &e);
             break;
         case INK_NODE_SOURCE:
-            n->src = strcmp(n->nc->type->name, "zmq") == 0 ? &ink__zmq_source : &ink__file_source;
-            rc = n->src->open(n, &e);
+            n->src = ink_source_of(n->nc->type);
+            rc = open_transport(n, n->src ? n->src->impl_size : 0, &e);
+            if (!rc) rc = n->src->open(n, &e);
             break;
         case INK_NODE_SINK:
-            n->snk = strcmp(n->nc->type->name, "zmq") == 0 ? &ink__zmq_sink : &ink__file_sink;
-            rc = n->snk->open(n, &e);
+            n->snk = ink_sink_of(n->nc->type);
+            rc = open_transport(n, n->snk ? n->snk->impl_size : 0, &e);
+            if (!rc) rc = n->snk->open(n, &e);
             break;
         }
         if (rc) return ink_err_set(err, rc, "%s: %s", n->name, e.msg[0] ? e.msg : ink_strerror(rc));
@@ -666,15 +680,38 @@ static void maybe_snapshot(struct ink_graph *g)
         take_snapshot(g, "every");
 }
 
+static zmq_pollitem_t to_zmq(const struct ink_pollitem *pi)
+{
+    return (zmq_pollitem_t){.socket = pi->socket,
+                            .fd = pi->socket ? 0 : pi->fd,
+                            .events = (short)((pi->events & INK_POLLIN ? ZMQ_POLLIN : 0) |
+                                              (pi->events & INK_POLLOUT ? ZMQ_POLLOUT : 0))};
+}
+
+/* One source's turn: pump, then the snapshot that may be due. */
+static int pump_one(struct ink_graph *g, struct ink_node *n)
+{
+    int got = n->src->pump(n, pump_budget(g));
+    int rc = 0;
+    if (got == -1) {
+        n->ended = true;
+    } else if (got < -1) {
+        rc = got;
+        g->stop = 1;
+    }
+    maybe_snapshot(g);
+    return rc;
+}
+
 int ink_graph_run(struct ink_graph *g)
 {
-    int nsrc = 0;
-    for (int i = 0; i < g->n; i++) nsrc += g->nodes[i].kind == INK_NODE_SOURCE;
-    zmq_pollitem_t *items = calloc((size_t)nsrc + 1, sizeof *items);
-    struct ink_node **who = calloc((size_t)nsrc + 1, sizeof *who);
-    if (!items || !who) {
+    zmq_pollitem_t *items = calloc((size_t)g->n + 1, sizeof *items);
+    struct ink_node **who = calloc((size_t)g->n + 1, sizeof *who);
+    bool *always = calloc((size_t)g->n + 1, sizeof *always); /* per node: an always-ready source */
+    if (!items || !who || !always) {
         free(items);
         free(who);
+        free(always);
         return INK_ENOMEM;
     }
     int rc = 0;
@@ -682,28 +719,39 @@ int ink_graph_run(struct ink_graph *g)
     double last_flush = now_s();
     if (g->metrics) ink_metrics_publish_ready(g); /* sources open, restore done */
     while (!g->stop) {
-        int npoll = 0, files_ready = 0, live = 0, infinite = 0;
+        int npoll = 0, nready = 0, live = 0, timeout = 100;
         for (int i = 0; i < g->n; i++) {
             struct ink_node *n = &g->nodes[i];
+            struct ink_pollitem pi = {.fd = -1};
+            always[i] = false;
+            if (n->kind == INK_NODE_SINK) {
+                if (n->snk->pollitem && n->snk->service && n->snk->pollitem(n, &pi)) {
+                    items[npoll] = to_zmq(&pi);
+                    who[npoll++] = n;
+                }
+                continue;
+            }
             if (n->kind != INK_NODE_SOURCE || n->ended) continue;
             live++;
-            infinite += !n->src->finite;
-            void *s = n->src->socket(n);
-            if (s) {
-                items[npoll] = (zmq_pollitem_t){.socket = s, .events = ZMQ_POLLIN};
+            if (n->src->timeout_ms) {
+                int t = n->src->timeout_ms(n);
+                if (t >= 0 && t < timeout) timeout = t;
+            }
+            if (n->src->pollitem(n, &pi)) {
+                items[npoll] = to_zmq(&pi);
                 who[npoll++] = n;
             } else {
-                files_ready++;
+                always[i] = true;
+                nready++;
             }
         }
         if (live == 0) {
             ended = true;
             break;
         }
-        (void)infinite;
-        /* Files are always ready: poll sockets without waiting, then give
-         * every file source a turn, in config order (deterministic). */
-        int timeout = files_ready ? 0 : 100;
+        /* Always-ready sources (files): poll without waiting, then give
+         * each of them a turn, in config order (deterministic). */
+        if (nready) timeout = 0;
         int nr = npoll ? zmq_poll(items, npoll, timeout) : 0;
         if (nr < 0 && zmq_errno() != EINTR) {
             fprintf(stderr, "inkflow: zmq_poll: %s\n", zmq_strerror(zmq_errno()));
@@ -711,27 +759,18 @@ int ink_graph_run(struct ink_graph *g)
             break;
         }
         for (int k = 0; k < npoll && nr > 0 && !g->stop; k++) {
-            if (!(items[k].revents & ZMQ_POLLIN)) continue;
-            int got = who[k]->src->pump(who[k], pump_budget(g));
-            if (got == -1)
-                who[k]->ended = true;
-            else if (got < -1) {
-                rc = got;
-                g->stop = 1;
+            if (!items[k].revents) continue;
+            if (who[k]->kind == INK_NODE_SINK) {
+                who[k]->snk->service(who[k]);
+                continue;
             }
-            maybe_snapshot(g);
+            int e = pump_one(g, who[k]);
+            if (e) rc = e;
         }
         for (int i = 0; i < g->n && !g->stop; i++) {
-            struct ink_node *n = &g->nodes[i];
-            if (n->kind != INK_NODE_SOURCE || n->ended || n->src->socket(n)) continue;
-            int got = n->src->pump(n, pump_budget(g));
-            if (got == -1)
-                n->ended = true;
-            else if (got < -1) {
-                rc = got;
-                g->stop = 1;
-            }
-            maybe_snapshot(g);
+            if (!always[i] || g->nodes[i].ended) continue;
+            int e = pump_one(g, &g->nodes[i]);
+            if (e) rc = e;
         }
         maybe_snapshot(g); /* time-based, also while sockets are idle */
         double t = now_s();
@@ -744,6 +783,7 @@ int ink_graph_run(struct ink_graph *g)
     }
     free(items);
     free(who);
+    free(always);
     /* Natural end: flush before the final snapshot, which then holds the
      * flushed state and outputs, so that a restore from it emits nothing twice. */
     if (ended) flush_operators(g);
@@ -801,8 +841,9 @@ void ink_graph_free(struct ink_graph *g)
     ink_metrics_stop(g); /* the server thread reads the graph's names */
     for (int i = 0; i < g->n; i++) {
         struct ink_node *n = &g->nodes[i];
-        if (n->kind == INK_NODE_SOURCE && n->src) n->src->close(n);
-        if (n->kind == INK_NODE_SINK && n->snk) n->snk->close(n);
+        if (n->kind == INK_NODE_SOURCE && n->src && n->impl) n->src->close(n);
+        if (n->kind == INK_NODE_SINK && n->snk && n->impl) n->snk->close(n);
+        free(n->impl);
         if (n->kind == INK_NODE_OPERATOR && n->vt) {
             if (n->state) n->vt->fini(n->state);
             for (int64_t s = 0; s < n->nslots && n->slots; s++) {
@@ -822,6 +863,5 @@ void ink_graph_free(struct ink_graph *g)
     free(g->reply_buf);
     if (g->snap_buf) ink_buf_fini(g->snap_buf);
     free(g->snap_buf);
-    if (g->zctx) zmq_ctx_term(g->zctx);
     free(g);
 }

@@ -12,9 +12,10 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "codec.h"
 #include "graph.h"
+#include "path.h"
 #include "state.h"
-#include "../transports/file_io.h"
 
 static const char magic[8] = {'I', 'N', 'K', 'S', 'N', 'A', 'P', 0};
 
@@ -153,16 +154,31 @@ static int pack_operator(msgpack_packer *pk, struct ink_node *n)
     return cnt == n->keys_used ? 0 : INK_ESTATE;
 }
 
+/* The save and restore hooks of a source or sink (NULL for operators). */
+static int (*save_hook(const struct ink_node *n))(struct ink_node *, msgpack_packer *)
+{
+    return n->kind == INK_NODE_SOURCE ? n->src->save
+           : n->kind == INK_NODE_SINK ? n->snk->save
+                                      : NULL;
+}
+
+static int (*restore_hook(const struct ink_node *n))(struct ink_node *, const msgpack_object *,
+                                                     struct ink_err *)
+{
+    return n->kind == INK_NODE_SOURCE ? n->src->restore
+           : n->kind == INK_NODE_SINK ? n->snk->restore
+                                      : NULL;
+}
+
 static int pack_node(msgpack_packer *pk, struct ink_node *n, struct ink_err *err)
 {
     int rc = 0;
-    bool fsrc = n->kind == INK_NODE_SOURCE && n->src == &ink__file_source;
-    bool fsnk = n->kind == INK_NODE_SINK && n->snk == &ink__file_sink;
-    struct ink_file_sink_pos pos;
-    if (fsnk && (rc = ink__file_sink_tell(n, &pos, true)))
-        return ink_err_set(err, rc, "%s: cannot flush and sync the output", n->name);
-    int nk = 3 + (n->kind == INK_NODE_SOURCE ? 1 + fsrc : 0) +
-             (n->kind == INK_NODE_OPERATOR ? (n->slots ? 2 : 1) : 0) + (fsnk ? 4 : 0);
+    struct ink_err e = {0};
+    if (n->kind == INK_NODE_SINK && n->snk->sync && (rc = n->snk->sync(n, &e)))
+        return ink_err_set(err, rc, "%s: %s", n->name, e.msg[0] ? e.msg : ink_strerror(rc));
+    int (*save)(struct ink_node *, msgpack_packer *) = save_hook(n);
+    int nk = 3 + (n->kind == INK_NODE_SOURCE) + (save != NULL) +
+             (n->kind == INK_NODE_OPERATOR ? (n->slots ? 2 : 1) : 0);
     msgpack_pack_map(pk, (size_t)nk);
     ink_pack_key(pk, "name");
     pack_str(pk, n->name, strlen(n->name));
@@ -172,22 +188,15 @@ static int pack_node(msgpack_packer *pk, struct ink_node *n, struct ink_err *err
     if (n->kind == INK_NODE_SOURCE) {
         ink_pack_key(pk, "seq");
         msgpack_pack_uint64(pk, n->seq);
-        if (fsrc) {
-            ink_pack_key(pk, "offset");
-            msgpack_pack_uint64(pk, ink__file_source_tell(n));
-        }
     } else if (n->kind == INK_NODE_OPERATOR) {
         rc = pack_operator(pk, n);
         if (rc) return ink_err_set(err, rc, "%s: save failed", n->name);
-    } else if (fsnk) {
-        ink_pack_key(pk, "offset");
-        msgpack_pack_uint64(pk, pos.offset);
-        ink_pack_key(pk, "seen");
-        msgpack_pack_uint64(pk, pos.seen);
-        ink_pack_key(pk, "header");
-        msgpack_pack_int(pk, pos.header_done);
-        ink_pack_key(pk, "is_file");
-        msgpack_pack_int(pk, pos.is_file);
+    }
+    if (save) {
+        /* the transport's position, whatever its save writes (one object) */
+        ink_pack_key(pk, "pos");
+        if ((rc = save(n, pk)))
+            return ink_err_set(err, rc, "%s: saving the position failed", n->name);
     }
     return 0;
 }
@@ -294,6 +303,14 @@ int ink_snapshot_write(struct ink_graph *g, struct ink_err *err)
     if (ink_buf_append(b, crc, 4)) return ink_err_set(err, INK_ENOMEM, "out of memory");
     int rc = commit_file(path, b, err);
     if (rc) return rc;
+    /* durable: transports may now commit the positions they saved */
+    for (int i = 0; i < g->n; i++) {
+        struct ink_node *n = &g->nodes[i];
+        void (*committed)(struct ink_node *) = n->kind == INK_NODE_SOURCE ? n->src->committed
+                                               : n->kind == INK_NODE_SINK ? n->snk->committed
+                                                                          : NULL;
+        if (committed) committed(n);
+    }
     g->snap_wall = wall;
     g->snap_last = mono_s();
     g->snap_duration = g->snap_last - t0;
@@ -394,8 +411,10 @@ int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struc
     }
     if (memcmp(p, magic, 8) != 0) return refuse(s, err, "not an inkflow snapshot (bad magic)");
     if (get_u32(p + 8) != INK_SNAP_VERSION) {
-        snprintf(why, sizeof why, "format version %u, this inkflow reads %d", get_u32(p + 8),
-                 INK_SNAP_VERSION);
+        snprintf(why, sizeof why,
+                 "format version %u, this inkflow reads version %d only (written by another "
+                 "inkflow release: resume with that release, or start afresh without --restore)",
+                 get_u32(p + 8), INK_SNAP_VERSION);
         return refuse(s, err, why);
     }
     uint64_t plen = get_u64(p + 24);
@@ -502,6 +521,22 @@ static int apply_counters(struct ink_node *n, const msgpack_object *m)
     return 0;
 }
 
+/* A source's or sink's position: what its save wrote, to its restore. */
+static int apply_position(struct ink_node *n, const msgpack_object *m, struct ink_err *err)
+{
+    int (*restore)(struct ink_node *, const msgpack_object *, struct ink_err *) = restore_hook(n);
+    const msgpack_object *pos = map_get(m, "pos");
+    if (!restore && !pos) return 0;
+    if (!restore || !pos)
+        return ink_err_set(err, INK_ESTATE, "%s: %s", n->name,
+                           pos ? "the snapshot holds a position this node cannot restore"
+                               : "position missing");
+    struct ink_err e = {0};
+    if (restore(n, pos, &e))
+        return ink_err_set(err, INK_ESTATE, "%s: %s", n->name, e.msg[0] ? e.msg : "bad position");
+    return 0;
+}
+
 int ink_snapshot_apply(struct ink_graph *g, const struct ink_snap *s, struct ink_err *err)
 {
     const msgpack_object *v = s->nodes->via.array.ptr;
@@ -515,33 +550,21 @@ int ink_snapshot_apply(struct ink_graph *g, const struct ink_snap *s, struct ink
             if (rc) return rc;
         }
     }
-    /* 2. sources: sequence numbers and file offsets (reads input only) */
+    /* 2. sources: sequence numbers and positions (reads input only) */
     for (int i = 0; i < g->n; i++) {
         struct ink_node *n = &g->nodes[i];
         if (n->kind != INK_NODE_SOURCE) continue;
-        uint64_t off = 0;
-        struct ink_err e = {0};
         if (get_u64_key(&v[i], "seq", &n->seq))
             return ink_err_set(err, INK_ESTATE, "%s: seq missing", n->name);
-        if (n->src != &ink__file_source) continue;
-        if (get_u64_key(&v[i], "offset", &off))
-            return ink_err_set(err, INK_ESTATE, "%s: offset missing", n->name);
-        if (ink__file_source_seek(n, off, &e))
-            return ink_err_set(err, INK_ESTATE, "%s: %s", n->name, e.msg);
+        int rc = apply_position(n, &v[i], err);
+        if (rc) return rc;
     }
-    /* 3. only now touch outputs: cut every file sink back to what the snapshot saw */
+    /* 3. only now touch outputs (a file sink is cut back to what the snapshot saw) */
     for (int i = 0; i < g->n; i++) {
         struct ink_node *n = &g->nodes[i];
-        if (n->kind != INK_NODE_SINK || n->snk != &ink__file_sink) continue;
-        struct ink_file_sink_pos pos = {0};
-        uint64_t hd = 0, isf = 0;
-        struct ink_err e = {0};
-        if (get_u64_key(&v[i], "offset", &pos.offset) || get_u64_key(&v[i], "seen", &pos.seen) ||
-            get_u64_key(&v[i], "header", &hd) || get_u64_key(&v[i], "is_file", &isf))
-            return ink_err_set(err, INK_ESTATE, "%s: output position missing", n->name);
-        pos.header_done = hd, pos.is_file = isf;
-        if (ink__file_sink_restore(n, &pos, &e))
-            return ink_err_set(err, INK_ESTATE, "%s: %s", n->name, e.msg);
+        if (n->kind != INK_NODE_SINK) continue;
+        int rc = apply_position(n, &v[i], err);
+        if (rc) return rc;
     }
     g->src_records = s->src_records;
     g->snap_wall = s->wall;

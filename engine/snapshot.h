@@ -7,7 +7,8 @@
  *   12  4  zero
  *   16  8  config hash (ink_config.hash, u64 LE)
  *   24  8  payload length N (u64 LE)
- *   32  N  payload (msgpack: every node's counters and state, in config order)
+ *   32  N  payload (msgpack: every node's counters, state and position, in
+ *          config order)
  *   32+N 4 CRC32C of bytes [0, 32+N) (u32 LE)
  * The snapshot is taken between two source records, where the synchronous
  * dispatch of engine/runtime.c makes every node's state a consistent cut. */
@@ -21,7 +22,9 @@
 #include "config.h"
 #include "err.h"
 
-#define INK_SNAP_VERSION 1
+/* 2: a source's or sink's position is what its save hook wrote, under
+ * "pos" (1 had file offsets under fixed keys). Other versions are refused. */
+#define INK_SNAP_VERSION 2
 #define INK_SNAP_HEADER  32
 
 struct ink_graph;

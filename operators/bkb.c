@@ -1648,6 +1648,7 @@ static void bkb_gauges(const void *state, struct ink_op_gauges *g)
 
 const struct ink_op_vtable ink_op_bkb = {
     .name = "bkb",
+    .kind = INK_NODE_OPERATOR,
     .summary = "budgeted kernelized bandit (BKB / batched BBKB): ask for arms, tell rewards",
     .params = bkb_params,
     .conf_size = sizeof(struct ink_bkb_conf),

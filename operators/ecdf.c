@@ -977,6 +977,7 @@ static void ecdf_gauges(const void *state, struct ink_op_gauges *g)
 
 const struct ink_op_vtable ink_op_ecdf = {
     .name = "ecdf",
+    .kind = INK_NODE_OPERATOR,
     .summary = "online empirical CDF: KLL sketch, d-dim Fenwick grid, exact windows (D&C), "
                "Laplacian KDE",
     .params = ecdf_params,

@@ -49,6 +49,7 @@ static void passthrough_fini(void *state)
 
 const struct ink_op_vtable ink_op_passthrough = {
     .name = "passthrough",
+    .kind = INK_NODE_OPERATOR,
     .summary = "emit every record unchanged",
     .params = passthrough_params,
     .conf_size = sizeof(struct passthrough_conf),

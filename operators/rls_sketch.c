@@ -958,6 +958,7 @@ static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
 
 const struct ink_op_vtable ink_op_rls_sketch = {
     .name = "rls_sketch",
+    .kind = INK_NODE_OPERATOR,
     .summary = "ridge-leverage-score Nystrom sketch (SQUEAK / INK-Estimate) with online KRR",
     .params = ink_rls_params,
     .conf_size = sizeof(struct ink_rls_conf),

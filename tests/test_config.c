@@ -12,8 +12,14 @@
 #include "../engine/config.h"
 #include "../engine/config_impl.h"
 #include "../engine/rng.h"
-#include "../transports/transport.h"
+#include "../engine/transport.h"
+#include "../transports/file_io.h"
+#include "../transports/zmq_util.h"
 #include "ink_test.h"
+
+/* The descriptors of transports/zmq.c and transports/file.c. */
+extern const struct ink_source_type ink_source_zmq, ink_source_file;
+extern const struct ink_sink_type ink_sink_file;
 
 /* An operator with a declared memory bound taken from its conf, so the
  * memory-limit check can be tested before the real operators land. */
@@ -93,6 +99,7 @@ static int memop_check(const void *conf, struct ink_err *err)
 }
 static const struct ink_op_vtable memop = {
     .name = "testop_mem",
+    .kind = INK_NODE_OPERATOR,
     .summary = "test operator with a configurable memory bound",
     .params = memop_params,
     .conf_size = sizeof(struct memop_conf),
@@ -277,7 +284,7 @@ TEST(valid_graph_nodes_topo_values)
     for (int i = 0; i < 7; i++) CHECK_MSG(!strcmp(cfg.nodes[i].name, order[i]), "node %d", i);
     CHECK(cfg.nodes[0].kind == INK_NODE_SOURCE && cfg.nodes[2].kind == INK_NODE_OPERATOR &&
           cfg.nodes[6].kind == INK_NODE_SINK);
-    CHECK(cfg.nodes[0].type == &ink_src_zmq && cfg.nodes[1].type == &ink_src_file);
+    CHECK(cfg.nodes[0].type == &ink_source_zmq.type && cfg.nodes[1].type == &ink_source_file.type);
     CHECK(cfg.nodes[2].type == ink_node_type_find(INK_NODE_OPERATOR, "passthrough"));
     CHECK(cfg.nodes[0].line == 17 && cfg.nodes[0].col == 3);
     /* inputs resolved with positions */
@@ -547,10 +554,11 @@ TEST(unknown_type_lists_the_registry)
         const struct ink_node_type *nt =
             ink_node_type_find(INK_NODE_OPERATOR, ink_operators[i]->name);
         CHECK(nt && nt->params == ink_operators[i]->params && nt->kind == INK_NODE_OPERATOR);
+        CHECK(nt == &ink_operators[i]->type && ink_op_of(nt) == ink_operators[i]);
         CHECK(nt == ink_node_type_find(INK_NODE_OPERATOR, ink_operators[i]->name));
     }
     CHECK(ink_node_type_find(INK_NODE_SOURCE, "passthrough") == NULL);
-    CHECK(ink_node_type_find(INK_NODE_SINK, "file") == &ink_snk_file);
+    CHECK(ink_node_type_find(INK_NODE_SINK, "file") == &ink_sink_file.type);
     ink_diags_free(&d);
 }
 
@@ -644,7 +652,7 @@ TEST(help_and_markdown)
     char *out = NULL;
     size_t len = 0;
     FILE *m = open_memstream(&out, &len);
-    ink_params_help(&ink_src_zmq, m);
+    ink_params_help(&ink_source_zmq.type, m);
     ink_params_help(ink_node_type_find(INK_NODE_OPERATOR, "testop_mem"), m);
     ink_params_help_list(m);
     fclose(m);

@@ -1,5 +1,6 @@
 /* File transport: the reader/writer of record files and the `file` source
- * and sink nodes. */
+ * and sink nodes, with their parameter tables. Their snapshot position is
+ * the source's byte offset and the sink's length (docs/state.md). */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -10,14 +11,8 @@
 #include <unistd.h>
 
 #include "../engine/graph.h"
+#include "../engine/state.h"
 #include "file_io.h"
-
-const char *ink_path_resolve(const char *base_dir, const char *path, char *buf, size_t n)
-{
-    if (!base_dir || !*base_dir || path[0] == '/' || strcmp(path, "-") == 0) return path;
-    snprintf(buf, n, "%s/%s", base_dir, path);
-    return buf;
-}
 
 static int ends_with(const char *s, const char *suf)
 {
@@ -356,6 +351,70 @@ int ink_file_writer_close(struct ink_file_writer *w)
 
 /* ---- the file source node ------------------------------------------------------ */
 
+static const char *const src_formats[] = {"auto", "csv", "jsonl", "msgpack", NULL};
+static const char *const sink_formats[] = {"auto", "csv", "jsonl", "msgpack", "text", NULL};
+
+#define FSOFF(f) offsetof(struct ink_file_src_conf, f)
+static const struct ink_param file_src_params[] = {
+    {.name = "path",
+     .type = INK_P_STRING,
+     .offset = FSOFF(path),
+     .flags = INK_PF_REQUIRED,
+     .help = "file to read (relative to the config's directory), or - for standard input"},
+    {.name = "format",
+     .type = INK_P_ENUM,
+     .offset = FSOFF(format),
+     .def = "auto",
+     .choices = src_formats,
+     .help = "csv (header row; t, key, y, arm columns, the rest is x), jsonl or msgpack; auto = "
+             "from the extension"},
+    {.name = "rate",
+     .type = INK_P_DOUBLE,
+     .offset = FSOFF(rate),
+     .def = "0",
+     .min = 0,
+     .max = 1e9,
+     .help = "replay at this many records per second (0 = as fast as possible)"},
+    INK_FIELDS_PARAM(struct ink_file_src_conf),
+    {0},
+};
+
+#define FKOFF(f) offsetof(struct ink_file_sink_conf, f)
+static const struct ink_param file_sink_params[] = {
+    {.name = "path",
+     .type = INK_P_STRING,
+     .offset = FKOFF(path),
+     .flags = INK_PF_REQUIRED,
+     .help = "file to write (relative to the config's directory), or - for standard output"},
+    {.name = "format",
+     .type = INK_P_ENUM,
+     .offset = FKOFF(format),
+     .def = "auto",
+     .choices = sink_formats,
+     .help = "jsonl, csv, msgpack or text (one readable line per record); auto = from the "
+             "extension, jsonl for -"},
+    {.name = "append",
+     .type = INK_P_BOOL,
+     .offset = FKOFF(append),
+     .def = "false",
+     .help = "append instead of truncating"},
+    {.name = "every",
+     .type = INK_P_INT,
+     .offset = FKOFF(every),
+     .def = "1",
+     .min = 1,
+     .max = 1000000000,
+     .help = "write one record in every N (a readable sample of a long stream)"},
+    {.name = "head",
+     .type = INK_P_INT,
+     .offset = FKOFF(head),
+     .def = "0",
+     .min = 0,
+     .max = (double)INT64_MAX,
+     .help = "write at most this many records (0 = all)"},
+    {0},
+};
+
 struct file_src {
     struct ink_file_reader r;
     const struct ink_file_src_conf *c;
@@ -384,9 +443,8 @@ static struct ink_limits limits_of(const struct ink_graph *g, uint64_t frame)
 
 static int fsrc_open(struct ink_node *n, struct ink_err *err)
 {
-    struct file_src *fs = calloc(1, sizeof *fs);
-    if (!fs) return ink_err_set(err, INK_ENOMEM, "out of memory");
-    n->impl = fs;
+    struct file_src *fs = n->impl;
+    fs->r.fd = -1;
     fs->c = n->nc->conf;
     const char *p = ink_path_resolve(n->g->cfg->base_dir, fs->c->path, fs->path, sizeof fs->path);
     if (p != fs->path) snprintf(fs->path, sizeof fs->path, "%s", p);
@@ -399,10 +457,10 @@ static int fsrc_open(struct ink_node *n, struct ink_err *err)
     return 0;
 }
 
-static void *fsrc_socket(struct ink_node *n)
+static int fsrc_pollitem(struct ink_node *n, struct ink_pollitem *pi)
 {
-    (void)n;
-    return NULL;
+    (void)n, (void)pi;
+    return 0; /* always ready */
 }
 
 static void progress(struct ink_node *n, struct file_src *fs, bool final)
@@ -458,18 +516,53 @@ static int fsrc_pump(struct ink_node *n, int budget)
 static void fsrc_close(struct ink_node *n)
 {
     struct file_src *fs = n->impl;
-    if (!fs) return;
-    ink_file_reader_close(&fs->r);
-    free(fs);
-    n->impl = NULL;
+    if (fs->r.buf || fs->r.fd > 0) ink_file_reader_close(&fs->r);
 }
 
-const struct ink_source_impl ink__file_source = {
+/* The position: the byte offset of the next record. */
+static int fsrc_save(struct ink_node *n, msgpack_packer *pk)
+{
+    struct file_src *fs = n->impl;
+    msgpack_pack_map(pk, 1);
+    ink_pack_key(pk, "offset");
+    return msgpack_pack_uint64(pk, fs->r.consumed) ? INK_ENOMEM : 0;
+}
+
+static int fsrc_restore(struct ink_node *n, const msgpack_object *pos, struct ink_err *err)
+{
+    struct file_src *fs = n->impl;
+    uint64_t offset = 0;
+    int rc = ink_state_u64(pos, "offset", &offset, err);
+    if (rc) return rc;
+    if (fs->r.is_stdin && offset)
+        return ink_err_set(err, INK_ESTATE, "cannot resume stdin at byte %llu",
+                           (unsigned long long)offset);
+    return ink_file_reader_seek(&fs->r, offset, err);
+}
+
+static bool fsrc_finite(const void *conf)
+{
+    (void)conf;
+    return true;
+}
+
+const struct ink_source_type ink_source_file = {
+    .type =
+        {
+            .name = "file",
+            .kind = INK_NODE_SOURCE,
+            .summary = "records from a CSV, JSON Lines or msgpack file",
+            .params = file_src_params,
+            .conf_size = sizeof(struct ink_file_src_conf),
+        },
+    .impl_size = sizeof(struct file_src),
+    .finite = fsrc_finite,
     .open = fsrc_open,
-    .socket = fsrc_socket,
+    .pollitem = fsrc_pollitem,
     .pump = fsrc_pump,
     .close = fsrc_close,
-    .finite = true,
+    .save = fsrc_save,
+    .restore = fsrc_restore,
 };
 
 /* ---- the file sink node -------------------------------------------------------- */
@@ -483,9 +576,7 @@ struct file_snk {
 
 static int fsnk_open(struct ink_node *n, struct ink_err *err)
 {
-    struct file_snk *fk = calloc(1, sizeof *fk);
-    if (!fk) return ink_err_set(err, INK_ENOMEM, "out of memory");
-    n->impl = fk;
+    struct file_snk *fk = n->impl;
     fk->c = n->nc->conf;
     char buf[4096];
     const char *p = ink_path_resolve(n->g->cfg->base_dir, fk->c->path, buf, sizeof buf);
@@ -534,69 +625,88 @@ static void fsnk_finish(struct ink_node *n)
 static void fsnk_close(struct ink_node *n)
 {
     struct file_snk *fk = n->impl;
-    if (!fk) return;
     ink_file_writer_close(&fk->w);
-    free(fk);
-    n->impl = NULL;
 }
 
-const struct ink_sink_impl ink__file_sink = {
-    .open = fsnk_open,
-    .write = fsnk_write,
-    .flush = fsnk_flush,
-    .finish = fsnk_finish,
-    .close = fsnk_close,
-};
-
-/* ---- snapshots (engine/snapshot.c) ------------------------------------------------- */
-
-uint64_t ink__file_source_tell(struct ink_node *n)
-{
-    struct file_src *fs = n->impl;
-    return fs->r.consumed;
-}
-
-int ink__file_source_seek(struct ink_node *n, uint64_t offset, struct ink_err *err)
-{
-    struct file_src *fs = n->impl;
-    if (fs->r.is_stdin && offset)
-        return ink_err_set(err, INK_ESTATE, "cannot resume stdin at byte %llu",
-                           (unsigned long long)offset);
-    return ink_file_reader_seek(&fs->r, offset, err);
-}
-
-int ink__file_sink_tell(struct ink_node *n, struct ink_file_sink_pos *pos, bool sync)
+/* Before a snapshot: what was written is on disk, so the length saved next
+ * is what a crash leaves behind. */
+static int fsnk_sync(struct ink_node *n, struct ink_err *err)
 {
     struct file_snk *fk = n->impl;
-    memset(pos, 0, sizeof *pos);
-    pos->seen = fk->seen;
-    pos->header_done = fk->w.header_done;
     if (fk->w.is_stdout || !fk->w.f) return 0;
-    if (ink_file_writer_flush(&fk->w)) return INK_EIO;
-    int fd = fileno(fk->w.f);
     struct stat st;
-    if (fstat(fd, &st)) return INK_EIO;
-    if (sync && S_ISREG(st.st_mode) && fdatasync(fd)) return INK_EIO;
-    pos->offset = (uint64_t)st.st_size;
-    pos->is_file = S_ISREG(st.st_mode);
+    int fd = fileno(fk->w.f);
+    if (ink_file_writer_flush(&fk->w) || fstat(fd, &st) || (S_ISREG(st.st_mode) && fdatasync(fd)))
+        return ink_err_set(err, INK_EIO, "cannot flush and sync the output: %s", strerror(errno));
     return 0;
 }
 
-int ink__file_sink_restore(struct ink_node *n, const struct ink_file_sink_pos *pos,
-                           struct ink_err *err)
+/* The position: the output's length (to cut back to on restore), the
+ * records offered so far (sampling with every/head resumes in step) and
+ * whether the CSV header is out. */
+static int fsnk_save(struct ink_node *n, msgpack_packer *pk)
 {
     struct file_snk *fk = n->impl;
-    fk->seen = pos->seen;
-    fk->w.header_skip = pos->header_done; /* the columns are laid out again, silently */
-    if (fk->w.is_stdout || !pos->is_file) return 0;
+    uint64_t offset = 0;
+    bool is_file = false;
+    if (!fk->w.is_stdout && fk->w.f) {
+        if (ink_file_writer_flush(&fk->w)) return INK_EIO;
+        struct stat st;
+        if (fstat(fileno(fk->w.f), &st)) return INK_EIO;
+        offset = (uint64_t)st.st_size;
+        is_file = S_ISREG(st.st_mode);
+    }
+    msgpack_pack_map(pk, 4);
+    ink_pack_key(pk, "offset");
+    msgpack_pack_uint64(pk, offset);
+    ink_pack_key(pk, "seen");
+    msgpack_pack_uint64(pk, fk->seen);
+    ink_pack_key(pk, "header");
+    msgpack_pack_int(pk, fk->w.header_done);
+    ink_pack_key(pk, "is_file");
+    return msgpack_pack_int(pk, is_file) ? INK_ENOMEM : 0;
+}
+
+static int fsnk_restore(struct ink_node *n, const msgpack_object *pos, struct ink_err *err)
+{
+    struct file_snk *fk = n->impl;
+    uint64_t offset = 0, seen = 0, header = 0, is_file = 0;
+    int rc = ink_state_u64(pos, "offset", &offset, err);
+    if (!rc) rc = ink_state_u64(pos, "seen", &seen, err);
+    if (!rc) rc = ink_state_u64(pos, "header", &header, err);
+    if (!rc) rc = ink_state_u64(pos, "is_file", &is_file, err);
+    if (rc) return rc;
+    fk->seen = seen;
+    fk->w.header_skip = header; /* the columns are laid out again, silently */
+    if (fk->w.is_stdout || !is_file) return 0;
     int fd = fileno(fk->w.f);
     struct stat st;
     if (fstat(fd, &st)) return ink_err_set(err, INK_EIO, "%s", strerror(errno));
-    if ((uint64_t)st.st_size < pos->offset)
+    if ((uint64_t)st.st_size < offset)
         return ink_err_set(err, INK_ESTATE,
                            "output is %llu bytes, shorter than the %llu bytes the snapshot saw",
-                           (unsigned long long)st.st_size, (unsigned long long)pos->offset);
-    if (ftruncate(fd, (off_t)pos->offset))
+                           (unsigned long long)st.st_size, (unsigned long long)offset);
+    if (ftruncate(fd, (off_t)offset))
         return ink_err_set(err, INK_EIO, "truncate: %s", strerror(errno));
     return 0;
 }
+
+const struct ink_sink_type ink_sink_file = {
+    .type =
+        {
+            .name = "file",
+            .kind = INK_NODE_SINK,
+            .summary = "records to a JSON Lines, CSV, msgpack or text file (or standard output)",
+            .params = file_sink_params,
+            .conf_size = sizeof(struct ink_file_sink_conf),
+        },
+    .impl_size = sizeof(struct file_snk),
+    .open = fsnk_open,
+    .write = fsnk_write,
+    .flush = fsnk_flush,
+    .sync = fsnk_sync,
+    .finish = fsnk_finish,
+    .close = fsnk_close,
+    .save = fsnk_save,
+    .restore = fsnk_restore,
+};

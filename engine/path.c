@@ -1,0 +1,11 @@
+#include "path.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const char *ink_path_resolve(const char *base_dir, const char *path, char *buf, size_t n)
+{
+    if (!base_dir || !*base_dir || path[0] == '/' || strcmp(path, "-") == 0) return path;
+    snprintf(buf, n, "%s/%s", base_dir, path);
+    return buf;
+}
