@@ -276,10 +276,12 @@ static enum ink_reject put_time(struct ink_decoder *d, const struct ink_fslot *s
         double f;
         enum ink_reject r = want_f64(d, s, "t", v, &f);
         if (r) return r;
-        double ns = round(f * (double)mul);
-        if (!(ns > -9.2e18 && ns < 9.2e18))
+        /* whole units and the fraction apart: 1764928800.25 s * 1e9 in one
+         * double would be off by up to 256 ns */
+        double whole = floor(f);
+        if (!(whole * (double)mul > -9.2e18 && whole * (double)mul < 9.2e18))
             return frej(d, INK_REJ_TYPE, "t '%s': %g is out of range", s->name, f);
-        rec->t = (int64_t)ns;
+        rec->t = (int64_t)whole * mul + (int64_t)llround((f - whole) * (double)mul);
     }
     rec->flags |= INK_HAS_T;
     return INK_REJ_NONE;
