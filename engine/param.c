@@ -811,6 +811,14 @@ static void free_value(const struct ink_param *p, void *field)
     case INK_P_FIELDS:
         ink_fields_conf_free(field);
         break;
+    case INK_P_STRINGS: {
+        struct ink_str_list *l = field;
+        for (int i = 0; i < l->n; i++) free(l->v[i]);
+        free(l->v);
+        l->v = NULL;
+        l->n = 0;
+        break;
+    }
     default:
         break;
     }
@@ -979,6 +987,37 @@ static bool parse_value(struct ink_diags *d, const char *path, const struct ink_
     }
     case INK_P_FIELDS:
         return ink__fields_parse(d, path, n, field);
+    case INK_P_STRINGS: {
+        int cnt = n->kind == INK__Y_SEQ ? n->n : 1;
+        if (n->kind == INK__Y_MAP) {
+            ink__diag_add(d, n->line, n->col, "%s: expected a string or a list of strings, got a map",
+                          path);
+            return false;
+        }
+        if ((p->len_min || p->len_max) && (cnt < p->len_min || (p->len_max && cnt > p->len_max))) {
+            ink__diag_add(d, n->line, n->col, "%s: %d strings given, expected %d to %d", path, cnt,
+                          p->len_min, p->len_max ? p->len_max : INT32_MAX);
+            return false;
+        }
+        struct ink_str_list l = {calloc(cnt > 0 ? (size_t)cnt : 1, sizeof(char *)), 0};
+        if (!l.v) return false;
+        bool ok = true;
+        for (int i = 0; i < cnt && ok; i++) {
+            const struct ink__ynode *e = n->kind == INK__Y_SEQ ? n->v[i] : n;
+            char ep[700];
+            snprintf(ep, sizeof ep, "%s[%d]", path, i);
+            ok = want_scalar(d, n->kind == INK__Y_SEQ ? ep : path, e, "a string") &&
+                 (l.v[l.n] = strdup(e->s)) != NULL;
+            if (ok) l.n++;
+        }
+        if (!ok) {
+            free_value(p, &l);
+            return false;
+        }
+        free_value(p, field);
+        *(struct ink_str_list *)field = l;
+        return true;
+    }
     case INK_P_OBJECT: {
         if (n->kind != INK__Y_MAP) {
             ink__diag_add(d, n->line, n->col, "%s: expected a map of keys, got %s", path,
@@ -1166,6 +1205,8 @@ static const char *type_name(const struct ink_param *p)
         return "object";
     case INK_P_FIELDS:
         return "fields";
+    case INK_P_STRINGS:
+        return "strings";
     }
     return "?";
 }

@@ -25,11 +25,18 @@ enum ink_ptype {
     INK_P_F64_LISTS, /* struct ink_f64_lists: list of lists of numbers */
     INK_P_OBJECT,    /* nested table `sub`, parsed into an inline struct at offset whose first
                         member is `bool set` (true when the key was given) */
-    INK_P_FIELDS     /* struct ink_fields_conf (engine/fields.h): a source's `fields:` */
+    INK_P_FIELDS,    /* struct ink_fields_conf (engine/fields.h): a source's `fields:` */
+    INK_P_STRINGS    /* struct ink_str_list; a scalar is accepted as a 1-list; length within
+                        [len_min, len_max] */
 };
 
 struct ink_f64_list {
     double *v;
+    int n;
+};
+
+struct ink_str_list {
+    char **v; /* n owned strings */
     int n;
 };
 
