@@ -209,5 +209,72 @@ inkt.check(by_topic == {"out/%d" % s: [vals[i] for i in range(N) if i % SITES ==
 row = inkt.summary_row(p.stderr.decode(), "pub")
 inkt.check(row and row["out"] == N and row["dropped"] == 0, "sink summary: %s" % row)
 
+# --- the other payload formats, a sink in the same graph, /metrics parsed, snapshots ------
+import msgpack  # noqa: E402
+import inkprom  # noqa: E402
+
+hp3 = inkt.free_port()
+cfg = inkt.write_config(d, """
+engine:
+  http: {listen: "127.0.0.1:%d"}
+  snapshot: {dir: snaps, every: 0, every_records: 100}
+sources:
+  num: {type: mqtt, broker: %s, topics: [num/#], format: number, fields: {x: [value], key: {topic: true}}}
+  rawnum: {type: mqtt, broker: %s, topics: [rawnum/#], format: number}
+  csv: {type: mqtt, broker: %s, topics: [csv/+], format: csv, columns: [a, b, name],
+        fields: {x: [b, a], key: name}}
+  mp: {type: mqtt, broker: %s, topics: [mp/+/x], format: msgpack,
+       fields: {x: [p.v], key: {topic_level: 2}, t: {field: ms, format: unix_ms}}}
+operators:
+  pass: {type: passthrough, inputs: [num, rawnum, csv, mp]}
+sinks:
+  out: {type: file, path: formats.jsonl, inputs: [pass]}
+  echo: {type: mqtt, broker: %s, topic: "echo/{key}", qos: 0, inputs: [pass]}
+""" % (hp3, broker.url, broker.url, broker.url, broker.url, broker.url), "formats.yaml")
+g = inkt.start([inkt.INKFLOW, "run", cfg])
+inkt.check(inkt.wait_for(lambda: http(hp3, "/ready")[0] == 200, 30), "formats graph ready")
+fmt_msgs = ([("num/a/b", b"21.5"), ("rawnum/z", b" -3e2\n"), ("num/a/b", b"warm")] +
+            [("csv/1", b"1.5,2,st-%d" % i) for i in range(200)] +
+            [("mp/s9/x", msgpack.packb({"p": {"v": 0.25}, "ms": 1700000000123}))])
+mqttbroker.publish(broker.port, fmt_msgs)
+fout = os.path.join(d, "formats.jsonl")
+inkt.check(inkt.wait_for(lambda: lines(fout) >= 203, 30), "the formats arrive (%d of 203)" % lines(fout))
+recs = inkt.read_jsonl(fout)
+strip = lambda r: {k: v for k, v in r.items() if k != "seq"}
+bykey = {r.get("key"): strip(r) for r in recs}  # sources interleave: found by key
+inkt.check(bykey.get("num/a/b") == {"key": "num/a/b", "x": [21.5]} and bykey.get(None) == {"x": [-300]} and
+           all(bykey.get("st-%d" % i) == {"key": "st-%d" % i, "x": [2, 1.5]} for i in range(200)) and
+           bykey.get("s9") == {"t": 1700000000123000000, "key": "s9", "x": [0.25]},
+           "number (value, whole topic as key), number without fields, csv with columns, msgpack "
+           "with a dotted path and unix_ms: %s" % [bykey.get(k) for k in ("num/a/b", None, "st-0", "s9")])
+fams = inkprom.scrape(hp3)
+inkt.check(fams is not None and inkprom.value(fams, "inkflow_mqtt_connected", "inkflow_mqtt_connected",
+                                              node="echo") == 1 and
+           inkprom.value(fams, "inkflow_mqtt_connected", "inkflow_mqtt_connected", node="csv") == 1,
+           "/metrics parses (prometheus_client) with five mqtt nodes, one family each")
+inkt.check(inkt.wait_for(lambda: inkprom.value(inkprom.scrape(hp3) or {}, "inkflow_records_rejected",
+                                                "inkflow_records_rejected_total", node="num",
+                                                reason="decode") == 1, 10),
+           "a number payload that is not one: rejected (decode)")
+risk = inkprom.value(fams, "inkflow_mqtt_records_since_snapshot", "inkflow_mqtt_records_since_snapshot",
+                     node="csv")
+inkt.check(risk is not None and risk < 200,
+           "records since the last snapshot is counted and reset by snapshots (csv: %s of 200)" % risk)
+stop_graph(g)
+
+# --- the example: configs/sensors-mqtt.yaml fed by examples/mqtt_publish.py ------------------
+text = open(os.path.join(inkt.ROOT, "configs", "sensors-mqtt.yaml")).read()
+text = text.replace("127.0.0.1:1883", broker.url).replace("127.0.0.1:9464", "127.0.0.1:%d" % inkt.free_port())
+cfg = inkt.write_config(d, text, "sensors-mqtt.yaml")
+g = inkt.start([inkt.INKFLOW, "run", cfg])
+time.sleep(0.2)
+p = inkt.run(["/usr/bin/python3", os.path.join(inkt.ROOT, "examples", "mqtt_publish.py"), "--broker", broker.url])
+inkt.check(p.returncode == 0, "examples/mqtt_publish.py replays data/ (%s)" % p.stderr.decode().strip())
+wout = os.path.join(d, "sensors-weather.jsonl")
+inkt.check(inkt.wait_for(lambda: lines(wout) >= 1461, 60), "the example's 2-D density got every day (%d)" % lines(wout))
+err = stop_graph(g)
+row = inkt.summary_row(err, "percentile")
+inkt.check(row and row["in"] == 17518 and row["out"] == 17518, "the example's percentiles: every reading (%s)" % row)
+
 broker.stop()
 inkt.finish()
