@@ -168,41 +168,6 @@ static const struct ink_param io_common_params[] = {
 /* ------------------------------------------------------------------ */
 /* Diagnostics                                                         */
 
-void ink__diag_add(struct ink_diags *d, int line, int col, const char *fmt, ...)
-{
-    if (d->n >= INK__DIAGS_MAX) return;
-    if (d->n == d->cap) {
-        int cap = d->cap ? 2 * d->cap : 16;
-        struct ink_diag *v = realloc(d->v, (size_t)cap * sizeof *v);
-        if (!v) return;
-        d->v = v;
-        d->cap = cap;
-    }
-    struct ink_diag *g = &d->v[d->n++];
-    g->line = line;
-    g->col = col;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g->msg, sizeof g->msg, fmt, ap);
-    va_end(ap);
-}
-
-void ink_diags_print(const struct ink_diags *d, const char *path, FILE *out)
-{
-    for (int i = 0; i < d->n; i++) {
-        if (d->v[i].line > 0)
-            fprintf(out, "%s:%d:%d: error: %s\n", path, d->v[i].line, d->v[i].col, d->v[i].msg);
-        else
-            fprintf(out, "%s: error: %s\n", path, d->v[i].msg);
-    }
-}
-
-void ink_diags_free(struct ink_diags *d)
-{
-    free(d->v);
-    memset(d, 0, sizeof *d);
-}
-
 /* Stable sort of the diagnostics appended since n0, by position. */
 static void diags_sort(struct ink_diags *d, int n0)
 {

@@ -1,4 +1,4 @@
-/* Phase one of a run (STYLE.md rule 3): load the YAML config into plain
+/* Phase one of a run (docs/style.md rule 3): load the YAML config into plain
  * structs that remember file:line:col, and check the whole graph. Nothing is
  * allocated for operators and no socket is opened here; `inkflow validate`
  * is this phase alone. */

@@ -1,4 +1,4 @@
-/* Error codes and the caller-supplied error detail (STYLE.md rule 4).
+/* Error codes and the caller-supplied error detail (docs/style.md rule 4).
  * A function either fills a struct ink_err and returns a negative code,
  * or prints; never both. */
 #ifndef INK_ERR_H

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "buf.h"
+#include "codec.h"
 #include "config.h"
 #include "log.h"
 #include "op.h"
@@ -106,6 +107,12 @@ int ink_graph_build_restore(struct ink_graph **out, const struct ink_config *cfg
 int ink_graph_run(struct ink_graph *g);
 void ink_graph_summary(const struct ink_graph *g, FILE *out);
 void ink_graph_free(struct ink_graph *g);
+
+/* For transports: the decoder limits of the engine section (max_dim,
+ * max_depth, max_record_bytes), with max_frame (0 = the codec's default). */
+struct ink_limits ink__source_limits(const struct ink_node *n, uint64_t max_frame);
+/* A node of the graph by name, or NULL. */
+struct ink_node *ink__node_find(struct ink_graph *g, const char *name);
 
 /* For transports. The record is borrowed. */
 int ink__source_emit(struct ink_node *src, struct ink_record *rec);

@@ -13,7 +13,11 @@
 #include <time.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "graph.h"
+
+const double ink_lat_bounds[INK_LAT_NB] = {1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5,
+                                           1e-4, 2.5e-4, 1e-3, 1e-2, 0.1,    1.0};
 
 /* One node as last published by the main loop. */
 struct node_copy {
@@ -21,8 +25,8 @@ struct node_copy {
     uint64_t evicted, keys;
     uint64_t lat[INK_LAT_NB + 1];
     double lat_sum;
-    struct ink_op_gauges gz;
-    bool has_gauges;
+    const struct ink_op_gauge *gt; /* the operator's static table, or NULL */
+    double gv[INK_OP_GAUGES_MAX];
     double mem_bound;
     bool has_conn; /* a transport with a conn hook */
     uint64_t conn[INK_CONN__COUNT];
@@ -43,13 +47,6 @@ struct ink_metrics {
     double snap_wall, snap_duration;
     uint64_t snap_bytes, snap_count, snap_failed;
 };
-
-static double wall_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- rendering ------------------------------------------------------------ */
 
@@ -134,22 +131,42 @@ static void gauge_val(struct ink_buf *b, const char *name, const char *node, dou
         out(b, "%s{node=\"%s\"} %.17g\n", name, node, v);
 }
 
-static void render_operators(struct ink_buf *b, const struct ink_metrics *m)
+/* Index of gauge `name` in node i's table, or -1. */
+static int gauge_index(const struct ink_metrics *m, int i, const char *name)
 {
-    static const char *const names[] = {"inkflow_operator_dict", "inkflow_operator_deff",
-                                        "inkflow_operator_gamma_eff"};
-    static const char *const helps[] = {"dictionary size", "effective dimension estimate",
-                                        "effective regularisation"};
-    char e[512];
-    for (int g = 0; g < 3; g++) {
-        head(b, names[g], "gauge", helps[g]);
-        for (int i = 0; i < m->n; i++) {
-            const struct node_copy *c = &m->nodes[i];
-            if (m->kinds[i] != INK_NODE_OPERATOR || !c->has_gauges) continue;
-            double v = g == 0 ? c->gz.dict : g == 1 ? c->gz.deff : c->gz.gamma_eff;
-            gauge_val(b, names[g], esc(m->names[i], e, sizeof e), v);
+    const struct ink_op_gauge *t = m->kinds[i] == INK_NODE_OPERATOR ? m->nodes[i].gt : NULL;
+    for (int g = 0; t && g < INK_OP_GAUGES_MAX && t[g].name; g++)
+        if (strcmp(t[g].name, name) == 0) return g;
+    return -1;
+}
+
+/* Every operator's own gauges (op.h), one metric family per distinct name:
+ * the family is rendered where its name first appears, with every node that
+ * has it, so its samples stay together. */
+static void render_operator_gauges(struct ink_buf *b, const struct ink_metrics *m)
+{
+    char e[512], metric[160];
+    for (int i = 0; i < m->n; i++) {
+        const struct ink_op_gauge *t = m->kinds[i] == INK_NODE_OPERATOR ? m->nodes[i].gt : NULL;
+        for (int g = 0; t && g < INK_OP_GAUGES_MAX && t[g].name; g++) {
+            bool seen = false;
+            for (int j = 0; j < i && !seen; j++) seen = gauge_index(m, j, t[g].name) >= 0;
+            for (int h = 0; h < g && !seen; h++) seen = strcmp(t[h].name, t[g].name) == 0;
+            if (seen) continue;
+            snprintf(metric, sizeof metric, "inkflow_operator_%s", t[g].name);
+            head(b, metric, "gauge", t[g].help);
+            for (int j = i; j < m->n; j++) {
+                int k = gauge_index(m, j, t[g].name);
+                if (k >= 0) gauge_val(b, metric, esc(m->names[j], e, sizeof e), m->nodes[j].gv[k]);
+            }
         }
     }
+}
+
+static void render_operators(struct ink_buf *b, const struct ink_metrics *m)
+{
+    char e[512];
+    render_operator_gauges(b, m);
     head(b, "inkflow_operator_memory_bound_bytes", "gauge",
          "bytes the operator's state may use (all keys)");
     for (int i = 0; i < m->n; i++)
@@ -211,7 +228,8 @@ static void render(struct ink_metrics *m, struct ink_buf *b)
         if (m->nodes[i].extra.len) ink_buf_append(b, m->nodes[i].extra.p, m->nodes[i].extra.len);
     head(b, "inkflow_snapshot_age_seconds", "gauge",
          "seconds since the last snapshot (NaN: none yet)");
-    out(b, "inkflow_snapshot_age_seconds %.6f\n", m->snap_wall > 0 ? wall_s() - m->snap_wall : NAN);
+    out(b, "inkflow_snapshot_age_seconds %.6f\n",
+        m->snap_wall > 0 ? ink_wall() - m->snap_wall : NAN);
     head(b, "inkflow_snapshot_duration_seconds", "gauge", "time the last snapshot took");
     out(b, "inkflow_snapshot_duration_seconds %.9f\n", m->snap_duration);
     head(b, "inkflow_snapshot_bytes", "gauge", "size of the last snapshot file");
@@ -364,8 +382,9 @@ void ink_metrics_publish(struct ink_graph *g)
         c->keys = n->slots ? (uint64_t)n->keys_used : 1;
         c->mem_bound = (double)n->vt->mem_bound(n->nc->conf) * (n->slots ? (double)n->nslots : 1) +
                        (double)(n->vt->scratch_bytes ? n->vt->scratch_bytes(n->nc->conf) : 0);
-        c->has_gauges = n->vt->gauges && n->state;
-        if (c->has_gauges) n->vt->gauges(n->state, &c->gz);
+        c->gt = n->state ? n->vt->gauges : NULL;
+        for (int k = 0; c->gt && k < INK_OP_GAUGES_MAX && c->gt[k].name; k++)
+            c->gv[k] = c->gt[k].read(n->state);
     }
     m->snap_wall = g->snap_wall;
     m->snap_duration = g->snap_duration;

@@ -1,4 +1,4 @@
-/* The operator contract (DESIGN.md "Operators", STYLE.md rule 1).
+/* The operator contract (docs/design.md#operators, docs/style.md rule 1).
  *
  * One operator = one file in operators/ exporting one
  * `const struct ink_op_vtable`, listed in operators/registry.c. The vtable
@@ -19,6 +19,11 @@
  *                       the state still holds back (a partial window)
  *   save / load         versioned msgpack state
  *   fini(state)         frees; safe on a zeroed or half-initialised state
+ *   gauges              optional table of numbers for /metrics
+ * A stateless operator leaves save, load and fini NULL: the engine then saves
+ * an empty map and loads nothing (ink__op_save and friends below). What
+ * operators share to implement the rest is in opkit.h. tests/test_contract.c
+ * checks every registered operator against this contract.
  * Keyed state (`key_by`) is the engine's business: it creates one state per
  * key, so operators never see keys as state selectors (flush runs once per
  * live key, and the engine puts that key on what it emits). */
@@ -44,10 +49,18 @@ struct ink_op_init {
     void *scratch;
 };
 
-/* Gauges an operator may export (metrics, summaries). NAN = not applicable. */
-struct ink_op_gauges {
-    double dict, deff, gamma_eff;
+/* One gauge an operator exports on /metrics, as inkflow_operator_<name>
+ * {node="..."}; operators that share a name share the metric (one HELP line,
+ * the first operator's). `read` runs on the main loop between records and
+ * returns NAN when the value does not apply to this state. A vtable's table
+ * ends with a {0} row and has at most INK_OP_GAUGES_MAX rows. */
+struct ink_op_gauge {
+    const char *name; /* [a-z_]+ */
+    const char *help;
+    double (*read)(const void *state);
 };
+
+#define INK_OP_GAUGES_MAX 8
 
 struct ink_op_vtable {
     /* The node type, also reachable member by member (vt->name, vt->params:
@@ -97,7 +110,7 @@ struct ink_op_vtable {
     int (*save)(const void *state, msgpack_packer *pk);
     int (*load)(void *state, const msgpack_object *obj, struct ink_err *err);
     void (*fini)(void *state);
-    void (*gauges)(const void *state, struct ink_op_gauges *g); /* optional */
+    const struct ink_op_gauge *gauges; /* optional, see above */
 };
 
 /* The member-by-member view lays out exactly as struct ink_node_type. */
@@ -124,5 +137,16 @@ static inline const struct ink_op_vtable *ink_op_of(const struct ink_node_type *
                                                 offsetof(struct ink_op_vtable, type))
                : NULL;
 }
+
+/* The engine's calls to the optional hooks (engine/opkit.c): save packs an
+ * empty map, load accepts only a map, fini does nothing when the operator
+ * has no such hook. */
+int ink__op_save(const struct ink_op_vtable *vt, const void *state, msgpack_packer *pk);
+int ink__op_load(const struct ink_op_vtable *vt, void *state, const msgpack_object *obj,
+                 struct ink_err *err);
+void ink__op_fini(const struct ink_op_vtable *vt, void *state);
+/* The value of the operator's gauge `name` for this state; NAN when the
+ * operator has no such gauge. */
+double ink_op_gauge_read(const struct ink_op_vtable *vt, const void *state, const char *name);
 
 #endif

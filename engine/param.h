@@ -1,4 +1,4 @@
-/* Static parameter tables (STYLE.md rule 2): one table per node type
+/* Static parameter tables (docs/style.md rule 2): one table per node type
  * describes every key once. The same table parses YAML into the node's conf
  * struct, range-checks, rejects unknown keys with a suggestion, prints
  * `inkflow help TYPE` and generates the config reference. */

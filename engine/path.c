@@ -5,7 +5,8 @@
 
 const char *ink_path_resolve(const char *base_dir, const char *path, char *buf, size_t n)
 {
-    if (!base_dir || !*base_dir || path[0] == '/' || strcmp(path, "-") == 0) return path;
-    snprintf(buf, n, "%s/%s", base_dir, path);
-    return buf;
+    int k = !base_dir || !*base_dir || path[0] == '/' || strcmp(path, "-") == 0
+                ? snprintf(buf, n, "%s", path)
+                : snprintf(buf, n, "%s/%s", base_dir, path);
+    return k < 0 || (size_t)k >= n ? NULL : buf;
 }

@@ -1,4 +1,4 @@
-/* The record: one sample flowing through the graph (DESIGN.md "Records").
+/* The record: one sample flowing through the graph (docs/design.md#records).
  *
  * Ownership: a record handed to an operator or sink is borrowed for the
  * duration of that call. Every pointer in it (x, key, op, extra, field

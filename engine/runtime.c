@@ -18,20 +18,11 @@
 #include <zmq.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "codec.h"
 #include "metrics.h"
 #include "rng.h"
 #include "snapshot.h"
-
-const double ink_lat_bounds[INK_LAT_NB] = {1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5,
-                                           1e-4, 2.5e-4, 1e-3, 1e-2, 0.1,    1.0};
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void ink__log(struct ink_node *n, const char *fmt, ...)
 {
@@ -86,7 +77,7 @@ static bool dim_hint(struct ink_node *n, const char *msg)
     snprintf(n->dim_hint, sizeof n->dim_hint,
              "%.120s: map %s with fields: {x: [...]} on the source (docs/fields.md)", msg, cols);
     fprintf(stderr, "inkflow: [%s] rejected record (dim): %s\n", n->name, n->dim_hint);
-    n->logrl.last = now_s(); /* the refusals that follow go through the limiter */
+    n->logrl.last = ink_now(); /* the refusals that follow go through the limiter */
     return true;
 }
 
@@ -138,7 +129,7 @@ static int deliver_op(struct ink_node *n, const struct ink_record *rec)
     }
     int rc;
     /* timed only when someone can read it (engine.http): two clock reads a call */
-    double t0 = n->g->metrics ? now_s() : 0;
+    double t0 = n->g->metrics ? ink_now() : 0;
     if (rec->flags & INK_HAS_OP) {
         if (!n->vt->query) {
             /* Not a request this operator answers: pass it on. */
@@ -150,7 +141,7 @@ static int deliver_op(struct ink_node *n, const struct ink_record *rec)
         rc = n->vt->process(st, rec, &n->emitter, &err);
     }
     if (n->g->metrics) { /* latency of the call, downstream dispatch included */
-        double dt = now_s() - t0;
+        double dt = ink_now() - t0;
         int b = 0;
         while (b < INK_LAT_NB && dt > ink_lat_bounds[b]) b++;
         n->lat[b]++;
@@ -172,6 +163,24 @@ static int deliver(struct ink_node *to, const struct ink_record *rec)
     int rc = to->snk->write(to, rec);
     if (rc == 0) to->c.out++;
     return rc < 0 && rc != INK_EAGAIN ? rc : 0;
+}
+
+struct ink_limits ink__source_limits(const struct ink_node *n, uint64_t max_frame)
+{
+    const struct ink_engine_conf *e = &n->g->cfg->engine;
+    struct ink_limits l = INK_LIMITS_DEFAULT;
+    if (max_frame) l.max_frame = max_frame > UINT32_MAX ? UINT32_MAX : (uint32_t)max_frame;
+    if (e->max_dim > 0) l.max_dim = (uint32_t)e->max_dim;
+    if (e->max_depth > 0) l.max_depth = (uint32_t)e->max_depth;
+    if (e->max_record_bytes > 0) l.max_extra = (uint32_t)e->max_record_bytes;
+    return l;
+}
+
+struct ink_node *ink__node_find(struct ink_graph *g, const char *name)
+{
+    for (int i = 0; i < g->n; i++)
+        if (strcmp(g->nodes[i].name, name) == 0) return &g->nodes[i];
+    return NULL;
 }
 
 int ink__source_emit(struct ink_node *src, struct ink_record *rec)
@@ -345,7 +354,7 @@ static int slot_init(struct ink_node *n, int64_t s, const char *key, uint32_t le
     ini.seed = ink_seed_derive(base, name);
     int rc = n->vt->init(ks->state, n->nc->conf, &ini, err);
     if (rc) {
-        n->vt->fini(ks->state);
+        ink__op_fini(n->vt, ks->state);
         return rc;
     }
     memcpy(ks->key, key, len);
@@ -393,7 +402,7 @@ static void *keyed_state(struct ink_node *n, const struct ink_record *rec, struc
         int64_t oh = hash_find(n, old->key, old->len, NULL);
         if (oh >= 0) n->hash[oh] = -2;
         lru_unlink(n, s);
-        n->vt->fini(old->state);
+        ink__op_fini(n->vt, old->state);
         n->evicted++;
         ink__log(n, "key '%s' evicted (max_keys %lld reached)", old->key, (long long)n->nslots);
         h = hash_find(n, rec->key, rec->key_len, &ins);
@@ -501,7 +510,7 @@ static int build(struct ink_graph **out, const struct ink_config *cfg, const str
     if (!g) return ink_err_set(err, INK_ENOMEM, "out of memory");
     *out = g;
     g->cfg = cfg;
-    g->t0 = now_s();
+    g->t0 = ink_now();
     g->restoring = snap != NULL;
     openblas_set_num_threads((int)(cfg->engine.blas_threads > 0 ? cfg->engine.blas_threads : 1));
     g->reply_buf = calloc(1, sizeof *g->reply_buf);
@@ -566,7 +575,7 @@ static int build(struct ink_graph **out, const struct ink_config *cfg, const str
         int rc = ink_snapshot_apply(g, snap, err);
         if (rc) return rc;
     }
-    g->snap_last = now_s();
+    g->snap_last = ink_now();
     if (cfg->engine.snapshot.every_records > 0)
         g->snap_next_at = g->src_records + (uint64_t)cfg->engine.snapshot.every_records;
     return 0;
@@ -652,7 +661,7 @@ static void take_snapshot(struct ink_graph *g, const char *why)
     int rc = ink_snapshot_write(g, &err);
     if (rc) {
         g->snap_failed++;
-        g->snap_last = now_s(); /* retry at the next period, not at every record */
+        g->snap_last = ink_now(); /* retry at the next period, not at every record */
         fprintf(stderr, "inkflow: snapshot (%s) failed: %s; the previous one is kept\n", why,
                 err.msg);
     }
@@ -676,7 +685,7 @@ static void maybe_snapshot(struct ink_graph *g)
     if (!sc->set) return;
     if (sc->every_records > 0 && g->src_records >= g->snap_next_at)
         take_snapshot(g, "every_records");
-    else if (sc->every > 0 && now_s() - g->snap_last >= sc->every)
+    else if (sc->every > 0 && ink_now() - g->snap_last >= sc->every)
         take_snapshot(g, "every");
 }
 
@@ -716,7 +725,7 @@ int ink_graph_run(struct ink_graph *g)
     }
     int rc = 0;
     bool ended = false; /* every source ended (not a signal, not a failure) */
-    double last_flush = now_s();
+    double last_flush = ink_now();
     if (g->metrics) ink_metrics_publish_ready(g); /* sources open, restore done */
     while (!g->stop) {
         int npoll = 0, nready = 0, live = 0, timeout = 100;
@@ -773,7 +782,7 @@ int ink_graph_run(struct ink_graph *g)
             if (e) rc = e;
         }
         maybe_snapshot(g); /* time-based, also while sockets are idle */
-        double t = now_s();
+        double t = ink_now();
         if (t - last_flush > 0.1) {
             last_flush = t;
             for (int i = 0; i < g->n; i++)
@@ -804,7 +813,7 @@ static const char *kind_name(enum ink_node_kind k)
 
 void ink_graph_summary(const struct ink_graph *g, FILE *out)
 {
-    double el = now_s() - g->t0;
+    double el = ink_now() - g->t0;
     fprintf(out, "inkflow: summary after %.2f s\n", el);
     fprintf(out, "  %-20s %-8s %12s %12s %10s %10s  %s\n", "node", "kind", "in", "out", "rejected",
             "dropped", "");
@@ -845,9 +854,9 @@ void ink_graph_free(struct ink_graph *g)
         if (n->kind == INK_NODE_SINK && n->snk && n->impl) n->snk->close(n);
         free(n->impl);
         if (n->kind == INK_NODE_OPERATOR && n->vt) {
-            if (n->state) n->vt->fini(n->state);
+            if (n->state) ink__op_fini(n->vt, n->state);
             for (int64_t s = 0; s < n->nslots && n->slots; s++) {
-                if (s < n->keys_used && n->slots[s].state) n->vt->fini(n->slots[s].state);
+                if (s < n->keys_used && n->slots[s].state) ink__op_fini(n->vt, n->slots[s].state);
                 free(n->slots[s].state);
                 free(n->slots[s].key);
             }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "codec.h"
 #include "graph.h"
 #include "path.h"
@@ -95,6 +96,7 @@ int ink_snapshot_path(const struct ink_config *cfg, char *buf, size_t n)
         return ink_err_set(NULL, INK_EINVAL, "no engine.snapshot");
     char dir[4096];
     const char *d = ink_path_resolve(cfg->base_dir, cfg->engine.snapshot.dir, dir, sizeof dir);
+    if (!d) return ink_err_set(NULL, INK_EINVAL, "engine.snapshot.dir: path too long");
     const char *base = strrchr(cfg->path, '/');
     base = base ? base + 1 : cfg->path;
     size_t bl = strlen(base);
@@ -138,7 +140,7 @@ static int pack_operator(msgpack_packer *pk, struct ink_node *n)
 {
     if (!n->slots) {
         ink_pack_key(pk, "state");
-        return n->vt->save(n->state, pk);
+        return ink__op_save(n->vt, n->state, pk);
     }
     ink_pack_key(pk, "evicted");
     msgpack_pack_uint64(pk, n->evicted);
@@ -148,7 +150,7 @@ static int pack_operator(msgpack_packer *pk, struct ink_node *n)
     for (int64_t s = ink__keyed_first(n); s >= 0; s = n->slots[s].next, cnt++) {
         msgpack_pack_array(pk, 2);
         pack_str(pk, n->slots[s].key, n->slots[s].len);
-        int rc = n->vt->save(n->slots[s].state, pk);
+        int rc = ink__op_save(n->vt, n->slots[s].state, pk);
         if (rc) return rc;
     }
     return cnt == n->keys_used ? 0 : INK_ESTATE;
@@ -199,20 +201,6 @@ static int pack_node(msgpack_packer *pk, struct ink_node *n, struct ink_err *err
             return ink_err_set(err, rc, "%s: saving the position failed", n->name);
     }
     return 0;
-}
-
-static double wall_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n)
@@ -269,7 +257,7 @@ static int commit_file(const char *path, const struct ink_buf *b, struct ink_err
 
 int ink_snapshot_write(struct ink_graph *g, struct ink_err *err)
 {
-    double t0 = mono_s();
+    double t0 = ink_now();
     char path[4096];
     if (ink_snapshot_path(g->cfg, path, sizeof path))
         return ink_err_set(err, INK_EINVAL, "no engine.snapshot");
@@ -281,7 +269,7 @@ int ink_snapshot_write(struct ink_graph *g, struct ink_err *err)
     if (ink_buf_append(b, hdr, sizeof hdr)) return ink_err_set(err, INK_ENOMEM, "out of memory");
     msgpack_packer pk;
     msgpack_packer_init(&pk, b, ink_buf_write);
-    double wall = wall_s();
+    double wall = ink_wall();
     msgpack_pack_map(&pk, 3);
     ink_pack_key(&pk, "wall");
     msgpack_pack_double(&pk, wall);
@@ -312,7 +300,7 @@ int ink_snapshot_write(struct ink_graph *g, struct ink_err *err)
         if (committed) committed(n);
     }
     g->snap_wall = wall;
-    g->snap_last = mono_s();
+    g->snap_last = ink_now();
     g->snap_duration = g->snap_last - t0;
     g->snap_bytes = b->len;
     g->snap_count++;
@@ -478,7 +466,7 @@ static int apply_operator(struct ink_node *n, const msgpack_object *m, struct in
     struct ink_err e = {0};
     if (!n->slots) {
         const msgpack_object *st = map_get(m, "state");
-        int rc = st ? n->vt->load(n->state, st, &e) : INK_ESTATE;
+        int rc = st ? ink__op_load(n->vt, n->state, st, &e) : INK_ESTATE;
         if (rc)
             return ink_err_set(err, INK_ESTATE, "%s: %s", n->name, e.msg[0] ? e.msg : "no state");
         return 0;
@@ -498,7 +486,7 @@ static int apply_operator(struct ink_node *n, const msgpack_object *m, struct in
         const msgpack_object *k = &kv->via.array.ptr[0];
         void *st;
         int rc = ink__keyed_restore_slot(n, k->via.str.ptr, k->via.str.size, &st, &e);
-        if (!rc) rc = n->vt->load(st, &kv->via.array.ptr[1], &e);
+        if (!rc) rc = ink__op_load(n->vt, st, &kv->via.array.ptr[1], &e);
         if (rc)
             return ink_err_set(err, INK_ESTATE, "%s[%.*s]: %s", n->name, (int)k->via.str.size,
                                k->via.str.ptr, e.msg);

@@ -1,5 +1,5 @@
 /* bkb: budgeted kernelized bandit (BKB) and batched BKB (BBKB) over a fixed
- * set of arms (ALGORITHMS.md sections 2 and 5.3).
+ * set of arms (docs/algorithms.md sections 2 and 5.3).
  *
  * State: the posterior built at the last "rebuild" (resampled dictionary D,
  * projection Nystrom embedding B, Cholesky factor L of G, weights w, and per
@@ -50,6 +50,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../engine/opkit.h"
+#include "../engine/path.h"
 #include "../engine/rng.h"
 #include "../engine/state.h"
 
@@ -398,16 +400,9 @@ struct bkb {
 };
 
 /* One allocation, carved the same way by mem_bound (base NULL) and init. */
-struct carve {
-    char *base;
-    size_t off;
-};
-
-static void *take(struct carve *c, size_t bytes)
+static void *take(struct ink_carve *c, size_t bytes)
 {
-    size_t o = (c->off + 63) & ~(size_t)63;
-    c->off = o + bytes;
-    return c->base ? c->base + o : NULL;
+    return ink_carve_take(c, bytes);
 }
 
 static void query_lwork(int n, lapack_int *lwork, lapack_int *liwork)
@@ -422,7 +417,7 @@ static void query_lwork(int n, lapack_int *lwork, lapack_int *liwork)
     if (*liwork < 10 * n) *liwork = 10 * n;
 }
 
-static void layout(struct bkb *s, struct carve *c)
+static void layout(struct bkb *s, struct ink_carve *c)
 {
     size_t A = (size_t)s->A, d = (size_t)s->d, mm = (size_t)s->mmax, blk = (size_t)s->blk;
     size_t D8 = sizeof(double);
@@ -483,7 +478,7 @@ static size_t plan(struct bkb *s, const struct ink_bkb_conf *c, int A, int d)
     if (s->mmax < 1) s->mmax = 1;
     if (s->blk < 1) s->blk = 1;
     query_lwork(s->mmax, &s->lwork, &s->liwork);
-    struct carve cv = {0};
+    struct ink_carve cv = {0, 0, 64};
     s->storeZ = true;
     layout(s, &cv);
     if (cv.off <= c->max_memory) return cv.off;
@@ -658,7 +653,7 @@ static void embed_rows(struct bkb *s, const int32_t *idx, int nb)
                 s->B, s->mmax, 0.0, s->Zb, s->blk);
 }
 
-/* Stores Z = K_{A,D} B when it fits (ALGORITHMS.md 2.5 step 5). */
+/* Stores Z = K_{A,D} B when it fits (docs/algorithms.md 2.5 step 5). */
 static void fill_Z(struct bkb *s)
 {
     if (!s->storeZ || s->mr == 0) return;
@@ -729,7 +724,7 @@ static void gather_dict(struct bkb *s)
 }
 
 /* B = U_thin Lam_thin^{-1/2} from eigen(K_DD), eigenvalues <= lam_max m eps dropped
- * (ALGORITHMS.md 2.4, 2.5 step 4). */
+ * (docs/algorithms.md 2.4, 2.5 step 4). */
 static int embedding(struct bkb *s, struct ink_err *err)
 {
     int m = s->m, mm = s->mmax;
@@ -758,7 +753,7 @@ static int embedding(struct bkb *s, struct ink_err *err)
     return 0;
 }
 
-/* ---- resampling (ALGORITHMS.md 2.4, 2.8) --------------------------------------------- */
+/* ---- resampling (docs/algorithms.md 2.4, 2.8) --------------------------------------------- */
 
 /* Min-heap on cand_key[0..n) with cand alongside. */
 static void heap_down(double *key, int32_t *idx, int n, int i)
@@ -857,13 +852,13 @@ static double beta_formula(struct bkb *s)
         int i = s->pulled[p];
         sum += (double)s->cnt[i] * s->var[i];
     }
-    /* log t with t >= 2 (ALGORITHMS.md 2.7: log 1 = 0 drops the information term) */
+    /* log t with t >= 2 (docs/algorithms.md 2.7: log 1 = 0 drops the information term) */
     double lt = log(s->t < 2 ? 2.0 : (double)s->t);
     return base + sqrt(s->noise_var * (sum * lt + l1d));
 }
 
 /* G = sum_i c_i z_i z_i^T + lambda I, L = chol(G), w = G^{-1} sum_i z_i ysum_i,
- * then mu, var for every arm (ALGORITHMS.md 2.5 steps 6-8). */
+ * then mu, var for every arm (docs/algorithms.md 2.5 steps 6-8). */
 static int posterior(struct bkb *s, struct ink_err *err)
 {
     int mr = s->mr, mm = s->mmax;
@@ -919,7 +914,7 @@ static void set_ucb(struct bkb *s)
 }
 
 /* Resample, embed, rebuild the posterior; the hallucination restarts from
- * the arms still pending (ALGORITHMS.md 2.5 update, 2.6 update step 3). */
+ * the arms still pending (docs/algorithms.md 2.5 update, 2.6 update step 3). */
 static int rebuild(struct bkb *s, struct ink_err *err)
 {
     resample(s);
@@ -941,7 +936,7 @@ static int rebuild(struct bkb *s, struct ink_err *err)
     return 0;
 }
 
-/* ---- hallucination and picks (ALGORITHMS.md 2.6, 5.3) ---------------------------------- */
+/* ---- hallucination and picks (docs/algorithms.md 2.6, 5.3) ---------------------------------- */
 
 /* L L^T + x x^T, lower factor in place (Givens form); x is destroyed. */
 static void chol_update(double *Lf, int ld, int n, double *x)
@@ -1063,7 +1058,7 @@ static bool batch_closed(const struct bkb *s)
 /* Before the first reward the embedding is empty: var_h = var for every arm
  * and hallucinated points change nothing, so for a stationary kernel every
  * arm ties. Ties are then broken uniformly at random (not by the smallest
- * index, ALGORITHMS.md 2.5) so that parallel workers spread out. */
+ * index, docs/algorithms.md 2.5) so that parallel workers spread out. */
 static int pick_prior(struct bkb *s)
 {
     double best = -INFINITY;
@@ -1336,7 +1331,7 @@ static size_t bkb_mem_bound(const void *conf)
     if (arms_dims(&c->arms, &A, &d) == 0) return plan(&s, c, A, d) + 64; /* + arena alignment */
     /* file: sized by max_arms x max_dim; init never exceeds max_memory */
     size_t b = plan(&s, c, (int)c->arms.max_arms, (int)c->arms.max_dim);
-    struct carve cv = {0};
+    struct ink_carve cv = {0, 0, 64};
     s.storeZ = true;
     layout(&s, &cv);
     size_t hi = cv.off < c->max_memory ? cv.off : (b > c->max_memory ? b : c->max_memory);
@@ -1350,13 +1345,6 @@ static void bkb_fini(void *state)
     s->arena = NULL;
 }
 
-static int resolve_path(const char *base, const char *file, char *out, size_t cap)
-{
-    int n = (file[0] == '/' || !base || !base[0]) ? snprintf(out, cap, "%s", file)
-                                                  : snprintf(out, cap, "%s/%s", base, file);
-    return n < 0 || (size_t)n >= cap ? -1 : 0;
-}
-
 static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini,
                     struct ink_err *err)
 {
@@ -1368,7 +1356,7 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
     char path[4096];
     bool from_file = arms_dims(&c->arms, &A, &d) != 0;
     if (from_file) {
-        if (resolve_path(ini ? ini->base_dir : NULL, c->arms.file, path, sizeof path))
+        if (!ink_path_resolve(ini ? ini->base_dir : NULL, c->arms.file, path, sizeof path))
             return ink_err_set(err, INK_EINVAL, "arms.file: path too long");
         if ((rc = arms_file(path, NULL, &A, &d, c->arms.max_arms, c->arms.max_dim, err))) return rc;
     }
@@ -1390,7 +1378,7 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
     s->arena = calloc(1, bytes + 64);
     if (!s->arena) return ink_err_set(err, INK_ENOMEM, "cannot allocate %zu bytes", bytes);
     s->bytes = bytes;
-    struct carve cv = {(char *)(((uintptr_t)s->arena + 63) & ~(uintptr_t)63), 0};
+    struct ink_carve cv = {(char *)(((uintptr_t)s->arena + 63) & ~(uintptr_t)63), 0, 64};
     layout(s, &cv);
     if (c->arms.grid.set)
         arms_grid(&c->arms.grid, s->X, A, d);
@@ -1410,7 +1398,7 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
      * with key_by); c->seed for a caller without the engine. */
     uint64_t seed = ini ? ini->seed : (c->seed >= 0 ? (uint64_t)c->seed : 0);
     ink_rng_seed(&s->rng, seed);
-    /* Prior: D empty, mu = 0, var = kdiag / lambda (ALGORITHMS.md 2.11). */
+    /* Prior: D empty, mu = 0, var = kdiag / lambda (docs/algorithms.md 2.11). */
     s->m = s->mr = 0;
     if ((rc = posterior(s, err))) {
         bkb_fini(s);
@@ -1568,7 +1556,7 @@ static int bkb_load(void *state, const msgpack_object *obj, struct ink_err *err)
         (rc = ink_state_f64(obj, "logdet", &logdet, err)) ||
         (rc = ink_state_f64(obj, "gsum", &gsum, err)))
         return rc;
-    size_t n, nb = (size_t)mmax * (size_t)mr;
+    size_t nb = (size_t)mmax * (size_t)mr;
     struct {
         const char *k;
         size_t elem, want;
@@ -1577,10 +1565,8 @@ static int bkb_load(void *state, const msgpack_object *obj, struct ink_err *err)
                   {"L", 8, nb},    {"Lh", 8, nb},          {"w", 8, mr},   {"zn", 8, A},
                   {"mu", 8, A},    {"var", 8, A},          {"var_h", 8, A}};
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) {
-        if ((rc = ink_state_len(obj, arrays[i].k, arrays[i].elem, &n, err))) return rc;
-        if (n != arrays[i].want)
-            return ink_err_set(err, INK_ESTATE, "state: %s has %zu values, expected %zu",
-                               arrays[i].k, n, arrays[i].want);
+        if ((rc = ink_state_need_len(obj, arrays[i].k, arrays[i].elem, arrays[i].want, err)))
+            return rc;
     }
     struct ink_rng rng;
     if ((rc = ink_state_rng(obj, "rng", &rng, err))) return rc;
@@ -1638,13 +1624,15 @@ static int bkb_load(void *state, const msgpack_object *obj, struct ink_err *err)
     return 0;
 }
 
-static void bkb_gauges(const void *state, struct ink_op_gauges *g)
+static double gauge_dict(const void *state)
 {
-    const struct bkb *s = state;
-    g->dict = s->m;
-    g->deff = NAN;
-    g->gamma_eff = NAN;
+    return ((const struct bkb *)state)->m;
 }
+
+static const struct ink_op_gauge bkb_gauges[] = {
+    {"dict", "dictionary size", gauge_dict},
+    {0},
+};
 
 const struct ink_op_vtable ink_op_bkb = {
     .name = "bkb",

@@ -1,5 +1,5 @@
 /* The bkb operator's configuration (operators/bkb.c): budgeted kernelized
- * bandit BKB and its batched form BBKB (ALGORITHMS.md sections 2 and 5.3).
+ * bandit BKB and its batched form BBKB (docs/algorithms.md sections 2 and 5.3).
  * The structs are public so that tests and nodes built in code can fill
  * them directly; the YAML loader fills them through ink_op_bkb.params. */
 #ifndef INK_BKB_H
@@ -36,7 +36,7 @@ struct ink_bkb_arms_conf {
     struct ink_bkb_random_conf random;
 };
 
-/* batch: {ratio: C}: BBKB with the global stopping rule (ALGORITHMS.md 2.6). */
+/* batch: {ratio: C}: BBKB with the global stopping rule (docs/algorithms.md 2.6). */
 struct ink_bkb_batch_conf {
     bool set;
     double ratio; /* C~: a batch closes once 1 + sum of its batch-start variances > ratio */
@@ -50,7 +50,7 @@ struct ink_bkb_conf {
     double noise_var; /* sub-Gaussian noise variance proxy */
     double delta;     /* confidence */
     double qbar;      /* oversampling of the dictionary resampling */
-    int64_t max_dict; /* m_max: dictionary cap (ALGORITHMS.md 2.8) */
+    int64_t max_dict; /* m_max: dictionary cap (docs/algorithms.md 2.8) */
     double beta;      /* > 0: fixed beta; 0: the reference formula (2.4 / 2.6) */
     struct ink_bkb_batch_conf batch;
     int64_t seed;        /* -1: the engine's per-node seed */

@@ -1,4 +1,4 @@
-/* The `ecdf` operator's configuration (DESIGN.md "Operators"): filled by the
+/* The `ecdf` operator's configuration (docs/design.md#operators): filled by the
  * parameter table from YAML, or directly by code (tests, embedding). */
 #ifndef INK_ECDF_H
 #define INK_ECDF_H

@@ -1,4 +1,4 @@
-/* KLL sketch (ALGORITHMS.md 4.1), a port of the DataSketches compaction
+/* KLL sketch (docs/algorithms.md 4.1), a port of the DataSketches compaction
  * scheme with fixed memory: the buffer is allocated once for
  * INK_KLL_MAX_LEVELS levels and the live part is its tail items[base, cap).
  * Adding a top level only lowers `base` (DataSketches reallocates and shifts). */

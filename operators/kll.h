@@ -1,4 +1,4 @@
-/* KLL quantile sketch, DataSketches variant (ALGORITHMS.md 4.1), in memory
+/* KLL quantile sketch, DataSketches variant (docs/algorithms.md 4.1), in memory
  * fixed by k: the buffer is sized at init for the largest number of levels an
  * int64 count can need, so update and merge never allocate. The compaction
  * bit comes from the sketch's own seeded RNG (never the clock). */

@@ -11,6 +11,7 @@
 
 #include "../engine/config.h"
 #include "../engine/config_impl.h"
+#include "../engine/path.h"
 #include "../engine/rng.h"
 #include "../engine/transport.h"
 #include "../transports/file_io.h"
@@ -798,6 +799,22 @@ TEST(fuzz_mutations)
     }
     free(buf);
     printf("  fuzz: %d mutated configs, %d still valid\n", iters, loaded);
+}
+
+/* The one path resolver: config-relative paths, and what stays as given. */
+TEST(path_resolve)
+{
+    char b[16];
+    CHECK(!strcmp(ink_path_resolve("conf", "in.csv", b, sizeof b), "conf/in.csv"));
+    CHECK(!strcmp(ink_path_resolve("conf", "/abs/x", b, sizeof b), "/abs/x"));
+    CHECK(!strcmp(ink_path_resolve("conf", "-", b, sizeof b), "-"));
+    CHECK(!strcmp(ink_path_resolve(NULL, "in.csv", b, sizeof b), "in.csv"));
+    CHECK(!strcmp(ink_path_resolve("", "in.csv", b, sizeof b), "in.csv"));
+    CHECK(ink_path_resolve("conf", "in.csv", b, sizeof b) == b);
+    /* 15 characters fit in 16 bytes, 16 do not: refused, never cut short */
+    CHECK(ink_path_resolve("abcde", "123456789", b, sizeof b) != NULL);
+    CHECK(ink_path_resolve("abcde", "1234567890", b, sizeof b) == NULL);
+    CHECK(ink_path_resolve(NULL, "0123456789abcdef", b, sizeof b) == NULL);
 }
 
 int main(int argc, char **argv)

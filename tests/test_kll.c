@@ -1,4 +1,4 @@
-/* operators/kll.c: the KLL sketch (ALGORITHMS.md 4.1) against exact counts.
+/* operators/kll.c: the KLL sketch (docs/algorithms.md 4.1) against exact counts.
  * The accuracy cases are heavy (100 seeds x 5 streams x 1e6 values, single
  * and merged from 16 parts); INK_TEST_SCALE shrinks seeds and n, never eps. */
 #include <math.h>

@@ -2,12 +2,17 @@
  * source's and the file sink's save/restore, hook by hook, and the registry. */
 #include "../engine/transport.h"
 
+#include <arpa/inet.h>
 #include <msgpack.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 
 #include "../engine/graph.h"
+#include "../engine/metrics.h"
 #include "../engine/snapshot.h"
 #include "ink_test.h"
 
@@ -327,6 +332,129 @@ TEST(fd_source_polled_and_restored)
                                   "{\"t\":6,\"x\":[6]}\n"),
               "%s", out ? out : "(none)");
     free(out);
+    ink_config_free(&cfg);
+    cleanup();
+}
+
+/* A port on 127.0.0.1 that was free a moment ago. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) ||
+        getsockname(fd, (struct sockaddr *)&a, &l)) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* GET path from 127.0.0.1:port: the whole response (status line, headers,
+ * body) into buf. The server closes the connection (HTTP/1.0). */
+static int http_get(int port, const char *path, char *buf, size_t n)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {10, 0}; /* a deadline, never a wait for a condition */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a)) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    char req[256];
+    int k = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\n\r\n", path);
+    if (write(fd, req, (size_t)k) != k) {
+        close(fd);
+        return -1;
+    }
+    size_t got = 0;
+    for (ssize_t r; got + 1 < n && (r = read(fd, buf + got, n - 1 - got)) > 0;) got += (size_t)r;
+    buf[got] = 0;
+    close(fd);
+    return 0;
+}
+
+/* A transport's ready hook decides /ready (503 with its reason), and its
+ * metrics hook adds lines to /metrics; both published by the main loop. */
+TEST(transport_ready_and_metrics_hooks)
+{
+    setup("http");
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    int port = free_port();
+    REQUIRE(port > 0);
+    char yaml[512];
+    snprintf(yaml, sizeof yaml,
+             "engine: {http: {listen: \"127.0.0.1:%d\"}}\n"
+             "sources:\n  p: {type: testfd, fd: %d}\n"
+             "sinks:\n  out: {type: file, path: out.jsonl, inputs: [p]}\n",
+             port, fds[0]);
+    struct ink_config cfg = {0};
+    REQUIRE(load(&cfg, yaml) == 0);
+    struct ink_err err = {0};
+    struct ink_graph *g = NULL;
+    REQUIRE(ink_graph_build(&g, &cfg, &err) == 0);
+    ink_metrics_publish_ready(g); /* sources open: now only the hook says no */
+    static char resp[1 << 16];
+    REQUIRE(http_get(port, "/ready", resp, sizeof resp) == 0);
+    CHECK_MSG(strstr(resp, " 503 ") && strstr(resp, "not ready: p: no line read yet"), "%s", resp);
+    REQUIRE(http_get(port, "/metrics", resp, sizeof resp) == 0);
+    CHECK_MSG(strstr(resp, "inkflow_testfd_lines{node=\"p\"} 0\n"), "%s", resp);
+
+    /* one line read, published: ready, and the count moves */
+    REQUIRE(write(fds[1], "7\n", 2) == 2);
+    struct ink_node *p = &g->nodes[0];
+    CHECK(p->src->pump(p, 8) == 1);
+    ink_metrics_publish(g);
+    REQUIRE(http_get(port, "/ready", resp, sizeof resp) == 0);
+    CHECK_MSG(strstr(resp, " 200 ") && strstr(resp, "ready"), "%s", resp);
+    REQUIRE(http_get(port, "/metrics", resp, sizeof resp) == 0);
+    CHECK_MSG(strstr(resp, "inkflow_testfd_lines{node=\"p\"} 1\n"), "%s", resp);
+    ink_graph_free(g);
+    close(fds[0]);
+    close(fds[1]);
+    ink_config_free(&cfg);
+    cleanup();
+}
+
+/* A sink's pollitem joins the loop's poll set and its service hook runs
+ * when that fd is ready: acknowledgements waiting on the ack pipe are read
+ * while the records flow (tests/src_testfd.c, sink). */
+TEST(sink_pollitem_serviced_by_the_loop)
+{
+    setup("snkpoll");
+    write_file("in.jsonl", lines);
+    int out[2], ack[2];
+    REQUIRE(pipe(out) == 0 && pipe(ack) == 0);
+    REQUIRE(write(ack[1], "abc", 3) == 3); /* three acknowledgements waiting */
+    char yaml[512];
+    snprintf(yaml, sizeof yaml,
+             "sources:\n  src: {type: file, path: in.jsonl}\n"
+             "sinks:\n  k: {type: testfd, fd: %d, ack_fd: %d, inputs: [src]}\n",
+             out[1], ack[0]);
+    struct ink_config cfg = {0};
+    REQUIRE(load(&cfg, yaml) == 0);
+    struct ink_err err = {0};
+    struct ink_graph *g = NULL;
+    REQUIRE(ink_graph_build(&g, &cfg, &err) == 0);
+    CHECK(ink_graph_run(g) == 0);
+    struct ink_node *k = &g->nodes[1];
+    CHECK(k->c.out == 5 && k->c.dropped == 0);
+    struct ink_buf m = {0};
+    k->snk->metrics(k, &m); /* the sink's own count of what service read */
+    ink_buf_append(&m, "", 1);
+    CHECK_MSG(strstr((const char *)m.p, "inkflow_testfd_acks{node=\"k\"} 3\n"), "%s",
+              (const char *)m.p);
+    ink_buf_fini(&m);
+    ink_graph_free(g);
+    char got[256] = {0};
+    CHECK(read(out[0], got, sizeof got - 1) > 0);
+    CHECK_MSG(!strcmp(got, "1\n22\n333\n4444\n55555\n"), "%s", got);
+    close(out[0]), close(out[1]), close(ack[0]), close(ack[1]);
     ink_config_free(&cfg);
     cleanup();
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../engine/graph.h"
+#include "../engine/clock.h"
 #include "../engine/state.h"
 #include "file_io.h"
 
@@ -423,36 +424,19 @@ struct file_src {
     bool progress, progress_shown;
 };
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static struct ink_limits limits_of(const struct ink_graph *g, uint64_t frame)
-{
-    const struct ink_engine_conf *e = &g->cfg->engine;
-    struct ink_limits l = INK_LIMITS_DEFAULT;
-    if (frame) l.max_frame = (uint32_t)frame;
-    if (e->max_dim > 0) l.max_dim = (uint32_t)e->max_dim;
-    if (e->max_depth > 0) l.max_depth = (uint32_t)e->max_depth;
-    if (e->max_record_bytes > 0) l.max_extra = (uint32_t)e->max_record_bytes;
-    return l;
-}
-
 static int fsrc_open(struct ink_node *n, struct ink_err *err)
 {
     struct file_src *fs = n->impl;
     fs->r.fd = -1;
     fs->c = n->nc->conf;
-    const char *p = ink_path_resolve(n->g->cfg->base_dir, fs->c->path, fs->path, sizeof fs->path);
-    if (p != fs->path) snprintf(fs->path, sizeof fs->path, "%s", p);
-    struct ink_limits lim = limits_of(n->g, (uint64_t)n->g->cfg->engine.max_record_bytes + 65536);
+    if (!ink_path_resolve(n->g->cfg->base_dir, fs->c->path, fs->path, sizeof fs->path))
+        return ink_err_set(err, INK_EINVAL, "path too long: %s", fs->c->path);
+    struct ink_limits lim =
+        ink__source_limits(n, (uint64_t)n->g->cfg->engine.max_record_bytes + 65536);
     int rc = ink_file_reader_open(&fs->r, fs->path, fs->c->format, &lim, err);
     if (!rc) rc = ink_decoder_set_fields(&fs->r.dec, &fs->c->fields, err);
     if (rc) return rc;
-    fs->t_start = mono();
+    fs->t_start = ink_now();
     fs->progress = n->g->cfg->engine.progress && isatty(2) && fs->r.size > 0;
     return 0;
 }
@@ -465,7 +449,7 @@ static int fsrc_pollitem(struct ink_node *n, struct ink_pollitem *pi)
 
 static void progress(struct ink_node *n, struct file_src *fs, bool final)
 {
-    double t = mono();
+    double t = ink_now();
     if (!final && t - fs->last_progress < 0.5) return;
     fs->last_progress = t;
     double el = t - fs->t_start;
@@ -483,7 +467,7 @@ static int fsrc_pump(struct ink_node *n, int budget)
     for (; done < budget && !n->g->stop; done++) {
         if (fs->c->rate > 0) {
             double due = fs->t_start + (double)n->c.in / fs->c->rate;
-            double wait = due - mono();
+            double wait = due - ink_now();
             if (wait > 0) {
                 if (wait > 0.05) return done; /* let the loop serve sockets meanwhile */
                 struct timespec ts = {0, (long)(wait * 1e9)};
@@ -580,6 +564,7 @@ static int fsnk_open(struct ink_node *n, struct ink_err *err)
     fk->c = n->nc->conf;
     char buf[4096];
     const char *p = ink_path_resolve(n->g->cfg->base_dir, fk->c->path, buf, sizeof buf);
+    if (!p) return ink_err_set(err, INK_EINVAL, "path too long: %s", fk->c->path);
     /* A restore must not truncate: the snapshot says how much of it to keep. */
     bool append = fk->c->append || n->g->restoring;
     return ink_file_writer_open(&fk->w, p, fk->c->format, append, err);

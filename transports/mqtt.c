@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../engine/clock.h"
 #include "../engine/codec.h"
 #include "../engine/fields.h"
 #include "../engine/graph.h"
@@ -272,13 +273,6 @@ static int mqtt_check(const void *conf, struct ink_err *err)
 
 /* ---- the client, shared by the source and the sink --------------------------------- */
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int lib_refs; /* mosquitto_lib_init / cleanup, main thread only */
 
 struct client {
@@ -298,7 +292,7 @@ struct client {
 
 static void schedule_retry(struct client *cl)
 {
-    cl->next_try = mono() + cl->backoff;
+    cl->next_try = ink_now() + cl->backoff;
     cl->backoff = fmin(cl->backoff * 2, cl->c->reconnect_max);
 }
 
@@ -326,7 +320,7 @@ static void loop_failed(struct client *cl, int rc)
     if (rc == MOSQ_ERR_SUCCESS) return;
     if (mosquitto_socket(cl->m) >= 0) mosquitto_disconnect(cl->m);
     if (cl->connected) on_disconnect(cl->m, cl->n, rc);
-    if (cl->next_try <= mono()) {
+    if (cl->next_try <= ink_now()) {
         if (!cl->why[0])
             snprintf(cl->why, sizeof cl->why, "connection to %s:%d lost: %s", cl->host, cl->port,
                      rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
@@ -426,13 +420,13 @@ static void client_tick(struct client *cl)
         int rc = mosquitto_loop_misc(cl->m);
         if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN) loop_failed(cl, rc);
     }
-    if (mosquitto_socket(cl->m) < 0 && mono() >= cl->next_try) try_connect(cl);
+    if (mosquitto_socket(cl->m) < 0 && ink_now() >= cl->next_try) try_connect(cl);
 }
 
 static int client_timeout_ms(struct client *cl)
 {
     if (mosquitto_socket(cl->m) >= 0) return -1;
-    double w = cl->next_try - mono();
+    double w = cl->next_try - ink_now();
     return w <= 0 ? 0 : (int)ceil(w * 1e3);
 }
 
@@ -625,12 +619,7 @@ static int src_open(struct ink_node *n, struct ink_err *err)
 {
     struct mqtt_src *s = n->impl;
     const struct mqtt_conf *c = n->nc->conf;
-    const struct ink_engine_conf *e = &n->g->cfg->engine;
-    struct ink_limits lim = INK_LIMITS_DEFAULT;
-    lim.max_frame = (uint32_t)c->max_message_bytes;
-    if (e->max_dim > 0) lim.max_dim = (uint32_t)e->max_dim;
-    if (e->max_depth > 0) lim.max_depth = (uint32_t)e->max_depth;
-    if (e->max_record_bytes > 0) lim.max_extra = (uint32_t)e->max_record_bytes;
+    struct ink_limits lim = ink__source_limits(n, c->max_message_bytes);
     s->cl.idle[0] = s->cl.idle[1] = -1;
     if (ink_decoder_init(&s->dec, &lim)) return ink_err_set(err, INK_ENOMEM, "out of memory");
     if (ink_decoder_set_fields(&s->dec, &c->fields, err)) return err->code;
@@ -834,7 +823,7 @@ static int drain(struct ink_node *n, int64_t limit, double deadline)
     struct mqtt_snk *k = n->impl;
     while (k->outstanding >= limit) {
         int fd = mosquitto_socket(k->cl.m);
-        if (fd < 0 || !k->cl.connected || mono() > deadline) return -1;
+        if (fd < 0 || !k->cl.connected || ink_now() > deadline) return -1;
         struct pollfd pf = {.fd = fd,
                             .events = (short)(POLLIN |
                                               (mosquitto_want_write(k->cl.m) ? POLLOUT : 0))};
@@ -852,8 +841,8 @@ static int wait_connected(struct ink_node *n)
     double stop_at = 0;
     while (!k->cl.connected) {
         if (n->g->stop) {
-            if (stop_at == 0) stop_at = mono() + n->g->cfg->engine.grace;
-            if (mono() > stop_at) return -1;
+            if (stop_at == 0) stop_at = ink_now() + n->g->cfg->engine.grace;
+            if (ink_now() > stop_at) return -1;
         }
         client_tick(&k->cl);
         int fd = mosquitto_socket(k->cl.m);
@@ -897,7 +886,7 @@ static int snk_write(struct ink_node *n, const struct ink_record *rec)
     }
     if (k->outstanding >= c->max_queued) {
         double grace = n->g->stop ? n->g->cfg->engine.grace : 3600;
-        if (drain(n, c->max_queued, mono() + grace)) {
+        if (drain(n, c->max_queued, ink_now() + grace)) {
             n->c.dropped++;
             ink__log(n, "record not published: %s", k->cl.why[0] ? k->cl.why : "broker too slow");
             return 1;
@@ -953,7 +942,7 @@ static void snk_flush(struct ink_node *n)
 static int snk_sync(struct ink_node *n, struct ink_err *err)
 {
     struct mqtt_snk *k = n->impl;
-    if (drain(n, 1, mono() + 10))
+    if (drain(n, 1, ink_now() + 10))
         return ink_err_set(err, INK_EIO, "%lld publishes not acknowledged by %s:%d (%s)",
                            (long long)k->outstanding, k->cl.host, k->cl.port,
                            k->cl.why[0] ? k->cl.why : "timeout");
@@ -963,7 +952,7 @@ static int snk_sync(struct ink_node *n, struct ink_err *err)
 static void snk_finish(struct ink_node *n)
 {
     struct mqtt_snk *k = n->impl;
-    if (drain(n, 1, mono() + n->g->cfg->engine.grace) && k->outstanding)
+    if (drain(n, 1, ink_now() + n->g->cfg->engine.grace) && k->outstanding)
         ink__log(n, "%lld publishes not acknowledged at the end", (long long)k->outstanding);
 }
 

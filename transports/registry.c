@@ -10,6 +10,7 @@ extern const struct ink_source_type ink_source_mqtt;
 extern const struct ink_sink_type ink_sink_mqtt;
 #ifdef INK_TEST_TRANSPORTS /* test builds only: tests/src_testfd.c */
 extern const struct ink_source_type ink_source_testfd;
+extern const struct ink_sink_type ink_sink_testfd;
 #endif
 
 const struct ink_node_type *const ink_source_types[] = {
@@ -26,5 +27,8 @@ const struct ink_node_type *const ink_sink_types[] = {
     &ink_sink_zmq.type,
     &ink_sink_file.type,
     &ink_sink_mqtt.type,
+#ifdef INK_TEST_TRANSPORTS
+    &ink_sink_testfd.type,
+#endif
     NULL,
 };

@@ -182,7 +182,7 @@ static int zmq_check(const void *conf, struct ink_err *err)
 
 /* The ZeroMQ context of the graph sockets: created by the first zmq node
  * that opens, terminated when the last one closes (the security thread of
- * zmq_util.c closes its own sockets then). A graph without zmq nodes has none. */
+ * zmq_sec.c closes its own sockets then). A graph without zmq nodes has none. */
 static struct {
     pthread_mutex_t mu;
     void *ctx;
@@ -225,17 +225,6 @@ struct zmq_src {
 
 static const int src_types[] = {
     [INK_ZMQ_PULL] = ZMQ_PULL, [INK_ZMQ_SUB] = ZMQ_SUB, [INK_ZMQ_ROUTER] = ZMQ_ROUTER};
-
-static struct ink_limits zlimits(const struct ink_graph *g, const struct ink_zmq_conf *c)
-{
-    const struct ink_engine_conf *e = &g->cfg->engine;
-    struct ink_limits l = INK_LIMITS_DEFAULT;
-    l.max_frame = (uint32_t)c->max_message_bytes;
-    if (e->max_dim > 0) l.max_dim = (uint32_t)e->max_dim;
-    if (e->max_depth > 0) l.max_depth = (uint32_t)e->max_depth;
-    if (e->max_record_bytes > 0) l.max_extra = (uint32_t)e->max_record_bytes;
-    return l;
-}
 
 /* Open a node's socket: key paths relative to the config, connection events
  * counted under the node's name, and a warning for a socket open to every
@@ -288,12 +277,11 @@ static int zsrc_open(struct ink_node *n, struct ink_err *err)
     struct zmq_src *z = n->impl;
     z->c = n->nc->conf;
     if (!(z->ctx = ctx_acquire(err))) return INK_EIO;
-    struct ink_limits lim = zlimits(n->g, z->c);
+    struct ink_limits lim = ink__source_limits(n, z->c->max_message_bytes);
     if (ink_decoder_init(&z->dec, &lim)) return ink_err_set(err, INK_ENOMEM, "out of memory");
     if (ink_decoder_set_fields(&z->dec, &z->c->fields, err)) return err->code;
     if (z->c->reply_from) {
-        for (int i = 0; i < n->g->n; i++)
-            if (strcmp(n->g->nodes[i].name, z->c->reply_from) == 0) z->reply_node = &n->g->nodes[i];
+        z->reply_node = ink__node_find(n->g, z->c->reply_from);
         if (!z->reply_node)
             return ink_err_set(err, INK_EINVAL, "reply_from '%s' is not a node", z->c->reply_from);
     }
@@ -309,13 +297,6 @@ static int zsrc_pollitem(struct ink_node *n, struct ink_pollitem *pi)
 {
     *pi = (struct ink_pollitem){.socket = ((struct zmq_src *)n->impl)->sock, .events = INK_POLLIN};
     return 1;
-}
-
-static int64_t wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 /* Decode one payload and dispatch it. */
@@ -338,7 +319,7 @@ static int handle_payload(struct ink_node *n, struct zmq_src *z, zmq_msg_t *m)
         return 0;
     }
     if (!(rec.flags & INK_HAS_T)) {
-        rec.t = wall_ns();
+        rec.t = ink_wall_ns();
         rec.flags |= INK_HAS_T;
     }
     return ink__source_emit(n, &rec);

@@ -1,7 +1,8 @@
 /* ZeroMQ plumbing shared by the zmq source/sink and the send/recv/query
- * commands: socket set-up from a conf, and the end-of-stream exchange.
+ * commands: socket set-up from a conf with CURVE and the ZAP handler
+ * (zmq_sec.c), and the end-of-stream exchange (zmq_eos.c).
  *
- * End of stream (DESIGN.md "A stream's end is explicit"): libzmq 4.3.4 can
+ * End of stream (docs/design.md#end-of-stream): libzmq 4.3.4 can
  * drop the last messages of a PUSH socket closed right after its last send
  * (zeromq/libzmq#4660). So a sender finishes with a two-frame control
  * message ["INKFLOW-EOS", msgpack {id, sent, ack}] on the same pipe as the
@@ -20,6 +21,7 @@
 #include <stdint.h>
 #include <zmq.h>
 
+#include "../engine/clock.h"
 #include "../engine/err.h"
 #include "../engine/fields.h"
 
@@ -111,7 +113,7 @@ struct ink_eos_seen {
 int ink_eos_handle(void *ctx, void *sock, zmq_msg_t *tag, uint64_t received,
                    struct ink_eos_seen *seen, int *fresh, struct ink_err *err);
 
-/* Monotonic seconds. */
-double ink_now(void);
+/* zmq_setsockopt of an int (zmq_sec.c, zmq_eos.c). */
+int ink__zmq_setint(void *s, int opt, int v);
 
 #endif

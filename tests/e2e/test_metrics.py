@@ -113,7 +113,12 @@ if fams:
     inkt.check(v("inkflow_operator_keys", "inkflow_operator_keys", node="cdf") == 4 and
                v("inkflow_operator_memory_bound_bytes", "inkflow_operator_memory_bound_bytes",
                  node="cdf") > 0, "keyed ecdf: 4 keys, a memory bound")
-time.sleep(0.6)
+def snapped():
+    f = scrape(port)
+    return f is not None and (value(f, "inkflow_snapshots", "inkflow_snapshots_total") or 0) >= 1
+
+
+inkt.check(inkt.wait_for(snapped, timeout=30), "a snapshot is taken")
 fams = scrape(port)
 snaps = value(fams, "inkflow_snapshots", "inkflow_snapshots_total")
 age = value(fams, "inkflow_snapshot_age_seconds", "inkflow_snapshot_age_seconds")
