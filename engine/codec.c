@@ -634,7 +634,8 @@ static enum ink_reject decode_mapped(struct ink_decoder *d, const uint8_t *buf,
         const uint8_t *v = mp_find(buf, end, s->name, s->name_len); /* a name with dots */
         if (!v && s->nseg > 1) {
             v = buf;
-            for (uint32_t g = 0; v && g < s->nseg; g++) v = mp_find(v, end, s->seg[g], s->seg_len[g]);
+            for (uint32_t g = 0; v && g < s->nseg; g++)
+                v = mp_find(v, end, s->seg[g], s->seg_len[g]);
         }
         struct ink_fval fv = {0};
         if (v) mp_fval(v, &fv);

@@ -243,8 +243,8 @@ static enum ink_reject put_time(struct ink_decoder *d, const struct ink_fslot *s
     }
     if (fmt == INK_TF_RFC3339) {
         if (!text)
-            return frej(d, INK_REJ_TYPE, "t '%s': expected an RFC 3339 date-time, got %s",
-                        s->name, kind_word(v));
+            return frej(d, INK_REJ_TYPE, "t '%s': expected an RFC 3339 date-time, got %s", s->name,
+                        kind_word(v));
         if (ink_rfc3339_parse(v->s, v->n, &rec->t))
             return frej(d, INK_REJ_TYPE,
                         "t '%s': '%.*s' is not an RFC 3339 date-time (2026-12-05T10:00:00Z)",
@@ -361,8 +361,8 @@ int ink_rfc3339_parse(const char *s, size_t n, int64_t *ns)
     if (n < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
         s[13] != ':' || s[16] != ':')
         return -1;
-    if (digits(s, 4, &Y) || digits(s + 5, 2, &M) || digits(s + 8, 2, &D) ||
-        digits(s + 11, 2, &h) || digits(s + 14, 2, &mi) || digits(s + 17, 2, &sec))
+    if (digits(s, 4, &Y) || digits(s + 5, 2, &M) || digits(s + 8, 2, &D) || digits(s + 11, 2, &h) ||
+        digits(s + 14, 2, &mi) || digits(s + 17, 2, &sec))
         return -1;
     static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     bool leap = (Y % 4 == 0 && Y % 100 != 0) || Y % 400 == 0;

@@ -27,8 +27,8 @@
 enum ink_tfmt { INK_TF_AUTO, INK_TF_UNIX_S, INK_TF_UNIX_MS, INK_TF_UNIX_NS, INK_TF_RFC3339 };
 extern const char *const ink_tfmt_names[]; /* "auto", "unix_s", ... NULL */
 
-#define INK_FIELDS_MAX_X 64    /* names in x */
-#define INK_FIELDS_MAX_DEPTH 8 /* segments of a dotted path */
+#define INK_FIELDS_MAX_X     64 /* names in x */
+#define INK_FIELDS_MAX_DEPTH 8  /* segments of a dotted path */
 
 /* The parsed `fields:` value (engine/fields_conf.c fills it from YAML). */
 struct ink_fields_conf {
@@ -69,7 +69,7 @@ static inline void ink_decoder_set_topic(struct ink_decoder *d, const char *topi
 enum ink_fslot_role { INK_FS_X, INK_FS_Y, INK_FS_KEY, INK_FS_T };
 struct ink_fslot {
     enum ink_fslot_role role;
-    uint32_t xi;    /* INK_FS_X: position in x */
+    uint32_t xi;      /* INK_FS_X: position in x */
     const char *name; /* as written in the config (NUL-terminated) */
     uint32_t name_len;
     uint32_t nseg; /* dotted path: segments (1 = a plain name) */

@@ -102,7 +102,8 @@ static bool parse_t(struct ink_diags *d, const char *path, const struct ink__yno
             ok &= (c->t = dup_name(d, kp, v)) != NULL;
         } else if (k->kind == INK__Y_SCALAR && !strcmp(k->s, "format")) {
             int f = 0;
-            while (ink_tfmt_names[f] && (v->kind != INK__Y_SCALAR || strcmp(ink_tfmt_names[f], v->s)))
+            while (ink_tfmt_names[f] &&
+                   (v->kind != INK__Y_SCALAR || strcmp(ink_tfmt_names[f], v->s)))
                 f++;
             if (!ink_tfmt_names[f]) {
                 ink__diag_add(d, v->line, v->col,
@@ -154,8 +155,7 @@ bool ink__fields_parse(struct ink_diags *d, const char *path, const struct ink__
             if (s)
                 ink__diag_add(d, k->line, k->col, "%s: unknown key (did you mean '%s'?)", kp, s);
             else
-                ink__diag_add(d, k->line, k->col, "%s: unknown key (valid keys: x, y, key, t)",
-                              kp);
+                ink__diag_add(d, k->line, k->col, "%s: unknown key (valid keys: x, y, key, t)", kp);
             ok = false;
         }
     }

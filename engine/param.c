@@ -568,8 +568,8 @@ static bool parse_value(struct ink_diags *d, const char *path, const struct ink_
     case INK_P_STRINGS: {
         int cnt = n->kind == INK__Y_SEQ ? n->n : 1;
         if (n->kind == INK__Y_MAP) {
-            ink__diag_add(d, n->line, n->col, "%s: expected a string or a list of strings, got a map",
-                          path);
+            ink__diag_add(d, n->line, n->col,
+                          "%s: expected a string or a list of strings, got a map", path);
             return false;
         }
         if ((p->len_min || p->len_max) && (cnt < p->len_min || (p->len_max && cnt > p->len_max))) {

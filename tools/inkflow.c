@@ -164,7 +164,10 @@ static int check_csv_fields(const char *cfgpath, const struct ink_config *cfg,
     free(line);
     const struct ink_fields_conf *fc = &c->fields;
     for (int i = 0; i < fc->nx + 3; i++) {
-        const char *name = i < fc->nx ? fc->x[i] : i == fc->nx ? fc->y : i == fc->nx + 1 ? fc->key : fc->t;
+        const char *name = i < fc->nx         ? fc->x[i]
+                           : i == fc->nx     ? fc->y
+                           : i == fc->nx + 1 ? fc->key
+                                             : fc->t;
         if (!name) continue;
         uint32_t col = 0;
         while (col < h.ncols && strcmp(h.name[col], name)) col++;
@@ -200,7 +203,8 @@ static int cmd_validate(int argc, char **argv)
     int ns = 0, no = 0, nk = 0, errs = 0;
     uint64_t mem = 0;
     for (int i = 0; i < cfg.nnodes; i++)
-        if (cfg.nodes[i].kind == INK_NODE_SOURCE) errs += check_csv_fields(argv[0], &cfg, &cfg.nodes[i]);
+        if (cfg.nodes[i].kind == INK_NODE_SOURCE)
+            errs += check_csv_fields(argv[0], &cfg, &cfg.nodes[i]);
     if (errs) {
         fprintf(stderr, "inkflow: %s: %d error%s\n", argv[0], errs, errs == 1 ? "" : "s");
         ink_config_free(&cfg);

@@ -54,7 +54,7 @@ struct mqtt_tls_conf {
 };
 
 struct mqtt_conf {
-    char *broker; /* host[:port] */
+    char *broker;               /* host[:port] */
     struct ink_str_list topics; /* source: topic filters */
     char *topic;                /* sink: template, {key} replaced */
     int64_t qos;
@@ -125,7 +125,7 @@ static const struct ink_param tls_params[] = {
          .def = "30s",                                                                             \
          .min = 5,                                                                                 \
          .max = 65535,                                                                             \
-         .help = "MQTT keepalive: a silent broker is taken as gone after 1.5 times this"},         \
+         .help = "MQTT keepalive: a broker silent for about twice this is taken as gone"},         \
         {.name = "username",                                                                       \
          .type = INK_P_STRING,                                                                     \
          .offset = MOFF(username),                                                                 \
@@ -226,8 +226,10 @@ static int parse_broker(const char *s, bool tls, char *host, size_t hn, int *por
         const char *rb = strchr(s, ']');
         if (!rb) return -1;
         h = s + 1, he = rb;
-        if (rb[1] == ':') colon = rb + 1;
-        else if (rb[1]) return -1;
+        if (rb[1] == ':')
+            colon = rb + 1;
+        else if (rb[1])
+            return -1;
     } else {
         colon = strrchr(s, ':');
         he = colon ? colon : s + strlen(s);
@@ -262,12 +264,12 @@ static int mqtt_check(const void *conf, struct ink_err *err)
     }
     if (c->topic && (!*c->topic || strpbrk(c->topic, "+#")))
         return ink_err_set(err, INK_EINVAL,
-                           "topic: '%s': a topic to publish to has no + or # wildcards",
-                           c->topic);
+                           "topic: '%s': a topic to publish to has no + or # wildcards", c->topic);
     if (c->format == MQ_CSV && c->topics.n && c->columns.n == 0)
         return ink_err_set(err, INK_EINVAL, "format csv needs 'columns' (the names of the cells)");
     if (c->tls.set && !c->tls.cert_file != !c->tls.key_file)
-        return ink_err_set(err, INK_EINVAL, "tls: give both 'cert_file' and 'key_file', or neither");
+        return ink_err_set(err, INK_EINVAL,
+                           "tls: give both 'cert_file' and 'key_file', or neither");
     return 0;
 }
 
@@ -298,9 +300,9 @@ static void schedule_retry(struct client *cl)
 
 static void try_connect(struct client *cl)
 {
-    int rc = cl->started ? mosquitto_reconnect_async(cl->m)
-                         : mosquitto_connect_async(cl->m, cl->host, cl->port,
-                                                   (int)cl->c->keepalive);
+    int rc = cl->started
+                 ? mosquitto_reconnect_async(cl->m)
+                 : mosquitto_connect_async(cl->m, cl->host, cl->port, (int)cl->c->keepalive);
     if (rc != MOSQ_ERR_INVAL) cl->started = true;
     if (rc != MOSQ_ERR_SUCCESS) {
         snprintf(cl->why, sizeof cl->why, "cannot connect to %s:%d: %s", cl->host, cl->port,
@@ -340,12 +342,10 @@ static void on_disconnect(struct mosquitto *m, void *obj, int rc)
     }
     if (cl->connected) {
         cl->disconnects++;
-        snprintf(cl->why, sizeof cl->why, "connection to %s:%d lost: %s", cl->host, cl->port,
-                 what);
+        snprintf(cl->why, sizeof cl->why, "connection to %s:%d lost: %s", cl->host, cl->port, what);
         ink__log(n, "%s; reconnecting", cl->why);
     } else if (rc != MOSQ_ERR_SUCCESS) {
-        snprintf(cl->why, sizeof cl->why, "cannot connect to %s:%d: %s", cl->host, cl->port,
-                 what);
+        snprintf(cl->why, sizeof cl->why, "cannot connect to %s:%d: %s", cl->host, cl->port, what);
         ink__log(n, "%s (next attempt in %.1f s)", cl->why, cl->backoff);
     }
     cl->connected = false;
@@ -556,8 +556,8 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
     size_t len = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
     char why[400];
     if (len > s->dec.lim.max_frame) {
-        snprintf(why, sizeof why, "payload of %zu bytes on %.100s, over max_message_bytes %u",
-                 len, msg->topic, s->dec.lim.max_frame);
+        snprintf(why, sizeof why, "payload of %zu bytes on %.100s, over max_message_bytes %u", len,
+                 msg->topic, s->dec.lim.max_frame);
         ink__source_reject(n, INK_REJ_TOO_LARGE, why, p, len);
         return;
     }
@@ -824,9 +824,8 @@ static int drain(struct ink_node *n, int64_t limit, double deadline)
     while (k->outstanding >= limit) {
         int fd = mosquitto_socket(k->cl.m);
         if (fd < 0 || !k->cl.connected || ink_now() > deadline) return -1;
-        struct pollfd pf = {.fd = fd,
-                            .events = (short)(POLLIN |
-                                              (mosquitto_want_write(k->cl.m) ? POLLOUT : 0))};
+        struct pollfd pf = {
+            .fd = fd, .events = (short)(POLLIN | (mosquitto_want_write(k->cl.m) ? POLLOUT : 0))};
         if (poll(&pf, 1, 100) < 0 && errno != EINTR) return -1;
         client_io(&k->cl, (pf.revents & (POLLIN | POLLERR | POLLHUP)) != 0);
         client_tick(&k->cl);
@@ -852,9 +851,8 @@ static int wait_connected(struct ink_node *n)
             nanosleep(&ts, NULL);
             continue;
         }
-        struct pollfd pf = {.fd = fd,
-                            .events = (short)(POLLIN |
-                                              (mosquitto_want_write(k->cl.m) ? POLLOUT : 0))};
+        struct pollfd pf = {
+            .fd = fd, .events = (short)(POLLIN | (mosquitto_want_write(k->cl.m) ? POLLOUT : 0))};
         if (poll(&pf, 1, 100) < 0 && errno != EINTR) return -1;
         client_io(&k->cl, (pf.revents & (POLLIN | POLLERR | POLLHUP)) != 0);
     }

@@ -14,6 +14,7 @@
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import urllib.error
@@ -277,4 +278,44 @@ row = inkt.summary_row(err, "percentile")
 inkt.check(row and row["in"] == 17518 and row["out"] == 17518, "the example's percentiles: every reading (%s)" % row)
 
 broker.stop()
+
+# --- a broker that wants a password: refused with a wrong one (/ready says why), then let in ----
+auth = mqttbroker.Broker(extra_conf="")
+pwfile = os.path.join(auth.dir, "passwd")
+subprocess.run(["mosquitto_passwd", "-b", "-c", pwfile, "sensor", "s3cret"], check=True,
+               capture_output=True)
+if auth.user:  # mosquitto reads it after dropping to its user
+    os.chown(pwfile, os.stat(auth.dir).st_uid, os.stat(auth.dir).st_gid)
+with open(auth.conf) as f:
+    conf = f.read().replace("allow_anonymous true", "allow_anonymous false")
+with open(auth.conf, "w") as f:
+    f.write(conf + "password_file %s\n" % pwfile)
+auth.start()
+with open(os.path.join(d, "pw"), "w") as f:
+    f.write("wrong\n")
+hp4 = inkt.free_port()
+cfg = inkt.write_config(d, """
+engine: {http: {listen: "127.0.0.1:%d"}}
+sources:
+  feed: {type: mqtt, broker: %s, topics: [site/+/temp], username: sensor, password_file: pw,
+         fields: {x: [temp]}}
+sinks:
+  out: {type: file, path: auth_out.jsonl, inputs: [feed]}
+""" % (hp4, auth.url), "auth.yaml")
+g = inkt.start([inkt.INKFLOW, "run", cfg])
+inkt.check(inkt.wait_for(lambda: "not authorised" in http(hp4, "/ready")[1].lower() or
+                         "not authorized" in http(hp4, "/ready")[1].lower(), 30),
+           "a wrong password: /ready 503 says the broker refused it: %r" % (http(hp4, "/ready"),))
+g.send_signal(signal.SIGTERM)
+g.wait(timeout=60)
+with open(os.path.join(d, "pw"), "w") as f:
+    f.write("s3cret\n")
+g = inkt.start([inkt.INKFLOW, "run", cfg])
+inkt.check(inkt.wait_for(lambda: http(hp4, "/ready")[0] == 200, 30), "the right password: ready")
+p = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(auth.port), "-u", "sensor", "-P", "s3cret",
+                    "-t", "site/1/temp", "-m", '{"temp": 7}', "-q", "1"], capture_output=True)
+aout = os.path.join(d, "auth_out.jsonl")
+inkt.check(inkt.wait_for(lambda: lines(aout) >= 1, 30), "a record through the authenticated session")
+stop_graph(g)
+auth.stop()
 inkt.finish()
