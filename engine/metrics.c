@@ -189,8 +189,9 @@ static void render_connections(struct ink_buf *b, const struct ink_metrics *m)
                                                         "refused_handshake",
                                                     [INK_CONN_DISCONNECTED] = "disconnected"};
     head(b, "inkflow_connections_total", "counter",
-         "zmq connection events: accepted or made, admitted (handshake done), refused by "
-         "CURVE/ZAP or a failed handshake, disconnected");
+         "connection events of a transport's sockets: accepted or made, admitted "
+         "(handshake done), refused by authentication (zmq: CURVE/ZAP) or a failed "
+         "handshake, disconnected");
     char e[512];
     for (int i = 0; i < m->n; i++)
         if (m->nodes[i].has_conn)
