@@ -511,7 +511,9 @@ struct mqtt_src {
     struct ink_csv_header hdr;
     bool have_hdr;
     int budget, handled, fatal;
-    bool more; /* the last pump stopped at its budget */
+    bool more;        /* the last pump stopped at its budget */
+    int subs_pending; /* SUBSCRIBEs without their SUBACK */
+    bool sub_refused;
     uint64_t received, at_snapshot;
 };
 
@@ -536,11 +538,32 @@ static void on_connect(struct mosquitto *m, void *obj, int rc, int flags)
         ink__log(n, "connected to %s:%d again%s", cl->host, cl->port,
                  (flags & 1) ? " (session resumed)" : "");
     const struct mqtt_conf *c = cl->c;
+    struct mqtt_src *src = n->impl;
+    src->subs_pending = 0;
+    src->sub_refused = false;
     for (int i = 0; i < c->topics.n; i++) {
         int s = mosquitto_subscribe(m, NULL, c->topics.v[i], (int)c->qos);
-        if (s != MOSQ_ERR_SUCCESS)
+        if (s == MOSQ_ERR_SUCCESS)
+            src->subs_pending++;
+        else
             ink__log(n, "subscribe %s: %s", c->topics.v[i], mosquitto_strerror(s));
     }
+}
+
+/* SUBACK: ready once every filter is granted; a refused one (0x80, e.g. an
+ * ACL) is said on /ready and in the log. */
+static void on_subscribe(struct mosquitto *m, void *obj, int mid, int n_granted, const int *granted)
+{
+    (void)m, (void)mid;
+    struct ink_node *n = obj;
+    struct mqtt_src *s = n->impl;
+    if (s->subs_pending > 0) s->subs_pending--;
+    for (int i = 0; i < n_granted; i++)
+        if (granted[i] == 0x80) {
+            s->sub_refused = true;
+            ink__log(n, "the broker refused a subscription (its ACL?); topics: %s%s",
+                     s->cl.c->topics.v[0], s->cl.c->topics.n > 1 ? ", ..." : "");
+        }
 }
 
 /* One message: decoded and dispatched now (the loop's thread). */
@@ -637,6 +660,7 @@ static int src_open(struct ink_node *n, struct ink_err *err)
     int rc = client_open(&s->cl, n, err);
     if (rc) return rc;
     mosquitto_message_callback_set(s->cl.m, on_message);
+    mosquitto_subscribe_callback_set(s->cl.m, on_subscribe);
     return 0;
 }
 
@@ -701,7 +725,17 @@ static void src_committed(struct ink_node *n)
 
 static bool src_ready(struct ink_node *n, char *why, size_t len)
 {
-    return client_ready(&((struct mqtt_src *)n->impl)->cl, why, len);
+    struct mqtt_src *s = n->impl;
+    if (!client_ready(&s->cl, why, len)) return false;
+    if (s->sub_refused) {
+        snprintf(why, len, "the broker refused a subscription (see the log)");
+        return false;
+    }
+    if (s->subs_pending > 0) {
+        snprintf(why, len, "waiting for the broker to confirm the subscriptions");
+        return false;
+    }
+    return true;
 }
 
 static void src_metrics(struct ink_node *n, struct ink_buf *out)

@@ -169,7 +169,6 @@ inkt.check(inkt.wait_for(lambda: http(hp2, "/ready")[0] == 503, 30),
 st, body = http(hp2, "/ready")
 inkt.check("feed" in body and "127.0.0.1:%d" % broker.port in body, "/ready says which node and broker: %r" % body)
 inkt.check(metric(hp2, "inkflow_mqtt_connected", node="feed") == 0, "inkflow_mqtt_connected 0 while down")
-time.sleep(0.5)  # a few failed attempts: the backoff path, not a wait for a condition
 broker.start()
 mqttbroker.publish(broker.port, batch(2000, 4000))  # likely before inkflow is back: the session keeps them
 inkt.check(inkt.wait_for(lambda: http(hp2, "/ready")[0] == 200, 30), "/ready is 200 again after the broker is back")
@@ -265,10 +264,11 @@ stop_graph(g)
 
 # --- the example: configs/sensors-mqtt.yaml fed by examples/mqtt_publish.py ------------------
 text = open(os.path.join(inkt.ROOT, "configs", "sensors-mqtt.yaml")).read()
-text = text.replace("127.0.0.1:1883", broker.url).replace("127.0.0.1:9464", "127.0.0.1:%d" % inkt.free_port())
+hp5 = inkt.free_port()
+text = text.replace("127.0.0.1:1883", broker.url).replace("127.0.0.1:9464", "127.0.0.1:%d" % hp5)
 cfg = inkt.write_config(d, text, "sensors-mqtt.yaml")
 g = inkt.start([inkt.INKFLOW, "run", cfg])
-time.sleep(0.2)
+inkt.check(inkt.wait_for(lambda: http(hp5, "/ready")[0] == 200, 30), "the example graph is ready (subscribed)")
 p = inkt.run(["/usr/bin/python3", os.path.join(inkt.ROOT, "examples", "mqtt_publish.py"), "--broker", broker.url])
 inkt.check(p.returncode == 0, "examples/mqtt_publish.py replays data/ (%s)" % p.stderr.decode().strip())
 wout = os.path.join(d, "sensors-weather.jsonl")
