@@ -277,6 +277,22 @@ err = stop_graph(g)
 row = inkt.summary_row(err, "percentile")
 inkt.check(row and row["in"] == 17518 and row["out"] == 17518, "the example's percentiles: every reading (%s)" % row)
 
+# msgpack payloads, retained: a subscriber that comes later gets the last record per key
+cfg = inkt.write_config(d, """
+sources:
+  feed: {type: file, path: same.jsonl, fields: {x: [temp], key: site}}
+sinks:
+  pub: {type: mqtt, broker: %s, topic: "last/{key}", format: msgpack, retain: true, inputs: [feed]}
+""" % broker.url, "retain.yaml")
+p = inkt.run([inkt.INKFLOW, "run", cfg])
+inkt.check(p.returncode == 0, "file -> mqtt sink (msgpack, retained) exits 0")
+late = mqttbroker.Subscriber(broker.port, "last/#", client_id="inkflow-test-late")
+inkt.check(inkt.wait_for(lambda: len(late.got) >= SITES, 20), "a late subscriber gets the retained ones (%d)" % len(late.got))
+late.close()
+want = {"last/%d" % s: {"key": str(s), "x": [vals[max(i for i in range(N) if i % SITES == s)]]} for s in range(SITES)}
+inkt.check({t: msgpack.unpackb(pl, raw=False) for t, pl in late.got} == want,
+           "the retained message of each topic is that key's last record, in msgpack")
+
 broker.stop()
 
 # --- a broker that wants a password: refused with a wrong one (/ready says why), then let in ----
