@@ -320,12 +320,15 @@ static void on_disconnect(struct mosquitto *m, void *obj, int rc);
 static void loop_failed(struct client *cl, int rc)
 {
     if (rc == MOSQ_ERR_SUCCESS) return;
+    const char *what = rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc);
     if (mosquitto_socket(cl->m) >= 0) mosquitto_disconnect(cl->m);
-    if (cl->connected) on_disconnect(cl->m, cl->n, rc);
-    if (cl->next_try <= ink_now()) {
-        if (!cl->why[0])
-            snprintf(cl->why, sizeof cl->why, "connection to %s:%d lost: %s", cl->host, cl->port,
-                     rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+    if (cl->connected) {
+        on_disconnect(cl->m, cl->n, rc); /* says why, schedules the next attempt */
+        return;
+    }
+    if (cl->next_try <= ink_now()) { /* libmosquitto did not report it: a TLS handshake */
+        snprintf(cl->why, sizeof cl->why, "cannot connect to %s:%d: %s", cl->host, cl->port, what);
+        ink__log(cl->n, "%s (next attempt in %.1f s)", cl->why, cl->backoff);
         schedule_retry(cl);
     }
 }

@@ -334,4 +334,53 @@ aout = os.path.join(d, "auth_out.jsonl")
 inkt.check(inkt.wait_for(lambda: lines(aout) >= 1, 30), "a record through the authenticated session")
 stop_graph(g)
 auth.stop()
+
+# --- TLS: a broker with a certificate from a throwaway CA; inkflow checks it ------------------
+tdir = inkt.tmpdir()
+ossl = lambda *a: subprocess.run(["openssl"] + list(a), check=True, capture_output=True, cwd=tdir)
+ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=inkflow test CA",
+     "-keyout", "ca.key", "-out", "ca.crt")
+ossl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr")
+with open(os.path.join(tdir, "san.ext"), "w") as f:
+    f.write("subjectAltName=IP:127.0.0.1\n")
+ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+     "-extfile", "san.ext", "-out", "server.crt")
+tls = mqttbroker.Broker()
+for fn in ("ca.crt", "server.crt", "server.key"):
+    dst = os.path.join(tls.dir, fn)
+    with open(os.path.join(tdir, fn), "rb") as a, open(dst, "wb") as b:
+        b.write(a.read())
+    if tls.user:
+        os.chown(dst, os.stat(tls.dir).st_uid, os.stat(tls.dir).st_gid)
+with open(tls.conf, "a") as f:
+    f.write("cafile %s/ca.crt\ncertfile %s/server.crt\nkeyfile %s/server.key\n" % ((tls.dir,) * 3))
+tls.start()
+hp6 = inkt.free_port()
+cfg = inkt.write_config(d, """
+engine: {http: {listen: "127.0.0.1:%d"}}
+sources:
+  feed: {type: mqtt, broker: %s, topics: [site/+/temp], tls: {ca_file: %s/ca.crt},
+         fields: {x: [temp]}}
+sinks:
+  out: {type: file, path: tls_out.jsonl, inputs: [feed]}
+""" % (hp6, tls.url, tdir), "tls.yaml")
+g = inkt.start([inkt.INKFLOW, "run", cfg])
+inkt.check(inkt.wait_for(lambda: http(hp6, "/ready")[0] == 200, 30),
+           "TLS: connected, the broker's certificate checked against ca_file (%r)" % (http(hp6, "/ready"),))
+p = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(tls.port), "--cafile", os.path.join(tdir, "ca.crt"),
+                    "-t", "site/1/temp", "-m", '{"temp": 9}', "-q", "1"], capture_output=True)
+tout = os.path.join(d, "tls_out.jsonl")
+inkt.check(inkt.wait_for(lambda: lines(tout) >= 1, 30), "TLS: a record through the encrypted session")
+stop_graph(g)
+# a CA that did not sign the broker's certificate: refused, /ready says why
+ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=other CA",
+     "-keyout", "other.key", "-out", "other.crt")
+cfg = inkt.write_config(d, open(cfg).read().replace("/ca.crt}", "/other.crt}"), "tls_bad.yaml")
+g = inkt.start([inkt.INKFLOW, "run", cfg])
+inkt.check(inkt.wait_for(lambda: http(hp6, "/ready")[0] == 503 and "TLS" in http(hp6, "/ready")[1], 30),
+           "TLS with the wrong CA: not ready, and why (%r)" % (http(hp6, "/ready"),))
+time_ok = inkt.wait_for(lambda: http(hp6, "/ready")[0] == 503, 1)
+inkt.check(time_ok and g.poll() is None, "TLS with the wrong CA: inkflow keeps retrying, no crash")
+stop_graph(g)
+tls.stop()
 inkt.finish()
