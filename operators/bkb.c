@@ -1175,7 +1175,8 @@ static int find_arm(const struct bkb *s, const struct ink_record *r, int *j, str
     }
     if (r->flags & INK_HAS_X) {
         if ((int)r->dim != s->d)
-            return ink_err_set(err, INK_EDIM, "x has %u values, the arms have %d", r->dim, s->d);
+            return ink_err_set(err, INK_EDIM, "x has %u values, bkb takes %d (its arms' dimension)",
+                               r->dim, s->d);
         for (int i = 0; i < s->A; i++) {
             const double *a = s->X + (size_t)i * s->d;
             int k = 0;

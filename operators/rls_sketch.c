@@ -613,8 +613,8 @@ static int check_x(const struct rls_state *st, const struct ink_record *in, stru
     if (!(in->flags & INK_HAS_X) || !in->x)
         return ink_err_set(err, INK_ENOX, "rls_sketch: record has no x");
     if ((int64_t)in->dim != st->d)
-        return ink_err_set(err, INK_EDIM, "rls_sketch: x has %u values, expected %d", in->dim,
-                           st->d);
+        return ink_err_set(err, INK_EDIM, "x has %u values, rls_sketch takes %d", in->dim,
+                           (int)st->d);
     for (int i = 0; i < st->d; i++)
         if (!isfinite(in->x[i]))
             return ink_err_set(err, INK_EINVAL, "rls_sketch: x[%d] is not finite", i);
