@@ -50,7 +50,7 @@ struct sink {
     double dict_sum;
     long n;
     double gamma_eff;
-    int64_t reest;
+    int64_t reest, refreshes;
 };
 
 static int count(void *ctx, const struct ink_record *r)
@@ -60,6 +60,7 @@ static int count(void *ctx, const struct ink_record *r)
         if (!strcmp(r->fields[i].name, "dict")) s->dict_sum += (double)r->fields[i].v.i;
         if (!strcmp(r->fields[i].name, "gamma_eff")) s->gamma_eff = r->fields[i].v.f;
         if (!strcmp(r->fields[i].name, "reestimations")) s->reest = r->fields[i].v.i;
+        if (!strcmp(r->fields[i].name, "refreshes")) s->refreshes = r->fields[i].v.i;
     }
     s->n++;
     return 0;
@@ -75,11 +76,13 @@ static double *make_data(long n, uint64_t seed)
 }
 
 static int rescore = INK_RLS_EIGEN; /* rls_sketch `rescore` for the next run */
+static double slack = 0.1;          /* rls_sketch `slack` (its default) */
 
 static struct ink_rls_conf sketch_conf(int max_dict, int batch, double gamma)
 {
     struct ink_rls_conf c = {0};
     c.rescore = rescore;
+    c.slack = slack;
     c.kernel.set = true;
     c.kernel.type = INK_K_GAUSSIAN;
     c.kernel.sigma = 2.0;
@@ -139,8 +142,8 @@ static double run_sketch(int max_dict, int batch, double gamma, const double *X,
     *mean_dict = sk.dict_sum / (double)sk.n;
     struct ink_record q = {.flags = INK_HAS_OP, .op = "dict", .op_len = 4};
     ink_op_rls_sketch.query(st, &q, &em, &err);
-    fprintf(stderr, "max_dict %d batch %d: %lld re-estimations in %ld arrivals\n", max_dict, batch,
-            (long long)sk.reest, warm + n);
+    fprintf(stderr, "max_dict %d batch %d: %lld re-estimations, %lld refreshes in %ld arrivals\n",
+            max_dict, batch, (long long)sk.reest, (long long)sk.refreshes, warm + n);
     *gamma_eff = sk.gamma_eff;
     ink_op_rls_sketch.fini(st);
     free(st);
@@ -276,6 +279,7 @@ int main(int argc, char **argv)
         int md0 = atoi(argv[2]), b0 = atoi(argv[3]);
         double g0 = argc > 4 ? atof(argv[4]) : 1e-3, md, ge;
         if (argc > 5 && !strcmp(argv[5], "cholesky")) rescore = INK_RLS_CHOLESKY;
+        if (argc > 6) slack = atof(argv[6]);
         double dt = run_sketch(md0, b0, g0, X, warm, n, &md, &ge);
         printf("rls_d8_dict%d_batch%d_arrivals %.0f 1/s\n", md0, b0, n / dt);
         printf("rls_d8_dict%d_batch%d_mean_dict %.1f points\n", md0, b0, md);

@@ -20,7 +20,7 @@
 #include "../engine/rng.h"
 #include "../engine/state.h"
 
-#define STATE_VERSION 1
+#define STATE_VERSION 2
 #define P_FLOOR       1e-12 /* 1.7: keeps s_j^2 = q/(qbar p) finite */
 /* 5.1: a dictionary point whose feature lies within this fraction of
  * k(x, x) of the current basis span adds no KRR coordinate (it would make
@@ -83,10 +83,19 @@ const struct ink_param ink_rls_params[] = {
     {.name = "batch",
      .type = INK_P_INT,
      .offset = COFF(batch),
-     .def = "1",
-     .min = 1,
+     .def = "0",
+     .min = 0,
      .max = 16384,
-     .help = "arrivals between O(m^3) re-estimations of all members (16-1024 for throughput)"},
+     .help = "0 (default): every member re-thinned at every arrival, O(m^2) per arrival from an "
+             "updated inverse; N >= 1: re-estimate all members from scratch every N arrivals"},
+    {.name = "slack",
+     .type = INK_P_DOUBLE,
+     .offset = COFF(slack),
+     .def = "0.1",
+     .min = 0,
+     .max = 10,
+     .help = "batch 0: a member is re-thinned once its estimate falls below p/(1 + slack) "
+             "(0: at every decrease, the papers' rule, ~10x slower; docs/rls_sketch.md)"},
     {.name = "mode",
      .type = INK_P_ENUM,
      .offset = COFF(mode),
@@ -133,7 +142,9 @@ struct rls_state {
     struct ink_kernel kern;
     int d, qbar, m_max, b, cap;
     bool normalize, predict, shrink, chol_rescore;
+    bool step; /* batch 0: the step-by-step path, L holds G = (K_DD + gamma_eff W)^-1 */
     double gamma, c_est, mu; /* c_est: est_scale of 1.2 */
+    double slack;            /* batch 0: re-thin when the estimate < p / (1 + slack) */
 
     struct ink_rng rng;
     double gamma_eff; /* 1.7: only ever doubled */
@@ -142,6 +153,8 @@ struct rls_state {
     int64_t escalations;
     int64_t reestimations; /* O(m^3) steps run (a throughput diagnostic) */
     int m, since;          /* dictionary size, arrivals since the last re-estimation */
+    int64_t nupd;          /* step path: rank-one changes to G since it was last refactored */
+    int64_t refreshes;     /* step path: exact refactorisations of G (diagnostic) */
 
     /* Dictionary I_t (1.2): points, ids, p, q, weights s = sqrt(q/(qbar p)). */
     double *X;
@@ -150,7 +163,10 @@ struct rls_state {
     int32_t *q;
     double *s;
     double *K; /* K_DD, both triangles */
-    double *L; /* lower Cholesky of S K_DD S + gamma_eff I; dsyevr input while re-estimating */
+    /* batch >= 1: lower Cholesky of S K_DD S + gamma_eff I. batch 0: lower triangle of
+     * G = (K_DD + gamma_eff W)^-1, W = diag(1/s_j^2) (docs/rls_sketch.md). Both: dsyevr
+     * input while re-estimating. */
+    double *L;
 
     double *U, *w, *tau, *ev_work; /* re-estimation scratch */
     int *isuppz, *ev_iwork;
@@ -249,8 +265,12 @@ static int rls_check(const void *conf, struct ink_err *err)
         return ink_err_set(err, INK_EINVAL, "rls_sketch: gamma must be > 0, got %g", c->gamma);
     if (c->predict && !(c->mu > 0))
         return ink_err_set(err, INK_EINVAL, "rls_sketch: mu must be > 0 with predict");
-    if (c->qbar < 1 || c->max_dict < 1 || c->batch < 1)
-        return ink_err_set(err, INK_EINVAL, "rls_sketch: qbar, max_dict and batch must be >= 1");
+    if (c->qbar < 1 || c->max_dict < 1)
+        return ink_err_set(err, INK_EINVAL, "rls_sketch: qbar and max_dict must be >= 1");
+    if (!(c->slack >= 0) || !isfinite(c->slack))
+        return ink_err_set(err, INK_EINVAL, "rls_sketch: slack must be >= 0");
+    if (c->batch < 0)
+        return ink_err_set(err, INK_EINVAL, "rls_sketch: batch must be >= 0 (0: step by step)");
     if (c->est_scale < 0 || c->est_scale > 1)
         return ink_err_set(err, INK_EINVAL, "rls_sketch: est_scale must be in [0, 1]");
     if (c->mode != INK_RLS_SQUEAK && c->mode != INK_RLS_INK)
@@ -277,6 +297,8 @@ static int rls_init(void *state, const void *conf, const struct ink_op_init *ini
     st->qbar = (int)c->qbar;
     st->m_max = (int)c->max_dict;
     st->b = (int)c->batch;
+    st->step = c->batch == 0;
+    st->slack = c->slack;
     st->cap = st->m_max + 1;
     st->normalize = c->mode == INK_RLS_INK;
     st->predict = c->predict;
@@ -372,21 +394,16 @@ static int estimate(struct rls_state *st)
     return 0;
 }
 
-/* 1.5 steps 7-8: p_new = min(target, p); q ~ Binomial(q, p_new / p); stable
- * compaction of the members with q > 0. */
-static void thin_and_compact(struct rls_state *st)
+/* Stable compaction to the members with q > 0 (X, id, p, q, tau, K; with
+ * with_g also the lower triangle of G). Returns the number kept; keep (in qi)
+ * lists their old indices. */
+static int compact(struct rls_state *st, bool with_g)
 {
     int m = st->m, cap = st->cap, d = st->d, k = 0;
-    double dh = st->dhat > 0 ? st->dhat : 1.0;
     int32_t *keep = (int32_t *)st->qi; /* old index of each kept member */
-    for (int j = 0; j < m; j++) {
-        double target = st->normalize ? st->tau[j] / dh : st->tau[j];
-        double pn = fmin(fmax(target, P_FLOOR), st->p[j]);
-        st->q[j] = binomial(&st->rng, st->q[j], pn / st->p[j]);
-        st->p[j] = pn;
+    for (int j = 0; j < m; j++)
         if (st->q[j] > 0) keep[k++] = j;
-    }
-    if (k == m) return;
+    if (k == m) return k;
     for (int a = 0; a < k; a++) {
         int j = keep[a];
         if (j == a) continue;
@@ -400,14 +417,53 @@ static void thin_and_compact(struct rls_state *st)
     for (int b = 0; b < k; b++)
         for (int a = 0; a < k; a++)
             st->K[a + (size_t)b * cap] = st->K[keep[a] + (size_t)keep[b] * cap];
+    if (with_g)
+        for (int b = 0; b < k; b++)
+            for (int a = b; a < k; a++)
+                st->L[a + (size_t)b * cap] = st->L[keep[a] + (size_t)keep[b] * cap];
     st->m = k;
+    return k;
 }
 
-/* L = chol(S K_DD S + gamma_eff I), lower. */
+/* 1.5 steps 7-8: p_new = min(target, p); q ~ Binomial(q, p_new / p); stable
+ * compaction of the members with q > 0. */
+static void thin_and_compact(struct rls_state *st)
+{
+    int m = st->m;
+    double dh = st->dhat > 0 ? st->dhat : 1.0;
+    for (int j = 0; j < m; j++) {
+        double target = st->normalize ? st->tau[j] / dh : st->tau[j];
+        double pn = fmin(fmax(target, P_FLOOR), st->p[j]);
+        st->q[j] = binomial(&st->rng, st->q[j], pn / st->p[j]);
+        st->p[j] = pn;
+    }
+    compact(st, false);
+}
+
+/* batch 0: G = (K_DD + gamma_eff W)^-1 from scratch (dpotrf + dpotri, lower
+ * triangle), W = diag(1/s_j^2) = diag(qbar p_j / q_j). */
+static int refresh_inverse(struct rls_state *st)
+{
+    int m = st->m, cap = st->cap;
+    double *G = st->L;
+    st->nupd = 0;
+    if (m == 0) return 0;
+    st->refreshes++;
+    for (int j = 0; j < m; j++) {
+        for (int i = j; i < m; i++) G[i + (size_t)j * cap] = st->K[i + (size_t)j * cap];
+        G[j + (size_t)j * cap] += st->gamma_eff / (st->s[j] * st->s[j]);
+    }
+    if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', m, G, cap) != 0) return INK_ENUMERIC;
+    if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', m, G, cap) != 0) return INK_ENUMERIC;
+    return 0;
+}
+
+/* L = chol(S K_DD S + gamma_eff I), lower; with batch 0, G instead. */
 static int factor(struct rls_state *st)
 {
     int m = st->m, cap = st->cap;
     double *L = st->L;
+    if (st->step) return refresh_inverse(st);
     for (int j = 0; j < m; j++) {
         for (int i = j; i < m; i++)
             L[i + (size_t)j * cap] = st->s[i] * st->K[i + (size_t)j * cap] * st->s[j];
@@ -461,6 +517,11 @@ static double residual(struct rls_state *st, double kxx)
 {
     int m = st->m;
     if (m == 0) return kxx > 0 ? kxx : 0;
+    if (st->step) { /* a^T (S K S + gamma I)^-1 a = k^T G k; leaves u = G k */
+        cblas_dsymv(CblasColMajor, CblasLower, m, 1.0, st->L, st->cap, st->kx, 1, 0.0, st->u, 1);
+        double r = kxx - cblas_ddot(m, st->kx, 1, st->u, 1);
+        return r > 0 ? r : 0;
+    }
     for (int j = 0; j < m; j++) st->u[j] = st->s[j] * st->kx[j];
     cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, m, st->L, st->cap, st->u, 1);
     double r = kxx - cblas_ddot(m, st->u, 1, st->u, 1);
@@ -637,13 +698,185 @@ static void append(struct rls_state *st, const double *x, double kxx, double res
     for (int j = 0; j < m; j++) {
         st->K[j + (size_t)m * cap] = st->kx[j];
         st->K[m + (size_t)j * cap] = st->kx[j];
-        st->L[m + (size_t)j * cap] = sw * st->u[j];
     }
     st->K[m + (size_t)m * cap] = kxx;
-    st->L[m + (size_t)m * cap] = sqrt(sw * sw * res + st->gamma_eff);
+    if (!st->step) { /* batch 0 updates G itself (step_arrival) */
+        for (int j = 0; j < m; j++) st->L[m + (size_t)j * cap] = sw * st->u[j];
+        st->L[m + (size_t)m * cap] = sqrt(sw * sw * res + st->gamma_eff);
+    }
     st->kx[m] = kxx;
     st->m = m + 1;
     if (st->predict) krr_append(st, m, kxx, zz);
+}
+
+/* ------------------------------------------------- batch 0: step by step */
+
+/* G is refactored from scratch once it has taken this many rank-one changes
+ * per member (and at least REFRESH_MIN): amortised O(m^2) per change, and
+ * a bounded drift (docs/rls_sketch.md, "The default path"). */
+#define REFRESH_PER_MEMBER 4
+#define REFRESH_MIN        32
+/* A weight change whose Sherman-Morrison denominator 1 + delta G_jj falls
+ * below this is not applied; G is refactored instead. */
+#define SM_MIN_DEN 1e-8
+
+/* Column j of G (lower storage) into out[0..n). */
+static void g_column(const struct rls_state *st, int j, int n, double *out)
+{
+    const double *G = st->L;
+    size_t cap = (size_t)st->cap;
+    for (int i = 0; i < j; i++) out[i] = G[j + i * cap];
+    for (int i = j; i < n; i++) out[i] = G[i + j * cap];
+}
+
+/* G <- G - alpha c c^T on the leading n x n block. */
+static void g_rank1(struct rls_state *st, int n, double alpha, const double *c)
+{
+    cblas_dsyr(CblasColMajor, CblasLower, n, -alpha, c, 1, st->L, st->cap);
+    st->nupd++;
+}
+
+/* One arrival of ALGORITHMS.md 1.5 with batch 0, in O(m^2 + m d): x joins
+ * with s = 1; every member's score is read from the diagonal of
+ * (K_aug + gamma W_aug)^-1 = G bordered by x (O(m) after u = G k); every
+ * member and x are thinned; then G follows the dictionary by rank-one
+ * changes: x appended with its weight (bordering), each member whose weight
+ * q/(qbar p) changed (Sherman-Morrison on W_jj), each evicted member
+ * (Schur downdate), and is refactored on a schedule. kx holds the kernel
+ * row; on return *tau_out is x's score. */
+static int step_arrival(struct rls_state *st, const double *x, double kxx, double zz, bool learn,
+                        double y, double *tau_out)
+{
+    int m = st->m, cap = st->cap, rc;
+    double gam = st->gamma_eff, c = st->c_est, *G = st->L;
+    double res = residual(st, kxx); /* u = G k */
+    double sig = res + gam;
+    double tau = c * res / sig, rsum = res / sig;
+    /* 1.5 steps 1-6: G_aug_jj = G_jj + u_j^2 / sig; r_j = 1 - gamma w_j G_aug_jj,
+     * tau_j = c r_j / s_j^2 = c w_j r_j. */
+    for (int j = 0; j < m; j++) {
+        double w = 1.0 / (st->s[j] * st->s[j]);
+        double gjj = G[j + (size_t)j * cap] + st->u[j] * st->u[j] / sig;
+        double r = 1.0 - gam * w * gjj;
+        r = r > 0 ? r : 0;
+        rsum += r;
+        st->tau[j] = c * w * r;
+    }
+    st->dhat = c * rsum;
+    *tau_out = tau;
+    /* Step 7, the members: which weights change, which members leave. */
+    int32_t *chg = (int32_t *)st->isuppz;
+    double *wold = st->w;
+    int nchg = 0, nev = 0;
+    if (st->shrink) {
+        double dh = st->dhat > 0 ? st->dhat : 1.0;
+        for (int j = 0; j < m; j++) {
+            double target = st->normalize ? st->tau[j] / dh : st->tau[j];
+            double pn = fmin(fmax(target, P_FLOOR), st->p[j]);
+            if (!(pn * (1.0 + st->slack) < st->p[j])) continue;
+            wold[j] = 1.0 / (st->s[j] * st->s[j]);
+            st->q[j] = binomial(&st->rng, st->q[j], pn / st->p[j]);
+            st->p[j] = pn;
+            chg[nchg++] = j;
+            nev += st->q[j] == 0;
+        }
+    }
+    /* ... and x, which entered with p = 1, q = qbar. */
+    double target = st->normalize ? tau / fmax(st->dhat, 1e-300) : tau;
+    target = fmin(target, 1.0);
+    double p = 1;
+    int q = st->qbar;
+    if (st->shrink) {
+        p = fmax(target, P_FLOOR);
+        q = binomial(&st->rng, st->qbar, target);
+    } else if (m >= st->m_max) {
+        q = 0; /* full, and nothing may be thinned */
+    }
+    if (q > 0 && m - nev + 1 > st->m_max) {
+        /* Over the cap: the full re-estimation with gamma escalation (1.7 a),
+         * which refactors G. */
+        append(st, x, kxx, res, zz, p, q);
+        if (learn) krr_learn(st, y);
+        compact(st, false);
+        set_weights(st);
+        if (st->predict) krr_sync_basis(st);
+        return reestimate(st);
+    }
+    bool refresh = false;
+    if (q > 0) { /* border G with x at weight w = qbar p / q */
+        double sig2 = res + gam * (st->qbar * p / q);
+        if (m > 0) {
+            g_rank1(st, m, -1.0 / sig2, st->u);
+            for (int i = 0; i < m; i++) G[m + (size_t)i * cap] = -st->u[i] / sig2;
+        }
+        G[m + (size_t)m * cap] = 1.0 / sig2;
+        append(st, x, kxx, res, zz, p, q);
+        st->nupd++;
+    }
+    if (learn) krr_learn(st, y);
+    int n = st->m;
+    double *col = st->kwork;
+    for (int a = 0; a < nchg && !refresh; a++) { /* W_jj changes: Sherman-Morrison */
+        int j = chg[a];
+        if (st->q[j] == 0) continue;
+        double delta = gam * (st->qbar * st->p[j] / st->q[j] - wold[j]);
+        double den = 1.0 + delta * G[j + (size_t)j * cap];
+        if (!(den > SM_MIN_DEN)) {
+            refresh = true;
+            break;
+        }
+        g_column(st, j, n, col);
+        g_rank1(st, n, delta / den, col);
+    }
+    for (int a = 0; a < nchg && !refresh && nev > 0; a++) { /* evictions: Schur downdate */
+        int j = chg[a];
+        if (st->q[j] != 0) continue;
+        double gjj = G[j + (size_t)j * cap];
+        if (!(gjj > 0)) {
+            refresh = true;
+            break;
+        }
+        g_column(st, j, n, col);
+        g_rank1(st, n, 1.0 / gjj, col);
+    }
+    if (nev > 0) {
+        compact(st, true);
+        if (st->predict) krr_sync_basis(st);
+    }
+    set_weights(st);
+    int64_t period = (int64_t)REFRESH_PER_MEMBER * st->m;
+    if (refresh || st->nupd >= (period > REFRESH_MIN ? period : REFRESH_MIN)) {
+        if ((rc = refresh_inverse(st)) != 0) return reestimate(st);
+    }
+    return 0;
+}
+
+/* One arrival with batch >= 1: x scored and thinned against the current
+ * dictionary, appended (L gains a row); every `batch` arrivals, or when the
+ * dictionary overflows, all members re-estimated from scratch. */
+static int batch_arrival(struct rls_state *st, const double *x, double kxx, double zz, bool learn,
+                         double y, double *tau_out)
+{
+    /* tau~ of the newest point, in the dictionary with s = 1 (1.5): c s/(s + gamma). */
+    double res = residual(st, kxx);
+    double tau = st->c_est * res / (res + st->gamma_eff);
+    *tau_out = tau;
+    st->dhat += tau;
+    double target = st->normalize ? tau / fmax(st->dhat, 1e-300) : tau;
+    target = fmin(target, 1.0);
+    double p = 1;
+    int q = st->qbar;
+    if (st->shrink) {
+        p = fmax(target, P_FLOOR);
+        q = binomial(&st->rng, st->qbar, target);
+    } else if (st->m >= st->m_max) {
+        q = 0; /* full, and nothing may be thinned */
+    }
+    if (q > 0) append(st, x, kxx, res, zz, p, q);
+    if (learn) krr_learn(st, y);
+    st->since++;
+    if (st->since >= st->b || st->m > st->m_max) return reestimate(st);
+    return 0;
 }
 
 static int rls_process(void *state, const struct ink_record *in, const struct ink_emitter *out,
@@ -660,29 +893,12 @@ static int rls_process(void *state, const struct ink_record *in, const struct in
     if (st->predict) zz = krr_embed(st);
     if (learn) yhat = krr_predict(st, kxx, zz, NULL); /* prequential: before learning y */
 
-    /* tau~ of the newest point, in the dictionary with s = 1 (1.5): c s/(s + gamma). */
-    double res = residual(st, kxx);
-    double tau = st->c_est * res / (res + st->gamma_eff);
-    st->dhat += tau;
-    double target = st->normalize ? tau / fmax(st->dhat, 1e-300) : tau;
-    target = fmin(target, 1.0);
-    double p = 1;
-    int q = st->qbar;
-    if (st->shrink) {
-        p = fmax(target, P_FLOOR);
-        q = binomial(&st->rng, st->qbar, target);
-    } else if (st->m >= st->m_max) {
-        q = 0; /* full, and nothing may be thinned */
-    }
     int64_t id = st->t;
-    if (q > 0) append(st, in->x, kxx, res, zz, p, q);
-    if (learn) krr_learn(st, in->y);
+    double tau;
+    rc = st->step ? step_arrival(st, in->x, kxx, zz, learn, learn ? in->y : 0, &tau)
+                  : batch_arrival(st, in->x, kxx, zz, learn, learn ? in->y : 0, &tau);
     st->t++;
-    st->since++;
-    if (st->since >= st->b || st->m > st->m_max) {
-        rc = reestimate(st);
-        if (rc) return ink_err_set(err, rc, "rls_sketch: eigen/Cholesky failure");
-    }
+    if (rc) return ink_err_set(err, rc, "rls_sketch: eigen/Cholesky failure");
 
     struct ink_record o;
     ink_record_derive(&o, in);
@@ -735,6 +951,7 @@ static int rls_query(void *state, const struct ink_record *req, const struct ink
         ink_record_add_i64s(&o, "q", st->qi, (uint32_t)st->m);
         ink_record_add_i64(&o, "escalations", st->escalations);
         ink_record_add_i64(&o, "reestimations", st->reestimations);
+        ink_record_add_i64(&o, "refreshes", st->refreshes);
     } else {
         return ink_err_set(err, INK_ENOTSUP,
                            "rls_sketch: unknown op '%.*s' (tau, predict, deff, dict)",
@@ -774,7 +991,7 @@ static int rls_save(const void *state, msgpack_packer *pk)
 {
     const struct rls_state *st = state;
     int m = st->m, nb = st->nb;
-    msgpack_pack_map(pk, st->predict ? 28 : 21);
+    msgpack_pack_map(pk, st->predict ? 30 : 23);
     ink_pack_key(pk, "version");
     msgpack_pack_int64(pk, STATE_VERSION);
     ink_pack_key(pk, "dim");
@@ -803,6 +1020,10 @@ static int rls_save(const void *state, msgpack_packer *pk)
     msgpack_pack_int64(pk, m);
     ink_pack_key(pk, "since");
     msgpack_pack_int64(pk, st->since);
+    ink_pack_key(pk, "nupd");
+    msgpack_pack_int64(pk, st->nupd);
+    ink_pack_key(pk, "refreshes");
+    msgpack_pack_int64(pk, st->refreshes);
     ink_pack_key(pk, "rng");
     ink_pack_rng(pk, &st->rng);
     ink_pack_key(pk, "X");
@@ -813,8 +1034,8 @@ static int rls_save(const void *state, msgpack_packer *pk)
     ink_pack_f64s(pk, st->p, (size_t)m);
     ink_pack_key(pk, "q");
     ink_pack_i32s(pk, st->q, (size_t)m);
-    /* K_DD and L are stored, not recomputed: a restore continues bit for bit
-     * (5.2). U is scratch between records, so it can stage the packing. */
+    /* K_DD and L (G with batch 0) are stored, not recomputed: a restore
+     * continues bit for bit (5.2). U is scratch between records, so it can stage the packing. */
     ink_pack_key(pk, "K");
     ink_pack_f64s(pk, pack_block(st, st->K, m), (size_t)m * m);
     ink_pack_key(pk, "L");
@@ -866,7 +1087,7 @@ static int expect_i64(const msgpack_object *obj, const char *key, int64_t want, 
 static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
 {
     struct rls_state *st = state;
-    int64_t m, since, t, esc, nre, nb = 0, nobs = 0;
+    int64_t m, since, t, esc, nre, nupd, nref, nb = 0, nobs = 0;
     double gamma_eff, dhat, gamma;
     struct ink_rng rng;
     int rc;
@@ -883,12 +1104,15 @@ static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
         (rc = ink_state_i64(obj, "reestimations", &nre, err)) ||
         (rc = ink_state_i64(obj, "m", &m, err)) ||
         (rc = ink_state_i64(obj, "since", &since, err)) ||
+        (rc = ink_state_i64(obj, "nupd", &nupd, err)) ||
+        (rc = ink_state_i64(obj, "refreshes", &nref, err)) ||
         (rc = ink_state_rng(obj, "rng", &rng, err)))
         return rc;
     if (gamma != st->gamma)
         return ink_err_set(err, INK_ESTATE, "state: gamma %g differs from the config's %g", gamma,
                            st->gamma);
-    if (m < 0 || m > st->m_max || since < 0 || since >= st->b || t < 0 ||
+    if (m < 0 || m > st->m_max || since < 0 || (st->b > 0 ? since >= st->b : since != 0) ||
+        nupd < 0 || nref < 0 || t < 0 ||
         !(gamma_eff >= st->gamma) || !isfinite(gamma_eff))
         return ink_err_set(err, INK_ESTATE, "state: inconsistent sizes or gamma_eff");
     size_t mm = (size_t)m;
@@ -949,6 +1173,8 @@ static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
     st->t = t;
     st->escalations = esc;
     st->reestimations = nre;
+    st->nupd = nupd;
+    st->refreshes = nref;
     st->gamma_eff = gamma_eff;
     st->dhat = dhat;
     st->rng = rng;
