@@ -4,7 +4,7 @@
  *
  *   bench_rls [n]                   n arrivals per row (default 20000), then the
  *                                   comparison with exact RLS and KRR at n = 20,000
- *   bench_rls n max_dict batch [g [cholesky]]  one throughput row
+ *   bench_rls n max_dict batch [g [eigen|cholesky [slack [predict]]]]  one throughput row
  *   bench_rls rss n1 n2 [predict]   peak RSS after n1 and after n2 arrivals
  *
  * The dictionary size is held near the target by max_dict with a small gamma:
@@ -110,11 +110,17 @@ static void *sketch_init(const struct ink_rls_conf *c)
 }
 
 /* Seconds for n arrivals (after `warm` unmeasured ones); *mean_dict. */
+static const double *targets_y; /* with predict: y for each row of X (run_sketch) */
+
 static double run_sketch(int max_dict, int batch, double gamma, const double *X, long warm, long n,
                          double *mean_dict, double *gamma_eff)
 {
     struct ink_rls_conf c = sketch_conf(max_dict, batch, gamma);
     c.rescore = rescore;
+    if (targets_y) {
+        c.predict = true;
+        c.mu = gamma;
+    }
     void *st = calloc(1, ink_op_rls_sketch.state_size);
     struct ink_err err = {0};
     if (ink_op_rls_sketch.init(st, &c, NULL, &err)) {
@@ -133,6 +139,10 @@ static double run_sketch(int max_dict, int batch, double gamma, const double *X,
             sk = (struct sink){0};
         }
         r.x = X + (size_t)i * D;
+        if (targets_y) {
+            r.flags = INK_HAS_X | INK_HAS_Y;
+            r.y = targets_y[i];
+        }
         if (ink_op_rls_sketch.process(st, &r, &em, &err)) {
             fprintf(stderr, "process: %s\n", err.msg);
             exit(1);
@@ -280,11 +290,14 @@ int main(int argc, char **argv)
         double g0 = argc > 4 ? atof(argv[4]) : 1e-3, md, ge;
         if (argc > 5 && !strcmp(argv[5], "cholesky")) rescore = INK_RLS_CHOLESKY;
         if (argc > 6) slack = atof(argv[6]);
+        double *y = argc > 7 && !strcmp(argv[7], "predict") ? make_targets(X, warm + n, 5) : NULL;
+        targets_y = y;
+        const char *tag = y ? "_predict" : "";
         double dt = run_sketch(md0, b0, g0, X, warm, n, &md, &ge);
-        printf("rls_d8_dict%d_batch%d_arrivals %.0f 1/s\n", md0, b0, n / dt);
-        printf("rls_d8_dict%d_batch%d_mean_dict %.1f points\n", md0, b0, md);
-        printf("rls_d8_dict%d_batch%d_gamma_eff %.4g -\n", md0, b0, ge);
-        free(X);
+        printf("rls_d8_dict%d_batch%d%s_arrivals %.0f 1/s\n", md0, b0, tag, n / dt);
+        printf("rls_d8_dict%d_batch%d%s_mean_dict %.1f points\n", md0, b0, tag, md);
+        printf("rls_d8_dict%d_batch%d%s_gamma_eff %.4g -\n", md0, b0, tag, ge);
+        free(X), free(y);
         return 0;
     }
     /* gamma per row puts the dictionary near 64 / 256 / 1024 for this stream

@@ -175,12 +175,15 @@ struct rls_state {
     int64_t *qi;            /* query scratch */
 
     /* Nystrom KRR (5.1): basis = dictionary members with a new direction;
-     * z(x) = R^{-T} k_b(x), K_bb = R^T R; H + mu I = C^T C; g = sum z y. */
+     * z(x) = R^{-T} k_b(x), K_bb = R^T R; H + mu I = C^T C with C upper,
+     * stored transposed (the lower factor C^T, so that the rank-one update
+     * runs down columns); g = sum z y; h = C^{-T} g, kept by the same
+     * rotations as C, so yhat = (C^{-T} z) . h costs one solve. */
     int nb;
     int64_t nobs;
     int64_t *bid;
     int32_t *bpos; /* dictionary position of each basis point */
-    double *R, *C, *g, *z, *v, *v2;
+    double *R, *C, *g, *z, *v, *h;
 
     void *arena;
 };
@@ -243,7 +246,7 @@ static size_t layout(const struct ink_rls_conf *c, struct rls_state *st, char *b
         carve(base, &off, vec, &st->g);
         carve(base, &off, vec + sizeof(double), &st->z);
         carve(base, &off, vec + sizeof(double), &st->v);
-        carve(base, &off, vec + sizeof(double), &st->v2);
+        carve(base, &off, vec + sizeof(double), &st->h);
     }
     st->lwork = lwork;
     st->liwork = liwork;
@@ -404,22 +407,24 @@ static int compact(struct rls_state *st, bool with_g)
     for (int j = 0; j < m; j++)
         if (st->q[j] > 0) keep[k++] = j;
     if (k == m) return k;
-    for (int a = 0; a < k; a++) {
+    int f = 0; /* members before f stay where they are */
+    while (f < k && keep[f] == f) f++;
+    for (int a = f; a < k; a++) {
         int j = keep[a];
-        if (j == a) continue;
         memmove(st->X + (size_t)a * d, st->X + (size_t)j * d, (size_t)d * sizeof(double));
         st->id[a] = st->id[j];
         st->p[a] = st->p[j];
         st->q[a] = st->q[j];
         st->tau[a] = st->tau[j];
     }
-    /* Destination indices never exceed source ones, in column-major order. */
+    /* Destination indices never exceed source ones, in column-major order;
+     * the leading f x f block is in place. */
     for (int b = 0; b < k; b++)
-        for (int a = 0; a < k; a++)
+        for (int a = b < f ? f : 0; a < k; a++)
             st->K[a + (size_t)b * cap] = st->K[keep[a] + (size_t)keep[b] * cap];
     if (with_g)
         for (int b = 0; b < k; b++)
-            for (int a = b; a < k; a++)
+            for (int a = b < f ? f : b; a < k; a++)
                 st->L[a + (size_t)b * cap] = st->L[keep[a] + (size_t)keep[b] * cap];
     st->m = k;
     return k;
@@ -549,14 +554,12 @@ static double krr_predict(struct rls_state *st, double kxx, double zz, double *v
         return 0;
     }
     memcpy(st->v, st->z, (size_t)nb * sizeof(double));
-    memcpy(st->v2, st->g, (size_t)nb * sizeof(double));
-    cblas_dtrsv(CblasColMajor, CblasUpper, CblasTrans, CblasNonUnit, nb, st->C, st->cap, st->v, 1);
-    cblas_dtrsv(CblasColMajor, CblasUpper, CblasTrans, CblasNonUnit, nb, st->C, st->cap, st->v2, 1);
+    cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, nb, st->C, st->cap, st->v, 1);
     if (var) {
         double res = kxx - zz;
         *var = (res > 0 ? res : 0) / st->mu + cblas_ddot(nb, st->v, 1, st->v, 1);
     }
-    return cblas_ddot(nb, st->v, 1, st->v2, 1);
+    return cblas_ddot(nb, st->v, 1, st->h, 1);
 }
 
 /* The member just appended at dictionary position pos joins the basis when
@@ -567,34 +570,38 @@ static void krr_append(struct rls_state *st, int pos, double kxx, double zz)
     double rho2 = kxx - zz;
     if (!(rho2 > BASIS_TOL * kxx)) return;
     int nb = st->nb, cap = st->cap;
-    double *rc = st->R + (size_t)nb * cap, *cc = st->C + (size_t)nb * cap;
+    double *rc = st->R + (size_t)nb * cap, *C = st->C;
     memcpy(rc, st->z, (size_t)nb * sizeof(double));
     rc[nb] = sqrt(rho2);
-    for (int i = 0; i < nb; i++) cc[i] = 0;
-    cc[nb] = sqrt(st->mu);
+    for (int i = 0; i < nb; i++) C[nb + (size_t)i * cap] = 0; /* row nb of C^T */
+    C[nb + (size_t)nb * cap] = sqrt(st->mu);
     st->g[nb] = 0;
+    st->h[nb] = 0;
     st->z[nb] = rc[nb]; /* the new point's own coordinate */
     st->bid[nb] = st->id[pos];
     st->bpos[nb] = pos;
     st->nb = nb + 1;
 }
 
-/* H += z z^T as a rank-one update of C (C^T C = H + mu I); g += y z. */
+/* H += z z^T as a rank-one update of C (C^T C = H + mu I): rotation k
+ * turns (C_kk, x_k) into (r, 0) and is applied to row k of C (column k of
+ * the stored C^T, contiguous) and x; the same rotations carry (h, y) to the
+ * new h = C^{-T} g (the QR update of least squares); g += y z. */
 static void krr_learn(struct rls_state *st, double y)
 {
     int nb = st->nb, cap = st->cap;
-    double *x = st->v;
+    double *x = st->v, *h = st->h, ya = y;
     memcpy(x, st->z, (size_t)nb * sizeof(double));
     for (int k = 0; k < nb; k++) {
         double *ck = st->C + (size_t)k * cap;
-        double ckk = ck[k], r = hypot(ckk, x[k]);
-        double c = r / ckk, s = x[k] / ckk;
+        /* C_kk >= sqrt(mu) and |x_k| <= |z| stay far from overflow: no hypot. */
+        double ckk = ck[k], r = sqrt(ckk * ckk + x[k] * x[k]);
+        double c = ckk / r, s = x[k] / r;
         ck[k] = r;
-        for (int j = k + 1; j < nb; j++) {
-            double *cj = &st->C[k + (size_t)j * cap];
-            *cj = (*cj + s * x[j]) / c;
-            x[j] = c * x[j] - s * *cj;
-        }
+        if (k + 1 < nb) cblas_drot(nb - k - 1, ck + k + 1, 1, x + k + 1, 1, c, s);
+        double hk = c * h[k] + s * ya;
+        ya = c * ya - s * h[k];
+        h[k] = hk;
     }
     for (int k = 0; k < nb; k++) st->g[k] += y * st->z[k];
     st->nobs++;
@@ -619,6 +626,7 @@ static void krr_delete(struct rls_state *st, int j)
 {
     int nb = st->nb, cap = st->cap;
     double *R = st->R, *C = st->C, *g = st->g;
+#define CU(i, l) C[(l) + (size_t)(i) * cap] /* C(i, l) of the upper factor */
     for (int k = j; k < nb - 1; k++)
         memcpy(R + (size_t)k * cap, R + (size_t)(k + 1) * cap, (size_t)(k + 2) * sizeof(double));
     for (int k = j; k < nb - 1; k++) {
@@ -633,25 +641,24 @@ static void krr_delete(struct rls_state *st, int j)
         double ga = g[k], gb = g[k + 1];
         g[k] = c * ga + s * gb;
         g[k + 1] = -s * ga + c * gb;
-        double *ck = C + (size_t)k * cap, *ck1 = C + (size_t)(k + 1) * cap;
-        ck[k + 1] = 0;
+        CU(k + 1, k) = 0;
         for (int i = 0; i <= k + 1; i++) {
-            double ca = ck[i], cb = ck1[i];
-            ck[i] = c * ca + s * cb;
-            ck1[i] = -s * ca + c * cb;
+            double ca = CU(i, k), cb = CU(i, k + 1);
+            CU(i, k) = c * ca + s * cb;
+            CU(i, k + 1) = -s * ca + c * cb;
         }
         double c2, s2;
-        givens(ck[k], ck[k + 1], &c2, &s2);
+        givens(CU(k, k), CU(k + 1, k), &c2, &s2);
         for (int l = k; l < nb; l++) {
-            double *cl = C + (size_t)l * cap;
-            double a = cl[k], b = cl[k + 1];
-            cl[k] = c2 * a + s2 * b;
-            cl[k + 1] = -s2 * a + c2 * b;
+            double a = CU(k, l), b = CU(k + 1, l);
+            CU(k, l) = c2 * a + s2 * b;
+            CU(k + 1, l) = -s2 * a + c2 * b;
         }
-        ck[k + 1] = 0;
+        CU(k + 1, k) = 0;
     }
     memmove(st->bid + j, st->bid + j + 1, (size_t)(nb - 1 - j) * sizeof(int64_t));
     memmove(st->bpos + j, st->bpos + j + 1, (size_t)(nb - 1 - j) * sizeof(int32_t));
+#undef CU
     st->nb = nb - 1;
 }
 
@@ -664,8 +671,14 @@ static void krr_sync_basis(struct rls_state *st)
         while (pos < st->m && st->id[pos] < st->bid[k]) pos++;
         st->bpos[k] = (pos < st->m && st->id[pos] == st->bid[k]) ? pos : -1;
     }
+    int nb0 = st->nb;
     for (int k = st->nb - 1; k >= 0; k--)
         if (st->bpos[k] < 0) krr_delete(st, k);
+    if (st->nb < nb0 && st->nb > 0) { /* h = C^{-T} g afresh after the rotations */
+        memcpy(st->h, st->g, (size_t)st->nb * sizeof(double));
+        cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, st->nb, st->C, st->cap,
+                    st->h, 1);
+    }
 }
 
 /* --------------------------------------------------------------- process */
@@ -981,6 +994,20 @@ static const double *pack_block(const struct rls_state *st, const double *A, int
     return st->U;
 }
 
+/* The same for the stored C^T, packed as C (the upper factor of 5.1). */
+static const double *pack_block_t(const struct rls_state *st, const double *A, int n)
+{
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < n; i++) st->U[i + (size_t)j * n] = A[j + (size_t)i * st->cap];
+    return st->U;
+}
+
+static void unpack_block_t(const struct rls_state *st, double *A, int n)
+{
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < n; i++) A[j + (size_t)i * st->cap] = st->U[i + (size_t)j * n];
+}
+
 static void unpack_block(const struct rls_state *st, double *A, int n)
 {
     for (int j = n - 1; j >= 0; j--)
@@ -991,7 +1018,7 @@ static int rls_save(const void *state, msgpack_packer *pk)
 {
     const struct rls_state *st = state;
     int m = st->m, nb = st->nb;
-    msgpack_pack_map(pk, st->predict ? 30 : 23);
+    msgpack_pack_map(pk, st->predict ? 31 : 23);
     ink_pack_key(pk, "version");
     msgpack_pack_int64(pk, STATE_VERSION);
     ink_pack_key(pk, "dim");
@@ -1052,9 +1079,11 @@ static int rls_save(const void *state, msgpack_packer *pk)
         ink_pack_key(pk, "R");
         ink_pack_f64s(pk, pack_block(st, st->R, nb), (size_t)nb * nb);
         ink_pack_key(pk, "C");
-        ink_pack_f64s(pk, pack_block(st, st->C, nb), (size_t)nb * nb);
+        ink_pack_f64s(pk, pack_block_t(st, st->C, nb), (size_t)nb * nb);
         ink_pack_key(pk, "g");
         ink_pack_f64s(pk, st->g, (size_t)nb);
+        ink_pack_key(pk, "h");
+        ink_pack_f64s(pk, st->h, (size_t)nb);
     }
     return 0;
 }
@@ -1129,7 +1158,8 @@ static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
         size_t n = (size_t)nb;
         if ((rc = expect_len(obj, "bid", 8, n, err)) || (rc = expect_len(obj, "bpos", 4, n, err)) ||
             (rc = expect_len(obj, "R", 8, n * n, err)) ||
-            (rc = expect_len(obj, "C", 8, n * n, err)) || (rc = expect_len(obj, "g", 8, n, err)))
+            (rc = expect_len(obj, "C", 8, n * n, err)) || (rc = expect_len(obj, "g", 8, n, err)) ||
+            (rc = expect_len(obj, "h", 8, n, err)))
             return rc;
     }
     /* Sizes are right; copy. Values are validated where a bad one could
@@ -1163,8 +1193,9 @@ static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
         ink_state_f64s(obj, "R", st->U, n * n, err);
         unpack_block(st, st->R, (int)nb);
         ink_state_f64s(obj, "C", st->U, n * n, err);
-        unpack_block(st, st->C, (int)nb);
+        unpack_block_t(st, st->C, (int)nb);
         ink_state_f64s(obj, "g", st->g, n, err);
+        ink_state_f64s(obj, "h", st->h, n, err);
         st->nb = (int)nb;
         st->nobs = nobs;
     }
