@@ -162,7 +162,7 @@ struct rls_state {
     double *p;
     int32_t *q;
     double *s;
-    double *K; /* K_DD, both triangles */
+    double *K; /* K_DD, lower triangle (the upper one is stale after a compaction) */
     /* batch >= 1: lower Cholesky of S K_DD S + gamma_eff I. batch 0: lower triangle of
      * G = (K_DD + gamma_eff W)^-1, W = diag(1/s_j^2) (docs/rls_sketch.md). Both: dsyevr
      * input while re-estimating. */
@@ -417,15 +417,16 @@ static int compact(struct rls_state *st, bool with_g)
         st->q[a] = st->q[j];
         st->tau[a] = st->tau[j];
     }
-    /* Destination indices never exceed source ones, in column-major order;
-     * the leading f x f block is in place. */
-    for (int b = 0; b < k; b++)
-        for (int a = b < f ? f : 0; a < k; a++)
-            st->K[a + (size_t)b * cap] = st->K[keep[a] + (size_t)keep[b] * cap];
-    if (with_g)
-        for (int b = 0; b < k; b++)
-            for (int a = b < f ? f : b; a < k; a++)
-                st->L[a + (size_t)b * cap] = st->L[keep[a] + (size_t)keep[b] * cap];
+    /* Lower triangles only (nothing reads the upper ones). Destination
+     * indices never exceed source ones, in column-major order; the leading
+     * f x f block is in place. */
+    for (int b = 0; b < k; b++) {
+        double *kd = st->K + (size_t)b * cap, *gd = st->L + (size_t)b * cap;
+        const double *ks = st->K + (size_t)keep[b] * cap, *gs = st->L + (size_t)keep[b] * cap;
+        for (int a = b < f ? f : b; a < k; a++) kd[a] = ks[keep[a]];
+        if (with_g)
+            for (int a = b < f ? f : b; a < k; a++) gd[a] = gs[keep[a]];
+    }
     st->m = k;
     return k;
 }
@@ -727,7 +728,7 @@ static void append(struct rls_state *st, const double *x, double kxx, double res
 /* G is refactored from scratch once it has taken this many rank-one changes
  * per member (and at least REFRESH_MIN): amortised O(m^2) per change, and
  * a bounded drift (docs/rls_sketch.md, "The default path"). */
-#define REFRESH_PER_MEMBER 4
+#define REFRESH_PER_MEMBER 16
 #define REFRESH_MIN        32
 /* A weight change whose Sherman-Morrison denominator 1 + delta G_jj falls
  * below this is not applied; G is refactored instead. */
@@ -747,6 +748,33 @@ static void g_rank1(struct rls_state *st, int n, double alpha, const double *c)
 {
     cblas_dsyr(CblasColMajor, CblasLower, n, -alpha, c, 1, st->L, st->cap);
     st->nupd++;
+}
+
+/* G <- (G^-1 + E_J diag(dl) E_J^T)^-1 = G - C S^-1 C^T with C = G E_J
+ * (n x k) and S = diag(1/dl) + G_JJ (symmetric, maybe indefinite: LU),
+ * applied to the lower triangle as G - (A C^T + C A^T)/2, A = C S^-1
+ * (dsyr2k). Scratch in U (3 n k) and ev_work (k^2). Nonzero: not applied
+ * (too many changes for the scratch, or S singular); the caller refactors. */
+static int woodbury(struct rls_state *st, int n, const int32_t *J, const double *dl, int k)
+{
+    size_t nk = (size_t)n * k;
+    if (k > 64 || 3 * nk > (size_t)st->cap * st->cap || k * k > st->lwork) return 1;
+    double *Cm = st->U, *Z = Cm + nk, *A = Z + nk, *S = st->ev_work;
+    int *ipiv = st->ev_iwork + st->cap;
+    for (int b = 0; b < k; b++) g_column(st, J[b], n, Cm + (size_t)b * n);
+    for (int b = 0; b < k; b++) {
+        for (int a = 0; a < k; a++) S[a + b * k] = Cm[J[a] + (size_t)b * n];
+        S[b + b * k] += 1.0 / dl[b];
+    }
+    for (int i = 0; i < n; i++)
+        for (int b = 0; b < k; b++) Z[b + (size_t)i * k] = Cm[i + (size_t)b * n];
+    if (LAPACKE_dgesv_work(LAPACK_COL_MAJOR, k, n, S, k, ipiv, Z, k) != 0) return 1;
+    for (int b = 0; b < k; b++)
+        for (int i = 0; i < n; i++) A[i + (size_t)b * n] = Z[b + (size_t)i * k];
+    cblas_dsyr2k(CblasColMajor, CblasLower, CblasNoTrans, n, k, -0.5, A, n, Cm, n, 1.0, st->L,
+                 st->cap);
+    st->nupd += k;
+    return 0;
 }
 
 /* One arrival of ALGORITHMS.md 1.5 with batch 0, in O(m^2 + m d): x joins
@@ -829,17 +857,27 @@ static int step_arrival(struct rls_state *st, const double *x, double kxx, doubl
     if (learn) krr_learn(st, y);
     int n = st->m;
     double *col = st->kwork;
-    for (int a = 0; a < nchg && !refresh; a++) { /* W_jj changes: Sherman-Morrison */
+    /* W_jj changes of the members that stay: Sherman-Morrison for one,
+     * Woodbury (one symmetric rank-2k BLAS-3 update) for several. */
+    int32_t *J = (int32_t *)st->ev_iwork, k = 0;
+    double *dl = st->u; /* u is spent once x is appended */
+    for (int a = 0; a < nchg; a++) {
         int j = chg[a];
         if (st->q[j] == 0) continue;
         double delta = gam * (st->qbar * st->p[j] / st->q[j] - wold[j]);
-        double den = 1.0 + delta * G[j + (size_t)j * cap];
-        if (!(den > SM_MIN_DEN)) {
+        if (delta == 0) continue;
+        if (!(1.0 + delta * G[j + (size_t)j * cap] > SM_MIN_DEN)) {
             refresh = true;
             break;
         }
-        g_column(st, j, n, col);
-        g_rank1(st, n, delta / den, col);
+        J[k] = j;
+        dl[k++] = delta;
+    }
+    if (!refresh && k == 1) {
+        g_column(st, J[0], n, col);
+        g_rank1(st, n, dl[0] / (1.0 + dl[0] * G[J[0] + (size_t)J[0] * cap]), col);
+    } else if (!refresh && k > 1) {
+        refresh = woodbury(st, n, J, dl, k) != 0;
     }
     for (int a = 0; a < nchg && !refresh && nev > 0; a++) { /* evictions: Schur downdate */
         int j = chg[a];
@@ -994,6 +1032,16 @@ static const double *pack_block(const struct rls_state *st, const double *A, int
     return st->U;
 }
 
+/* A symmetric matrix of which only the lower triangle is kept, packed
+ * whole (the upper triangle mirrored). */
+static const double *pack_sym(const struct rls_state *st, const double *A, int n)
+{
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < n; i++)
+            st->U[i + (size_t)j * n] = i >= j ? A[i + (size_t)j * st->cap] : A[j + (size_t)i * st->cap];
+    return st->U;
+}
+
 /* The same for the stored C^T, packed as C (the upper factor of 5.1). */
 static const double *pack_block_t(const struct rls_state *st, const double *A, int n)
 {
@@ -1064,7 +1112,7 @@ static int rls_save(const void *state, msgpack_packer *pk)
     /* K_DD and L (G with batch 0) are stored, not recomputed: a restore
      * continues bit for bit (5.2). U is scratch between records, so it can stage the packing. */
     ink_pack_key(pk, "K");
-    ink_pack_f64s(pk, pack_block(st, st->K, m), (size_t)m * m);
+    ink_pack_f64s(pk, pack_sym(st, st->K, m), (size_t)m * m);
     ink_pack_key(pk, "L");
     ink_pack_f64s(pk, pack_block(st, st->L, m), (size_t)m * m);
     if (st->predict) {
