@@ -973,9 +973,10 @@ TEST(identical_points)
     destroy(st);
 }
 
-TEST(huge_gamma_empty_dictionary)
+static void huge_gamma_run(int batch)
 {
     struct ink_rls_conf c = base_conf(2);
+    c.batch = batch;
     c.gamma = 1e6;
     c.predict = true;
     void *st = make(&c);
@@ -998,12 +999,23 @@ TEST(huge_gamma_empty_dictionary)
     destroy(st);
 }
 
-TEST(tiny_gamma_cap)
+TEST(huge_gamma_empty_dictionary)
+{
+    huge_gamma_run(1);
+}
+
+/* batch 0 (the default) with the dictionary empty between arrivals. */
+TEST(huge_gamma_empty_dictionary_default)
+{
+    huge_gamma_run(0);
+}
+
+static void tiny_gamma_run(int batch)
 {
     struct ink_rls_conf c = base_conf(2);
     c.gamma = 1e-9;
     c.max_dict = 32;
-    c.batch = 4;
+    c.batch = batch;
     void *st = make(&c);
     REQUIRE(st);
     struct ink_rng rng;
@@ -1020,8 +1032,21 @@ TEST(tiny_gamma_cap)
     struct ink_op_gauges gg;
     ink_op_rls_sketch.gauges(st, &gg);
     CHECK(gg.gamma_eff == last && gg.dict == seen.dict);
-    printf("tiny gamma: gamma_eff %.3g after 400 points, dict %lld\n", last, (long long)seen.dict);
+    printf("tiny gamma (batch %d): gamma_eff %.3g after 400 points, dict %lld\n", batch, last,
+           (long long)seen.dict);
     destroy(st);
+}
+
+TEST(tiny_gamma_cap)
+{
+    tiny_gamma_run(4);
+}
+
+/* batch 0 (the default): the cap escalates gamma_eff through the full
+ * re-estimation, which refactors the inverse. */
+TEST(tiny_gamma_cap_default)
+{
+    tiny_gamma_run(0);
 }
 
 /* accepted means "in the dictionary after the step"; members only leave. */
@@ -1163,12 +1188,12 @@ TEST(config_loader)
 }
 
 /* INK mode: normalised scores keep about qbar copies in total (1.6). */
-TEST(ink_mode)
+static void ink_mode_run(int batch)
 {
     struct ink_rls_conf c = base_conf(2);
     c.mode = INK_RLS_INK;
     c.qbar = 60;
-    c.batch = 4;
+    c.batch = batch;
     void *st = make(&c);
     REQUIRE(st);
     struct ink_rng rng;
@@ -1180,10 +1205,21 @@ TEST(ink_mode)
         if (t > 100 && seen.dict > maxm) maxm = (int)seen.dict;
         CHECK(seen.tau >= 0 && seen.tau <= 1);
     }
-    printf("ink mode: qbar 60, max dict after t=100: %d, deff %.2f\n", maxm, seen.deff);
+    printf("ink mode (batch %d): qbar 60, max dict after t=100: %d, deff %.2f\n", batch, maxm,
+           seen.deff);
     CHECK(maxm <= 2 * c.qbar);
     CHECK(seen.dict >= 1);
     destroy(st);
+}
+
+TEST(ink_mode)
+{
+    ink_mode_run(4);
+}
+
+TEST(ink_mode_default)
+{
+    ink_mode_run(0);
 }
 
 /* mem_bound is what init allocates, and process/query allocate nothing. */
