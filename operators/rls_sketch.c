@@ -777,6 +777,37 @@ static int woodbury(struct rls_state *st, int n, const int32_t *J, const double 
     return 0;
 }
 
+/* batch 0, the dictionary over max_dict after an arrival's thinning (which
+ * already used estimates at the current gamma_eff): 1.7 a, gamma_eff doubled
+ * and steps 2-8 redone with no new arrival until the dictionary fits, each
+ * round scored from a fresh G = (K_DD + gamma_eff W)^-1 (O(m^3) with dpotrf +
+ * dpotri, about a tenth of an eigensolve). G is left current. */
+static int step_escalate(struct rls_state *st)
+{
+    st->reestimations++;
+    for (int guard = 0; guard < 200; guard++) {
+        st->gamma_eff *= 2;
+        st->escalations++;
+        set_weights(st);
+        if (refresh_inverse(st) != 0) continue; /* rounding: escalate further */
+        int m = st->m, cap = st->cap;
+        double gam = st->gamma_eff, rsum = 0;
+        for (int j = 0; j < m; j++) {
+            double w = 1.0 / (st->s[j] * st->s[j]);
+            double r = 1.0 - gam * w * st->L[j + (size_t)j * cap];
+            r = r > 0 ? r : 0;
+            rsum += r;
+            st->tau[j] = st->c_est * w * r;
+        }
+        st->dhat = st->c_est * rsum;
+        if (st->shrink) thin_and_compact(st);
+        set_weights(st);
+        if (st->predict) krr_sync_basis(st);
+        if (st->m <= st->m_max && refresh_inverse(st) == 0) return 0;
+    }
+    return INK_ENUMERIC;
+}
+
 /* One arrival of ALGORITHMS.md 1.5 with batch 0, in O(m^2 + m d): x joins
  * with s = 1; every member's score is read from the diagonal of
  * (K_aug + gamma W_aug)^-1 = G bordered by x (O(m) after u = G k); every
@@ -841,7 +872,7 @@ static int step_arrival(struct rls_state *st, const double *x, double kxx, doubl
         compact(st, false);
         set_weights(st);
         if (st->predict) krr_sync_basis(st);
-        return reestimate(st);
+        return step_escalate(st);
     }
     bool refresh = false;
     if (q > 0) { /* border G with x at weight w = qbar p / q */
