@@ -622,32 +622,45 @@ static void givens(double a, double b, double *c, double *s)
 
 /* Drop basis coordinate j (5.1): with R~ = R minus column j = Q [R'; 0],
  * the map to the new coordinates is T = [I 0] Q^T; apply the same
- * rotations to g and to H + mu I = C^T C (as C G^T, re-triangularised). */
+ * rotations to g and to H + mu I = C^T C (as C Q, re-triangularised).
+ * Every loop runs down contiguous memory: R column by column (rotation k,
+ * which zeroes R'(k+1, k), is found when column k is reached), C Q row by
+ * row (columns of the stored C^T), then the left rotations of C on pairs of
+ * its rows (pairs of columns of C^T). Left and right rotations commute, so
+ * this is the interleaved chase of the textbook, reordered. */
 static void krr_delete(struct rls_state *st, int j)
 {
     int nb = st->nb, cap = st->cap;
-    double *R = st->R, *C = st->C, *g = st->g;
+    double *R = st->R, *C = st->C, *g = st->g, *cs = st->v, *sn = st->z;
 #define CU(i, l) C[(l) + (size_t)(i) * cap] /* C(i, l) of the upper factor */
-    for (int k = j; k < nb - 1; k++)
-        memcpy(R + (size_t)k * cap, R + (size_t)(k + 1) * cap, (size_t)(k + 2) * sizeof(double));
+    for (int l = j; l < nb - 1; l++) {
+        double *col = R + (size_t)l * cap;
+        memcpy(col, R + (size_t)(l + 1) * cap, (size_t)(l + 2) * sizeof(double));
+        for (int k = j; k < l; k++) {
+            double ra = col[k], rb = col[k + 1];
+            col[k] = cs[k] * ra + sn[k] * rb;
+            col[k + 1] = -sn[k] * ra + cs[k] * rb;
+        }
+        givens(col[l], col[l + 1], &cs[l], &sn[l]);
+        col[l] = cs[l] * col[l] + sn[l] * col[l + 1];
+        col[l + 1] = 0;
+    }
     for (int k = j; k < nb - 1; k++) {
-        double c, s;
-        givens(R[k + (size_t)k * cap], R[k + 1 + (size_t)k * cap], &c, &s);
-        for (int l = k; l < nb - 1; l++) {
-            double ra = R[k + (size_t)l * cap], rb = R[k + 1 + (size_t)l * cap];
-            R[k + (size_t)l * cap] = c * ra + s * rb;
-            R[k + 1 + (size_t)l * cap] = -s * ra + c * rb;
-        }
-        R[k + 1 + (size_t)k * cap] = 0;
         double ga = g[k], gb = g[k + 1];
-        g[k] = c * ga + s * gb;
-        g[k + 1] = -s * ga + c * gb;
-        CU(k + 1, k) = 0;
-        for (int i = 0; i <= k + 1; i++) {
-            double ca = CU(i, k), cb = CU(i, k + 1);
-            CU(i, k) = c * ca + s * cb;
-            CU(i, k + 1) = -s * ca + c * cb;
+        g[k] = cs[k] * ga + sn[k] * gb;
+        g[k + 1] = -sn[k] * ga + cs[k] * gb;
+    }
+    for (int i = 0; i < nb; i++) { /* row i of C Q: rotations k >= i - 1 reach it */
+        double *ci = C + (size_t)i * cap;
+        int k0 = j > i - 1 ? j : i - 1;
+        if (k0 == i - 1) ci[i - 1] = 0; /* below the diagonal: stale storage */
+        for (int k = k0; k < nb - 1; k++) {
+            double a = ci[k], b = ci[k + 1];
+            ci[k] = cs[k] * a + sn[k] * b;
+            ci[k + 1] = -sn[k] * a + cs[k] * b;
         }
+    }
+    for (int k = j; k < nb - 1; k++) {
         double c2, s2;
         givens(CU(k, k), CU(k + 1, k), &c2, &s2);
         for (int l = k; l < nb; l++) {
