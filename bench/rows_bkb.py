@@ -7,10 +7,13 @@ Within a row every contender gets the same arms, rewards, noise sequence
 (sd 0.1), gaussian kernel, lambda and beta convention (UCB = mu + beta sigma,
 sigma the KRR-normalised standard deviation, prior k/lambda; beta from the
 reference formula with noise_var 0.01). Branin rows: sigma 0.25, lambda 0.01;
-bkb's qbar 2 (its default) there. Hartmann-4 rows: sigma 0.5, lambda 1, qbar 3
-(with lambda 0.01 BBKB's dictionary had 327 arms at t = 1,000 and its regret was
-0.7 per round: still exploring; with qbar 2 BBKB's cumulative regret at T = 10,000
-was 1.38-1.46x exact's over three operator seeds, with qbar 3 0.68-0.72x).
+bkb's qbar is left at its default everywhere (1 + d/2: 2 for Branin, 3 for
+Hartmann-4). Hartmann-4 rows: sigma 0.5, lambda 1 (with lambda 0.01 BBKB's
+dictionary had 327 arms at t = 1,000 and its regret was 0.7 per round: still
+exploring; with qbar 2, the default before it depended on d, BBKB's cumulative
+regret at T = 10,000 was 1.38-1.46x exact's over three operator seeds, with
+qbar 3 0.68-0.72x). `bkb_fns` rows: bench/bench_bkb_fns.c, regret against exact
+GP-UCB over 20 seeds on standard test functions (docs/bkb.md).
 The C side is bench/bench_bkb.c (one algorithm per process, so that its peak
 RSS is its own); BLAS runs single-threaded everywhere.
 """
@@ -27,7 +30,7 @@ PY = "/usr/bin/python3"  # Debian's python3 with python3-sklearn
 NVAR = 0.01  # noise variance (noise_var in beta)
 
 
-def bench_bkb(A, T, D, algo, sigma, lam, qbar=2, dump=None, seed=1):
+def bench_bkb(A, T, D, algo, sigma, lam, qbar=0, dump=None, seed=1):
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     if dump:
         env["BENCH_BKB_DUMP"] = dump
@@ -152,13 +155,13 @@ def row_sklearn(A=2000, T=1000, D=2, sigma=0.25, lam=0.01):
     return rows
 
 
-def row_exact(A=10000, T=10000, D=4, sigma=0.5, lam=1.0, qbar=3, T_bkb=None):
+def row_exact(A=10000, T=10000, D=4, sigma=0.5, lam=1.0, qbar=0, T_bkb=None):
     T_bkb = T_bkb or int(os.environ.get("INK_BENCH_BKB_PREFIX", "2000"))
     ex = bench_bkb(A, T, D, "exact", sigma, lam)
     bb = bench_bkb(A, T, D, "bbkb", sigma, lam, qbar)
     b = bench_bkb(A, T_bkb, D, "bkb", sigma, lam, qbar)
-    name = "bkb vs exact incremental GP-UCB in C, %d arms, d = %d (Hartmann-4), T = %d, sigma %g, lambda %g, qbar %g" % (
-        A, D, T, sigma, lam, qbar)
+    name = "bkb vs exact incremental GP-UCB in C, %d arms, d = %d (Hartmann-4), T = %d, sigma %g, lambda %g, qbar %s" % (
+        A, D, T, sigma, lam, qbar or "default")
     ts = sorted(ex["per"])
     # exact's per-round cost is linear in t: least-squares slope through the origin
     slope = sum(t * ex["per"][t] for t in ts) / sum(t * t for t in ts)

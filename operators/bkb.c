@@ -217,11 +217,11 @@ static const struct ink_param bkb_params[] = {
     {.name = "qbar",
      .type = INK_P_DOUBLE,
      .offset = COFF(qbar),
-     .def = "2",
-     .min = 1e-12,
+     .def = "0",
+     .min = 0,
      .max = 1e300,
-     .help = "dictionary oversampling, 2..10 suggested (1, the reference default, over-explores: "
-             "tests/test_bkb.c)"},
+     .help = "dictionary oversampling; 0 = 1 + d/2 for arms of dimension d (2 in 2-D, 4 in 6-D: "
+             "docs/bkb.md, Choosing qbar)"},
     {.name = "max_dict",
      .type = INK_P_INT,
      .offset = COFF(max_dict),
@@ -286,6 +286,17 @@ static int64_t grid_n(const struct ink_bkb_grid_conf *g, int k)
     return v >= 1 && v <= BKB_MAX_ARMS ? (int64_t)v : 1;
 }
 
+/* qbar: 0 picks 1 + d/2. In higher dimension the arms are far apart at the
+ * kernel's scale, so a dropped arm is not explained by its neighbours: its
+ * mean falls back to the prior's 0 and its variance to k/lambda. An arm
+ * pulled once, alone, has c var = k/(k + lambda) (1/2 at lambda = k = 1), so
+ * qbar 2 puts it at p = 1 exactly and any neighbour pushes it below; the
+ * measurements behind 1 + d/2 are in docs/bkb.md (Choosing qbar). */
+double ink_bkb_default_qbar(int d)
+{
+    return 1.0 + 0.5 * (d > 0 ? d : 1);
+}
+
 static int bkb_check(const void *conf, struct ink_err *err)
 {
     const struct ink_bkb_conf *c = conf;
@@ -330,7 +341,7 @@ static int bkb_check(const void *conf, struct ink_err *err)
     if (!(c->lambda > 0)) return ink_err_set(err, INK_EINVAL, "lambda must be > 0");
     if (!(c->delta > 0 && c->delta < 1))
         return ink_err_set(err, INK_EINVAL, "delta must be in (0, 1)");
-    if (!(c->qbar > 0)) return ink_err_set(err, INK_EINVAL, "qbar must be > 0");
+    if (!(c->qbar >= 0)) return ink_err_set(err, INK_EINVAL, "qbar must be >= 0 (0: 1 + d/2)");
     if (c->max_dict < 1) return ink_err_set(err, INK_EINVAL, "max_dict must be >= 1");
     if (c->arm_block < 1) return ink_err_set(err, INK_EINVAL, "arm_block must be >= 1");
     if (c->batch.set && !(c->batch.ratio > 0))
@@ -1376,7 +1387,7 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
     s->F = c->F;
     s->noise_var = c->noise_var;
     s->delta = c->delta;
-    s->qbar = c->qbar;
+    s->qbar = c->qbar > 0 ? c->qbar : ink_bkb_default_qbar(d);
     s->beta_fixed = c->beta;
     s->batch = c->batch.set;
     s->ratio = c->batch.set ? c->batch.ratio : 0;

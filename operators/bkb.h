@@ -49,7 +49,7 @@ struct ink_bkb_conf {
     double F;         /* RKHS norm bound */
     double noise_var; /* sub-Gaussian noise variance proxy */
     double delta;     /* confidence */
-    double qbar;      /* oversampling of the dictionary resampling */
+    double qbar;      /* oversampling of the dictionary resampling; 0: ink_bkb_default_qbar(d) */
     int64_t max_dict; /* m_max: dictionary cap (ALGORITHMS.md 2.8) */
     double beta;      /* > 0: fixed beta; 0: the reference formula (2.4 / 2.6) */
     struct ink_bkb_batch_conf batch;
@@ -61,5 +61,8 @@ struct ink_bkb_conf {
 };
 
 extern const struct ink_op_vtable ink_op_bkb;
+
+/* The qbar used when the configuration leaves it at 0: 1 + d/2 (docs/bkb.md). */
+double ink_bkb_default_qbar(int d);
 
 #endif

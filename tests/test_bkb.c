@@ -375,7 +375,7 @@ typedef void (*kcol_fn)(const void *ctx, int j, double *out);
 
 static double gpucb_exact(kcol_fn kcol, const void *ctx, int A, const double *f, double fstar,
                           double lambda, double F, double nv, double delta, int T, int init,
-                          uint64_t seed, const double *noise)
+                          uint64_t seed, const double *noise, const int *first)
 {
     double *H = malloc((size_t)A * T * sizeof(double)), *mu = calloc(A, sizeof(double));
     double *var = malloc((size_t)A * sizeof(double)), *g = malloc((size_t)A * sizeof(double));
@@ -389,8 +389,8 @@ static double gpucb_exact(kcol_fn kcol, const void *ctx, int A, const double *f,
     double regret = 0, sumcv = 0;
     for (int t = 0; t < T; t++) {
         int j = 0;
-        if (t < init) {
-            j = (int)(ink_rng_uniform(&r) * A);
+        if (t < init) { /* first: the arms the operator played at random, when given */
+            j = first ? first[t] : (int)(ink_rng_uniform(&r) * A);
         } else {
             double beta = beta_ref(lambda, F, nv, delta, t, sumcv), best = -INFINITY;
             for (int i = 0; i < A; i++) {
@@ -492,7 +492,7 @@ TEST(regret_linear_kernel_close_to_exact_gpucb)
         double nvar = 0.01 * (fmax - fmin);
         for (int t = 0; t < T; t++) noise[t] = sqrt(nvar) * gauss(&r);
         struct kctx kc = {X, A, d, 0};
-        R_gp += gpucb_exact(kcol_of, &kc, A, f, fmax, nvar, 1, nvar, 0.5, T, 2, 500 + sd, noise);
+        R_gp += gpucb_exact(kcol_of, &kc, A, f, fmax, nvar, 1, nvar, 0.5, T, 2, 500 + sd, noise, NULL);
 
         struct bandit b = {0};
         conf_defaults(&b.c);
@@ -555,7 +555,7 @@ TEST(regret_rbf_branin_close_to_exact_gpucb)
         for (int i = 0; i < A; i++) f[i] = (bmax - f[i]) / (bmax - bmin); /* max 1 */
         for (int t = 0; t < T; t++) noise[t] = sqrt(nvar) * gauss(&r);
         struct kctx kc = {X, A, d, sigma};
-        R_gp += gpucb_exact(kcol_of, &kc, A, f, 1.0, nvar, 1, nvar, 0.5, T, 2, 600 + sd, noise);
+        R_gp += gpucb_exact(kcol_of, &kc, A, f, 1.0, nvar, 1, nvar, 0.5, T, 2, 600 + sd, noise, NULL);
 
         struct bandit b = {0};
         conf_defaults(&b.c);
@@ -585,6 +585,93 @@ TEST(regret_rbf_branin_close_to_exact_gpucb)
     CHECK(DT <= 1.3 * D2);
     CHECK(DT <= T / 4.0);
     free(noise);
+}
+
+/* Hartmann-6 (negated: larger is better) on the unit cube. */
+static double hartmann6(const double *u)
+{
+    static const double al[4] = {1.0, 1.2, 3.0, 3.2};
+    static const double a[4][6] = {{10, 3, 17, 3.5, 1.7, 8},
+                                   {0.05, 10, 17, 0.1, 8, 14},
+                                   {3, 3.5, 1.7, 10, 17, 8},
+                                   {17, 8, 0.05, 10, 0.1, 14}};
+    static const double p[4][6] = {{.1312, .1696, .5569, .0124, .8283, .5886},
+                                   {.2329, .4135, .8307, .3736, .1004, .9991},
+                                   {.2348, .1451, .3522, .2883, .3047, .6650},
+                                   {.4047, .8828, .8732, .5743, .1091, .0381}};
+    double s = 0;
+    for (int i = 0; i < 4; i++) {
+        double e = 0;
+        for (int j = 0; j < 6; j++) e += a[i][j] * (u[j] - p[i][j]) * (u[j] - p[i][j]);
+        s += al[i] * exp(-e);
+    }
+    return s;
+}
+
+/* In 6-D the arms are far apart at the kernel's scale, so an arm dropped from
+ * the dictionary is not explained by its neighbours: its mean falls back to
+ * the prior's 0 and its variance to the prior's. With rewards that are not
+ * centred (here mean -5, sd 1: negated losses) and the default lambda 1, the
+ * old default qbar 2 measured 1.33x exact GP-UCB's regret in total and up to
+ * 1.57x on a seed (bench/bench_bkb_fns.c, 6 seeds); the default 1 + d/2 = 4
+ * matches it (docs/bkb.md, "Regret in higher dimensions"). Both play the same
+ * two random arms first, so the ratio measures the approximation, not the
+ * luck of the start (from other start arms, exact against exact is 0.6-4.5x
+ * per seed in this case). */
+TEST(regret_hartmann6_default_qbar_close_to_exact_gpucb)
+{
+    openblas_set_num_threads(1);
+    enum { A = 1000, d = 6, T = 200 };
+    int seeds = scaled(4, 2);
+    static double X[A * d], f[A];
+    const double sigma = 0.3, nvar = 0.01;
+    double noise[T], R_bkb = 0, R_gp = 0, worst = 0;
+    for (int sd = 0; sd < seeds; sd++) {
+        struct ink_rng r;
+        ink_rng_seed(&r, 700 + sd);
+        for (int i = 0; i < A * d; i++) X[i] = ink_rng_uniform(&r);
+        double m = 0, v = 0, fmax = -INFINITY;
+        for (int i = 0; i < A; i++) m += f[i] = hartmann6(X + (size_t)i * d);
+        m /= A;
+        for (int i = 0; i < A; i++) v += (f[i] - m) * (f[i] - m);
+        v = sqrt(v / A);
+        for (int i = 0; i < A; i++) {
+            f[i] = (f[i] - m) / v - 5;
+            if (f[i] > fmax) fmax = f[i];
+        }
+        for (int t = 0; t < T; t++) noise[t] = sqrt(nvar) * gauss(&r);
+
+        struct bandit b = {0};
+        conf_defaults(&b.c);
+        conf_file_arms(&b.c, "h6", X, A, d);
+        b.c.kernel.sigma = sigma;
+        b.c.lambda = 1;
+        b.c.noise_var = nvar;
+        b.c.seed = 3000 + sd;
+        b.c.qbar = 0; /* the default */
+        REQUIRE(bandit_start(&b) == 0);
+        REQUIRE(kick(&b) == 0);
+        int first[2];
+        double R = 0;
+        for (int t = 0; t < T; t++) {
+            int64_t j = b.o.arm;
+            if (t < 2) first[t] = (int)j;
+            R += fmax - f[j];
+            REQUIRE(reward(&b, j, f[j] + noise[t]) == 0);
+        }
+        bandit_stop(&b);
+        unlink(path_buf);
+        struct kctx kc = {X, A, d, sigma};
+        double Rg = gpucb_exact(kcol_of, &kc, A, f, fmax, 1, 1, nvar, 0.5, T, 2, 0, noise, first);
+        printf("    hartmann6 seed %d: R_T(BKB)=%.1f R_T(GP-UCB)=%.1f ratio=%.3f\n", sd, R, Rg,
+               R / Rg);
+        R_bkb += R, R_gp += Rg;
+        if (R / Rg > worst) worst = R / Rg;
+    }
+    printf("    hartmann6: A=%d T=%d seeds=%d total ratio %.3f, worst seed %.3f\n", A, T, seeds,
+           R_bkb / R_gp, worst);
+    CHECK(R_bkb <= 1.1 * R_gp);
+    CHECK(worst <= 1.5);
 }
 
 /* ---- BBKB ---- */
@@ -1253,7 +1340,10 @@ TEST(config_loader)
     memset(&d, 0, sizeof d);
     struct ink_err err = {0};
     REQUIRE(ink_params_defaults(ink_op_bkb.params, &d, &err) == 0);
-    CHECK(d.lambda == 1 && d.F == 1 && d.noise_var == 1 && d.delta == 0.5 && d.qbar == 2);
+    CHECK(d.lambda == 1 && d.F == 1 && d.noise_var == 1 && d.delta == 0.5 && d.qbar == 0);
+    /* qbar 0: 1 + d/2 from the arms' dimension (docs/bkb.md, Choosing qbar) */
+    CHECK(ink_bkb_default_qbar(2) == 2 && ink_bkb_default_qbar(4) == 3 &&
+          ink_bkb_default_qbar(6) == 4);
     CHECK(d.max_dict == 512 && d.beta == 0 && !d.batch.set && d.seed == -1 && d.init == 2);
     CHECK(d.arm_block == 1024 && d.max_memory == 1ull << 30 && d.lazy);
     ink_params_free(ink_op_bkb.params, &d);
@@ -1278,7 +1368,7 @@ TEST(config_loader)
     REQUIRE(c);
     CHECK(c->arms.grid.set && c->arms.grid.n.n == 2 && c->arms.grid.hi.v[1] == 2);
     CHECK(c->kernel.type == INK_K_MATERN52 && c->lambda == 0.01 && c->batch.set);
-    CHECK(c->batch.ratio == 3 && c->max_dict == 64 && c->init == 1 && c->qbar == 2);
+    CHECK(c->batch.ratio == 3 && c->max_dict == 64 && c->init == 1 && c->qbar == 0);
     struct bandit b = {0};
     b.c = *c;
     REQUIRE(bandit_start(&b) == 0);
