@@ -6,7 +6,7 @@
  *   bench_bkb [A] [T] [seed] [D] [ALGO] [SIGMA] [LAMBDA] [QBAR] [OPSEED]
  *                                 defaults 5000 500 1 2 all 0.25 0.01 0 5
  *
- * QBAR 0 leaves the operator's default (1 + d/2, docs/bkb.md).
+ * QBAR 0 leaves the operator's default (2 (1 + lambda), docs/bkb.md).
  *
  * seed draws the arms and the noise; OPSEED is the bkb operator's own RNG seed.
  *

@@ -1,5 +1,5 @@
 /* bkb regret against exact GP-UCB on standard test functions, over many seeds
- * (docs/bkb.md, "Regret in higher dimensions").
+ * (docs/bkb.md, "Regret in higher dimensions (and lambda)").
  *
  *   bench_bkb_fns FUNC [A] [T] [SEEDS] [SIGMA] [QBAR] [MODE] [ALGO]
  *     FUNC   branin (d 2), hartmann4, hartmann6, ackley5, levy6, rosenbrock4, ...
@@ -18,11 +18,14 @@
  *     ALGO   bkb (default) or bbkb (batch ratio 2)
  *
  * Rewards are standardised over the arms (mean 0, sd 1, larger is better) plus
- * N(0, 0.1^2) noise; lambda = noise_var = 0.01, F = 1, delta = 0.5. Exact
+ * N(0, 0.1^2) noise; lambda 0.01, noise_var 0.01, F = 1, delta = 0.5. Exact
  * GP-UCB uses the same kernel, lambda and beta formula (beta multiplies sigma,
  * docs/bkb.md) and plays the same `init` random arms as the operator did, so a
  * seed's ratio measures the algorithms, not the luck of the first arms.
- * The operator is driven in-process through its vtable (streaming mode). */
+ * Environment: BKB_LAMBDA sets lambda; BKB_OFFSET adds a constant to every
+ * reward (uncentred rewards, e.g. negated losses; regret is unchanged).
+ * The operator is driven in-process through its vtable (streaming mode).
+ * Rows: bench/rows_bkb.py (bench/run bkb_fns). */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>

@@ -220,8 +220,8 @@ static const struct ink_param bkb_params[] = {
      .def = "0",
      .min = 0,
      .max = 1e300,
-     .help = "dictionary oversampling; 0 = 1 + d/2 for arms of dimension d (2 in 2-D, 4 in 6-D: "
-             "docs/bkb.md, Choosing qbar)"},
+     .help = "dictionary oversampling; 0 = 2 (1 + lambda / mean k(a, a)): 2.02 at lambda 0.01, "
+             "4 at lambda 1 for a gaussian kernel (docs/bkb.md, Choosing qbar)"},
     {.name = "max_dict",
      .type = INK_P_INT,
      .offset = COFF(max_dict),
@@ -286,15 +286,17 @@ static int64_t grid_n(const struct ink_bkb_grid_conf *g, int k)
     return v >= 1 && v <= BKB_MAX_ARMS ? (int64_t)v : 1;
 }
 
-/* qbar: 0 picks 1 + d/2. In higher dimension the arms are far apart at the
- * kernel's scale, so a dropped arm is not explained by its neighbours: its
- * mean falls back to the prior's 0 and its variance to k/lambda. An arm
- * pulled once, alone, has c var = k/(k + lambda) (1/2 at lambda = k = 1), so
- * qbar 2 puts it at p = 1 exactly and any neighbour pushes it below; the
- * measurements behind 1 + d/2 are in docs/bkb.md (Choosing qbar). */
-double ink_bkb_default_qbar(int d)
+/* qbar: 0 picks 2 (1 + lambda / kbar), kbar the mean of k(a, a) over the
+ * arms (1 for the gaussian and matern kernels). An arm pulled once with no
+ * close neighbour has c var = k/(k + lambda): 1/2 at lambda = k = 1, ~1 at
+ * lambda = 0.01. The default keeps such an arm with p = min(1, 2) whatever
+ * lambda is; a dropped one is not explained by other arms and forgets its
+ * reward (mean back to 0, variance back to k/lambda). Measurements in
+ * docs/bkb.md (Choosing qbar). */
+double ink_bkb_default_qbar(double lambda, double kbar)
 {
-    return 1.0 + 0.5 * (d > 0 ? d : 1);
+    if (!(kbar > 0) || !(lambda > 0)) return 2;
+    return 2 * (1 + lambda / kbar);
 }
 
 static int bkb_check(const void *conf, struct ink_err *err)
@@ -341,7 +343,8 @@ static int bkb_check(const void *conf, struct ink_err *err)
     if (!(c->lambda > 0)) return ink_err_set(err, INK_EINVAL, "lambda must be > 0");
     if (!(c->delta > 0 && c->delta < 1))
         return ink_err_set(err, INK_EINVAL, "delta must be in (0, 1)");
-    if (!(c->qbar >= 0)) return ink_err_set(err, INK_EINVAL, "qbar must be >= 0 (0: 1 + d/2)");
+    if (!(c->qbar >= 0))
+        return ink_err_set(err, INK_EINVAL, "qbar must be >= 0 (0: the default, from lambda)");
     if (c->max_dict < 1) return ink_err_set(err, INK_EINVAL, "max_dict must be >= 1");
     if (c->arm_block < 1) return ink_err_set(err, INK_EINVAL, "arm_block must be >= 1");
     if (c->batch.set && !(c->batch.ratio > 0))
@@ -1387,7 +1390,7 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
     s->F = c->F;
     s->noise_var = c->noise_var;
     s->delta = c->delta;
-    s->qbar = c->qbar > 0 ? c->qbar : ink_bkb_default_qbar(d);
+    s->qbar = c->qbar;
     s->beta_fixed = c->beta;
     s->batch = c->batch.set;
     s->ratio = c->batch.set ? c->batch.ratio : 0;
@@ -1414,6 +1417,11 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
     h = hash_bytes(h, &s->d, sizeof s->d);
     s->arms_hash = hash_bytes(h, s->X, (size_t)A * d * sizeof(double));
     ink_kernel_diag(&s->kern, s->X, A, s->kdiag);
+    if (!(s->qbar > 0)) {
+        double kbar = 0;
+        for (int i = 0; i < A; i++) kbar += s->kdiag[i];
+        s->qbar = ink_bkb_default_qbar(s->lambda, kbar / A);
+    }
     if (s->storeZ)
         for (int i = 0; i < A; i++) s->slot_of[i] = -1;
     /* The engine's seed (rls_sketch.c: `seed` itself unkeyed, one per key

@@ -62,7 +62,8 @@ struct ink_bkb_conf {
 
 extern const struct ink_op_vtable ink_op_bkb;
 
-/* The qbar used when the configuration leaves it at 0: 1 + d/2 (docs/bkb.md). */
-double ink_bkb_default_qbar(int d);
+/* The qbar used when the configuration leaves it at 0: 2 (1 + lambda / kbar),
+ * kbar the mean of k(a, a) over the arms (docs/bkb.md, Choosing qbar). */
+double ink_bkb_default_qbar(double lambda, double kbar);
 
 #endif
