@@ -1,4 +1,4 @@
-/* bkb speed and regret against exact incremental GP-UCB (ALGORITHMS.md 2.10).
+/* bkb speed and regret against exact incremental GP-UCB (docs/algorithms.md 2.10).
  * Rewards: Branin (d = 2) or Hartmann-4 (d = 4) on A random arms of the unit
  * cube, min-max normalised to [0, 1] over the arms, noise sd 0.1; gaussian
  * kernel (prior k/lambda, unit noise in KRR units), T rounds. Prints `name value unit` rows.

@@ -1,4 +1,4 @@
-/* ecdf benchmarks (ALGORITHMS.md 3.7, 4.1, 4.4). Prints `name value unit`.
+/* ecdf benchmarks (docs/algorithms.md 3.7, 4.1, 4.4). Prints `name value unit`.
  *
  *   bench_ecdf [scale]     scale multiplies every size (default 1)
  *
@@ -94,7 +94,7 @@ static void bench_dc(int d, size_t N, size_t Nn)
     double est = tn * ((double)N / Nn) * ((double)N / Nn);
     printf("ecdf_naive_d%d_n%zu_extrapolated_seconds %.0f s\n", d, N, est);
     printf("ecdf_dc_d%d_speedup_at_n%zu %.0f x\n", d, N, est / tdc);
-    /* complexity smoke (ALGORITHMS.md 3.6): time(N) / time(N/2) against
+    /* complexity smoke (docs/algorithms.md 3.6): time(N) / time(N/2) against
      * 2 (1 + 1/log2(N/2))^(d-1) for O(N log^(d-1) N) */
     t0 = now();
     ink__dom_run(&D, P, NULL, N / 2, P, N / 2, F);

@@ -1,4 +1,4 @@
-/* rls_sketch throughput (ALGORITHMS.md 1.9 B1): arrivals per second at d = 8,
+/* rls_sketch throughput (docs/algorithms.md 1.9 B1): arrivals per second at d = 8,
  * gaussian kernel, for dictionaries near 64 / 256 / 1024 points, and the
  * speed-up over exact incremental leverage scores. Prints `name value unit`.
  *

@@ -1,8 +1,12 @@
 /* ink_count: receive N frames on a PULL socket (connects) and print the rate
- * between the first and the last: "count N seconds S rate R". Exit 1 when
- * fewer than N arrive within the timeout. */
+ * between the first and the last: "count N seconds S rate R". With --gaps,
+ * also the largest time between two consecutive records and how many gaps
+ * exceeded 1 ms and 5 ms: "maxgap_ms G over1ms A over5ms B" (a snapshot
+ * that stalls the sender shows here). Exit 1 when fewer than N arrive
+ * within the timeout. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <zmq.h>
 
 #include "../transports/zmq_util.h"
@@ -10,11 +14,14 @@
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: ink_count ENDPOINT N [TIMEOUT_S]\n");
+        fprintf(stderr, "usage: ink_count ENDPOINT N [TIMEOUT_S [--gaps]]\n");
         return 2;
     }
     long long n = atoll(argv[2]);
     double timeout = argc > 3 ? atof(argv[3]) : 60;
+    int gaps = argc > 4 && strcmp(argv[4], "--gaps") == 0;
+    double prev = 0, maxgap = 0;
+    long long over1 = 0, over5 = 0;
     void *ctx = zmq_ctx_new();
     struct ink_zmq_conf c = {
         .hwm = 10000, .linger = 0, .connect = argv[1], .max_message_bytes = 1 << 20};
@@ -39,12 +46,23 @@ int main(int argc, char **argv)
             continue;
         }
         if (got == 0) t0 = ink_now();
+        if (gaps) {
+            double t = ink_now();
+            if (got > 0) {
+                double gap = t - prev;
+                if (gap > maxgap) maxgap = gap;
+                over1 += gap > 1e-3;
+                over5 += gap > 5e-3;
+            }
+            prev = t;
+        }
         got++;
     }
     t1 = ink_now();
     zmq_msg_close(&m);
     printf("count %lld seconds %.6f rate %.1f\n", got, t1 - t0,
            got > 1 ? (double)(got - 1) / (t1 - t0) : 0.0);
+    if (gaps) printf("maxgap_ms %.3f over1ms %lld over5ms %lld\n", 1e3 * maxgap, over1, over5);
     zmq_close(s);
     zmq_ctx_term(ctx);
     return got == n ? 0 : 1;

@@ -9,7 +9,7 @@ on one thread); d = 8, N(0, I) inputs, gaussian kernel with sigma = 2, qbar 8,
 eps 0.5. The dictionary size is set by gamma (250 / 30 / 4 for ~64 / 256 /
 1024 members) with max_dict 1.5x the target so the cap does not bind. Each
 size is run with `batch: 1` (where it takes seconds), `batch: 1024`, and
-`batch: 1024, rescore: cholesky` (ALGORITHMS.md 1.7's faster re-estimation).
+`batch: 1024, rescore: cholesky` (docs/algorithms.md 1.7's faster re-estimation).
 """
 import os
 import subprocess

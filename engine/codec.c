@@ -1,5 +1,6 @@
-/* msgpack codec (DESIGN.md "Records"): the structural pre-scan, the frame
- * decoder, the encoder, and the decoder's lifecycle; the text encoder.
+/* msgpack codec (docs/design.md#records): the structural pre-scan, the frame
+ * decoder, the encoder, and the decoder's lifecycle (the JSON codec is
+ * jsonl.c, the text encoder text.c).
  *
  * Decoding walks the bytes directly after the pre-scan has proved every
  * declared length fits inside the frame, so the walk needs no bounds checks
@@ -17,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "codec_int.h"
 
@@ -727,12 +727,58 @@ static uint8_t *w_value(uint8_t *o, const struct ink_value *v)
     return o;
 }
 
+bool ink__field_shadows(const struct ink_record *r, const char *k, uint32_t kn)
+{
+    for (uint32_t i = 0; i < r->nfields; i++)
+        if (strncmp(r->fields[i].name, k, kn) == 0 && r->fields[i].name[kn] == '\0') return true;
+    return false;
+}
+
+/* How many extras of r a field replaces (a reply echoing its request's
+ * "r" and adding its own must not carry the key twice). */
+static uint32_t shadowed_extras(const struct ink_record *r)
+{
+    uint32_t c = 0;
+    const uint8_t *p = r->extra, *end = r->extra + r->extra_len;
+    for (uint32_t i = 0; i < r->extra_n; i++) {
+        const char *k;
+        uint32_t kn;
+        size_t vl;
+        enum ink_reject why;
+        if (ink__mp_str(&p, end, &k, &kn)) break;
+        if (p >= end || ink_msgpack_scan(p, (size_t)(end - p), INK_DEPTH_CAP, &vl, &why)) break;
+        c += ink__field_shadows(r, k, kn);
+        p += vl;
+    }
+    return c;
+}
+
+/* Copy the extras not replaced by a field of the same name. */
+static uint8_t *w_extras(uint8_t *o, const struct ink_record *r)
+{
+    const uint8_t *p = r->extra, *end = r->extra + r->extra_len;
+    for (uint32_t i = 0; i < r->extra_n; i++) {
+        const uint8_t *kp = p;
+        const char *k;
+        uint32_t kn;
+        size_t vl;
+        enum ink_reject why;
+        if (ink__mp_str(&p, end, &k, &kn)) break;
+        if (p >= end || ink_msgpack_scan(p, (size_t)(end - p), INK_DEPTH_CAP, &vl, &why)) break;
+        p += vl;
+        if (!ink__field_shadows(r, k, kn)) memcpy(o, kp, (size_t)(p - kp)), o += p - kp;
+    }
+    return o;
+}
+
 int ink_encode_msgpack(const struct ink_record *r, unsigned flags, struct ink_buf *out)
 {
     uint32_t f = r->flags;
     uint32_t n = !!(f & INK_HAS_T) + !!(f & INK_HAS_KEY) + !!(f & INK_HAS_X) + !!(f & INK_HAS_Y) +
                  !!(f & INK_HAS_ARM) + !!(f & INK_HAS_OP) + !!(flags & INK_ENC_SEQ) + r->extra_n +
                  r->nfields;
+    uint32_t shadow = r->extra_n && r->nfields ? shadowed_extras(r) : 0;
+    n -= shadow;
     /* fixed keys and scalars: t 11, key 9, x 7, y 11, arm 13, op 8, seq 13, map 5 */
     size_t need = 80 + (size_t)r->key_len + (size_t)r->op_len + 9 * (size_t)r->dim + r->extra_len;
     for (uint32_t i = 0; i < r->nfields; i++)
@@ -747,132 +793,15 @@ int ink_encode_msgpack(const struct ink_record *r, unsigned flags, struct ink_bu
     if (f & INK_HAS_ARM) o = w_str(o, "arm", 3), o = w_i64(o, r->arm);
     if (f & INK_HAS_OP) o = w_str(o, "op", 2), o = w_str(o, r->op, r->op_len);
     if (flags & INK_ENC_SEQ) o = w_str(o, "seq", 3), o = w_u64(o, r->seq);
-    if (r->extra_n) memcpy(o, r->extra, r->extra_len), o += r->extra_len;
+    if (shadow)
+        o = w_extras(o, r);
+    else if (r->extra_n)
+        memcpy(o, r->extra, r->extra_len), o += r->extra_len;
     for (uint32_t i = 0; i < r->nfields; i++) {
         const char *name = r->fields[i].name;
         o = w_str(o, name, strlen(name));
         o = w_value(o, &r->fields[i].v);
     }
     out->len = (size_t)(o - out->p);
-    return 0;
-}
-
-/* ---- text encoder (for people, not for parsing) ---- */
-
-static int text_f64(struct ink_buf *out, double v)
-{
-    char tmp[32];
-    int n = snprintf(tmp, sizeof tmp, "%.6g", v);
-    return ink_buf_append(out, tmp, (size_t)n);
-}
-
-static int text_str(struct ink_buf *out, const char *s, size_t n)
-{
-    if (ink_buf_reserve(out, n)) return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out->p[out->len++] = c < 0x20 || c == 0x7f ? '?' : c;
-    }
-    return 0;
-}
-
-static int text_f64s(struct ink_buf *out, const double *v, uint32_t n)
-{
-    int rc = ink_buf_putc(out, '[');
-    uint32_t shown = n > 8 ? 8 : n;
-    for (uint32_t i = 0; i < shown; i++) {
-        if (i) rc |= ink_buf_putc(out, ',');
-        rc |= text_f64(out, v[i]);
-    }
-    if (shown < n) {
-        char tmp[40];
-        int k = snprintf(tmp, sizeof tmp, ",...(%u)", n);
-        rc |= ink_buf_append(out, tmp, (size_t)k);
-    }
-    return rc | ink_buf_putc(out, ']');
-}
-
-static int text_value(struct ink_buf *out, const struct ink_value *v)
-{
-    char tmp[40];
-    switch (v->type) {
-    case INK_V_BOOL:
-        return ink_buf_puts(out, v->b ? "true" : "false");
-    case INK_V_I64:
-        return ink_buf_append(out, tmp, (size_t)snprintf(tmp, sizeof tmp, "%lld", (long long)v->i));
-    case INK_V_F64:
-        return text_f64(out, v->f);
-    case INK_V_STR:
-        return text_str(out, v->s.p, v->s.n);
-    case INK_V_F64S:
-        return text_f64s(out, v->fa.p, v->fa.n);
-    case INK_V_I64S:
-        return ink_buf_append(out, tmp, (size_t)snprintf(tmp, sizeof tmp, "[%u ints]", v->ia.n));
-    case INK_V_F64M:
-        return ink_buf_append(out, tmp,
-                              (size_t)snprintf(tmp, sizeof tmp, "[%ux%u]", v->fm.rows, v->fm.cols));
-    case INK_V_RAW:
-        return ink_buf_puts(out, "<raw>");
-    default:
-        return ink_buf_puts(out, "nil");
-    }
-}
-
-/* Event time for people: UTC ISO 8601 (fraction only when not whole seconds). */
-static int text_time(struct ink_buf *out, int64_t t)
-{
-    char tmp[64];
-    int64_t sec = t >= 0 ? t / 1000000000 : -((-t + 999999999) / 1000000000);
-    int64_t ns = t - sec * 1000000000;
-    time_t tt = (time_t)sec;
-    struct tm tm;
-    if (!gmtime_r(&tt, &tm))
-        return ink_buf_append(out, tmp, (size_t)snprintf(tmp, sizeof tmp, " t=%lld", (long long)t));
-    size_t n = strftime(tmp, sizeof tmp, " t=%Y-%m-%dT%H:%M:%S", &tm);
-    if (ns) n += (size_t)snprintf(tmp + n, sizeof tmp - n, ".%09lld", (long long)ns);
-    tmp[n++] = 'Z';
-    return ink_buf_append(out, tmp, n);
-}
-
-int ink_encode_text(const struct ink_record *r, unsigned flags, struct ink_buf *out)
-{
-    (void)flags;
-    size_t save = out->len;
-    char tmp[48];
-    uint32_t f = r->flags;
-    int rc = ink_buf_append(out, tmp,
-                            (size_t)snprintf(tmp, sizeof tmp, "#%llu", (unsigned long long)r->seq));
-    if (f & INK_HAS_T) rc |= text_time(out, r->t);
-    if (f & INK_HAS_KEY) rc |= ink_buf_puts(out, " key=") | text_str(out, r->key, r->key_len);
-    if (f & INK_HAS_OP) rc |= ink_buf_puts(out, " op=") | text_str(out, r->op, r->op_len);
-    if (f & INK_HAS_X) rc |= ink_buf_puts(out, " x=") | text_f64s(out, r->x, r->dim);
-    if (f & INK_HAS_Y) rc |= ink_buf_puts(out, " y=") | text_f64(out, r->y);
-    if (f & INK_HAS_ARM)
-        rc |= ink_buf_append(out, tmp,
-                             (size_t)snprintf(tmp, sizeof tmp, " arm=%lld", (long long)r->arm));
-    /* Extras as name=JSON, so nested values stay readable. */
-    const uint8_t *p = r->extra,
-                  *end = r->extra_len ? r->extra + r->extra_len : p; /* NULL + 0 is UB */
-    for (uint32_t i = 0; i < r->extra_n; i++) {
-        const char *k;
-        uint32_t kn;
-        size_t vl;
-        enum ink_reject why;
-        if (ink__mp_str(&p, end, &k, &kn)) break;
-        if (ink_msgpack_scan(p, (size_t)(end - p), INK_DEPTH_CAP, &vl, &why) != 0) break;
-        rc |= ink_buf_putc(out, ' ') | text_str(out, k, kn) | ink_buf_putc(out, '=');
-        rc |= ink__mp_to_json(out, p, p + vl);
-        p += vl;
-    }
-    for (uint32_t i = 0; i < r->nfields; i++) {
-        rc |=
-            ink_buf_putc(out, ' ') | ink_buf_puts(out, r->fields[i].name) | ink_buf_putc(out, '=');
-        rc |= text_value(out, &r->fields[i].v);
-    }
-    rc |= ink_buf_putc(out, '\n');
-    if (rc) {
-        out->len = save;
-        return -1;
-    }
     return 0;
 }

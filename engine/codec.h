@@ -1,5 +1,5 @@
 /* Record codecs: msgpack (the wire format), JSON Lines, CSV, and a
- * human-readable text line (output only). DESIGN.md "Records".
+ * human-readable text line (output only). docs/design.md#records.
  *
  * Decoding is for untrusted input. Every decoder checks, in this order:
  * the frame/line size cap (INK_REJ_TOO_LARGE), then a structural pre-scan

@@ -73,6 +73,9 @@ int ink__json_i64(struct ink_buf *out, int64_t v);
 int ink__json_string(struct ink_buf *out, const char *s, size_t n);
 /* The msgpack object [p, end) as JSON; `null` when it is not one valid object. */
 int ink__mp_to_json(struct ink_buf *out, const uint8_t *p, const uint8_t *end);
+/* Whether r has an operator field named k (kn bytes): encoders then leave out
+ * the extra of that name, so no map carries a key twice (the field wins). */
+bool ink__field_shadows(const struct ink_record *r, const char *k, uint32_t kn);
 /* Shortest %.15g / %.16g / %.17g text that reads back as v (finite v);
  * returns its length (< 32). */
 int ink__fmt_f64(char tmp[32], double v);

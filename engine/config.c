@@ -8,13 +8,12 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../transports/transport.h"
+#include "transport.h"
 
 /* ------------------------------------------------------------------ */
 /* Tables of the engine section and of the keys every node accepts     */
@@ -40,6 +39,14 @@ static const struct ink_param snapshot_params[] = {
      .min = 0,
      .max = 1e15,
      .help = "also snapshot every this many records read by the sources (0 = off)"},
+    {.name = "max_failures",
+     .type = INK_P_INT,
+     .offset = SNOFF(max_failures),
+     .def = "3",
+     .min = 1,
+     .max = 1000000,
+     .help = "consecutive failed snapshots after which /health answers 503 (and /ready says "
+             "why)"},
     {0},
 };
 
@@ -108,6 +115,14 @@ const struct ink_param ink_engine_params[] = {
      .def = "true",
      .flags = INK_PF_I64,
      .help = "show a progress line on a terminal for file runs"},
+    {.name = "max_reject_ratio",
+     .type = INK_P_DOUBLE,
+     .offset = EOFF(max_reject_ratio),
+     .def = "1",
+     .min = 0,
+     .max = 1,
+     .help = "run exits 1 when a node rejects more than this share of its input (and always "
+             "when it rejects all of it)"},
     {.name = "snapshot",
      .type = INK_P_OBJECT,
      .offset = EOFF(snapshot),
@@ -169,41 +184,6 @@ static const struct ink_param io_common_params[] = {
 /* ------------------------------------------------------------------ */
 /* Diagnostics                                                         */
 
-void ink__diag_add(struct ink_diags *d, int line, int col, const char *fmt, ...)
-{
-    if (d->n >= INK__DIAGS_MAX) return;
-    if (d->n == d->cap) {
-        int cap = d->cap ? 2 * d->cap : 16;
-        struct ink_diag *v = realloc(d->v, (size_t)cap * sizeof *v);
-        if (!v) return;
-        d->v = v;
-        d->cap = cap;
-    }
-    struct ink_diag *g = &d->v[d->n++];
-    g->line = line;
-    g->col = col;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(g->msg, sizeof g->msg, fmt, ap);
-    va_end(ap);
-}
-
-void ink_diags_print(const struct ink_diags *d, const char *path, FILE *out)
-{
-    for (int i = 0; i < d->n; i++) {
-        if (d->v[i].line > 0)
-            fprintf(out, "%s:%d:%d: error: %s\n", path, d->v[i].line, d->v[i].col, d->v[i].msg);
-        else
-            fprintf(out, "%s: error: %s\n", path, d->v[i].msg);
-    }
-}
-
-void ink_diags_free(struct ink_diags *d)
-{
-    free(d->v);
-    memset(d, 0, sizeof *d);
-}
-
 /* Stable sort of the diagnostics appended since n0, by position. */
 static void diags_sort(struct ink_diags *d, int n0)
 {
@@ -222,11 +202,6 @@ static void diags_sort(struct ink_diags *d, int n0)
 /* ------------------------------------------------------------------ */
 /* Node types                                                          */
 
-#define MAX_OP_TYPES 128
-static pthread_mutex_t op_types_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct ink_node_type op_types[MAX_OP_TYPES];
-static const struct ink_op_vtable *op_types_vt[MAX_OP_TYPES];
-static int n_op_types;
 static const struct ink_op_vtable *const *test_ops;
 
 void ink__config_test_ops(const struct ink_op_vtable *const *ops)
@@ -242,35 +217,13 @@ const struct ink_op_vtable *ink__op_vtable_find(const char *name)
     return vt;
 }
 
-/* The node type of an operator, built once from its vtable. */
-static const struct ink_node_type *op_node_type(const struct ink_op_vtable *vt)
-{
-    const struct ink_node_type *nt = NULL;
-    pthread_mutex_lock(&op_types_mu);
-    for (int i = 0; i < n_op_types && !nt; i++)
-        if (op_types_vt[i] == vt) nt = &op_types[i];
-    if (!nt && n_op_types < MAX_OP_TYPES) {
-        op_types[n_op_types] = (struct ink_node_type){
-            .name = vt->name,
-            .kind = INK_NODE_OPERATOR,
-            .summary = vt->summary,
-            .params = vt->params,
-            .conf_size = vt->conf_size,
-            .check = vt->check,
-        };
-        op_types_vt[n_op_types] = vt;
-        nt = &op_types[n_op_types++];
-    }
-    pthread_mutex_unlock(&op_types_mu);
-    return nt;
-}
-
+/* An operator's node type is the head of its vtable (op.h). */
 const struct ink_node_type *ink_node_type_find(enum ink_node_kind kind, const char *name)
 {
     if (!name) return NULL;
     if (kind == INK_NODE_OPERATOR) {
         const struct ink_op_vtable *vt = ink__op_vtable_find(name);
-        return vt ? op_node_type(vt) : NULL;
+        return vt ? &vt->type : NULL;
     }
     const struct ink_node_type *const *types =
         kind == INK_NODE_SOURCE ? ink_source_types : ink_sink_types;
@@ -589,9 +542,15 @@ static void load_node(struct loader *L, int idx)
     } else if (nc->kind == INK_NODE_SOURCE) {
         tabs[1] = (struct ink__ptab){io_common_params, &io};
     }
+    /* Keys the loader handles itself: skipped here, and offered in the "valid
+     * keys" of an unknown one. A source takes no inputs, so they are not
+     * offered there (load_inputs explains why when a source has some). */
     static const char *const reserved[] = {"type", "inputs", NULL};
+    static const char *const reserved_source[] = {"type", NULL};
+    bool src_without_inputs = nc->kind == INK_NODE_SOURCE && !ink__ymap_key(m, "inputs");
     int ntabs = nc->kind == INK_NODE_SINK ? 1 : 2;
-    ink__params_parse_map(L->d, path, m, tabs, ntabs, reserved, nc->line, nc->col);
+    ink__params_parse_map(L->d, path, m, tabs, ntabs,
+                          src_without_inputs ? reserved_source : reserved, nc->line, nc->col);
     if (nc->kind == INK_NODE_OPERATOR) {
         check_common(L, nc, m, path);
         if (nc->common.dead_letter && !(nc->dead_letter = strdup(nc->common.dead_letter)))
@@ -813,32 +772,34 @@ out:
     free(next);
 }
 
-/* A router source's reply_from names an operator fed (transitively) by it. */
+/* A request/reply source's reply_from (its type's reply_from hook) names an
+ * operator fed (transitively) by it. */
 static void check_reply_from(struct loader *L, const struct edges *e)
 {
     struct ink_config *cfg = L->cfg;
     for (int i = 0; i < cfg->nnodes; i++) {
         const struct ink_node_conf *nc = &cfg->nodes[i];
-        if (nc->type != &ink_src_zmq || !L->ok[i]) continue;
-        const struct ink_zmq_conf *z = nc->conf;
-        if (z->socket != INK_ZMQ_ROUTER || !z->reply_from) continue;
+        const struct ink_source_type *st = ink_source_of(nc->type);
+        if (!st || !st->reply_from || !L->ok[i]) continue;
+        const char *reply_from = st->reply_from(nc->conf);
+        if (!reply_from) continue;
         const struct ink__ynode *v = ink__ymap_get(L->ymap[i], "reply_from");
         int line = v ? v->line : nc->line, col = v ? v->col : nc->col;
-        int j = find_node(cfg, z->reply_from);
+        int j = find_node(cfg, reply_from);
         if (j < 0 || cfg->nodes[j].kind != INK_NODE_OPERATOR) {
-            const char *s = suggest_node(cfg, z->reply_from, 1u << INK_NODE_OPERATOR);
+            const char *s = suggest_node(cfg, reply_from, 1u << INK_NODE_OPERATOR);
             if (j >= 0)
                 ink__diag_add(L->d, line, col,
                               "sources.%s.reply_from: '%s' is %s %s; replies come from an operator",
-                              nc->name, z->reply_from, article(kind_words[cfg->nodes[j].kind]),
+                              nc->name, reply_from, article(kind_words[cfg->nodes[j].kind]),
                               kind_words[cfg->nodes[j].kind]);
             else if (s)
                 ink__diag_add(L->d, line, col,
                               "sources.%s.reply_from: unknown operator '%s' (did you mean '%s'?)",
-                              nc->name, z->reply_from, s);
+                              nc->name, reply_from, s);
             else
                 ink__diag_add(L->d, line, col, "sources.%s.reply_from: unknown operator '%s'",
-                              nc->name, z->reply_from);
+                              nc->name, reply_from);
             continue;
         }
         /* breadth-first from the source along the data flow */
@@ -865,7 +826,7 @@ static void check_reply_from(struct loader *L, const struct edges *e)
             ink__diag_add(L->d, line, col,
                           "sources.%s.reply_from: operator '%s' does not read from source '%s' "
                           "(directly or through other operators)",
-                          nc->name, z->reply_from, nc->name);
+                          nc->name, reply_from, nc->name);
     }
 }
 
@@ -884,7 +845,7 @@ static void check_memory(struct loader *L)
     for (int i = 0; i < cfg->nnodes; i++) {
         const struct ink_node_conf *nc = &cfg->nodes[i];
         if (nc->kind != INK_NODE_OPERATOR || !L->ok[i]) continue;
-        const struct ink_op_vtable *vt = ink__op_vtable_find(nc->type->name);
+        const struct ink_op_vtable *vt = ink_op_of(nc->type);
         uint64_t b = vt && vt->mem_bound ? vt->mem_bound(nc->conf) : 0;
         b = sat_mul(b, nc->common.key_by ? (uint64_t)nc->common.max_keys : 1);
         uint64_t sb = vt && vt->scratch_bytes ? vt->scratch_bytes(nc->conf) : 0;
@@ -903,7 +864,7 @@ static void check_memory(struct loader *L)
     for (int i = 0; i < cfg->nnodes && off < sizeof msg; i++) {
         const struct ink_node_conf *nc = &cfg->nodes[i];
         if (nc->kind != INK_NODE_OPERATOR || !L->ok[i]) continue;
-        const struct ink_op_vtable *vt = ink__op_vtable_find(nc->type->name);
+        const struct ink_op_vtable *vt = ink_op_of(nc->type);
         uint64_t one = vt && vt->mem_bound ? vt->mem_bound(nc->conf) : 0;
         if (nc->common.key_by)
             off +=

@@ -1,4 +1,4 @@
-/* Phase one of a run (STYLE.md rule 3): load the YAML config into plain
+/* Phase one of a run (docs/style.md rule 3): load the YAML config into plain
  * structs that remember file:line:col, and check the whole graph. Nothing is
  * allocated for operators and no socket is opened here; `inkflow validate`
  * is this phase alone. */
@@ -17,6 +17,7 @@ struct ink_snapshot_conf {
     char *dir;
     double every;          /* seconds; 0 = only on shutdown */
     int64_t every_records; /* also every this many source records; 0 = off */
+    int64_t max_failures;  /* consecutive failed snapshots that make /health 503 */
 };
 
 struct ink_http_conf {
@@ -33,6 +34,7 @@ struct ink_engine_conf {
     uint64_t max_record_bytes; /* cap on one record's carried-through extra fields */
     int64_t max_depth;         /* msgpack / JSON nesting limit */
     int64_t progress;          /* 1 = progress line on a terminal for file runs */
+    double max_reject_ratio;   /* run exits 1 above this share of a node's input rejected */
     struct ink_snapshot_conf snapshot;
     struct ink_http_conf http;
 };
@@ -100,10 +102,11 @@ void ink_config_free(struct ink_config *cfg);
 void ink_diags_print(const struct ink_diags *d, const char *path, FILE *out);
 void ink_diags_free(struct ink_diags *d);
 
-/* Node types known to the loader: transports (sources, sinks) and the
- * operators of the registry. */
+/* Node types known to the loader: the transports of transports/registry.c
+ * (sources, sinks; engine/transport.h) and the operators of
+ * operators/registry.c. */
 const struct ink_node_type *ink_node_type_find(enum ink_node_kind kind, const char *name);
-/* All of them, NULL-terminated (for `inkflow help`). */
+/* All sources and sinks, NULL-terminated (for `inkflow help`). */
 extern const struct ink_node_type *const ink_source_types[];
 extern const struct ink_node_type *const ink_sink_types[];
 

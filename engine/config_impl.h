@@ -1,5 +1,6 @@
-/* Internal to the config loader (engine/param.c, engine/config.c): the YAML
- * tree that remembers line:col, and parsing a map against param tables.
+/* Internal to the config loader: the YAML tree that remembers line:col
+ * (yaml.c), diagnostics and suggestions (diag.c), parsing a map against
+ * param tables (param.c), the help text (help.c) and the loader (config.c).
  * Not part of the contract between parts. */
 #ifndef INK_CONFIG_IMPL_H
 #define INK_CONFIG_IMPL_H
@@ -76,5 +77,7 @@ void ink__config_test_ops(const struct ink_op_vtable *const *ops);
 
 /* Human-readable byte count: "64KiB" when exact, else "1.50GiB". */
 void ink__fmt_size(char *buf, size_t n, uint64_t bytes);
+/* A numeric entry's range as text: "in [a, b]", ">= a", "<= b" (param.c). */
+void ink__param_range(char *buf, size_t n, const struct ink_param *p);
 
 #endif

@@ -1,6 +1,6 @@
 /* CSV codec (RFC 4180 quoting). A header names the columns: t, key, y, arm
- * are those fields and every other column, in order, is x (DESIGN.md
- * "Records"). Decoding allocates nothing: cells are read in place and
+ * are those fields and every other column, in order, is x
+ * (docs/design.md#records). Decoding allocates nothing: cells are read in place and
  * numbers are parsed from a small stack copy. */
 #include <errno.h>
 #include <math.h>

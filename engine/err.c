@@ -36,12 +36,16 @@ const char *ink_strerror(int code)
         return "out of range";
     case INK_EDIM:
         return "wrong dimension";
+    case INK_ENOX:
+        return "no x";
     case INK_EPARSE:
         return "parse error";
     case INK_ESTATE:
         return "bad state";
     case INK_EAGAIN:
         return "try again";
+    case INK_EBUSY:
+        return "in use by another process";
     case INK_ENOTSUP:
         return "not supported";
     case INK_ENUMERIC:

@@ -1,19 +1,19 @@
-/* Phase two of a run: the live graph built from a checked config, and the
- * internal interface between the runtime loop (engine/runtime.c) and the
- * transports (transports/zmq.c, transports/file.c). */
+/* Phase two of a run: the live graph built from a checked config. The
+ * transports see their nodes through it (the hooks are in transport.h). */
 #ifndef INK_GRAPH_H
 #define INK_GRAPH_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <zmq.h>
 
 #include "buf.h"
+#include "codec.h"
 #include "config.h"
 #include "log.h"
 #include "op.h"
 #include "record.h"
+#include "transport.h"
 
 struct ink_counters {
     uint64_t in, out, dropped;
@@ -28,39 +28,6 @@ struct ink_metrics;
 /* Processing-latency histogram buckets (seconds, upper bounds; +Inf implied). */
 #define INK_LAT_NB 12
 extern const double ink_lat_bounds[INK_LAT_NB];
-
-/* Connection events of a socket node (zmq), for /metrics. */
-enum {
-    INK_CONN_ACCEPTED,
-    INK_CONN_ADMITTED,
-    INK_CONN_REFUSED_AUTH,
-    INK_CONN_REFUSED_HANDSHAKE,
-    INK_CONN_DISCONNECTED,
-    INK_CONN__COUNT
-};
-
-/* A source: pump() reads up to `budget` records and dispatches each through
- * ink__source_emit / ink__source_reject. */
-struct ink_source_impl {
-    int (*open)(struct ink_node *n, struct ink_err *err);
-    /* The socket to poll, or NULL for a source that is always ready (files). */
-    void *(*socket)(struct ink_node *n);
-    /* Returns records handled (>= 0), or -1 when the source has ended. */
-    int (*pump)(struct ink_node *n, int budget);
-    void (*close)(struct ink_node *n);
-    bool finite; /* ends by itself (files, pull with stop_after_eos) */
-    /* Optional: connection events so far (INK_CONN_*), from the main thread. */
-    void (*conn)(struct ink_node *n, uint64_t out[INK_CONN__COUNT]);
-};
-
-struct ink_sink_impl {
-    int (*open)(struct ink_node *n, struct ink_err *err);
-    int (*write)(struct ink_node *n, const struct ink_record *rec);
-    void (*flush)(struct ink_node *n);  /* periodic: make output visible */
-    void (*finish)(struct ink_node *n); /* the graph has ended: flush, end of stream */
-    void (*close)(struct ink_node *n);
-    void (*conn)(struct ink_node *n, uint64_t out[INK_CONN__COUNT]); /* optional, as above */
-};
 
 /* Keyed operator state: one state per key value (ink_op_common_conf.key_by). */
 struct ink_keyslot {
@@ -88,11 +55,13 @@ struct ink_node {
     int64_t *hash;             /* keyed: open addressing, 2*max_keys entries, -1 empty */
     int64_t nslots, hcap, lru_head, lru_tail, keys_used;
     uint64_t evicted;
+    struct ink_buf *keys_buf; /* {"op": "keys"} reply scratch, grown on first use */
+    int64_t *keys_counts;
     struct ink_emitter emitter;
     /* sources and sinks */
-    const struct ink_source_impl *src;
-    const struct ink_sink_impl *snk;
-    void *impl;                 /* transport state */
+    const struct ink_source_type *src;
+    const struct ink_sink_type *snk;
+    void *impl;                 /* transport state: impl_size zeroed bytes */
     bool ended;                 /* source ended */
     uint64_t seq;               /* next seq for a source */
     struct ink_ratelimit logrl; /* ink__log */
@@ -103,7 +72,6 @@ struct ink_node {
 
 struct ink_graph {
     const struct ink_config *cfg;
-    void *zctx;
     int n;
     struct ink_node *nodes;
     volatile int stop; /* set by signals */
@@ -121,25 +89,51 @@ struct ink_graph {
     double snap_duration; /* seconds the last snapshot took */
     uint64_t snap_bytes;  /* size of the last snapshot file */
     uint64_t snap_count, snap_failed;
+    uint64_t snap_streak;  /* consecutive failures (0 after a success) */
+    char snap_error[512];  /* the last failure, for /health and /ready */
     uint64_t src_records;  /* records read by all sources (every_records) */
     uint64_t snap_next_at; /* src_records at which the next count-based snapshot is due */
     struct ink_buf *snap_buf;
+    struct ink_buf *snap_pre; /* sources' and sinks' maps, encoded at the cut */
+    size_t *snap_off;         /* node i's bytes in snap_pre: [off[i], off[i + 1]) */
+    int snap_child;           /* pid of the writer child, 0 = none (snapshot.h) */
+    int snap_pipe;            /* its report */
+    double snap_cut_t, snap_cut_wall;  /* when its cut was taken (monotonic, wall) */
+    double snap_pause, snap_pause_max; /* main loop stopped for the last / longest
+                                          cut of a snapshot written by a child */
+    double snap_pause_cpu_max;         /* the longest, in CPU time of the main thread */
+    const char *snap_why;              /* what the snapshot in the child was for */
+    int snap_lock; /* the snapshot's lock (snapshot.h), held for the graph's life; -1 none */
     struct ink_metrics *metrics; /* NULL without engine.http */
 };
 
 /* Build everything (operators initialised, sockets opened, files opened).
  * With a snapshot (ink_snapshot_read), the state is restored from it before
  * anything is read: every operator, key, source offset and sink length; a
- * refused snapshot returns INK_ESTATE and nothing has been written. */
+ * refused snapshot returns INK_ESTATE and nothing has been written. The
+ * graph takes over the snapshot's lock (snap->lock_fd). With
+ * engine.snapshot, INK_EBUSY when another process owns the snapshot or a
+ * file sink's output (engine/lock.h), before any output is touched. */
 int ink_graph_build(struct ink_graph **out, const struct ink_config *cfg, struct ink_err *err);
 int ink_graph_build_restore(struct ink_graph **out, const struct ink_config *cfg,
-                            const struct ink_snap *snap, struct ink_err *err);
+                            struct ink_snap *snap, struct ink_err *err);
 /* Run until every source has ended (all finite) or stop is set. When every
  * source ended, operators flush (op.h) before the final snapshot; then sinks
- * finish. Returns 0 or a negative code on a runtime failure. */
+ * finish. Returns 0, or a negative code on a runtime failure or when the
+ * final snapshot failed (g->snap_streak > 0). */
 int ink_graph_run(struct ink_graph *g);
 void ink_graph_summary(const struct ink_graph *g, FILE *out);
+/* After a run: 1 when a source or operator rejected every record it received,
+ * or more than engine.max_reject_ratio of them (each such node named on out,
+ * with its reasons), 0 otherwise. `inkflow run` then exits 1. */
+int ink_graph_reject_check(const struct ink_graph *g, FILE *out);
 void ink_graph_free(struct ink_graph *g);
+
+/* For transports: the decoder limits of the engine section (max_dim,
+ * max_depth, max_record_bytes), with max_frame (0 = the codec's default). */
+struct ink_limits ink__source_limits(const struct ink_node *n, uint64_t max_frame);
+/* A node of the graph by name, or NULL. */
+struct ink_node *ink__node_find(struct ink_graph *g, const char *name);
 
 /* For transports. The record is borrowed. */
 int ink__source_emit(struct ink_node *src, struct ink_record *rec);
@@ -162,20 +156,5 @@ int ink__keyed_restore_slot(struct ink_node *n, const char *key, uint32_t len, v
                             struct ink_err *err);
 /* Key slots from the most recently used on: first, then next. */
 int64_t ink__keyed_first(const struct ink_node *n);
-
-/* File positions for snapshots (transports/file.c). */
-struct ink_file_sink_pos {
-    uint64_t offset, seen;
-    bool header_done, is_file;
-};
-uint64_t ink__file_source_tell(struct ink_node *n);
-int ink__file_source_seek(struct ink_node *n, uint64_t offset, struct ink_err *err);
-/* Flushes (and with sync, fdatasync) so that offset is what is on disk. */
-int ink__file_sink_tell(struct ink_node *n, struct ink_file_sink_pos *pos, bool sync);
-int ink__file_sink_restore(struct ink_node *n, const struct ink_file_sink_pos *pos,
-                           struct ink_err *err);
-
-extern const struct ink_source_impl ink__zmq_source, ink__file_source;
-extern const struct ink_sink_impl ink__zmq_sink, ink__file_sink;
 
 #endif

@@ -431,6 +431,10 @@ int ink_encode_json(const struct ink_record *r, unsigned flags, struct ink_buf *
         if (ink__mp_str(&p, end, &k, &kn)) break;
         if (p >= end || ink_msgpack_scan(p, (size_t)(end - p), INK_DEPTH_CAP, &vl, &why) != 0)
             break;
+        if (r->nfields && ink__field_shadows(r, k, kn)) {
+            p += vl; /* the operator's field of that name replaces it */
+            continue;
+        }
         rc |= json_key(out, &first, k, kn) | mp_json(out, &p);
     }
     for (uint32_t i = 0; i < r->nfields; i++) {

@@ -1,13 +1,11 @@
 #include "log.h"
 
 #include <stdio.h>
-#include <time.h>
+#include "clock.h"
 
 void ink_log_limited(struct ink_ratelimit *rl, const char *who, const char *fmt, va_list ap)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double t = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    double t = ink_now();
     if (rl->last != 0 && t - rl->last < 0.2) {
         rl->suppressed++;
         return;

@@ -1,4 +1,4 @@
-/* Rate-limited log lines (DESIGN.md: "logged with rate limiting"): at most
+/* Rate-limited log lines (docs/design.md#records: "logged with rate limiting"): at most
  * 5 lines a second per limiter; the lines in between are counted and the
  * count is reported with the next line that gets through. Every line names
  * its node: `inkflow: [node] message`. */

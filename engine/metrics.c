@@ -12,8 +12,17 @@
 #include <string.h>
 #include <time.h>
 
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include "buf.h"
+#include "clock.h"
 #include "graph.h"
+#include "ink_version.h"
+
+const double ink_lat_bounds[INK_LAT_NB] = {1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5,
+                                           1e-4, 2.5e-4, 1e-3, 1e-2, 0.1,    1.0};
 
 /* One node as last published by the main loop. */
 struct node_copy {
@@ -21,11 +30,14 @@ struct node_copy {
     uint64_t evicted, keys;
     uint64_t lat[INK_LAT_NB + 1];
     double lat_sum;
-    struct ink_op_gauges gz;
-    bool has_gauges;
+    const struct ink_op_gauge *gt; /* the operator's static table, or NULL */
+    double gv[INK_OP_GAUGES_MAX];
     double mem_bound;
-    bool has_conn; /* a socket node (zmq) */
+    bool has_conn; /* a transport with a conn hook */
     uint64_t conn[INK_CONN__COUNT];
+    bool not_ready;       /* a transport's ready hook said no */
+    char why[256];        /* its reason */
+    struct ink_buf extra; /* a transport's own lines (metrics hook) */
 };
 
 struct ink_metrics {
@@ -39,14 +51,9 @@ struct ink_metrics {
     bool ready;
     double snap_wall, snap_duration;
     uint64_t snap_bytes, snap_count, snap_failed;
+    uint64_t snap_streak, snap_max_failures; /* consecutive failures; the /health bound */
+    char snap_error[512];                    /* the last failure */
 };
-
-static double wall_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- rendering ------------------------------------------------------------ */
 
@@ -131,22 +138,42 @@ static void gauge_val(struct ink_buf *b, const char *name, const char *node, dou
         out(b, "%s{node=\"%s\"} %.17g\n", name, node, v);
 }
 
-static void render_operators(struct ink_buf *b, const struct ink_metrics *m)
+/* Index of gauge `name` in node i's table, or -1. */
+static int gauge_index(const struct ink_metrics *m, int i, const char *name)
 {
-    static const char *const names[] = {"inkflow_operator_dict", "inkflow_operator_deff",
-                                        "inkflow_operator_gamma_eff"};
-    static const char *const helps[] = {"dictionary size", "effective dimension estimate",
-                                        "effective regularisation"};
-    char e[512];
-    for (int g = 0; g < 3; g++) {
-        head(b, names[g], "gauge", helps[g]);
-        for (int i = 0; i < m->n; i++) {
-            const struct node_copy *c = &m->nodes[i];
-            if (m->kinds[i] != INK_NODE_OPERATOR || !c->has_gauges) continue;
-            double v = g == 0 ? c->gz.dict : g == 1 ? c->gz.deff : c->gz.gamma_eff;
-            gauge_val(b, names[g], esc(m->names[i], e, sizeof e), v);
+    const struct ink_op_gauge *t = m->kinds[i] == INK_NODE_OPERATOR ? m->nodes[i].gt : NULL;
+    for (int g = 0; t && g < INK_OP_GAUGES_MAX && t[g].name; g++)
+        if (strcmp(t[g].name, name) == 0) return g;
+    return -1;
+}
+
+/* Every operator's own gauges (op.h), one metric family per distinct name:
+ * the family is rendered where its name first appears, with every node that
+ * has it, so its samples stay together. */
+static void render_operator_gauges(struct ink_buf *b, const struct ink_metrics *m)
+{
+    char e[512], metric[160];
+    for (int i = 0; i < m->n; i++) {
+        const struct ink_op_gauge *t = m->kinds[i] == INK_NODE_OPERATOR ? m->nodes[i].gt : NULL;
+        for (int g = 0; t && g < INK_OP_GAUGES_MAX && t[g].name; g++) {
+            bool seen = false;
+            for (int j = 0; j < i && !seen; j++) seen = gauge_index(m, j, t[g].name) >= 0;
+            for (int h = 0; h < g && !seen; h++) seen = strcmp(t[h].name, t[g].name) == 0;
+            if (seen) continue;
+            snprintf(metric, sizeof metric, "inkflow_operator_%s", t[g].name);
+            head(b, metric, "gauge", t[g].help);
+            for (int j = i; j < m->n; j++) {
+                int k = gauge_index(m, j, t[g].name);
+                if (k >= 0) gauge_val(b, metric, esc(m->names[j], e, sizeof e), m->nodes[j].gv[k]);
+            }
         }
     }
+}
+
+static void render_operators(struct ink_buf *b, const struct ink_metrics *m)
+{
+    char e[512];
+    render_operator_gauges(b, m);
     head(b, "inkflow_operator_memory_bound_bytes", "gauge",
          "bytes the operator's state may use (all keys)");
     for (int i = 0; i < m->n; i++)
@@ -169,8 +196,9 @@ static void render_connections(struct ink_buf *b, const struct ink_metrics *m)
                                                         "refused_handshake",
                                                     [INK_CONN_DISCONNECTED] = "disconnected"};
     head(b, "inkflow_connections_total", "counter",
-         "zmq connection events: accepted or made, admitted (handshake done), refused by "
-         "CURVE/ZAP or a failed handshake, disconnected");
+         "connection events of a transport's sockets: accepted or made, admitted "
+         "(handshake done), refused by authentication (zmq: CURVE/ZAP) or a failed "
+         "handshake, disconnected");
     char e[512];
     for (int i = 0; i < m->n; i++)
         if (m->nodes[i].has_conn)
@@ -190,6 +218,8 @@ static void render_rejects(struct ink_buf *b, const struct ink_metrics *m)
                 (unsigned long long)m->nodes[i].c.rejected[r]);
 }
 
+static void render_process(struct ink_buf *b);
+
 static void render(struct ink_metrics *m, struct ink_buf *b)
 {
     counter(b, m, "inkflow_records_in_total", "records received by the node",
@@ -204,9 +234,12 @@ static void render(struct ink_metrics *m, struct ink_buf *b)
     render_connections(b, m);
     render_latency(b, m);
     render_operators(b, m);
+    for (int i = 0; i < m->n; i++)
+        if (m->nodes[i].extra.len) ink_buf_append(b, m->nodes[i].extra.p, m->nodes[i].extra.len);
     head(b, "inkflow_snapshot_age_seconds", "gauge",
          "seconds since the last snapshot (NaN: none yet)");
-    out(b, "inkflow_snapshot_age_seconds %.6f\n", m->snap_wall > 0 ? wall_s() - m->snap_wall : NAN);
+    out(b, "inkflow_snapshot_age_seconds %.6f\n",
+        m->snap_wall > 0 ? ink_wall() - m->snap_wall : NAN);
     head(b, "inkflow_snapshot_duration_seconds", "gauge", "time the last snapshot took");
     out(b, "inkflow_snapshot_duration_seconds %.9f\n", m->snap_duration);
     head(b, "inkflow_snapshot_bytes", "gauge", "size of the last snapshot file");
@@ -215,8 +248,77 @@ static void render(struct ink_metrics *m, struct ink_buf *b)
     out(b, "inkflow_snapshots_total %llu\n", (unsigned long long)m->snap_count);
     head(b, "inkflow_snapshot_failures_total", "counter", "snapshots that failed");
     out(b, "inkflow_snapshot_failures_total %llu\n", (unsigned long long)m->snap_failed);
+    head(b, "inkflow_snapshot_consecutive_failures", "gauge",
+         "snapshots failed in a row (0 after a success); /health is 503 from "
+         "engine.snapshot.max_failures");
+    out(b, "inkflow_snapshot_consecutive_failures %llu\n", (unsigned long long)m->snap_streak);
     head(b, "inkflow_ready", "gauge", "1 once every source is open and any restore is done");
     out(b, "inkflow_ready %d\n", m->ready ? 1 : 0);
+    head(b, "inkflow_build_info", "gauge", "the version and commit of this build (always 1)");
+    out(b, "inkflow_build_info{version=\"%s\",commit=\"%s\"} 1\n", INK_VERSION, INK_COMMIT);
+    render_process(b);
+}
+
+/* The process, as Prometheus' client libraries name it (process_*), read
+ * when /metrics is asked: CPU seconds, resident memory, open descriptors and
+ * the start time (from /proc). A value that cannot be read is left out. */
+static void render_process(struct ink_buf *b)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        double cpu = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+                     (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+        head(b, "process_cpu_seconds_total", "counter", "user and system CPU time spent");
+        out(b, "process_cpu_seconds_total %.6f\n", cpu);
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    unsigned long long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%llu %llu", &size, &resident) == 2 && page > 0) {
+            head(b, "process_resident_memory_bytes", "gauge", "resident memory size");
+            out(b, "process_resident_memory_bytes %llu\n", resident * (unsigned long long)page);
+            head(b, "process_virtual_memory_bytes", "gauge", "virtual memory size");
+            out(b, "process_virtual_memory_bytes %llu\n", size * (unsigned long long)page);
+        }
+        fclose(f);
+    }
+    DIR *dir = opendir("/proc/self/fd");
+    if (dir) {
+        long n = -1; /* the directory's own descriptor is not counted */
+        while (readdir(dir)) n++;
+        closedir(dir);
+        n -= 2; /* . and .. */
+        head(b, "process_open_fds", "gauge", "open file descriptors");
+        out(b, "process_open_fds %ld\n", n);
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        head(b, "process_max_fds", "gauge", "limit on open file descriptors");
+        out(b, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
+    }
+    /* start: field 22 of /proc/self/stat (clock ticks since boot) + btime */
+    unsigned long long start = 0, btime = 0;
+    char line[1024];
+    if ((f = fopen("/proc/self/stat", "r"))) {
+        if (fgets(line, sizeof line, f)) {
+            const char *p = strrchr(line, ')'); /* the command may hold spaces */
+            for (int field = 2; p && *p && field < 22; p++)
+                if (*p == ' ') field++;
+            if (p) start = strtoull(p, NULL, 10);
+        }
+        fclose(f);
+    }
+    if ((f = fopen("/proc/stat", "r"))) {
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "btime %llu", &btime) == 1) break;
+        fclose(f);
+    }
+    long hz = sysconf(_SC_CLK_TCK);
+    if (start && btime && hz > 0) {
+        head(b, "process_start_time_seconds", "gauge", "start time since the Unix epoch");
+        out(b, "process_start_time_seconds %.2f\n", (double)btime + (double)start / (double)hz);
+    }
 }
 
 /* ---- the server -------------------------------------------------------------- */
@@ -241,6 +343,19 @@ static enum MHD_Result text_reply(struct MHD_Connection *c, unsigned status, con
     return p ? reply(c, status, "text/plain; charset=utf-8", p, strlen(p)) : MHD_NO;
 }
 
+/* Under the mutex: snapshots have failed max_failures times in a row (or
+ * more); the reason in msg. */
+static bool snapshots_failing(const struct ink_metrics *m, char *msg, size_t n)
+{
+    if (!m->snap_max_failures || m->snap_streak < m->snap_max_failures) return false;
+    snprintf(msg, n,
+             "unhealthy: %llu snapshots failed in a row (engine.snapshot.max_failures %llu); "
+             "last: %s\n",
+             (unsigned long long)m->snap_streak, (unsigned long long)m->snap_max_failures,
+             m->snap_error);
+    return true;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *data,
                               size_t *data_size, void **con_cls)
@@ -249,13 +364,44 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     struct ink_metrics *m = cls;
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return text_reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "GET only\n");
-    if (strcmp(url, "/health") == 0) return text_reply(c, MHD_HTTP_OK, "ok\n");
+    if (strcmp(url, "/health") == 0) {
+        /* 503 when it no longer keeps its state safe (snapshots failing): a
+         * restart (elsewhere) is better than a process that cannot be
+         * resumed after a crash. Otherwise alive, 200, even while a
+         * transport waits (a broker away): a restart would not bring the
+         * broker back, but the operator should see why nothing moves. */
+        char msg[2048] = "ok\n";
+        size_t off = 3;
+        pthread_mutex_lock(&m->mu);
+        bool bad = snapshots_failing(m, msg, sizeof msg);
+        if (!bad)
+            for (int i = 0; i < m->n && off < sizeof msg; i++)
+                if (m->nodes[i].not_ready)
+                    off += (size_t)snprintf(msg + off, sizeof msg - off, "waiting: %s: %s\n",
+                                            m->names[i], m->nodes[i].why);
+        pthread_mutex_unlock(&m->mu);
+        return text_reply(c, bad ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, msg);
+    }
     if (strcmp(url, "/ready") == 0) {
+        char msg[2048] = "not ready\n";
         pthread_mutex_lock(&m->mu);
         bool ready = m->ready;
+        /* a transport that says it is not ready (broker down) says why */
+        size_t off = 0;
+        for (int i = 0; i < m->n && off < sizeof msg; i++)
+            if (m->nodes[i].not_ready) {
+                ready = false;
+                off += (size_t)snprintf(msg + off, sizeof msg - off, "not ready: %s: %s\n",
+                                        m->names[i], m->nodes[i].why);
+            }
+        char why[1024];
+        if (off < sizeof msg && snapshots_failing(m, why, sizeof why)) {
+            ready = false;
+            snprintf(msg + off, sizeof msg - off, "not ready: snapshot: %s", why);
+        }
         pthread_mutex_unlock(&m->mu);
         return ready ? text_reply(c, MHD_HTTP_OK, "ready\n")
-                     : text_reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready\n");
+                     : text_reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, msg);
     }
     if (strcmp(url, "/metrics") == 0) {
         struct ink_buf b = {0};
@@ -315,6 +461,24 @@ int ink_metrics_start(struct ink_graph *g, struct ink_err *err)
     return 0;
 }
 
+/* A source's or sink's optional hooks: connection events, readiness, its
+ * own lines. Called under the mutex from the main thread. */
+static void publish_transport(const struct ink_node *cn, struct node_copy *c)
+{
+    struct ink_node *n = (struct ink_node *)cn;
+    bool src = n->kind == INK_NODE_SOURCE;
+    if (src ? !n->src : !n->snk) return;
+    void (*conn)(struct ink_node *, uint64_t *) = src ? n->src->conn : n->snk->conn;
+    bool (*ready)(struct ink_node *, char *, size_t) = src ? n->src->ready : n->snk->ready;
+    void (*extra)(struct ink_node *, struct ink_buf *) = src ? n->src->metrics : n->snk->metrics;
+    c->has_conn = conn != NULL;
+    if (conn) conn(n, c->conn);
+    c->why[0] = 0;
+    c->not_ready = ready && !ready(n, c->why, sizeof c->why);
+    ink_buf_reset(&c->extra);
+    if (extra) extra(n, &c->extra);
+}
+
 void ink_metrics_publish(struct ink_graph *g)
 {
     struct ink_metrics *m = g->metrics;
@@ -327,24 +491,23 @@ void ink_metrics_publish(struct ink_graph *g)
         c->evicted = n->evicted;
         memcpy(c->lat, n->lat, sizeof c->lat);
         c->lat_sum = n->lat_sum;
-        void (*conn)(struct ink_node *, uint64_t *) =
-            n->kind == INK_NODE_SOURCE && n->src ? n->src->conn
-            : n->kind == INK_NODE_SINK && n->snk ? n->snk->conn
-                                                 : NULL;
-        c->has_conn = conn && n->impl;
-        if (c->has_conn) conn((struct ink_node *)n, c->conn);
+        if (n->kind != INK_NODE_OPERATOR && n->impl) publish_transport(n, c);
         if (n->kind != INK_NODE_OPERATOR || !n->vt) continue;
         c->keys = n->slots ? (uint64_t)n->keys_used : 1;
         c->mem_bound = (double)n->vt->mem_bound(n->nc->conf) * (n->slots ? (double)n->nslots : 1) +
                        (double)(n->vt->scratch_bytes ? n->vt->scratch_bytes(n->nc->conf) : 0);
-        c->has_gauges = n->vt->gauges && n->state;
-        if (c->has_gauges) n->vt->gauges(n->state, &c->gz);
+        c->gt = n->state ? n->vt->gauges : NULL;
+        for (int k = 0; c->gt && k < INK_OP_GAUGES_MAX && c->gt[k].name; k++)
+            c->gv[k] = c->gt[k].read(n->state);
     }
     m->snap_wall = g->snap_wall;
     m->snap_duration = g->snap_duration;
     m->snap_bytes = g->snap_bytes;
     m->snap_count = g->snap_count;
     m->snap_failed = g->snap_failed;
+    m->snap_streak = g->snap_streak;
+    m->snap_max_failures = (uint64_t)g->cfg->engine.snapshot.max_failures;
+    snprintf(m->snap_error, sizeof m->snap_error, "%s", g->snap_error);
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -366,6 +529,7 @@ void ink_metrics_stop(struct ink_graph *g)
     free(m->types);
     free(m->kinds);
     free(m->keyed);
+    for (int i = 0; m->nodes && i < m->n; i++) ink_buf_fini(&m->nodes[i].extra);
     free(m->nodes);
     free(m);
     g->metrics = NULL;

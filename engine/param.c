@@ -1,5 +1,6 @@
-/* Param tables: the YAML tree with positions, parsing a value of each
- * INK_P_* type, defaults, release, `inkflow help` and the config reference.
+/* Param tables: parsing a YAML value of each INK_P_* type against its
+ * entry (range checks, units), defaults and release. The YAML tree is
+ * yaml.c, `inkflow help` and the config reference help.c.
  * Units (documented in docs/config-reference.md):
  *   size:     B; KiB MiB GiB TiB and the one-letter K M G T are binary (1024);
  *             KB MB GB TB are decimal (1000); case-insensitive; a plain
@@ -17,428 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-/* ------------------------------------------------------------------ */
-/* YAML tree                                                           */
-
-static struct ink__ynode *ynew(struct ink__ytree *t, enum ink__ykind kind, int line, int col)
-{
-    struct ink__ynode *n = calloc(1, sizeof *n);
-    if (!n) return NULL;
-    n->kind = kind;
-    n->line = line;
-    n->col = col;
-    n->next = t->all;
-    t->all = n;
-    return n;
-}
-
-static int ypush(struct ink__ynode *parent, struct ink__ynode *child)
-{
-    if (parent->n == parent->cap) {
-        int cap = parent->cap ? 2 * parent->cap : 8;
-        struct ink__ynode **v = realloc(parent->v, (size_t)cap * sizeof *v);
-        if (!v) return -1;
-        parent->v = v;
-        parent->cap = cap;
-    }
-    parent->v[parent->n++] = child;
-    return 0;
-}
-
-void ink__ytree_free(struct ink__ytree *t)
-{
-    struct ink__ynode *n = t->all;
-    while (n) {
-        struct ink__ynode *next = n->next;
-        free(n->s);
-        free(n->v);
-        free(n);
-        n = next;
-    }
-    t->all = t->root = NULL;
-}
-
-bool ink__ynull(const struct ink__ynode *n)
-{
-    if (!n) return true;
-    if (n->kind != INK__Y_SCALAR || !n->plain) return false;
-    return n->len == 0 || !strcmp(n->s, "~") || !strcmp(n->s, "null") || !strcmp(n->s, "Null") ||
-           !strcmp(n->s, "NULL");
-}
-
-const struct ink__ynode *ink__ymap_key(const struct ink__ynode *map, const char *key)
-{
-    if (!map || map->kind != INK__Y_MAP) return NULL;
-    for (int i = 0; i + 1 < map->n; i += 2)
-        if (map->v[i]->kind == INK__Y_SCALAR && !strcmp(map->v[i]->s, key)) return map->v[i];
-    return NULL;
-}
-
-const struct ink__ynode *ink__ymap_get(const struct ink__ynode *map, const char *key)
-{
-    if (!map || map->kind != INK__Y_MAP) return NULL;
-    for (int i = 0; i + 1 < map->n; i += 2)
-        if (map->v[i]->kind == INK__Y_SCALAR && !strcmp(map->v[i]->s, key)) return map->v[i + 1];
-    return NULL;
-}
-
-/* libfyaml prints its diagnostics; we capture them and keep the first line
- * of each ("<input>:LINE:COL: error: message") in our own format. */
-struct capture {
-    char *buf;
-    size_t len, cap;
-};
-
-static void capture_fn(struct fy_diag *diag, void *user, const char *buf, size_t len)
-{
-    (void)diag;
-    struct capture *c = user;
-    if (c->len + len + 1 > c->cap) {
-        size_t cap = (c->len + len + 1) * 2;
-        if (cap > (1u << 20)) return; /* enough to find the message */
-        char *b = realloc(c->buf, cap);
-        if (!b) return;
-        c->buf = b;
-        c->cap = cap;
-    }
-    memcpy(c->buf + c->len, buf, len);
-    c->len += len;
-    c->buf[c->len] = 0;
-}
-
-static int capture_to_diags(const struct capture *c, struct ink_diags *d)
-{
-    int found = 0;
-    const char *p = c->buf;
-    while (p && *p) {
-        const char *eol = strchr(p, '\n');
-        size_t ll = eol ? (size_t)(eol - p) : strlen(p);
-        const char *e = memmem(p, ll, ": error: ", 9);
-        if (e) {
-            /* walk back over ":LINE:COL" */
-            const char *q = e;
-            long v[2] = {0, 0};
-            int ok = 1;
-            for (int k = 1; k >= 0 && ok; k--) {
-                const char *end = q;
-                while (q > p && isdigit((unsigned char)q[-1])) q--;
-                if (q == end || q == p || q[-1] != ':')
-                    ok = 0;
-                else {
-                    v[k] = strtol(q, NULL, 10);
-                    q--;
-                }
-            }
-            const char *msg = e + 9;
-            int mlen = (int)(ll - (size_t)(msg - p));
-            if (ok)
-                ink__diag_add(d, (int)v[0], (int)v[1], "YAML syntax: %.*s", mlen, msg);
-            else
-                ink__diag_add(d, 0, 0, "YAML syntax: %.*s", mlen, msg);
-            found++;
-        }
-        p = eol ? eol + 1 : NULL;
-    }
-    return found;
-}
-
-struct anchor {
-    char *name;
-    struct ink__ynode *node;
-};
-
-struct builder {
-    struct ink__ytree *t;
-    struct ink_diags *d;
-    struct ink__ynode *stack[INK__YAML_MAX_DEPTH];
-    char *stack_anchor[INK__YAML_MAX_DEPTH]; /* registered when the collection ends */
-    int depth;
-    struct anchor *anchors;
-    int nanchors, capanchors;
-    int ndocs;
-    int failed;
-};
-
-static char *tok_text(struct fy_token *tok, size_t *lenp)
-{
-    size_t len = 0;
-    const char *s = tok ? fy_token_get_text(tok, &len) : NULL;
-    if (!s) s = "", len = 0;
-    char *out = malloc(len + 1);
-    if (!out) return NULL;
-    memcpy(out, s, len);
-    out[len] = 0;
-    if (lenp) *lenp = len;
-    return out;
-}
-
-static void pos_of(struct builder *b, struct fy_event *e, int *line, int *col)
-{
-    const struct fy_mark *m = fy_event_start_mark(e);
-    if (m && m->line >= 0 && m->column >= 0) {
-        *line = m->line + 1;
-        *col = m->column + 1;
-        return;
-    }
-    /* an empty value has no mark: point at its key, or its parent */
-    *line = 1, *col = 1;
-    if (b->depth > 0) {
-        struct ink__ynode *p = b->stack[b->depth - 1];
-        if (p->kind == INK__Y_MAP && p->n % 2 == 1) p = p->v[p->n - 1];
-        *line = p->line, *col = p->col;
-    }
-}
-
-/* Takes ownership of name. */
-static int add_anchor(struct builder *b, char *name, struct ink__ynode *n)
-{
-    if (!name) return 0;
-    if (b->nanchors == b->capanchors) {
-        int cap = b->capanchors ? 2 * b->capanchors : 8;
-        struct anchor *a = realloc(b->anchors, (size_t)cap * sizeof *a);
-        if (!a) {
-            free(name);
-            return -1;
-        }
-        b->anchors = a;
-        b->capanchors = cap;
-    }
-    b->anchors[b->nanchors++] = (struct anchor){name, n};
-    return 0;
-}
-
-static struct ink__ynode *find_anchor(struct builder *b, const char *name)
-{
-    for (int i = b->nanchors - 1; i >= 0; i--)
-        if (!strcmp(b->anchors[i].name, name)) return b->anchors[i].node;
-    return NULL;
-}
-
-static int cmp_keyidx(const void *a, const void *b, void *arg)
-{
-    struct ink__ynode *const *v = arg;
-    int i = *(const int *)a, j = *(const int *)b;
-    int c = strcmp(v[i]->s, v[j]->s);
-    return c ? c : (i > j) - (i < j);
-}
-
-/* Duplicate keys: sort the key indices (O(n log n) even for huge maps) and
- * report each later occurrence against the first. */
-static void check_dup_keys(struct builder *b, struct ink__ynode *map)
-{
-    int nk = 0;
-    int *idx = malloc(sizeof(int) * (size_t)(map->n / 2 + 1));
-    if (!idx) return;
-    for (int i = 0; i + 1 < map->n; i += 2)
-        if (map->v[i]->kind == INK__Y_SCALAR) idx[nk++] = i;
-    qsort_r(idx, (size_t)nk, sizeof *idx, cmp_keyidx, map->v);
-    int first = 0; /* start of the current run of equal keys */
-    for (int i = 1; i < nk; i++) {
-        const struct ink__ynode *f = map->v[idx[first]], *k = map->v[idx[i]];
-        if (strcmp(f->s, k->s)) {
-            first = i;
-            continue;
-        }
-        ink__diag_add(b->d, k->line, k->col, "duplicate key '%s' (first defined at %d:%d)", k->s,
-                      f->line, f->col);
-    }
-    free(idx);
-}
-
-/* Attach a finished or started node to its parent (or make it the root). */
-static void attach(struct builder *b, struct ink__ynode *n)
-{
-    if (b->depth == 0) {
-        if (!b->t->root) b->t->root = n;
-        return;
-    }
-    struct ink__ynode *p = b->stack[b->depth - 1];
-    if (p->kind == INK__Y_MAP && p->n % 2 == 0 && n->kind != INK__Y_SCALAR && !b->failed)
-        ink__diag_add(b->d, n->line, n->col, "keys must be plain strings, not a %s",
-                      n->kind == INK__Y_MAP ? "map" : "list");
-    if (ypush(p, n) < 0) b->failed = INK_ENOMEM;
-}
-
-static void on_event(struct builder *b, struct fy_event *e)
-{
-    int line, col;
-    pos_of(b, e, &line, &col);
-    struct ink__ynode *n = NULL;
-    struct fy_token *tag = NULL, *anchor = NULL;
-    switch (e->type) {
-    case FYET_DOCUMENT_START:
-        if (++b->ndocs > 1) {
-            ink__diag_add(b->d, line, col, "a config holds one YAML document; found a second");
-            b->failed = INK_EPARSE;
-        }
-        return;
-    case FYET_SCALAR:
-        tag = e->scalar.tag, anchor = e->scalar.anchor;
-        n = ynew(b->t, INK__Y_SCALAR, line, col);
-        if (!n || !(n->s = tok_text(e->scalar.value, &n->len))) {
-            b->failed = INK_ENOMEM;
-            return;
-        }
-        n->plain = fy_token_scalar_style(e->scalar.value) == FYSS_PLAIN;
-        if (memchr(n->s, 0, n->len))
-            ink__diag_add(b->d, line, col, "string contains a NUL character");
-        break;
-    case FYET_SEQUENCE_START:
-    case FYET_MAPPING_START:
-        if (e->type == FYET_SEQUENCE_START)
-            tag = e->sequence_start.tag, anchor = e->sequence_start.anchor;
-        else
-            tag = e->mapping_start.tag, anchor = e->mapping_start.anchor;
-        if (b->depth == INK__YAML_MAX_DEPTH) {
-            ink__diag_add(b->d, line, col, "nesting deeper than %d levels", INK__YAML_MAX_DEPTH);
-            b->failed = INK_EPARSE;
-            return;
-        }
-        n = ynew(b->t, e->type == FYET_SEQUENCE_START ? INK__Y_SEQ : INK__Y_MAP, line, col);
-        if (!n) {
-            b->failed = INK_ENOMEM;
-            return;
-        }
-        break;
-    case FYET_SEQUENCE_END:
-    case FYET_MAPPING_END:
-        if (b->depth > 0) {
-            n = b->stack[--b->depth];
-            if (n->kind == INK__Y_MAP) check_dup_keys(b, n);
-            char *name = b->stack_anchor[b->depth];
-            b->stack_anchor[b->depth] = NULL;
-            if (add_anchor(b, name, n) < 0) b->failed = INK_ENOMEM;
-        }
-        return;
-    case FYET_ALIAS: {
-        char *name = tok_text(e->alias.anchor, NULL);
-        n = name ? find_anchor(b, name) : NULL;
-        if (!n) {
-            /* stand in an empty scalar so the structure stays intact */
-            ink__diag_add(b->d, line, col, "unknown alias '*%s'", name ? name : "");
-            n = ynew(b->t, INK__Y_SCALAR, line, col);
-            if (n) n->s = calloc(1, 1);
-            if (!n || !n->s) b->failed = INK_ENOMEM;
-        }
-        free(name);
-        if (n) attach(b, n);
-        return;
-    }
-    default:
-        return;
-    }
-    if (tag) ink__diag_add(b->d, line, col, "YAML tags are not supported here");
-    attach(b, n);
-    char *name = anchor ? tok_text(anchor, NULL) : NULL;
-    if (n->kind == INK__Y_SCALAR) {
-        if (add_anchor(b, name, n) < 0) b->failed = INK_ENOMEM;
-    } else {
-        /* a collection's anchor becomes usable once it is complete, so an
-         * alias can never make the tree cyclic */
-        b->stack_anchor[b->depth] = name;
-        b->stack[b->depth++] = n;
-    }
-}
-
-/* libfyaml 0.7.12 can loop forever scanning a '%' directive line that is
- * not at the start of a document; configs never need %YAML or %TAG, so any
- * line starting with '%' is refused before the parser sees it. */
-static bool refuse_directives(const char *buf, size_t len, struct ink_diags *d)
-{
-    int line = 1;
-    for (size_t i = 0; i < len; i++) {
-        if (buf[i] == '%' && (i == 0 || buf[i - 1] == '\n' || buf[i - 1] == '\r')) {
-            ink__diag_add(d, line, 1, "YAML directives ('%%YAML', '%%TAG') are not supported");
-            return true;
-        }
-        if (buf[i] == '\n') line++;
-    }
-    return false;
-}
-
-int ink__ytree_parse(const char *buf, size_t len, struct ink__ytree *t, struct ink_diags *d)
-{
-    memset(t, 0, sizeof *t);
-    if (refuse_directives(buf, len, d)) return INK_EPARSE;
-    struct capture cap = {0};
-    struct fy_diag_cfg dc;
-    fy_diag_cfg_default(&dc);
-    dc.fp = NULL;
-    dc.output_fn = capture_fn;
-    dc.user = &cap;
-    dc.colorize = false;
-    dc.show_source = false;
-    struct fy_diag *diag = fy_diag_create(&dc);
-    struct fy_parse_cfg pc = {.flags = FYPCF_QUIET, .diag = diag};
-    struct fy_parser *p = diag ? fy_parser_create(&pc) : NULL;
-    struct builder b = {.t = t, .d = d};
-    int n0 = d->n;
-    if (!p || fy_parser_set_string(p, buf, len) != 0) {
-        b.failed = INK_ENOMEM;
-    } else {
-        struct fy_event *e;
-        while (!b.failed && (e = fy_parser_parse(p))) {
-            on_event(&b, e);
-            fy_parser_event_free(p, e);
-        }
-        if (fy_parser_get_stream_error(p)) {
-            if (!capture_to_diags(&cap, d)) ink__diag_add(d, 0, 0, "YAML syntax error");
-            if (!b.failed) b.failed = INK_EPARSE;
-        }
-    }
-    if (b.failed == INK_ENOMEM) ink__diag_add(d, 0, 0, "out of memory while reading the config");
-    for (int i = 0; i < b.nanchors; i++) free(b.anchors[i].name);
-    for (int i = 0; i < INK__YAML_MAX_DEPTH; i++) free(b.stack_anchor[i]);
-    free(b.anchors);
-    free(cap.buf);
-    if (p) fy_parser_destroy(p);
-    if (diag) fy_diag_destroy(diag);
-    /* duplicate keys, tags, unknown aliases leave a usable tree: the loader
-     * goes on and reports the rest too */
-    return b.failed || (!t->root && d->n > n0) ? INK_EPARSE : 0;
-}
-
-/* ------------------------------------------------------------------ */
-/* Suggestions                                                         */
-
-/* Optimal string alignment distance (adjacent transpositions count 1). */
-static int edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 64 || lb > 64) return 1000;
-    int dp[65][65];
-    for (size_t i = 0; i <= la; i++) dp[i][0] = (int)i;
-    for (size_t j = 0; j <= lb; j++) dp[0][j] = (int)j;
-    for (size_t i = 1; i <= la; i++)
-        for (size_t j = 1; j <= lb; j++) {
-            int cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
-            int v = dp[i - 1][j] + 1;
-            if (dp[i][j - 1] + 1 < v) v = dp[i][j - 1] + 1;
-            if (dp[i - 1][j - 1] + cost < v) v = dp[i - 1][j - 1] + cost;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                dp[i - 2][j - 2] + 1 < v)
-                v = dp[i - 2][j - 2] + 1;
-            dp[i][j] = v;
-        }
-    return dp[la][lb];
-}
-
-const char *ink__suggest(const char *word, const char *const *cands, int ncands)
-{
-    const char *best = NULL;
-    int bestd = 1000;
-    size_t lw = strlen(word);
-    for (int i = 0; i < ncands; i++) {
-        int dist = edit_distance(word, cands[i]);
-        if (dist < bestd) bestd = dist, best = cands[i];
-    }
-    /* close = at most a third of the word wrong (at least one edit, at most 3) */
-    int limit = (int)(lw / 3);
-    if (limit < 1) limit = 1;
-    if (limit > 3) limit = 3;
-    return bestd <= limit && (size_t)bestd < lw ? best : NULL;
-}
 
 /* ------------------------------------------------------------------ */
 /* Values                                                              */
@@ -667,7 +246,7 @@ static void fmt_bound(char *buf, size_t n, const struct ink_param *p, double v)
 }
 
 /* "in [a, b]", ">= a" or "<= b" (an end at the type's limit is left out). */
-static void fmt_range(char *buf, size_t n, const struct ink_param *p)
+void ink__param_range(char *buf, size_t n, const struct ink_param *p)
 {
     char a[64], b[64];
     fmt_bound(a, sizeof a, p, p->min);
@@ -692,7 +271,7 @@ static void range_error(struct ink_diags *d, const char *path, const struct ink_
                         const struct ink__ynode *n)
 {
     char r[160];
-    fmt_range(r, sizeof r, p);
+    ink__param_range(r, sizeof r, p);
     ink__diag_add(d, n->line, n->col, "%s: %s is out of range (must be %s)", path, n->s, r);
 }
 
@@ -782,7 +361,8 @@ static bool parse_list(struct ink_diags *d, const char *path, const struct ink_p
 static void free_value(const struct ink_param *p, void *field)
 {
     switch (p->type) {
-    case INK_P_STRING: {
+    case INK_P_STRING:
+    case INK_P_JSON: {
         char **s = field;
         free(*s);
         *s = NULL;
@@ -806,9 +386,96 @@ static void free_value(const struct ink_param *p, void *field)
     case INK_P_OBJECT:
         ink_params_free(p->sub, field);
         break;
+    case INK_P_STRINGS: {
+        struct ink_strings *l = field;
+        for (int i = 0; i < l->n; i++) free(l->v[i]);
+        free(l->v);
+        l->v = NULL;
+        l->n = 0;
+        break;
+    }
+    case INK_P_STRMAP: {
+        struct ink_strmap *m = field;
+        for (int i = 0; i < m->n; i++) {
+            free(m->key[i]);
+            free(m->val[i]);
+        }
+        free(m->key);
+        free(m->val);
+        m->key = m->val = NULL;
+        m->n = 0;
+        break;
+    }
     default:
         break;
     }
+}
+
+/* A list of strings (a scalar is a list of one). */
+static bool parse_strings(struct ink_diags *d, const char *path, const struct ink_param *p,
+                          const struct ink__ynode *n, struct ink_strings *out)
+{
+    if (n->kind == INK__Y_MAP) {
+        ink__diag_add(d, n->line, n->col, "%s: expected a string or a list of strings, got a map",
+                      path);
+        return false;
+    }
+    int cnt = n->kind == INK__Y_SEQ ? n->n : 1;
+    if ((p->len_min || p->len_max) && (cnt < p->len_min || (p->len_max && cnt > p->len_max))) {
+        ink__diag_add(d, n->line, n->col, "%s: %d strings given, expected %d to %d", path, cnt,
+                      p->len_min, p->len_max ? p->len_max : INT32_MAX);
+        return false;
+    }
+    struct ink_strings l = {calloc((size_t)(cnt ? cnt : 1), sizeof(char *)), 0};
+    if (!l.v) return false;
+    bool ok = true;
+    for (int i = 0; i < cnt && ok; i++) {
+        const struct ink__ynode *e = n->kind == INK__Y_SEQ ? n->v[i] : n;
+        char ep[600];
+        snprintf(ep, sizeof ep, "%s[%d]", path, i);
+        ok = want_scalar(d, n->kind == INK__Y_SEQ ? ep : path, e, "a string") &&
+             (l.v[l.n] = strdup(e->s)) != NULL;
+        if (ok) l.n++;
+    }
+    if (!ok) {
+        free_value(p, &l);
+        return false;
+    }
+    *out = l;
+    return true;
+}
+
+/* A map of names to scalars, as written (no type conversion). */
+static bool parse_strmap(struct ink_diags *d, const char *path, const struct ink_param *p,
+                         const struct ink__ynode *n, struct ink_strmap *out)
+{
+    if (n->kind != INK__Y_MAP) {
+        ink__diag_add(d, n->line, n->col, "%s: expected a map of names to values, got %s", path,
+                      kind_name(n));
+        return false;
+    }
+    int cnt = n->n / 2;
+    struct ink_strmap m = {calloc((size_t)(cnt ? cnt : 1), sizeof(char *)),
+                           calloc((size_t)(cnt ? cnt : 1), sizeof(char *)), 0};
+    bool ok = m.key && m.val;
+    for (int i = 0; i < cnt && ok; i++) {
+        const struct ink__ynode *k = n->v[2 * i], *v = n->v[2 * i + 1];
+        char ep[600];
+        snprintf(ep, sizeof ep, "%s.%s", path, k->s ? k->s : "?");
+        ok = want_scalar(d, path, k, "a name") && want_scalar(d, ep, v, "a scalar value");
+        if (ok) {
+            m.key[m.n] = strdup(k->s);
+            m.val[m.n] = strdup(v->s);
+            ok = m.key[m.n] && m.val[m.n];
+            m.n++; /* free_value releases what was copied, also on failure */
+        }
+    }
+    if (!ok) {
+        free_value(p, &m);
+        return false;
+    }
+    *out = m;
+    return true;
 }
 
 #define MAX_LIST_NUMBERS (1 << 22)
@@ -877,6 +544,84 @@ static bool parse_enum(struct ink_diags *d, const char *path, const struct ink_p
     ink__diag_add(d, n->line, n->col, "%s: unknown value '%s' (expected one of: %s)", path, n->s,
                   list);
     return false;
+}
+
+/* INK_P_JSON: the YAML subtree as JSON text. */
+struct jbuf {
+    char *p;
+    size_t n, cap;
+    bool oom;
+};
+
+static void jput(struct jbuf *b, const char *s, size_t n)
+{
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = (b->cap ? b->cap * 2 : 256) + n;
+        char *q = realloc(b->p, cap);
+        if (!q) {
+            b->oom = true;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+static void jstr(struct jbuf *b, const char *s, size_t n)
+{
+    jput(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char e[8];
+        if (c == '"' || c == '\\') {
+            e[0] = '\\', e[1] = (char)c;
+            jput(b, e, 2);
+        } else if (c < 0x20) {
+            snprintf(e, sizeof e, "\\u%04x", c);
+            jput(b, e, 6);
+        } else {
+            jput(b, (const char *)&s[i], 1);
+        }
+    }
+    jput(b, "\"", 1);
+}
+
+static void yaml_json(struct jbuf *b, const struct ink__ynode *n, int depth)
+{
+    if (depth > 32) {
+        b->oom = true;
+        return;
+    }
+    if (n->kind == INK__Y_MAP || n->kind == INK__Y_SEQ) {
+        bool map = n->kind == INK__Y_MAP;
+        jput(b, map ? "{" : "[", 1);
+        for (int i = 0; i < n->n; i++) {
+            if (i) jput(b, map && i % 2 ? ":" : ",", 1);
+            if (map && i % 2 == 0)
+                jstr(b, n->v[i]->s ? n->v[i]->s : "", n->v[i]->s ? strlen(n->v[i]->s) : 0);
+            else
+                yaml_json(b, n->v[i], depth + 1);
+        }
+        jput(b, map ? "}" : "]", 1);
+        return;
+    }
+    double x;
+    char *end;
+    if (ink__ynull(n)) {
+        jput(b, "null", 4);
+    } else if (n->plain && (!strcmp(n->s, "true") || !strcmp(n->s, "false"))) {
+        jput(b, n->s, strlen(n->s));
+    } else if (n->plain && n->s[0] && (x = strtod(n->s, &end), *end == 0) && isfinite(x)) {
+        char t[40];
+        int k = snprintf(t, sizeof t, "%.17g", x);
+        jput(b, t, (size_t)k);
+    } else {
+        jstr(b, n->s, strlen(n->s));
+    }
 }
 
 static bool parse_value(struct ink_diags *d, const char *path, const struct ink_param *p,
@@ -972,6 +717,18 @@ static bool parse_value(struct ink_diags *d, const char *path, const struct ink_
         *(struct ink_f64_lists *)field = l;
         return true;
     }
+    case INK_P_JSON: {
+        struct jbuf b = {0};
+        yaml_json(&b, n, 0);
+        if (b.oom || !b.p) {
+            free(b.p);
+            ink__diag_add(d, n->line, n->col, "%s: nested too deep, or out of memory", path);
+            return false;
+        }
+        free(*(char **)field);
+        *(char **)field = b.p;
+        return true;
+    }
     case INK_P_OBJECT: {
         if (n->kind != INK__Y_MAP) {
             ink__diag_add(d, n->line, n->col, "%s: expected a map of keys, got %s", path,
@@ -982,6 +739,20 @@ static bool parse_value(struct ink_diags *d, const char *path, const struct ink_
         int errs = ink__params_parse_map(d, path, n, &tab, 1, NULL, n->line, n->col);
         *(bool *)field = true;
         return errs == 0;
+    }
+    case INK_P_STRINGS: {
+        struct ink_strings l;
+        if (!parse_strings(d, path, p, n, &l)) return false;
+        free_value(p, field);
+        *(struct ink_strings *)field = l;
+        return true;
+    }
+    case INK_P_STRMAP: {
+        struct ink_strmap m;
+        if (!parse_strmap(d, path, p, n, &m)) return false;
+        free_value(p, field);
+        *(struct ink_strmap *)field = m;
+        return true;
     }
     }
     return false;
@@ -1129,265 +900,4 @@ void ink_params_free(const struct ink_param *table, void *conf)
     if (!conf) return;
     for (int i = 0; table && table[i].name; i++)
         free_value(&table[i], (char *)conf + table[i].offset);
-}
-
-/* ------------------------------------------------------------------ */
-/* Help and reference                                                  */
-
-static const char *type_name(const struct ink_param *p)
-{
-    switch (p->type) {
-    case INK_P_BOOL:
-        return "bool";
-    case INK_P_INT:
-        return "int";
-    case INK_P_DOUBLE:
-        return "number";
-    case INK_P_STRING:
-        return "string";
-    case INK_P_ENUM:
-        return "enum";
-    case INK_P_SIZE:
-        return "size";
-    case INK_P_DURATION:
-        return "duration";
-    case INK_P_F64_LIST:
-        return "numbers";
-    case INK_P_F64_LISTS:
-        return "lists";
-    case INK_P_OBJECT:
-        return "object";
-    }
-    return "?";
-}
-
-/* Range, choices or list length, as one short string. */
-static void constraint(char *buf, size_t n, const struct ink_param *p)
-{
-    buf[0] = 0;
-    size_t off = 0;
-    if (p->type == INK_P_ENUM && p->choices) {
-        for (int i = 0; p->choices[i] && off < n; i++)
-            off += (size_t)snprintf(buf + off, n - off, "%s%s", i ? "|" : "", p->choices[i]);
-        return;
-    }
-    bool numeric = p->type == INK_P_INT || p->type == INK_P_DOUBLE || p->type == INK_P_SIZE ||
-                   p->type == INK_P_DURATION || p->type == INK_P_F64_LIST ||
-                   p->type == INK_P_F64_LISTS;
-    if (numeric && !unbounded(p)) {
-        char r[160];
-        fmt_range(r, sizeof r, p);
-        off += (size_t)snprintf(buf, n, "%s", r);
-    }
-    if ((p->type == INK_P_F64_LIST || p->type == INK_P_F64_LISTS) && (p->len_min || p->len_max) &&
-        off < n) {
-        if (p->len_max)
-            snprintf(buf + off, n - off, "%slength %d..%d", off ? "; " : "", p->len_min,
-                     p->len_max);
-        else
-            snprintf(buf + off, n - off, "%slength >= %d", off ? "; " : "", p->len_min);
-    }
-}
-
-static const char *def_text(const struct ink_param *p)
-{
-    if (p->flags & INK_PF_REQUIRED) return "(required)";
-    if (!p->def) return "-";
-    return p->def;
-}
-
-static void help_rows(const struct ink_param *t, int indent, FILE *out)
-{
-    for (int i = 0; t && t[i].name; i++) {
-        const struct ink_param *p = &t[i];
-        char c[400];
-        constraint(c, sizeof c, p);
-        fprintf(out, "  %*s%-*s %-9s %-14s %-22s %s\n", indent, "", 20 - indent, p->name,
-                type_name(p), def_text(p), c, p->help ? p->help : "");
-        if (p->type == INK_P_OBJECT) help_rows(p->sub, indent + 2, out);
-    }
-}
-
-static void help_header(FILE *out)
-{
-    fprintf(out, "  %-20s %-9s %-14s %-22s %s\n", "KEY", "TYPE", "DEFAULT", "RANGE", "DESCRIPTION");
-}
-
-static const char *kind_word(enum ink_node_kind k)
-{
-    return k == INK_NODE_SOURCE ? "source" : k == INK_NODE_SINK ? "sink" : "operator";
-}
-
-/* Keys the loader itself handles for every node of a kind (not in a table). */
-struct skey {
-    const char *name, *type, *def, *help;
-};
-
-static const struct skey *structural_keys(enum ink_node_kind k)
-{
-    static const struct skey src[] = {
-        {"type", "string", "(required)", "the source type (zmq, file)"},
-        {"dead_letter", "string", "-", "sink that receives records that fail decoding"},
-        {0}};
-    static const struct skey op[] = {
-        {"type", "string", "(required)", "the operator type"},
-        {"inputs", "names", "(required)",
-         "sources/operators this node reads from (a list, or one name)"},
-        {0}};
-    static const struct skey snk[] = {
-        {"type", "string", "(required)", "the sink type (zmq, file)"},
-        {"inputs", "names", "(required)",
-         "sources/operators this sink writes (a list, or one name); may be left out when the "
-         "sink is only a dead_letter"},
-        {0}};
-    return k == INK_NODE_SOURCE ? src : k == INK_NODE_SINK ? snk : op;
-}
-
-void ink_params_help(const struct ink_node_type *nt, FILE *out)
-{
-    if (nt->params == ink_engine_params) {
-        /* the engine section, wrapped in a node type by `inkflow help engine` */
-        fprintf(out, "engine: %s\n\n", nt->summary ? nt->summary : "");
-        help_header(out);
-        help_rows(nt->params, 0, out);
-        return;
-    }
-    fprintf(out, "%s (%s): %s\n\n", nt->name, kind_word(nt->kind), nt->summary ? nt->summary : "");
-    help_header(out);
-    for (const struct skey *k = structural_keys(nt->kind); k->name; k++)
-        fprintf(out, "  %-20s %-9s %-14s %-22s %s\n", k->name, k->type, k->def, "", k->help);
-    help_rows(nt->params, 0, out);
-    if (nt->kind == INK_NODE_OPERATOR) {
-        fprintf(out, "\n  Keys every operator accepts:\n");
-        for (int i = 0; ink_op_common_params[i].name; i++) {
-            /* a key the operator repeats is shown once, above */
-            bool own = false;
-            for (int j = 0; nt->params && nt->params[j].name; j++)
-                own |= !strcmp(nt->params[j].name, ink_op_common_params[i].name);
-            struct ink_param one[2] = {ink_op_common_params[i], {0}};
-            if (!own) help_rows(one, 0, out);
-        }
-    }
-}
-
-static void list_kind(const char *title, const struct ink_node_type *const *types, FILE *out)
-{
-    fprintf(out, "%s:\n", title);
-    for (int i = 0; types[i]; i++)
-        fprintf(out, "  %-14s %s\n", types[i]->name, types[i]->summary ? types[i]->summary : "");
-}
-
-void ink_params_help_list(FILE *out)
-{
-    fprintf(out, "Usage: inkflow help TYPE   (keys of a source, operator or sink type)\n\n");
-    list_kind("sources", ink_source_types, out);
-    fprintf(out, "operators:\n");
-    for (int i = 0; ink_operators[i]; i++)
-        fprintf(out, "  %-14s %s\n", ink_operators[i]->name,
-                ink_operators[i]->summary ? ink_operators[i]->summary : "");
-    list_kind("sinks", ink_sink_types, out);
-    fprintf(out, "\nengine: (all optional)\n");
-    help_header(out);
-    help_rows(ink_engine_params, 0, out);
-}
-
-/* Markdown escapes for table cells: '|' would end the cell. */
-static void md_cell(FILE *out, const char *s)
-{
-    for (; s && *s; s++) {
-        if (*s == '|')
-            fputs("\\|", out);
-        else
-            fputc(*s, out);
-    }
-}
-
-static void md_rows(const struct ink_param *t, const char *prefix, FILE *out)
-{
-    for (int i = 0; t && t[i].name; i++) {
-        const struct ink_param *p = &t[i];
-        char c[400], name[200];
-        constraint(c, sizeof c, p);
-        snprintf(name, sizeof name, "%s%s", prefix, p->name);
-        fprintf(out, "| `%s` | %s | ", name, type_name(p));
-        if (p->flags & INK_PF_REQUIRED)
-            fputs("required", out);
-        else if (p->def) {
-            fputc('`', out);
-            md_cell(out, p->def);
-            fputc('`', out);
-        }
-        fputs(" | ", out);
-        md_cell(out, c);
-        fputs(" | ", out);
-        md_cell(out, p->help);
-        fputs(" |\n", out);
-        if (p->type == INK_P_OBJECT) {
-            char sub[220];
-            snprintf(sub, sizeof sub, "%s.", name);
-            md_rows(p->sub, sub, out);
-        }
-    }
-}
-
-static void md_table(const struct ink_param *t, FILE *out)
-{
-    fputs("| key | type | default | range | description |\n| --- | --- | --- | --- | --- |\n", out);
-    md_rows(t, "", out);
-}
-
-static void md_type(const struct ink_node_type *nt, FILE *out)
-{
-    fprintf(out, "### `%s`\n\n%s.\n\n", nt->name, nt->summary ? nt->summary : "");
-    if (table_len(nt->params))
-        md_table(nt->params, out);
-    else
-        fputs("No keys of its own.\n", out);
-    fputc('\n', out);
-}
-
-void ink_params_markdown(FILE *out)
-{
-    fputs("# Configuration reference\n\n"
-          "<!-- Generated by `inkflow help --markdown` from the parameter tables; do not edit. "
-          "-->\n\n"
-          "A config is one YAML file with four top-level keys: `engine` (optional), `sources`, "
-          "`operators` and `sinks`, each a map from node name to the node's keys. Node names are "
-          "unique across the three sections and use letters, digits, `_`, `-` and `.`. "
-          "Every node has a `type`; operators and sinks have `inputs` (a list of source or "
-          "operator names, or one name). A key set to `null` (or `~`, or left empty) takes its "
-          "default.\n\n"
-          "Value types:\n\n"
-          "- **int**: a plain integer (`10`, `0x1f`, or an integral number such as `1e6`).\n"
-          "- **number**: a finite plain number (`.inf` and `.nan` are refused).\n"
-          "- **size**: bytes, either a plain integer or a number with a unit: `B`; `KiB`, "
-          "`MiB`, `GiB`, `TiB` and the one-letter `K`, `M`, `G`, `T` are powers of 1024; "
-          "`KB`, `MB`, `GB`, `TB` are powers of 1000. Units are case-insensitive; fractions "
-          "round down to whole bytes (`1.5KiB` = 1536).\n"
-          "- **duration**: seconds, either a plain number or numbers with units `ns`, `us`, "
-          "`ms`, `s`, `m`, `h`, summed when chained (`1m30s` = 90). Units are lower-case.\n"
-          "- **numbers**: a list of numbers; one number is a list of one.\n"
-          "- **lists**: a list of lists of numbers.\n"
-          "- **enum**: one of the listed words.\n"
-          "- **object**: a nested map with its own keys.\n\n"
-          "Numbers written in quotes are strings and are refused where a number is expected.\n\n"
-          "`inkflow validate FILE` prints every problem as `FILE:LINE:COL: error: message` and "
-          "exits 2.\n\n",
-          out);
-    fputs("## `engine`\n\n", out);
-    md_table(ink_engine_params, out);
-    fputs("\n## Sources\n\nEvery source also accepts `dead_letter` (the name of a sink that "
-          "receives records that fail decoding). Sources have no `inputs`.\n\n",
-          out);
-    for (int i = 0; ink_source_types[i]; i++) md_type(ink_source_types[i], out);
-    fputs("## Operators\n\nEvery operator has `inputs` and also accepts these keys:\n\n", out);
-    md_table(ink_op_common_params, out);
-    fputc('\n', out);
-    for (int i = 0; ink_operators[i]; i++) {
-        const struct ink_node_type *nt =
-            ink_node_type_find(INK_NODE_OPERATOR, ink_operators[i]->name);
-        if (nt) md_type(nt, out);
-    }
-    fputs("## Sinks\n\nEvery sink has `inputs`.\n\n", out);
-    for (int i = 0; ink_sink_types[i]; i++) md_type(ink_sink_types[i], out);
 }

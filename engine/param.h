@@ -1,4 +1,4 @@
-/* Static parameter tables (STYLE.md rule 2): one table per node type
+/* Static parameter tables (docs/style.md rule 2): one table per node type
  * describes every key once. The same table parses YAML into the node's conf
  * struct, range-checks, rejects unknown keys with a suggestion, prints
  * `inkflow help TYPE` and generates the config reference. */
@@ -23,8 +23,25 @@ enum ink_ptype {
     INK_P_F64_LIST,  /* struct ink_f64_list; a scalar is accepted as a 1-list; range per element;
                         length within [len_min, len_max] */
     INK_P_F64_LISTS, /* struct ink_f64_lists: list of lists of numbers */
-    INK_P_OBJECT     /* nested table `sub`, parsed into an inline struct at offset whose first
+    INK_P_OBJECT,    /* nested table `sub`, parsed into an inline struct at offset whose first
                         member is `bool set` (true when the key was given) */
+    INK_P_STRINGS,   /* struct ink_strings: a list of strings; a scalar is accepted as a 1-list;
+                        length within [len_min, len_max] */
+    INK_P_STRMAP,    /* struct ink_strmap: a map of names to scalar values, kept as written
+                        (client properties passed through to a library) */
+    INK_P_JSON       /* char *: any YAML value (a map of user-chosen names, say), kept as
+                        JSON text for the node to check (jansson); plain scalars that read
+                        as numbers become numbers, true/false booleans, null null */
+};
+
+struct ink_strings {
+    char **v;
+    int n;
+};
+
+struct ink_strmap {
+    char **key, **val;
+    int n;
 };
 
 struct ink_f64_list {

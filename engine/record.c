@@ -86,10 +86,13 @@ int ink_record_extra_i64(const struct ink_record *r, const char *name, int64_t *
     if (!extra_find(r, name, &p, &end)) return 0;
     const uint8_t *q = p;
     if (ink__mp_i64(&q, end, out) == 0) return 1;
-    /* JSON writers may send 4.0 for 4: accept an exactly integral double. */
+    /* JSON writers may send 4.0 for 4: accept an exactly integral double.
+     * The range is checked before the conversion: converting a double
+     * outside int64_t's range is undefined behaviour (and the value comes
+     * from the network). */
     double f;
-    if (ink__mp_f64(&p, end, &f) == 0 && isfinite(f) && f == (double)(int64_t)f &&
-        fabs(f) < 9.2e18) {
+    if (ink__mp_f64(&p, end, &f) == 0 && f >= -9223372036854775808.0 &&
+        f < 9223372036854775808.0 && f == floor(f)) {
         *out = (int64_t)f;
         return 1;
     }
@@ -134,6 +137,12 @@ int ink_record_extra_f64m(const struct ink_record *r, const char *name, double *
     }
     *rows = len;
     return 1;
+}
+
+int ink_record_extra_raw(const struct ink_record *r, const char *name, const uint8_t **p,
+                         const uint8_t **end)
+{
+    return extra_find(r, name, p, end);
 }
 
 int ink_record_extra_str(const struct ink_record *r, const char *name, const char **s, uint32_t *n)

@@ -1,4 +1,4 @@
-/* The record: one sample flowing through the graph (DESIGN.md "Records").
+/* The record: one sample flowing through the graph (docs/design.md#records).
  *
  * Ownership: a record handed to an operator or sink is borrowed for the
  * duration of that call. Every pointer in it (x, key, op, extra, field
@@ -193,6 +193,9 @@ int ink_record_extra_f64m(const struct ink_record *r, const char *name, double *
                           uint32_t max_rows, uint32_t cols, uint32_t *rows);
 /* A string extra; *s points into the record (not NUL-terminated). */
 int ink_record_extra_str(const struct ink_record *r, const char *name, const char **s, uint32_t *n);
+/* The raw msgpack bytes [*p, *end) of extra field `name`: 1, or 0 when absent. */
+int ink_record_extra_raw(const struct ink_record *r, const char *name, const uint8_t **p,
+                         const uint8_t **end);
 
 /* Compare the op of a request with a literal. */
 static inline bool ink_record_op_is(const struct ink_record *r, const char *lit)

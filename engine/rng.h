@@ -1,4 +1,4 @@
-/* xoshiro256** seeded by splitmix64 (ALGORITHMS.md 0.2): one per operator
+/* xoshiro256** seeded by splitmix64 (docs/algorithms.md 0.2): one per operator
  * instance, checkpointable as its four state words. */
 #ifndef INK_RNG_H
 #define INK_RNG_H

@@ -1,9 +1,11 @@
 /* The runtime: builds the live graph from a checked config and runs one
- * event loop over zmq_poll and the file sources. Dispatch is synchronous and
- * depth-first: a source's record goes through every consumer (fan-out in
- * config order) down to the sinks before the next record is read, so no
- * record is ever queued inside the engine and records borrowed by a node
- * never outlive the call. */
+ * event loop: zmq_poll over what the sources and sinks ask to be polled
+ * (zmq sockets or plain fds, engine/transport.h), and the always-ready
+ * sources (files) in turn; this is the one engine file that includes
+ * <zmq.h>. Dispatch is synchronous and depth-first: a source's record goes
+ * through every consumer (fan-out in config order) down to the sinks before
+ * the next record is read, so no record is ever queued inside the engine and
+ * records borrowed by a node never outlive the call. */
 #include "graph.h"
 
 #include <cblas.h>
@@ -11,24 +13,18 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "codec.h"
 #include "metrics.h"
 #include "rng.h"
 #include "snapshot.h"
-
-const double ink_lat_bounds[INK_LAT_NB] = {1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5,
-                                           1e-4, 2.5e-4, 1e-3, 1e-2, 0.1,    1.0};
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void ink__log(struct ink_node *n, const char *fmt, ...)
 {
@@ -89,6 +85,8 @@ static enum ink_reject reason_of(int rc)
     switch (rc) {
     case INK_EDIM:
         return INK_REJ_DIM;
+    case INK_ENOX:
+        return INK_REJ_MISSING_X;
     default:
         return INK_REJ_INVALID;
     }
@@ -100,10 +98,51 @@ static void *keyed_state(struct ink_node *n, const struct ink_record *rec, struc
 /* An operator emits what a state holds back (op.h flush). */
 static void flush_state(struct ink_node *n, void *st, const struct ink_keyslot *ks);
 
+/* {"op": "keys", "limit": N} to a keyed operator: the live keys, most recently
+ * used first, with the records each state counted (op.h records), and the
+ * total. Answered here: only the engine knows the keys. */
+static int keys_reply(struct ink_node *n, const struct ink_record *rec)
+{
+    int64_t limit = 10000;
+    if (ink_record_extra_i64(rec, "limit", &limit) < 0 || limit < 0) {
+        reject(n, rec, INK_REJ_INVALID, "keys: limit must be an integer >= 0");
+        return 0;
+    }
+    int64_t m = n->keys_used < limit ? n->keys_used : limit;
+    if (!n->keys_buf) n->keys_buf = calloc(1, sizeof *n->keys_buf);
+    int64_t *cnt = realloc(n->keys_counts, (size_t)(m ? m : 1) * sizeof *cnt);
+    if (!n->keys_buf || !cnt || ink_buf_reserve(n->keys_buf, 5 + (size_t)m * 257)) {
+        if (cnt) n->keys_counts = cnt;
+        reject(n, rec, INK_REJ_INVALID, "keys: out of memory");
+        return 0;
+    }
+    n->keys_counts = cnt;
+    struct ink_buf *b = n->keys_buf;
+    ink_buf_reset(b);
+    uint8_t hdr[5] = {0xdd, (uint8_t)(m >> 24), (uint8_t)(m >> 16), (uint8_t)(m >> 8), (uint8_t)m};
+    ink_buf_append(b, hdr, 5); /* array 32: any length */
+    int64_t i = 0;
+    for (int64_t s = n->lru_head; s >= 0 && i < m; s = n->slots[s].next, i++) {
+        const struct ink_keyslot *ks = &n->slots[s];
+        uint8_t sh[2] = {0xd9, (uint8_t)ks->len}; /* str 8: keys are at most 255 bytes */
+        ink_buf_append(b, sh, 2);
+        ink_buf_append(b, ks->key, ks->len);
+        cnt[i] = n->vt->records ? (int64_t)n->vt->records(ks->state) : -1;
+    }
+    struct ink_record out;
+    ink_record_derive(&out, rec);
+    ink_record_add(&out, "keys",
+                   (struct ink_value){.type = INK_V_RAW, .raw = {b->p, (uint32_t)b->len}});
+    if (n->vt->records) ink_record_add_i64s(&out, "counts", cnt, (uint32_t)m);
+    ink_record_add_i64(&out, "total", n->keys_used);
+    return fan_out(n, &out);
+}
+
 static int deliver_op(struct ink_node *n, const struct ink_record *rec)
 {
     struct ink_err err = {0};
     void *st = n->state;
+    if (n->slots && ink_record_op_is(rec, "keys")) return keys_reply(n, rec);
     if (n->slots) {
         enum ink_reject why = INK_REJ_NONE;
         st = keyed_state(n, rec, &err, &why);
@@ -114,7 +153,7 @@ static int deliver_op(struct ink_node *n, const struct ink_record *rec)
     }
     int rc;
     /* timed only when someone can read it (engine.http): two clock reads a call */
-    double t0 = n->g->metrics ? now_s() : 0;
+    double t0 = n->g->metrics ? ink_now() : 0;
     if (rec->flags & INK_HAS_OP) {
         if (!n->vt->query) {
             /* Not a request this operator answers: pass it on. */
@@ -126,7 +165,7 @@ static int deliver_op(struct ink_node *n, const struct ink_record *rec)
         rc = n->vt->process(st, rec, &n->emitter, &err);
     }
     if (n->g->metrics) { /* latency of the call, downstream dispatch included */
-        double dt = now_s() - t0;
+        double dt = ink_now() - t0;
         int b = 0;
         while (b < INK_LAT_NB && dt > ink_lat_bounds[b]) b++;
         n->lat[b]++;
@@ -148,6 +187,24 @@ static int deliver(struct ink_node *to, const struct ink_record *rec)
     int rc = to->snk->write(to, rec);
     if (rc == 0) to->c.out++;
     return rc < 0 && rc != INK_EAGAIN ? rc : 0;
+}
+
+struct ink_limits ink__source_limits(const struct ink_node *n, uint64_t max_frame)
+{
+    const struct ink_engine_conf *e = &n->g->cfg->engine;
+    struct ink_limits l = INK_LIMITS_DEFAULT;
+    if (max_frame) l.max_frame = max_frame > UINT32_MAX ? UINT32_MAX : (uint32_t)max_frame;
+    if (e->max_dim > 0) l.max_dim = (uint32_t)e->max_dim;
+    if (e->max_depth > 0) l.max_depth = (uint32_t)e->max_depth;
+    if (e->max_record_bytes > 0) l.max_extra = (uint32_t)e->max_record_bytes;
+    return l;
+}
+
+struct ink_node *ink__node_find(struct ink_graph *g, const char *name)
+{
+    for (int i = 0; i < g->n; i++)
+        if (strcmp(g->nodes[i].name, name) == 0) return &g->nodes[i];
+    return NULL;
 }
 
 int ink__source_emit(struct ink_node *src, struct ink_record *rec)
@@ -321,7 +378,7 @@ static int slot_init(struct ink_node *n, int64_t s, const char *key, uint32_t le
     ini.seed = ink_seed_derive(base, name);
     int rc = n->vt->init(ks->state, n->nc->conf, &ini, err);
     if (rc) {
-        n->vt->fini(ks->state);
+        ink__op_fini(n->vt, ks->state);
         return rc;
     }
     memcpy(ks->key, key, len);
@@ -345,7 +402,9 @@ static void *keyed_state(struct ink_node *n, const struct ink_record *rec, struc
     }
     int64_t ins = -1;
     int64_t h = hash_find(n, rec->key, rec->key_len, &ins);
-    if (h < 0 && (rec->flags & INK_HAS_OP)) { /* a query never creates or evicts state */
+    bool query = (rec->flags & INK_HAS_OP) != 0;
+    /* a query never evicts, and creates state only when the operator says so (op.h) */
+    if (h < 0 && query && !(n->vt->query_creates && n->vt->query_creates(rec))) {
         *why = INK_REJ_INVALID;
         ink_err_set(err, INK_EINVAL, "unknown key '%.*s'", (int)rec->key_len, rec->key);
         return NULL;
@@ -361,7 +420,7 @@ static void *keyed_state(struct ink_node *n, const struct ink_record *rec, struc
     int64_t s;
     if (n->keys_used < n->nslots) {
         s = n->keys_used++;
-    } else if (n->nc->common.on_new_key == 1) {
+    } else if (n->nc->common.on_new_key == 1 && !query) {
         s = n->lru_tail;
         struct ink_keyslot *old = &n->slots[s];
         /* what the evicted state holds back goes out first, with its key */
@@ -369,7 +428,7 @@ static void *keyed_state(struct ink_node *n, const struct ink_record *rec, struc
         int64_t oh = hash_find(n, old->key, old->len, NULL);
         if (oh >= 0) n->hash[oh] = -2;
         lru_unlink(n, s);
-        n->vt->fini(old->state);
+        ink__op_fini(n->vt, old->state);
         n->evicted++;
         ink__log(n, "key '%s' evicted (max_keys %lld reached)", old->key, (long long)n->nslots);
         h = hash_find(n, rec->key, rec->key_len, &ins);
@@ -425,8 +484,8 @@ int64_t ink__keyed_first(const struct ink_node *n)
 static int build_operator(struct ink_node *n, struct ink_err *err)
 {
     const struct ink_node_conf *nc = n->nc;
-    n->vt = ink_op_find(nc->type->name);
-    if (!n->vt) return ink_err_set(err, INK_EINVAL, "unknown operator type '%s'", nc->type->name);
+    n->vt = ink_op_of(nc->type);
+    if (!n->vt) return ink_err_set(err, INK_EINVAL, "'%s' is not an operator type", nc->type->name);
     n->emitter.emit = op_emit;
     n->emitter.ctx = n;
     size_t sb = n->vt->scratch_bytes ? n->vt->scratch_bytes(nc->conf) : 0;
@@ -459,22 +518,33 @@ static int build_operator(struct ink_node *n, struct ink_err *err)
     return n->vt->init(n->state, nc->conf, &ini, err);
 }
 
-static int build(struct ink_graph **out, const struct ink_config *cfg, const struct ink_snap *snap,
+/* The engine owns a transport node's impl: impl_size zeroed bytes, from
+ * before open to after close. */
+static int open_transport(struct ink_node *n, size_t impl_size, struct ink_err *err)
+{
+    if (!n->src && !n->snk)
+        return ink_err_set(err, INK_EINVAL, "'%s' is not a registered %s type", n->nc->type->name,
+                           n->kind == INK_NODE_SOURCE ? "source" : "sink");
+    n->impl = calloc(1, impl_size ? impl_size : 1);
+    return n->impl ? 0 : ink_err_set(err, INK_ENOMEM, "out of memory");
+}
+
+static int build(struct ink_graph **out, const struct ink_config *cfg, struct ink_snap *snap,
                  struct ink_err *err)
 {
     struct ink_graph *g = calloc(1, sizeof *g);
     if (!g) return ink_err_set(err, INK_ENOMEM, "out of memory");
     *out = g;
     g->cfg = cfg;
-    g->t0 = now_s();
+    g->t0 = ink_now();
+    g->snap_lock = -1;
+    g->snap_pipe = -1;
     g->restoring = snap != NULL;
     openblas_set_num_threads((int)(cfg->engine.blas_threads > 0 ? cfg->engine.blas_threads : 1));
-    g->zctx = zmq_ctx_new();
     g->reply_buf = calloc(1, sizeof *g->reply_buf);
     g->n = cfg->nnodes;
     g->nodes = calloc((size_t)g->n, sizeof *g->nodes);
-    if (!g->zctx || !g->nodes || !g->reply_buf)
-        return ink_err_set(err, INK_ENOMEM, "out of memory");
+    if (!g->nodes || !g->reply_buf) return ink_err_set(err, INK_ENOMEM, "out of memory");
     for (int i = 0; i < g->n; i++) {
         struct ink_node *n = &g->nodes[i];
         n->g = g;
@@ -484,8 +554,15 @@ static int build(struct ink_graph **out, const struct ink_config *cfg, const str
         n->kind = n->nc->kind;
     }
     if (cfg->engine.snapshot.set) {
+        /* one owner: the lock comes before any output is opened */
         int rc = ink_snapshot_prepare(cfg, err);
         if (rc) return rc;
+        if (snap && snap->lock_fd >= 0) {
+            g->snap_lock = snap->lock_fd; /* taken by the read, kept since */
+            snap->lock_fd = -1;
+        } else if ((rc = ink_snapshot_lock(cfg, &g->snap_lock, err))) {
+            return rc;
+        }
     }
     /* /health answers from here on; /ready once sources are open and restored */
     if (cfg->engine.http.set) {
@@ -517,12 +594,14 @@ static int build(struct ink_graph **out, const struct ink_config *cfg, const str
             rc = build_operator(n, &e);
             break;
         case INK_NODE_SOURCE:
-            n->src = strcmp(n->nc->type->name, "zmq") == 0 ? &ink__zmq_source : &ink__file_source;
-            rc = n->src->open(n, &e);
+            n->src = ink_source_of(n->nc->type);
+            rc = open_transport(n, n->src ? n->src->impl_size : 0, &e);
+            if (!rc) rc = n->src->open(n, &e);
             break;
         case INK_NODE_SINK:
-            n->snk = strcmp(n->nc->type->name, "zmq") == 0 ? &ink__zmq_sink : &ink__file_sink;
-            rc = n->snk->open(n, &e);
+            n->snk = ink_sink_of(n->nc->type);
+            rc = open_transport(n, n->snk ? n->snk->impl_size : 0, &e);
+            if (!rc) rc = n->snk->open(n, &e);
             break;
         }
         if (rc) return ink_err_set(err, rc, "%s: %s", n->name, e.msg[0] ? e.msg : ink_strerror(rc));
@@ -531,7 +610,7 @@ static int build(struct ink_graph **out, const struct ink_config *cfg, const str
         int rc = ink_snapshot_apply(g, snap, err);
         if (rc) return rc;
     }
-    g->snap_last = now_s();
+    g->snap_last = ink_now();
     if (cfg->engine.snapshot.every_records > 0)
         g->snap_next_at = g->src_records + (uint64_t)cfg->engine.snapshot.every_records;
     return 0;
@@ -543,7 +622,7 @@ int ink_graph_build(struct ink_graph **out, const struct ink_config *cfg, struct
 }
 
 int ink_graph_build_restore(struct ink_graph **out, const struct ink_config *cfg,
-                            const struct ink_snap *snap, struct ink_err *err)
+                            struct ink_snap *snap, struct ink_err *err)
 {
     return build(out, cfg, snap, err);
 }
@@ -611,18 +690,68 @@ static void flush_operators(struct ink_graph *g)
 
 /* ---- run -------------------------------------------------------------------- */
 
-static void take_snapshot(struct ink_graph *g, const char *why)
+/* What a crash would find now, said plainly after a failed snapshot. */
+static void what_is_kept(const struct ink_graph *g, char *buf, size_t n)
 {
+    char path[4096];
+    struct stat st;
+    if (ink_snapshot_path(g->cfg, path, sizeof path) || stat(path, &st))
+        snprintf(buf, n, "there is no snapshot on disk: a crash now leaves nothing to restore");
+    else if (g->snap_count)
+        snprintf(buf, n, "the previous snapshot %s, written %.1f s ago, is kept", path,
+                 ink_wall() - g->snap_wall);
+    else if (g->restoring)
+        snprintf(buf, n, "the snapshot this run was restored from, %s, is kept", path);
+    else
+        snprintf(buf, n, "%s is the snapshot of an earlier run, not of this one", path);
+}
+
+/* A failed snapshot: counted, logged with what is kept. */
+static void snapshot_failed(struct ink_graph *g, const char *why, const struct ink_err *err)
+{
+    g->snap_failed++;
+    g->snap_streak++;
+    snprintf(g->snap_error, sizeof g->snap_error, "%s", err->msg);
+    char kept[4400];
+    what_is_kept(g, kept, sizeof kept);
+    fprintf(stderr, "inkflow: snapshot (%s) failed (%llu in a row, %llu in all): %s; %s\n", why,
+            (unsigned long long)g->snap_streak, (unsigned long long)g->snap_failed, err->msg,
+            kept);
+}
+
+/* The writer child of the last periodic snapshot, if any: its outcome
+ * (0 also when none runs; 1 still writing, only when !wait). */
+static int collect_snapshot(struct ink_graph *g, bool wait)
+{
+    if (!g->snap_child) return 0;
     struct ink_err err = {0};
-    int rc = ink_snapshot_write(g, &err);
-    if (rc) {
-        g->snap_failed++;
-        g->snap_last = now_s(); /* retry at the next period, not at every record */
-        fprintf(stderr, "inkflow: snapshot (%s) failed: %s; the previous one is kept\n", why,
-                err.msg);
-    }
+    int rc = ink_snapshot_poll(g, wait, &err);
+    if (rc < 0)
+        snapshot_failed(g, g->snap_why, &err);
+    else if (rc == 0)
+        g->snap_streak = 0;
+    return rc;
+}
+
+/* 0, or the failure. Periodic snapshots are written by a child (off the
+ * data path); when the next one is due before the last is written, the loop
+ * waits for it (a snapshot is never skipped, every_records stays on its
+ * count). The final one is written here: there is nothing left to overlap. */
+static int take_snapshot(struct ink_graph *g, const char *why, bool final)
+{
+    collect_snapshot(g, true);
+    struct ink_err err = {0};
+    g->snap_why = why;
+    int rc = final ? ink_snapshot_write(g, &err) : ink_snapshot_start(g, &err);
+    if (rc)
+        snapshot_failed(g, why, &err);
+    else if (final)
+        g->snap_streak = 0;
     const struct ink_snapshot_conf *sc = &g->cfg->engine.snapshot;
     if (sc->every_records > 0) g->snap_next_at = g->src_records + (uint64_t)sc->every_records;
+    /* the period runs from the cut; a failure retries at the next period */
+    g->snap_last = ink_now();
+    return rc;
 }
 
 /* Records a source may read before the next count-based snapshot is due. */
@@ -639,50 +768,85 @@ static void maybe_snapshot(struct ink_graph *g)
 {
     const struct ink_snapshot_conf *sc = &g->cfg->engine.snapshot;
     if (!sc->set) return;
+    collect_snapshot(g, false);
     if (sc->every_records > 0 && g->src_records >= g->snap_next_at)
-        take_snapshot(g, "every_records");
-    else if (sc->every > 0 && now_s() - g->snap_last >= sc->every)
-        take_snapshot(g, "every");
+        take_snapshot(g, "every_records", false);
+    else if (sc->every > 0 && ink_now() - g->snap_last >= sc->every)
+        take_snapshot(g, "every", false);
+}
+
+static zmq_pollitem_t to_zmq(const struct ink_pollitem *pi)
+{
+    return (zmq_pollitem_t){.socket = pi->socket,
+                            .fd = pi->socket ? 0 : pi->fd,
+                            .events = (short)((pi->events & INK_POLLIN ? ZMQ_POLLIN : 0) |
+                                              (pi->events & INK_POLLOUT ? ZMQ_POLLOUT : 0))};
+}
+
+/* One source's turn: pump, then the snapshot that may be due. */
+static int pump_one(struct ink_graph *g, struct ink_node *n)
+{
+    int got = n->src->pump(n, pump_budget(g));
+    int rc = 0;
+    if (got == -1) {
+        n->ended = true;
+    } else if (got < -1) {
+        rc = got;
+        g->stop = 1;
+    }
+    maybe_snapshot(g);
+    return rc;
 }
 
 int ink_graph_run(struct ink_graph *g)
 {
-    int nsrc = 0;
-    for (int i = 0; i < g->n; i++) nsrc += g->nodes[i].kind == INK_NODE_SOURCE;
-    zmq_pollitem_t *items = calloc((size_t)nsrc + 1, sizeof *items);
-    struct ink_node **who = calloc((size_t)nsrc + 1, sizeof *who);
-    if (!items || !who) {
+    zmq_pollitem_t *items = calloc((size_t)g->n + 1, sizeof *items);
+    struct ink_node **who = calloc((size_t)g->n + 1, sizeof *who);
+    bool *always = calloc((size_t)g->n + 1, sizeof *always); /* per node: an always-ready source */
+    if (!items || !who || !always) {
         free(items);
         free(who);
+        free(always);
         return INK_ENOMEM;
     }
     int rc = 0;
     bool ended = false; /* every source ended (not a signal, not a failure) */
-    double last_flush = now_s();
+    double last_flush = ink_now();
     if (g->metrics) ink_metrics_publish_ready(g); /* sources open, restore done */
     while (!g->stop) {
-        int npoll = 0, files_ready = 0, live = 0, infinite = 0;
+        int npoll = 0, nready = 0, live = 0, timeout = 100;
         for (int i = 0; i < g->n; i++) {
             struct ink_node *n = &g->nodes[i];
+            struct ink_pollitem pi = {.fd = -1};
+            always[i] = false;
+            if (n->kind == INK_NODE_SINK) {
+                if (n->snk->pollitem && n->snk->service && n->snk->pollitem(n, &pi)) {
+                    items[npoll] = to_zmq(&pi);
+                    who[npoll++] = n;
+                }
+                continue;
+            }
             if (n->kind != INK_NODE_SOURCE || n->ended) continue;
             live++;
-            infinite += !n->src->finite;
-            void *s = n->src->socket(n);
-            if (s) {
-                items[npoll] = (zmq_pollitem_t){.socket = s, .events = ZMQ_POLLIN};
+            if (n->src->timeout_ms) {
+                int t = n->src->timeout_ms(n);
+                if (t >= 0 && t < timeout) timeout = t;
+            }
+            if (n->src->pollitem(n, &pi)) {
+                items[npoll] = to_zmq(&pi);
                 who[npoll++] = n;
             } else {
-                files_ready++;
+                always[i] = true;
+                nready++;
             }
         }
         if (live == 0) {
             ended = true;
             break;
         }
-        (void)infinite;
-        /* Files are always ready: poll sockets without waiting, then give
-         * every file source a turn, in config order (deterministic). */
-        int timeout = files_ready ? 0 : 100;
+        /* Always-ready sources (files): poll without waiting, then give
+         * each of them a turn, in config order (deterministic). */
+        if (nready) timeout = 0;
         int nr = npoll ? zmq_poll(items, npoll, timeout) : 0;
         if (nr < 0 && zmq_errno() != EINTR) {
             fprintf(stderr, "inkflow: zmq_poll: %s\n", zmq_strerror(zmq_errno()));
@@ -690,30 +854,21 @@ int ink_graph_run(struct ink_graph *g)
             break;
         }
         for (int k = 0; k < npoll && nr > 0 && !g->stop; k++) {
-            if (!(items[k].revents & ZMQ_POLLIN)) continue;
-            int got = who[k]->src->pump(who[k], pump_budget(g));
-            if (got == -1)
-                who[k]->ended = true;
-            else if (got < -1) {
-                rc = got;
-                g->stop = 1;
+            if (!items[k].revents) continue;
+            if (who[k]->kind == INK_NODE_SINK) {
+                who[k]->snk->service(who[k]);
+                continue;
             }
-            maybe_snapshot(g);
+            int e = pump_one(g, who[k]);
+            if (e) rc = e;
         }
         for (int i = 0; i < g->n && !g->stop; i++) {
-            struct ink_node *n = &g->nodes[i];
-            if (n->kind != INK_NODE_SOURCE || n->ended || n->src->socket(n)) continue;
-            int got = n->src->pump(n, pump_budget(g));
-            if (got == -1)
-                n->ended = true;
-            else if (got < -1) {
-                rc = got;
-                g->stop = 1;
-            }
-            maybe_snapshot(g);
+            if (!always[i] || g->nodes[i].ended) continue;
+            int e = pump_one(g, &g->nodes[i]);
+            if (e) rc = e;
         }
         maybe_snapshot(g); /* time-based, also while sockets are idle */
-        double t = now_s();
+        double t = ink_now();
         if (t - last_flush > 0.1) {
             last_flush = t;
             for (int i = 0; i < g->n; i++)
@@ -723,11 +878,14 @@ int ink_graph_run(struct ink_graph *g)
     }
     free(items);
     free(who);
+    free(always);
     /* Natural end: flush before the final snapshot, which then holds the
      * flushed state and outputs, so that a restore from it emits nothing twice. */
     if (ended) flush_operators(g);
     /* drained (end of input, or a signal between two records): the final cut */
-    if (g->cfg->engine.snapshot.set && rc == 0) take_snapshot(g, "final");
+    /* a run whose last snapshot failed does not end as a success */
+    if (g->cfg->engine.snapshot.set && rc == 0) rc = take_snapshot(g, "final", true);
+    collect_snapshot(g, true); /* after a failure: the child's outcome all the same */
     if (g->metrics) ink_metrics_publish(g);
     for (int i = 0; i < g->n; i++)
         if (g->nodes[i].kind == INK_NODE_SINK) g->nodes[i].snk->finish(&g->nodes[i]);
@@ -741,22 +899,32 @@ static const char *kind_name(enum ink_node_kind k)
     return k == INK_NODE_SOURCE ? "source" : k == INK_NODE_OPERATOR ? "operator" : "sink";
 }
 
+/* "dim=3 decode=1" from a node's reject counters; returns the total. */
+static uint64_t reject_reasons(const struct ink_node *n, char *why, size_t cap)
+{
+    uint64_t rej = 0;
+    size_t w = 0;
+    why[0] = 0;
+    for (int r = 1; r < INK_REJ__COUNT; r++) {
+        rej += n->c.rejected[r];
+        if (n->c.rejected[r] && w < cap - 64)
+            w += (size_t)snprintf(why + w, cap - w, "%s%s=%llu", w ? " " : "", ink_reject_name(r),
+                                  (unsigned long long)n->c.rejected[r]);
+    }
+    return rej;
+}
+
 void ink_graph_summary(const struct ink_graph *g, FILE *out)
 {
-    double el = now_s() - g->t0;
+    double el = ink_now() - g->t0;
     fprintf(out, "inkflow: summary after %.2f s\n", el);
     fprintf(out, "  %-20s %-8s %12s %12s %10s %10s  %s\n", "node", "kind", "in", "out", "rejected",
             "dropped", "");
     for (int i = 0; i < g->n; i++) {
         const struct ink_node *n = &g->nodes[i];
-        uint64_t rej = 0;
-        for (int r = 1; r < INK_REJ__COUNT; r++) rej += n->c.rejected[r];
-        char why[512] = "";
-        size_t w = 0;
-        for (int r = 1; r < INK_REJ__COUNT && w < sizeof why - 64; r++)
-            if (n->c.rejected[r])
-                w += (size_t)snprintf(why + w, sizeof why - w, "%s%s=%llu", w ? " " : "",
-                                      ink_reject_name(r), (unsigned long long)n->c.rejected[r]);
+        char why[512];
+        uint64_t rej = reject_reasons(n, why, sizeof why);
+        size_t w = strlen(why);
         if (n->evicted && w < sizeof why - 64)
             snprintf(why + w, sizeof why - w, "%skeys_evicted=%llu", w ? " " : "",
                      (unsigned long long)n->evicted);
@@ -765,38 +933,87 @@ void ink_graph_summary(const struct ink_graph *g, FILE *out)
                 (unsigned long long)n->c.dropped, why);
     }
     if (g->snap_count || g->snap_failed)
-        fprintf(out, "  snapshots: %llu written, %llu failed; last %llu bytes in %.3f ms\n",
+        fprintf(out,
+                "  snapshots: %llu written, %llu failed; last %llu bytes in %.3f ms; main loop "
+                "paused %.3f ms at most (%.3f ms of CPU)\n",
                 (unsigned long long)g->snap_count, (unsigned long long)g->snap_failed,
-                (unsigned long long)g->snap_bytes, 1e3 * g->snap_duration);
+                (unsigned long long)g->snap_bytes, 1e3 * g->snap_duration,
+                1e3 * g->snap_pause_max, 1e3 * g->snap_pause_cpu_max);
+    if (g->snap_count || g->snap_failed) {
+        /* the data path's CPU and the writers' apart: what the stream costs,
+         * and what snapshots cost on the side (docs/state.md) */
+        struct rusage self, kids;
+        getrusage(RUSAGE_SELF, &self);
+        getrusage(RUSAGE_CHILDREN, &kids);
+        double cs = (double)self.ru_utime.tv_sec + (double)self.ru_stime.tv_sec +
+                    1e-6 * (double)(self.ru_utime.tv_usec + self.ru_stime.tv_usec);
+        double ck = (double)kids.ru_utime.tv_sec + (double)kids.ru_stime.tv_sec +
+                    1e-6 * (double)(kids.ru_utime.tv_usec + kids.ru_stime.tv_usec);
+        fprintf(out, "  cpu: %.3f s in this process, %.3f s in snapshot writers\n", cs, ck);
+    }
+}
+
+int ink_graph_reject_check(const struct ink_graph *g, FILE *out)
+{
+    double ratio = g->cfg->engine.max_reject_ratio;
+    int bad = 0;
+    for (int i = 0; i < g->n; i++) {
+        const struct ink_node *n = &g->nodes[i];
+        if (n->kind == INK_NODE_SINK || n->c.in == 0) continue;
+        char why[512];
+        uint64_t rej = reject_reasons(n, why, sizeof why);
+        if (rej == 0) continue;
+        if (rej >= n->c.in) {
+            fprintf(out, "inkflow: %s '%s' rejected all %llu records it received (%s)\n",
+                    kind_name(n->kind), n->name, (unsigned long long)n->c.in, why);
+            bad = 1;
+        } else if ((double)rej > ratio * (double)n->c.in) {
+            fprintf(out,
+                    "inkflow: %s '%s' rejected %llu of %llu records (%.3g%%: %s), above "
+                    "engine.max_reject_ratio %g\n",
+                    kind_name(n->kind), n->name, (unsigned long long)rej,
+                    (unsigned long long)n->c.in, 100.0 * (double)rej / (double)n->c.in, why, ratio);
+            bad = 1;
+        }
+    }
+    return bad;
 }
 
 void ink_graph_free(struct ink_graph *g)
 {
     if (!g) return;
+    ink_snapshot_abandon(g); /* no writer child outlives its graph */
     ink_metrics_stop(g); /* the server thread reads the graph's names */
     for (int i = 0; i < g->n; i++) {
         struct ink_node *n = &g->nodes[i];
-        if (n->kind == INK_NODE_SOURCE && n->src) n->src->close(n);
-        if (n->kind == INK_NODE_SINK && n->snk) n->snk->close(n);
+        if (n->kind == INK_NODE_SOURCE && n->src && n->impl) n->src->close(n);
+        if (n->kind == INK_NODE_SINK && n->snk && n->impl) n->snk->close(n);
+        free(n->impl);
         if (n->kind == INK_NODE_OPERATOR && n->vt) {
-            if (n->state) n->vt->fini(n->state);
+            if (n->state) ink__op_fini(n->vt, n->state);
             for (int64_t s = 0; s < n->nslots && n->slots; s++) {
-                if (s < n->keys_used && n->slots[s].state) n->vt->fini(n->slots[s].state);
+                if (s < n->keys_used && n->slots[s].state) ink__op_fini(n->vt, n->slots[s].state);
                 free(n->slots[s].state);
                 free(n->slots[s].key);
             }
         }
         free(n->slots);
         free(n->hash);
+        if (n->keys_buf) ink_buf_fini(n->keys_buf);
+        free(n->keys_buf);
+        free(n->keys_counts);
         free(n->state);
         free(n->scratch);
         free(n->out);
     }
     free(g->nodes);
+    if (g->snap_lock >= 0) close(g->snap_lock);
     if (g->reply_buf) ink_buf_fini(g->reply_buf);
     free(g->reply_buf);
     if (g->snap_buf) ink_buf_fini(g->snap_buf);
     free(g->snap_buf);
-    if (g->zctx) zmq_ctx_term(g->zctx);
+    if (g->snap_pre) ink_buf_fini(g->snap_pre);
+    free(g->snap_pre);
+    free(g->snap_off);
     free(g);
 }

@@ -1,20 +1,28 @@
 /* Snapshots: write (temporary file, fsync, rename, directory fsync), read and
  * verify, apply. The format is in snapshot.h and docs/state.md. */
+#define _GNU_SOURCE /* pipe2, close_range */
 #include "snapshot.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
+#include "clock.h"
+#include "codec.h"
 #include "graph.h"
+#include "lock.h"
+#include "path.h"
 #include "state.h"
-#include "../transports/file_io.h"
 
 static const char magic[8] = {'I', 'N', 'K', 'S', 'N', 'A', 'P', 0};
 
@@ -94,6 +102,7 @@ int ink_snapshot_path(const struct ink_config *cfg, char *buf, size_t n)
         return ink_err_set(NULL, INK_EINVAL, "no engine.snapshot");
     char dir[4096];
     const char *d = ink_path_resolve(cfg->base_dir, cfg->engine.snapshot.dir, dir, sizeof dir);
+    if (!d) return ink_err_set(NULL, INK_EINVAL, "engine.snapshot.dir: path too long");
     const char *base = strrchr(cfg->path, '/');
     base = base ? base + 1 : cfg->path;
     size_t bl = strlen(base);
@@ -113,6 +122,48 @@ int ink_snapshot_prepare(const struct ink_config *cfg, struct ink_err *err)
         return ink_err_set(err, INK_EIO, "engine.snapshot.dir %s: %s", path, strerror(errno));
     if (access(path, W_OK | X_OK))
         return ink_err_set(err, INK_EIO, "engine.snapshot.dir %s: %s", path, strerror(errno));
+    return 0;
+}
+
+/* The lock file of a snapshot: NAME.lock next to NAME.snap. */
+static int lock_path(const struct ink_config *cfg, char *buf, size_t n)
+{
+    if (ink_snapshot_path(cfg, buf, n)) return INK_EINVAL;
+    size_t l = strlen(buf);
+    if (l < 5 || l + 1 > n) return INK_EINVAL;
+    memcpy(buf + l - 5, ".lock", 6);
+    return 0;
+}
+
+/* Under the lock: NAME.snap.tmp.PID files are what a writer killed before
+ * its rename left behind; no live writer can own one. */
+static void remove_stale_tmp(const char *snap)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", snap);
+    char *sl = strrchr(dir, '/');
+    if (!sl) return;
+    *sl = 0;
+    char prefix[512];
+    int pl = snprintf(prefix, sizeof prefix, "%s.tmp.", sl + 1);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (pl > 0 && (size_t)pl < sizeof prefix && strncmp(e->d_name, prefix, (size_t)pl) == 0)
+            unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d);
+}
+
+int ink_snapshot_lock(const struct ink_config *cfg, int *fd, struct ink_err *err)
+{
+    *fd = -1;
+    char lp[4096], sp[4096];
+    if (lock_path(cfg, lp, sizeof lp) || ink_snapshot_path(cfg, sp, sizeof sp))
+        return ink_err_set(err, INK_EINVAL, "engine.snapshot.dir: path too long");
+    int rc = ink_lock_file(lp, "engine.snapshot.dir: the snapshot's lock", fd, err);
+    if (rc) return rc;
+    remove_stale_tmp(sp);
     return 0;
 }
 
@@ -137,7 +188,7 @@ static int pack_operator(msgpack_packer *pk, struct ink_node *n)
 {
     if (!n->slots) {
         ink_pack_key(pk, "state");
-        return n->vt->save(n->state, pk);
+        return ink__op_save(n->vt, n->state, pk);
     }
     ink_pack_key(pk, "evicted");
     msgpack_pack_uint64(pk, n->evicted);
@@ -147,22 +198,37 @@ static int pack_operator(msgpack_packer *pk, struct ink_node *n)
     for (int64_t s = ink__keyed_first(n); s >= 0; s = n->slots[s].next, cnt++) {
         msgpack_pack_array(pk, 2);
         pack_str(pk, n->slots[s].key, n->slots[s].len);
-        int rc = n->vt->save(n->slots[s].state, pk);
+        int rc = ink__op_save(n->vt, n->slots[s].state, pk);
         if (rc) return rc;
     }
     return cnt == n->keys_used ? 0 : INK_ESTATE;
 }
 
+/* The save and restore hooks of a source or sink (NULL for operators). */
+static int (*save_hook(const struct ink_node *n))(struct ink_node *, msgpack_packer *)
+{
+    return n->kind == INK_NODE_SOURCE ? n->src->save
+           : n->kind == INK_NODE_SINK ? n->snk->save
+                                      : NULL;
+}
+
+static int (*restore_hook(const struct ink_node *n))(struct ink_node *, const msgpack_object *,
+                                                     struct ink_err *)
+{
+    return n->kind == INK_NODE_SOURCE ? n->src->restore
+           : n->kind == INK_NODE_SINK ? n->snk->restore
+                                      : NULL;
+}
+
 static int pack_node(msgpack_packer *pk, struct ink_node *n, struct ink_err *err)
 {
     int rc = 0;
-    bool fsrc = n->kind == INK_NODE_SOURCE && n->src == &ink__file_source;
-    bool fsnk = n->kind == INK_NODE_SINK && n->snk == &ink__file_sink;
-    struct ink_file_sink_pos pos;
-    if (fsnk && (rc = ink__file_sink_tell(n, &pos, true)))
-        return ink_err_set(err, rc, "%s: cannot flush and sync the output", n->name);
-    int nk = 3 + (n->kind == INK_NODE_SOURCE ? 1 + fsrc : 0) +
-             (n->kind == INK_NODE_OPERATOR ? (n->slots ? 2 : 1) : 0) + (fsnk ? 4 : 0);
+    struct ink_err e = {0};
+    if (n->kind == INK_NODE_SINK && n->snk->sync && (rc = n->snk->sync(n, &e)))
+        return ink_err_set(err, rc, "%s: %s", n->name, e.msg[0] ? e.msg : ink_strerror(rc));
+    int (*save)(struct ink_node *, msgpack_packer *) = save_hook(n);
+    int nk = 3 + (n->kind == INK_NODE_SOURCE) + (save != NULL) +
+             (n->kind == INK_NODE_OPERATOR ? (n->slots ? 2 : 1) : 0);
     msgpack_pack_map(pk, (size_t)nk);
     ink_pack_key(pk, "name");
     pack_str(pk, n->name, strlen(n->name));
@@ -172,38 +238,17 @@ static int pack_node(msgpack_packer *pk, struct ink_node *n, struct ink_err *err
     if (n->kind == INK_NODE_SOURCE) {
         ink_pack_key(pk, "seq");
         msgpack_pack_uint64(pk, n->seq);
-        if (fsrc) {
-            ink_pack_key(pk, "offset");
-            msgpack_pack_uint64(pk, ink__file_source_tell(n));
-        }
     } else if (n->kind == INK_NODE_OPERATOR) {
         rc = pack_operator(pk, n);
         if (rc) return ink_err_set(err, rc, "%s: save failed", n->name);
-    } else if (fsnk) {
-        ink_pack_key(pk, "offset");
-        msgpack_pack_uint64(pk, pos.offset);
-        ink_pack_key(pk, "seen");
-        msgpack_pack_uint64(pk, pos.seen);
-        ink_pack_key(pk, "header");
-        msgpack_pack_int(pk, pos.header_done);
-        ink_pack_key(pk, "is_file");
-        msgpack_pack_int(pk, pos.is_file);
+    }
+    if (save) {
+        /* the transport's position, whatever its save writes (one object) */
+        ink_pack_key(pk, "pos");
+        if ((rc = save(n, pk)))
+            return ink_err_set(err, rc, "%s: saving the position failed", n->name);
     }
     return 0;
-}
-
-static double wall_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n)
@@ -236,7 +281,10 @@ static int fsync_dir(const char *path)
     return rc;
 }
 
-static int commit_file(const char *path, const struct ink_buf *b, struct ink_err *err)
+/* parent > 0: the writer child, which renames only while its parent (the
+ * lock's owner) is alive. */
+static int commit_file_as(const char *path, const struct ink_buf *b, pid_t parent,
+                          struct ink_err *err)
 {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
@@ -249,6 +297,10 @@ static int commit_file(const char *path, const struct ink_buf *b, struct ink_err
         return ink_err_set(err, INK_EIO, "%s: %s", tmp, strerror(e));
     }
     close(fd);
+    if (parent > 0 && getppid() != parent) {
+        unlink(tmp);
+        return ink_err_set(err, INK_EIO, "the process that owns the snapshot is gone");
+    }
     if (rename(tmp, path)) {
         int e = errno;
         unlink(tmp);
@@ -258,21 +310,75 @@ static int commit_file(const char *path, const struct ink_buf *b, struct ink_err
     return 0;
 }
 
-int ink_snapshot_write(struct ink_graph *g, struct ink_err *err)
+static int commit_file(const char *path, const struct ink_buf *b, struct ink_err *err)
 {
-    double t0 = mono_s();
-    char path[4096];
-    if (ink_snapshot_path(g->cfg, path, sizeof path))
-        return ink_err_set(err, INK_EINVAL, "no engine.snapshot");
-    if (!g->snap_buf && !(g->snap_buf = calloc(1, sizeof *g->snap_buf)))
+    return commit_file_as(path, b, 0, err);
+}
+
+static int commit_file_checked(const char *path, const struct ink_buf *b, pid_t parent,
+                               struct ink_err *err)
+{
+    return commit_file_as(path, b, parent, err);
+}
+
+/* The lock this graph holds is still the snapshot's lock file. When the
+ * directory (or the lock file) was removed while running, a snapshot
+ * written there would have no owner: re-create the directory (one level,
+ * as at start) and take a fresh lock; if another process took it meanwhile,
+ * it is that process's snapshot now, and this one fails loudly. */
+static int check_owner(struct ink_graph *g, struct ink_err *err)
+{
+    char lp[4096];
+    struct stat held, now;
+    if (g->snap_lock < 0 || lock_path(g->cfg, lp, sizeof lp)) return 0;
+    if (fstat(g->snap_lock, &held) == 0 && stat(lp, &now) == 0 && held.st_dev == now.st_dev &&
+        held.st_ino == now.st_ino)
+        return 0;
+    struct ink_err e = {0};
+    int rc = ink_snapshot_prepare(g->cfg, &e);
+    int fd = -1;
+    if (!rc) rc = ink_snapshot_lock(g->cfg, &fd, &e);
+    if (rc)
+        return ink_err_set(err, rc, "the snapshot's lock file %s is gone (directory removed?) "
+                           "and cannot be taken again: %s", lp, e.msg);
+    close(g->snap_lock);
+    g->snap_lock = fd;
+    fprintf(stderr, "inkflow: %s had been removed: re-created, lock taken again\n", lp);
+    return 0;
+}
+
+/* Sources and sinks, on the main thread: sinks make their output durable
+ * (sync), every transport node's map is encoded into g->snap_pre, node i at
+ * [snap_off[i], snap_off[i + 1]) (empty for operators). Transport hooks
+ * never run in the writer child (they hold sockets, threads, buffers). */
+static int pack_transports(struct ink_graph *g, struct ink_err *err)
+{
+    if (!g->snap_pre && !(g->snap_pre = calloc(1, sizeof *g->snap_pre)))
         return ink_err_set(err, INK_ENOMEM, "out of memory");
-    struct ink_buf *b = g->snap_buf;
+    if (!g->snap_off && !(g->snap_off = calloc((size_t)g->n + 1, sizeof *g->snap_off)))
+        return ink_err_set(err, INK_ENOMEM, "out of memory");
+    ink_buf_reset(g->snap_pre);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, g->snap_pre, ink_buf_write);
+    for (int i = 0; i < g->n; i++) {
+        g->snap_off[i] = g->snap_pre->len;
+        if (g->nodes[i].kind == INK_NODE_OPERATOR) continue;
+        int rc = pack_node(&pk, &g->nodes[i], err);
+        if (rc) return rc;
+    }
+    g->snap_off[g->n] = g->snap_pre->len;
+    return 0;
+}
+
+/* The whole file into b: operators encoded here (the main thread, or the
+ * writer child from its copy-on-write image), transports from snap_pre. */
+static int encode(struct ink_graph *g, double wall, struct ink_buf *b, struct ink_err *err)
+{
     ink_buf_reset(b);
     uint8_t hdr[INK_SNAP_HEADER] = {0};
     if (ink_buf_append(b, hdr, sizeof hdr)) return ink_err_set(err, INK_ENOMEM, "out of memory");
     msgpack_packer pk;
     msgpack_packer_init(&pk, b, ink_buf_write);
-    double wall = wall_s();
     msgpack_pack_map(&pk, 3);
     ink_pack_key(&pk, "wall");
     msgpack_pack_double(&pk, wall);
@@ -281,8 +387,11 @@ int ink_snapshot_write(struct ink_graph *g, struct ink_err *err)
     ink_pack_key(&pk, "nodes");
     msgpack_pack_array(&pk, (size_t)g->n);
     for (int i = 0; i < g->n; i++) {
-        int rc = pack_node(&pk, &g->nodes[i], err);
-        if (rc) return rc;
+        int rc = g->nodes[i].kind == INK_NODE_OPERATOR
+                     ? pack_node(&pk, &g->nodes[i], err)
+                     : ink_buf_append(b, g->snap_pre->p + g->snap_off[i],
+                                      g->snap_off[i + 1] - g->snap_off[i]);
+        if (rc) return rc < 0 && err->msg[0] ? rc : ink_err_set(err, INK_ENOMEM, "out of memory");
     }
     size_t plen = b->len - INK_SNAP_HEADER;
     memcpy(b->p, magic, 8);
@@ -292,14 +401,172 @@ int ink_snapshot_write(struct ink_graph *g, struct ink_err *err)
     uint8_t crc[4];
     put_u32(crc, ink_crc32c(0, b->p, b->len));
     if (ink_buf_append(b, crc, 4)) return ink_err_set(err, INK_ENOMEM, "out of memory");
-    int rc = commit_file(path, b, err);
-    if (rc) return rc;
-    g->snap_wall = wall;
-    g->snap_last = mono_s();
-    g->snap_duration = g->snap_last - t0;
-    g->snap_bytes = b->len;
-    g->snap_count++;
     return 0;
+}
+
+/* Durable: transports may now commit the positions they saved; counted. */
+static void snapshot_done(struct ink_graph *g, double wall, double t_cut, uint64_t bytes)
+{
+    for (int i = 0; i < g->n; i++) {
+        struct ink_node *n = &g->nodes[i];
+        void (*committed)(struct ink_node *) = n->kind == INK_NODE_SOURCE ? n->src->committed
+                                               : n->kind == INK_NODE_SINK ? n->snk->committed
+                                                                          : NULL;
+        if (committed) committed(n);
+    }
+    g->snap_wall = wall;
+    g->snap_last = ink_now();
+    g->snap_duration = g->snap_last - t_cut;
+    g->snap_bytes = bytes;
+    g->snap_count++;
+}
+
+/* The cut, on the main thread: ownership, sinks synced, transports saved. */
+static int cut(struct ink_graph *g, char *path, size_t n, struct ink_err *err)
+{
+    if (ink_snapshot_path(g->cfg, path, n))
+        return ink_err_set(err, INK_EINVAL, "no engine.snapshot");
+    int rc = check_owner(g, err);
+    if (!rc) rc = pack_transports(g, err);
+    if (!rc && !g->snap_buf && !(g->snap_buf = calloc(1, sizeof *g->snap_buf)))
+        rc = ink_err_set(err, INK_ENOMEM, "out of memory");
+    return rc;
+}
+
+int ink_snapshot_write(struct ink_graph *g, struct ink_err *err)
+{
+    double t0 = ink_now();
+    char path[4096];
+    int rc = cut(g, path, sizeof path, err);
+    if (rc) return rc;
+    double wall = ink_wall();
+    if ((rc = encode(g, wall, g->snap_buf, err)) || (rc = commit_file(path, g->snap_buf, err)))
+        return rc;
+    snapshot_done(g, wall, t0, g->snap_buf->len);
+    return 0;
+}
+
+/* ---- in the background: a forked writer ------------------------------------------ */
+
+/* What the writer child reports on its pipe (one write, < PIPE_BUF). */
+struct child_report {
+    int rc;
+    uint64_t bytes;
+    char msg[sizeof(((struct ink_err *)0)->msg)];
+};
+
+static void child_report(int fd, int rc, uint64_t bytes, const char *msg)
+{
+    struct child_report r = {.rc = rc, .bytes = bytes};
+    snprintf(r.msg, sizeof r.msg, "%s", msg);
+    ssize_t w = write(fd, &r, sizeof r);
+    (void)w;
+}
+
+/* The child: the parent's memory as it was at the fork, nothing else. It
+ * holds no inherited descriptor but its pipe (the locks and sinks stay the
+ * parent's alone), dies with the parent, and renames only while the parent
+ * lives: a dead parent's lock may already belong to a restore. */
+static void child_main(struct ink_graph *g, const char *path, double wall, pid_t parent,
+                       int wfd)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    if (getppid() != parent) _exit(1);
+    if (wfd != 3) {
+        dup2(wfd, 3);
+        wfd = 3;
+    }
+    close_range(4, ~0U, 0);
+    for (int fd = 0; fd < 3; fd++)
+        if (fd != 2) close(fd);
+    struct ink_err err = {0};
+    int rc = encode(g, wall, g->snap_buf, &err);
+    if (!rc) rc = commit_file_checked(path, g->snap_buf, parent, &err);
+    child_report(wfd, rc, rc ? 0 : g->snap_buf->len, err.msg);
+    _exit(rc ? 1 : 0);
+}
+
+int ink_snapshot_start(struct ink_graph *g, struct ink_err *err)
+{
+    if (g->snap_child > 0) return ink_err_set(err, INK_EAGAIN, "a snapshot is being written");
+    double t0 = ink_now();
+    struct timespec c0, c1;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+    char path[4096];
+    int rc = cut(g, path, sizeof path, err);
+    if (rc) return rc;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC))
+        return ink_err_set(err, INK_EIO, "pipe for the snapshot writer: %s", strerror(errno));
+    double wall = ink_wall();
+    pid_t parent = getpid();
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) child_main(g, path, wall, parent, p[1]);
+    int e = errno;
+    close(p[1]);
+    if (pid < 0) {
+        /* no child (memory, process limit): the snapshot is still due, so
+         * it is written here, the old way, and the stall said */
+        close(p[0]);
+        fprintf(stderr, "inkflow: fork for the snapshot writer: %s; writing it on the main "
+                "thread\n", strerror(e));
+        if ((rc = encode(g, wall, g->snap_buf, err)) || (rc = commit_file(path, g->snap_buf, err)))
+            return rc;
+        snapshot_done(g, wall, t0, g->snap_buf->len);
+        return 0;
+    }
+    g->snap_child = pid;
+    g->snap_pipe = p[0];
+    g->snap_cut_t = t0;
+    g->snap_cut_wall = wall;
+    g->snap_pause = ink_now() - t0;
+    if (g->snap_pause > g->snap_pause_max) g->snap_pause_max = g->snap_pause;
+    /* the same on this thread's CPU clock: what the cut costs, without the
+     * time a busy machine gives to other processes meanwhile */
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+    double cpu = (double)(c1.tv_sec - c0.tv_sec) + 1e-9 * (double)(c1.tv_nsec - c0.tv_nsec);
+    if (cpu > g->snap_pause_cpu_max) g->snap_pause_cpu_max = cpu;
+    return 0;
+}
+
+int ink_snapshot_poll(struct ink_graph *g, bool wait, struct ink_err *err)
+{
+    if (g->snap_child <= 0) return 0;
+    int status = 0;
+    pid_t w;
+    while ((w = waitpid(g->snap_child, &status, wait ? 0 : WNOHANG)) < 0 && errno == EINTR) {
+    }
+    if (w == 0) return 1;
+    pid_t pid = g->snap_child;
+    g->snap_child = 0;
+    struct child_report r = {.rc = INK_EIO};
+    ssize_t got = read(g->snap_pipe, &r, sizeof r);
+    close(g->snap_pipe);
+    g->snap_pipe = -1;
+    if (w < 0 || got != (ssize_t)sizeof r) {
+        if (w > 0 && WIFSIGNALED(status))
+            return ink_err_set(err, INK_EIO, "the snapshot writer (pid %ld) was killed by signal %d",
+                               (long)pid, WTERMSIG(status));
+        return ink_err_set(err, INK_EIO, "the snapshot writer (pid %ld) ended without a report",
+                           (long)pid);
+    }
+    if (r.rc) return ink_err_set(err, r.rc, "%s", r.msg);
+    snapshot_done(g, g->snap_cut_wall, g->snap_cut_t, r.bytes);
+    return 0;
+}
+
+void ink_snapshot_abandon(struct ink_graph *g)
+{
+    if (g->snap_child <= 0) return;
+    kill(g->snap_child, SIGKILL);
+    while (waitpid(g->snap_child, NULL, 0) < 0 && errno == EINTR) {
+    }
+    g->snap_child = 0;
+    close(g->snap_pipe);
+    g->snap_pipe = -1;
 }
 
 /* ---- read and verify -------------------------------------------------------------- */
@@ -380,10 +647,15 @@ int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struc
     struct ink_snap *s = calloc(1, sizeof *s);
     if (!s) return ink_err_set(err, INK_ENOMEM, "out of memory");
     msgpack_unpacked_init(&s->u);
+    s->lock_fd = -1;
     *out = s;
     if (ink_snapshot_path(cfg, s->path, sizeof s->path))
         return ink_err_set(err, INK_EINVAL, "--restore needs engine.snapshot in the config");
-    int rc = read_file(s, err);
+    /* the same lock as a run: never restore under a live owner. A missing
+     * directory is left to read_file ("nothing to restore"). */
+    int rc = ink_snapshot_lock(cfg, &s->lock_fd, err);
+    if (rc && !(rc == INK_EIO && errno == ENOENT)) return rc;
+    rc = read_file(s, err);
     if (rc) return rc;
     const uint8_t *p = s->bytes;
     char why[256];
@@ -394,8 +666,10 @@ int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struc
     }
     if (memcmp(p, magic, 8) != 0) return refuse(s, err, "not an inkflow snapshot (bad magic)");
     if (get_u32(p + 8) != INK_SNAP_VERSION) {
-        snprintf(why, sizeof why, "format version %u, this inkflow reads %d", get_u32(p + 8),
-                 INK_SNAP_VERSION);
+        snprintf(why, sizeof why,
+                 "format version %u, this inkflow reads version %d only (written by another "
+                 "inkflow release: resume with that release, or start afresh without --restore)",
+                 get_u32(p + 8), INK_SNAP_VERSION);
         return refuse(s, err, why);
     }
     uint64_t plen = get_u64(p + 24);
@@ -439,6 +713,7 @@ int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struc
 void ink_snapshot_free(struct ink_snap *s)
 {
     if (!s) return;
+    if (s->lock_fd >= 0) close(s->lock_fd);
     msgpack_unpacked_destroy(&s->u);
     free(s->bytes);
     free(s);
@@ -459,7 +734,7 @@ static int apply_operator(struct ink_node *n, const msgpack_object *m, struct in
     struct ink_err e = {0};
     if (!n->slots) {
         const msgpack_object *st = map_get(m, "state");
-        int rc = st ? n->vt->load(n->state, st, &e) : INK_ESTATE;
+        int rc = st ? ink__op_load(n->vt, n->state, st, &e) : INK_ESTATE;
         if (rc)
             return ink_err_set(err, INK_ESTATE, "%s: %s", n->name, e.msg[0] ? e.msg : "no state");
         return 0;
@@ -479,7 +754,7 @@ static int apply_operator(struct ink_node *n, const msgpack_object *m, struct in
         const msgpack_object *k = &kv->via.array.ptr[0];
         void *st;
         int rc = ink__keyed_restore_slot(n, k->via.str.ptr, k->via.str.size, &st, &e);
-        if (!rc) rc = n->vt->load(st, &kv->via.array.ptr[1], &e);
+        if (!rc) rc = ink__op_load(n->vt, st, &kv->via.array.ptr[1], &e);
         if (rc)
             return ink_err_set(err, INK_ESTATE, "%s[%.*s]: %s", n->name, (int)k->via.str.size,
                                k->via.str.ptr, e.msg);
@@ -497,6 +772,22 @@ static int apply_counters(struct ink_node *n, const msgpack_object *m)
     return 0;
 }
 
+/* A source's or sink's position: what its save wrote, to its restore. */
+static int apply_position(struct ink_node *n, const msgpack_object *m, struct ink_err *err)
+{
+    int (*restore)(struct ink_node *, const msgpack_object *, struct ink_err *) = restore_hook(n);
+    const msgpack_object *pos = map_get(m, "pos");
+    if (!restore && !pos) return 0;
+    if (!restore || !pos)
+        return ink_err_set(err, INK_ESTATE, "%s: %s", n->name,
+                           pos ? "the snapshot holds a position this node cannot restore"
+                               : "position missing");
+    struct ink_err e = {0};
+    if (restore(n, pos, &e))
+        return ink_err_set(err, INK_ESTATE, "%s: %s", n->name, e.msg[0] ? e.msg : "bad position");
+    return 0;
+}
+
 int ink_snapshot_apply(struct ink_graph *g, const struct ink_snap *s, struct ink_err *err)
 {
     const msgpack_object *v = s->nodes->via.array.ptr;
@@ -510,33 +801,21 @@ int ink_snapshot_apply(struct ink_graph *g, const struct ink_snap *s, struct ink
             if (rc) return rc;
         }
     }
-    /* 2. sources: sequence numbers and file offsets (reads input only) */
+    /* 2. sources: sequence numbers and positions (reads input only) */
     for (int i = 0; i < g->n; i++) {
         struct ink_node *n = &g->nodes[i];
         if (n->kind != INK_NODE_SOURCE) continue;
-        uint64_t off = 0;
-        struct ink_err e = {0};
         if (get_u64_key(&v[i], "seq", &n->seq))
             return ink_err_set(err, INK_ESTATE, "%s: seq missing", n->name);
-        if (n->src != &ink__file_source) continue;
-        if (get_u64_key(&v[i], "offset", &off))
-            return ink_err_set(err, INK_ESTATE, "%s: offset missing", n->name);
-        if (ink__file_source_seek(n, off, &e))
-            return ink_err_set(err, INK_ESTATE, "%s: %s", n->name, e.msg);
+        int rc = apply_position(n, &v[i], err);
+        if (rc) return rc;
     }
-    /* 3. only now touch outputs: cut every file sink back to what the snapshot saw */
+    /* 3. only now touch outputs (a file sink is cut back to what the snapshot saw) */
     for (int i = 0; i < g->n; i++) {
         struct ink_node *n = &g->nodes[i];
-        if (n->kind != INK_NODE_SINK || n->snk != &ink__file_sink) continue;
-        struct ink_file_sink_pos pos = {0};
-        uint64_t hd = 0, isf = 0;
-        struct ink_err e = {0};
-        if (get_u64_key(&v[i], "offset", &pos.offset) || get_u64_key(&v[i], "seen", &pos.seen) ||
-            get_u64_key(&v[i], "header", &hd) || get_u64_key(&v[i], "is_file", &isf))
-            return ink_err_set(err, INK_ESTATE, "%s: output position missing", n->name);
-        pos.header_done = hd, pos.is_file = isf;
-        if (ink__file_sink_restore(n, &pos, &e))
-            return ink_err_set(err, INK_ESTATE, "%s: %s", n->name, e.msg);
+        if (n->kind != INK_NODE_SINK) continue;
+        int rc = apply_position(n, &v[i], err);
+        if (rc) return rc;
     }
     g->src_records = s->src_records;
     g->snap_wall = s->wall;

@@ -7,7 +7,8 @@
  *   12  4  zero
  *   16  8  config hash (ink_config.hash, u64 LE)
  *   24  8  payload length N (u64 LE)
- *   32  N  payload (msgpack: every node's counters and state, in config order)
+ *   32  N  payload (msgpack: every node's counters, state and position, in
+ *          config order)
  *   32+N 4 CRC32C of bytes [0, 32+N) (u32 LE)
  * The snapshot is taken between two source records, where the synchronous
  * dispatch of engine/runtime.c makes every node's state a consistent cut. */
@@ -15,13 +16,16 @@
 #define INK_SNAPSHOT_H
 
 #include <msgpack.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
 #include "err.h"
 
-#define INK_SNAP_VERSION 1
+/* 2: a source's or sink's position is what its save hook wrote, under
+ * "pos" (1 had file offsets under fixed keys). Other versions are refused. */
+#define INK_SNAP_VERSION 2
 #define INK_SNAP_HEADER  32
 
 struct ink_graph;
@@ -35,6 +39,8 @@ struct ink_snap {
     const msgpack_object *nodes; /* array, one map per node in config order */
     double wall;                 /* when it was taken (Unix time) */
     uint64_t src_records;
+    int lock_fd; /* the directory's lock, held while reading; the graph built
+                    from this snapshot takes it over (-1: none or taken) */
 };
 
 /* CRC-32C (Castagnoli); crc = 0 to start, or a previous result to continue.
@@ -49,12 +55,36 @@ int ink_snapshot_path(const struct ink_config *cfg, char *buf, size_t n);
  * it is writable, so that a bad dir fails at start, not at the first snapshot. */
 int ink_snapshot_prepare(const struct ink_config *cfg, struct ink_err *err);
 
-/* Write a snapshot of g now (between records). 0, or a negative code with err
- * filled; the previous snapshot is then still in place. */
+/* One owner (docs/state.md): lock <dir>/<name>.lock, the lock of this
+ * snapshot file, for as long as *fd stays open; then remove the temporary
+ * files a killed writer may have left. 0, INK_EBUSY naming the holder's pid,
+ * or INK_EIO. */
+int ink_snapshot_lock(const struct ink_config *cfg, int *fd, struct ink_err *err);
+
+/* Write a snapshot of g now (between records), on this thread. 0, or a
+ * negative code with err filled; the previous snapshot is then still in
+ * place. */
 int ink_snapshot_write(struct ink_graph *g, struct ink_err *err);
 
-/* Read and verify cfg's snapshot; nothing is modified. INK_ESTATE (or
- * INK_EIO) with a message naming the file and what is wrong. */
+/* The same off the data path (docs/state.md, "Snapshots off the data
+ * path"): between records, sinks are synced and every source's and sink's
+ * hooks run here; then fork() and the child encodes the operators from its
+ * copy-on-write image, writes, fsyncs and renames, while this thread goes
+ * on. 0 once the child runs (INK_EAGAIN if one already does), or a failure
+ * of the cut itself. */
+int ink_snapshot_start(struct ink_graph *g, struct ink_err *err);
+/* The child's outcome: 1 still writing (only when !wait), 0 written and
+ * durable (committed hooks run, counted in g), negative with err filled.
+ * 0 when no child runs. */
+int ink_snapshot_poll(struct ink_graph *g, bool wait, struct ink_err *err);
+/* Kill and reap a child still writing (teardown): its temporary file is
+ * removed at the next start under the lock. */
+void ink_snapshot_abandon(struct ink_graph *g);
+
+/* Take the snapshot's lock (as ink_snapshot_lock; INK_EBUSY when another
+ * process owns it), then read and verify cfg's snapshot; nothing else is
+ * modified. INK_ESTATE (or INK_EIO) with a message naming the file and what
+ * is wrong. */
 int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struct ink_err *err);
 /* Called by ink_graph_build_restore: operators first (in memory), then the
  * source offsets, then, once all of that succeeded, the sinks' truncation. */

@@ -103,15 +103,28 @@ int ink_state_f64(const msgpack_object *map, const char *key, double *out, struc
     }
 }
 
+/* The bin under key, checked to hold whole elem-byte values, in *o; or an
+ * error code with err filled (and *o NULL). */
+static int bin_of(const msgpack_object *map, const char *key, size_t elem,
+                  const msgpack_object **o, struct ink_err *err)
+{
+    *o = NULL;
+    const msgpack_object *b;
+    int rc = ink_state_get(map, key, &b, err);
+    if (rc) return rc;
+    if (b->type != MSGPACK_OBJECT_BIN || b->via.bin.size % elem)
+        return ink_err_set(err, INK_ESTATE, "state: key '%s' is not an array of %zu-byte values",
+                           key, elem);
+    *o = b;
+    return 0;
+}
+
 int ink_state_len(const msgpack_object *map, const char *key, size_t elem, size_t *n,
                   struct ink_err *err)
 {
     const msgpack_object *o;
-    int rc = ink_state_get(map, key, &o, err);
-    if (rc) return rc;
-    if (o->type != MSGPACK_OBJECT_BIN || o->via.bin.size % elem)
-        return ink_err_set(err, INK_ESTATE, "state: key '%s' is not an array of %zu-byte values",
-                           key, elem);
+    int rc = bin_of(map, key, elem, &o, err);
+    if (rc || !o) return rc ? rc : INK_ESTATE;
     *n = o->via.bin.size / elem;
     return 0;
 }
@@ -119,14 +132,13 @@ int ink_state_len(const msgpack_object *map, const char *key, size_t elem, size_
 static int get_bin(const msgpack_object *map, const char *key, void *out, size_t n, size_t elem,
                    struct ink_err *err)
 {
-    size_t have;
-    int rc = ink_state_len(map, key, elem, &have, err);
-    if (rc) return rc;
+    const msgpack_object *o;
+    int rc = bin_of(map, key, elem, &o, err);
+    if (rc || !o) return rc ? rc : INK_ESTATE;
+    size_t have = o->via.bin.size / elem;
     if (have != n)
         return ink_err_set(err, INK_ESTATE, "state: key '%s' has %zu values, expected %zu", key,
                            have, n);
-    const msgpack_object *o;
-    ink_state_get(map, key, &o, err);
     if (n) memcpy(out, o->via.bin.ptr, n * elem);
     return 0;
 }

@@ -1,5 +1,5 @@
 /* bkb: budgeted kernelized bandit (BKB) and batched BKB (BBKB) over a fixed
- * set of arms (ALGORITHMS.md sections 2 and 5.3).
+ * set of arms (docs/algorithms.md sections 2 and 5.3).
  *
  * State: the posterior built at the last "rebuild" (resampled dictionary D,
  * projection Nystrom embedding B, Cholesky factor L of G, weights w, and per
@@ -30,6 +30,8 @@
  *                               replies `pulls`, `dict`, `beta`, `round`.
  *                               Unknown or not-pending arms: INK_EINVAL.
  *      {"op": "predict", "arm": i}  read-only: posterior `mu`, `sigma`, `ucb`.
+ *      fail / release, best, trials, pending, and pending_timeout: the
+ *                               service bookkeeping of bkb_service.c.
  *  BKB rebuilds the posterior at every reward; BBKB only at a reward that
  *  arrives once the current batch is closed (1 + sum var0 > ratio) and all
  *  of its asked arms are told (or as many rewards came in as it had arms),
@@ -50,18 +52,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../engine/opkit.h"
+#include "../engine/path.h"
 #include "../engine/rng.h"
 #include "../engine/state.h"
+#include "bkb_service.h"
 
 #define BKB_MAX_ASK       256
 #define BKB_MAX_ARMS      100000000
-#define BKB_STATE_VERSION 1
+#define BKB_STATE_VERSION 2 /* 2: + the service state (bkb_service.c) */
 #define BKB_X_TOL         1e-9 /* an `x` names the arm whose coordinates match within this */
 
-/* pend[i] */
-enum { PEND_NONE = 0, PEND_OLD = 1, PEND_BATCH = 2 };
+/* pend[i]: PEND_* of bkb_service.h */
 
-static const char *const bkb_op_names = "ask, tell, predict";
+static const char *const bkb_op_names = "ask, tell, fail, release, predict, best, trials, pending";
 
 /* ---- parameters ---------------------------------------------------------------------- */
 
@@ -159,6 +163,11 @@ static const struct ink_param arms_params[] = {
      .offset = AOFF(random),
      .sub = random_params,
      .help = "random arms: {n, lo, hi, seed}"},
+    {.name = "space",
+     .type = INK_P_JSON,
+     .offset = AOFF(space),
+     .help = "named parameters: {name: {log: [lo, hi], n} | {lin: [lo, hi], n} | {int: [lo, hi]} "
+             "| {choice: [a, b]}, ...} (docs/bkb.md)"},
     {0},
 };
 
@@ -270,6 +279,20 @@ static const struct ink_param bkb_params[] = {
      .min = 1 << 16,
      .max = 1e15,
      .help = "memory budget; the arms' embedding is recomputed per block when it does not fit"},
+    {.name = "pending_timeout",
+     .type = INK_P_DURATION,
+     .offset = COFF(pending_timeout),
+     .def = "0",
+     .min = 0,
+     .max = 1e9,
+     .help = "service: an asked arm not told or failed within this time is released (0: never)"},
+    {.name = "max_trials",
+     .type = INK_P_INT,
+     .offset = COFF(max_trials),
+     .def = "10000",
+     .min = 1,
+     .max = 1e8,
+     .help = "service: finished trials kept for `trials` (older ones are dropped; best stays)"},
     {.name = "lazy",
      .type = INK_P_BOOL,
      .offset = COFF(lazy),
@@ -303,10 +326,16 @@ static int bkb_check(const void *conf, struct ink_err *err)
 {
     const struct ink_bkb_conf *c = conf;
     const struct ink_bkb_arms_conf *a = &c->arms;
-    int given = a->grid.set + (a->file != NULL) + a->random.set;
+    int given = a->grid.set + (a->file != NULL) + a->random.set + (a->space != NULL);
     if (given != 1)
         return ink_err_set(err, INK_EINVAL,
-                           "arms: give exactly one of grid, file, random (%d given)", given);
+                           "arms: give exactly one of grid, file, random, space (%d given)", given);
+    if (a->space) {
+        struct bkb_space *sp = malloc(sizeof *sp); /* config time */
+        int rc = sp ? bkb_space_parse(a->space, sp, err) : ink_err_set(err, INK_ENOMEM, "arms");
+        free(sp);
+        if (rc) return rc;
+    }
     if (a->grid.set) {
         const struct ink_bkb_grid_conf *g = &a->grid;
         if (g->lo.n != g->hi.n)
@@ -409,19 +438,13 @@ struct bkb {
     uint32_t gen;
     bool hall_ready, started;
     struct ink_rng rng;
+    struct bkb_svc svc; /* service bookkeeping (bkb_service.c) */
 };
 
 /* One allocation, carved the same way by mem_bound (base NULL) and init. */
-struct carve {
-    char *base;
-    size_t off;
-};
-
-static void *take(struct carve *c, size_t bytes)
+static void *take(struct ink_carve *c, size_t bytes)
 {
-    size_t o = (c->off + 63) & ~(size_t)63;
-    c->off = o + bytes;
-    return c->base ? c->base + o : NULL;
+    return ink_carve_take(c, bytes);
 }
 
 static void query_lwork(int n, lapack_int *lwork, lapack_int *liwork)
@@ -436,7 +459,7 @@ static void query_lwork(int n, lapack_int *lwork, lapack_int *liwork)
     if (*liwork < 10 * n) *liwork = 10 * n;
 }
 
-static void layout(struct bkb *s, struct carve *c)
+static void layout(struct bkb *s, struct ink_carve *c)
 {
     size_t A = (size_t)s->A, d = (size_t)s->d, mm = (size_t)s->mmax, blk = (size_t)s->blk;
     size_t D8 = sizeof(double);
@@ -483,6 +506,7 @@ static void layout(struct bkb *s, struct carve *c)
     s->out_mu = take(c, BKB_MAX_ASK * D8);
     s->out_sigma = take(c, BKB_MAX_ASK * D8);
     s->out_ucb = take(c, BKB_MAX_ASK * D8);
+    bkb_svc_layout(&s->svc, c, s->A, s->d);
 }
 
 /* Sizes for A arms of dimension d; decides whether Z is stored. */
@@ -497,7 +521,9 @@ static size_t plan(struct bkb *s, const struct ink_bkb_conf *c, int A, int d)
     if (s->mmax < 1) s->mmax = 1;
     if (s->blk < 1) s->blk = 1;
     query_lwork(s->mmax, &s->lwork, &s->liwork);
-    struct carve cv = {0};
+    s->svc.cap = c->max_trials > 0 ? c->max_trials : 1;
+    s->svc.space_axes = c->arms.space ? bkb_space_axes(c->arms.space) : 0;
+    struct ink_carve cv = {0, 0, 64};
     s->storeZ = true;
     layout(s, &cv);
     if (cv.off <= c->max_memory) return cv.off;
@@ -521,6 +547,15 @@ static int arms_dims(const struct ink_bkb_arms_conf *a, int *A, int *d)
     if (a->random.set) {
         *A = (int)a->random.n;
         *d = a->random.lo.n;
+        return 0;
+    }
+    if (a->space) {
+        struct bkb_space *sp = malloc(sizeof *sp); /* config time */
+        struct ink_err e = {0};
+        int ok = sp && bkb_space_parse(a->space, sp, &e) == 0;
+        *A = ok ? (int)sp->A : 1;
+        *d = ok ? sp->d : 1;
+        free(sp);
         return 0;
     }
     return -1; /* file: known after reading */
@@ -672,7 +707,7 @@ static void embed_rows(struct bkb *s, const int32_t *idx, int nb)
                 s->B, s->mmax, 0.0, s->Zb, s->blk);
 }
 
-/* Stores Z = K_{A,D} B when it fits (ALGORITHMS.md 2.5 step 5). */
+/* Stores Z = K_{A,D} B when it fits (docs/algorithms.md 2.5 step 5). */
 static void fill_Z(struct bkb *s)
 {
     if (!s->storeZ || s->mr == 0) return;
@@ -743,7 +778,7 @@ static void gather_dict(struct bkb *s)
 }
 
 /* B = U_thin Lam_thin^{-1/2} from eigen(K_DD), eigenvalues <= lam_max m eps dropped
- * (ALGORITHMS.md 2.4, 2.5 step 4). */
+ * (docs/algorithms.md 2.4, 2.5 step 4). */
 static int embedding(struct bkb *s, struct ink_err *err)
 {
     int m = s->m, mm = s->mmax;
@@ -772,7 +807,7 @@ static int embedding(struct bkb *s, struct ink_err *err)
     return 0;
 }
 
-/* ---- resampling (ALGORITHMS.md 2.4, 2.8) --------------------------------------------- */
+/* ---- resampling (docs/algorithms.md 2.4, 2.8) --------------------------------------------- */
 
 /* Min-heap on cand_key[0..n) with cand alongside. */
 static void heap_down(double *key, int32_t *idx, int n, int i)
@@ -871,13 +906,13 @@ static double beta_formula(struct bkb *s)
         int i = s->pulled[p];
         sum += (double)s->cnt[i] * s->var[i];
     }
-    /* log t with t >= 2 (ALGORITHMS.md 2.7: log 1 = 0 drops the information term) */
+    /* log t with t >= 2 (docs/algorithms.md 2.7: log 1 = 0 drops the information term) */
     double lt = log(s->t < 2 ? 2.0 : (double)s->t);
     return base + sqrt(s->noise_var * (sum * lt + l1d));
 }
 
 /* G = sum_i c_i z_i z_i^T + lambda I, L = chol(G), w = G^{-1} sum_i z_i ysum_i,
- * then mu, var for every arm (ALGORITHMS.md 2.5 steps 6-8). */
+ * then mu, var for every arm (docs/algorithms.md 2.5 steps 6-8). */
 static int posterior(struct bkb *s, struct ink_err *err)
 {
     int mr = s->mr, mm = s->mmax;
@@ -933,7 +968,7 @@ static void set_ucb(struct bkb *s)
 }
 
 /* Resample, embed, rebuild the posterior; the hallucination restarts from
- * the arms still pending (ALGORITHMS.md 2.5 update, 2.6 update step 3). */
+ * the arms still pending (docs/algorithms.md 2.5 update, 2.6 update step 3). */
 static int rebuild(struct bkb *s, struct ink_err *err)
 {
     resample(s);
@@ -955,7 +990,7 @@ static int rebuild(struct bkb *s, struct ink_err *err)
     return 0;
 }
 
-/* ---- hallucination and picks (ALGORITHMS.md 2.6, 5.3) ---------------------------------- */
+/* ---- hallucination and picks (docs/algorithms.md 2.6, 5.3) ---------------------------------- */
 
 /* L L^T + x x^T, lower factor in place (Givens form); x is destroyed. */
 static void chol_update(double *Lf, int ld, int n, double *x)
@@ -1077,7 +1112,7 @@ static bool batch_closed(const struct bkb *s)
 /* Before the first reward the embedding is empty: var_h = var for every arm
  * and hallucinated points change nothing, so for a stationary kernel every
  * arm ties. Ties are then broken uniformly at random (not by the smallest
- * index, ALGORITHMS.md 2.5) so that parallel workers spread out. */
+ * index, docs/algorithms.md 2.5) so that parallel workers spread out. */
 static int pick_prior(struct bkb *s)
 {
     double best = -INFINITY;
@@ -1166,7 +1201,9 @@ static int find_arm(const struct bkb *s, const struct ink_record *r, int *j, str
         }
         return ink_err_set(err, INK_EINVAL, "x is not one of the %d arms", s->A);
     }
-    return ink_err_set(err, INK_EINVAL, "the record names no arm (give `arm` or `x`)");
+    int rc = bkb_svc_find_params(&s->svc, r, j, err); /* named space: `params` */
+    if (rc <= 0) return rc;
+    return ink_err_set(err, INK_EINVAL, "the record names no arm (give `arm`, `x` or `params`)");
 }
 
 static int check_y(const struct ink_record *r, struct ink_err *err)
@@ -1197,6 +1234,8 @@ static int emit_pick(struct bkb *s, const struct ink_record *in, const struct pi
     ink_record_add_f64(&r, "sigma", pk->sigma);
     ink_record_add_f64(&r, "ucb", pk->ucb);
     add_common(s, &r, pk->round);
+    int64_t arm = pk->arm;
+    bkb_svc_add_params(&s->svc, &r, "params", &arm, 1, false);
     return ink_emit(out, &r);
 }
 
@@ -1237,6 +1276,7 @@ static int pick_pending(struct bkb *s, struct pick *pk)
     if (pick_next(s, pk) < 0) return -1;
     s->pend[pk->arm] = in_batch ? PEND_BATCH : PEND_OLD;
     s->npend++;
+    bkb_svc_asked(&s->svc, pk->arm, pk->round);
     if (in_batch) s->bpend++;
     return 0;
 }
@@ -1287,6 +1327,7 @@ static int ask(struct bkb *s, const struct ink_record *req, const struct ink_emi
     ink_record_add_f64s(&r, "sigma", s->out_sigma, (uint32_t)k);
     ink_record_add_f64s(&r, "ucb", s->out_ucb, (uint32_t)k);
     add_common(s, &r, round0);
+    bkb_svc_add_params(&s->svc, &r, "params", s->out_arms, k, true);
     return ink_emit(out, &r);
 }
 
@@ -1297,13 +1338,14 @@ static int tell(struct bkb *s, const struct ink_record *req, const struct ink_em
     if ((rc = check_y(req, err)) || (rc = find_arm(s, req, &j, err))) return rc;
     if (!s->pend[j])
         return ink_err_set(err, INK_EINVAL,
-                           "tell: arm %d is not waiting for a reward (never asked, or "
-                           "already told)",
+                           "tell: arm %d is not waiting for a reward (never asked, already "
+                           "told, failed, or expired after pending_timeout)",
                            j);
     if (s->pend[j] == PEND_BATCH) s->bpend--;
     s->pend[j] = PEND_NONE;
     s->npend--;
     if ((rc = apply_reward(s, j, req->y, err))) return rc;
+    bkb_svc_told(&s->svc, j, req->y);
     struct ink_record r;
     ink_record_derive(&r, req);
     ink_record_add_i64(&r, "pulls", s->t);
@@ -1326,13 +1368,24 @@ static int predict(struct bkb *s, const struct ink_record *req, const struct ink
     return ink_emit(out, &r);
 }
 
+/* A keyed study (key_by) is created by its first ask (docs/bkb.md). */
+static bool bkb_query_creates(const struct ink_record *req)
+{
+    return ink_record_op_is(req, "ask");
+}
+
 static int bkb_query(void *state, const struct ink_record *req, const struct ink_emitter *out,
                      struct ink_err *err)
 {
     struct bkb *s = state;
+    struct bkb_arms_view v = {s->A,    s->d,    s->X,      s->mu,    s->var,
+                              s->beta, s->pend, &s->npend, &s->bpend};
+    bkb_svc_begin(&s->svc, &v, req); /* request time; pending_timeout */
     if (ink_record_op_is(req, "ask")) return ask(s, req, out, err);
     if (ink_record_op_is(req, "tell")) return tell(s, req, out, err);
     if (ink_record_op_is(req, "predict")) return predict(s, req, out, err);
+    int rc = bkb_svc_query(&s->svc, &v, req, out, err);
+    if (rc <= 0) return rc;
     if (!(req->flags & INK_HAS_OP))
         return ink_err_set(err, INK_EINVAL, "a request needs `op` (%s)", bkb_op_names);
     return ink_err_set(err, INK_ENOTSUP, "unknown op '%.*s' (bkb knows %s)",
@@ -1349,7 +1402,7 @@ static size_t bkb_mem_bound(const void *conf)
     if (arms_dims(&c->arms, &A, &d) == 0) return plan(&s, c, A, d) + 64; /* + arena alignment */
     /* file: sized by max_arms x max_dim; init never exceeds max_memory */
     size_t b = plan(&s, c, (int)c->arms.max_arms, (int)c->arms.max_dim);
-    struct carve cv = {0};
+    struct ink_carve cv = {0, 0, 64};
     s.storeZ = true;
     layout(&s, &cv);
     size_t hi = cv.off < c->max_memory ? cv.off : (b > c->max_memory ? b : c->max_memory);
@@ -1363,13 +1416,6 @@ static void bkb_fini(void *state)
     s->arena = NULL;
 }
 
-static int resolve_path(const char *base, const char *file, char *out, size_t cap)
-{
-    int n = (file[0] == '/' || !base || !base[0]) ? snprintf(out, cap, "%s", file)
-                                                  : snprintf(out, cap, "%s/%s", base, file);
-    return n < 0 || (size_t)n >= cap ? -1 : 0;
-}
-
 static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini,
                     struct ink_err *err)
 {
@@ -1381,7 +1427,7 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
     char path[4096];
     bool from_file = arms_dims(&c->arms, &A, &d) != 0;
     if (from_file) {
-        if (resolve_path(ini ? ini->base_dir : NULL, c->arms.file, path, sizeof path))
+        if (!ink_path_resolve(ini ? ini->base_dir : NULL, c->arms.file, path, sizeof path))
             return ink_err_set(err, INK_EINVAL, "arms.file: path too long");
         if ((rc = arms_file(path, NULL, &A, &d, c->arms.max_arms, c->arms.max_dim, err))) return rc;
     }
@@ -1403,12 +1449,16 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
     s->arena = calloc(1, bytes + 64);
     if (!s->arena) return ink_err_set(err, INK_ENOMEM, "cannot allocate %zu bytes", bytes);
     s->bytes = bytes;
-    struct carve cv = {(char *)(((uintptr_t)s->arena + 63) & ~(uintptr_t)63), 0};
+    struct ink_carve cv = {(char *)(((uintptr_t)s->arena + 63) & ~(uintptr_t)63), 0, 64};
     layout(s, &cv);
     if (c->arms.grid.set)
         arms_grid(&c->arms.grid, s->X, A, d);
     else if (c->arms.random.set)
         arms_random(&c->arms.random, s->X, A, d);
+    else if (c->arms.space && s->svc.space) {
+        bkb_space_parse(c->arms.space, s->svc.space, err); /* checked by bkb_check */
+        bkb_space_arms(s->svc.space, s->X);
+    }
     else if ((rc = arms_file(path, s->X, &A, &d, c->arms.max_arms, c->arms.max_dim, err))) {
         bkb_fini(s);
         return rc;
@@ -1428,7 +1478,7 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
      * with key_by); c->seed for a caller without the engine. */
     uint64_t seed = ini ? ini->seed : (c->seed >= 0 ? (uint64_t)c->seed : 0);
     ink_rng_seed(&s->rng, seed);
-    /* Prior: D empty, mu = 0, var = kdiag / lambda (ALGORITHMS.md 2.11). */
+    /* Prior: D empty, mu = 0, var = kdiag / lambda (docs/algorithms.md 2.11). */
     s->m = s->mr = 0;
     if ((rc = posterior(s, err))) {
         bkb_fini(s);
@@ -1437,6 +1487,7 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
     s->beta = beta_formula(s);
     set_ucb(s);
     s->gsum = 1;
+    bkb_svc_init(&s->svc, c->pending_timeout);
     return 0;
 }
 
@@ -1446,7 +1497,7 @@ static int bkb_save(const void *state, msgpack_packer *pk)
 {
     const struct bkb *s = state;
     size_t A = (size_t)s->A, blk = (size_t)s->mmax * s->mr;
-    msgpack_pack_map(pk, 37);
+    msgpack_pack_map(pk, 37 + BKB_SVC_SAVE_KEYS);
 #define PI64(k, v) (ink_pack_key(pk, k), msgpack_pack_int64(pk, (int64_t)(v)))
 #define PF64(k, v) (ink_pack_key(pk, k), msgpack_pack_double(pk, (v)))
     PI64("version", BKB_STATE_VERSION);
@@ -1505,6 +1556,7 @@ static int bkb_save(const void *state, msgpack_packer *pk)
     ink_pack_key(pk, "var_h");
     ink_pack_f64s(pk, s->var_h, A);
     /* ucb and ucb_h follow from mu, var, var_h, beta bit-exactly, but are cheap */
+    bkb_svc_save(&s->svc, pk, s->A);
 #undef PI64
 #undef PF64
     return 0;
@@ -1558,8 +1610,8 @@ static int bkb_load(void *state, const msgpack_object *obj, struct ink_err *err)
     double beta, logdet, gsum;
     int rc;
     if ((rc = ink_state_i64(obj, "version", &ver, err))) return rc;
-    if (ver != BKB_STATE_VERSION)
-        return ink_err_set(err, INK_ESTATE, "state: bkb version %lld, this build reads %d",
+    if (ver != 1 && ver != BKB_STATE_VERSION)
+        return ink_err_set(err, INK_ESTATE, "state: bkb version %lld, this build reads 1 and %d",
                            (long long)ver, BKB_STATE_VERSION);
     if ((rc = ink_state_i64(obj, "A", &A, err)) || (rc = ink_state_i64(obj, "d", &d, err)) ||
         (rc = ink_state_i64(obj, "mmax", &mmax, err)) ||
@@ -1586,7 +1638,7 @@ static int bkb_load(void *state, const msgpack_object *obj, struct ink_err *err)
         (rc = ink_state_f64(obj, "logdet", &logdet, err)) ||
         (rc = ink_state_f64(obj, "gsum", &gsum, err)))
         return rc;
-    size_t n, nb = (size_t)mmax * (size_t)mr;
+    size_t nb = (size_t)mmax * (size_t)mr;
     struct {
         const char *k;
         size_t elem, want;
@@ -1595,10 +1647,8 @@ static int bkb_load(void *state, const msgpack_object *obj, struct ink_err *err)
                   {"L", 8, nb},    {"Lh", 8, nb},          {"w", 8, mr},   {"zn", 8, A},
                   {"mu", 8, A},    {"var", 8, A},          {"var_h", 8, A}};
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) {
-        if ((rc = ink_state_len(obj, arrays[i].k, arrays[i].elem, &n, err))) return rc;
-        if (n != arrays[i].want)
-            return ink_err_set(err, INK_ESTATE, "state: %s has %zu values, expected %zu",
-                               arrays[i].k, n, arrays[i].want);
+        if ((rc = ink_state_need_len(obj, arrays[i].k, arrays[i].elem, arrays[i].want, err)))
+            return rc;
     }
     struct ink_rng rng;
     if ((rc = ink_state_rng(obj, "rng", &rng, err))) return rc;
@@ -1608,6 +1658,7 @@ static int bkb_load(void *state, const msgpack_object *obj, struct ink_err *err)
         (rc = check_i32s(obj, "pend", A, PEND_NONE, PEND_BATCH, err)) ||
         (rc = check_i32s(obj, "hcount", A, 0, INT32_MAX, err)))
         return rc;
+    if ((rc = bkb_svc_load(&s->svc, obj, s->A, (int)ver, err))) return rc;
     /* Everything checked: copy (cannot fail past this point). */
     ink_state_i64s(obj, "cnt", s->cnt, A, err);
     ink_state_f64s(obj, "ysum", s->ysum, A, err);
@@ -1656,16 +1707,31 @@ static int bkb_load(void *state, const msgpack_object *obj, struct ink_err *err)
     return 0;
 }
 
-static void bkb_gauges(const void *state, struct ink_op_gauges *g)
+static double gauge_dict(const void *state)
 {
-    const struct bkb *s = state;
-    g->dict = s->m;
-    g->deff = NAN;
-    g->gamma_eff = NAN;
+    return ((const struct bkb *)state)->m;
 }
+
+static double gauge_expired(const void *state)
+{
+    return bkb_svc_gauge_expired(&((const struct bkb *)state)->svc);
+}
+
+static double gauge_pending(const void *state)
+{
+    return (double)((const struct bkb *)state)->npend;
+}
+
+static const struct ink_op_gauge bkb_gauges[] = {
+    {"dict", "dictionary size", gauge_dict},
+    {"pending", "bkb: arms asked and not yet told, failed or expired", gauge_pending},
+    {"pending_expired", "bkb: asked arms released by pending_timeout (total)", gauge_expired},
+    {0},
+};
 
 const struct ink_op_vtable ink_op_bkb = {
     .name = "bkb",
+    .kind = INK_NODE_OPERATOR,
     .summary = "budgeted kernelized bandit (BKB / batched BBKB): ask for arms, tell rewards",
     .params = bkb_params,
     .conf_size = sizeof(struct ink_bkb_conf),
@@ -1675,6 +1741,7 @@ const struct ink_op_vtable ink_op_bkb = {
     .init = bkb_init,
     .process = bkb_process,
     .query = bkb_query,
+    .query_creates = bkb_query_creates,
     .save = bkb_save,
     .load = bkb_load,
     .fini = bkb_fini,

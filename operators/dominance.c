@@ -1,4 +1,4 @@
-/* Divide-and-conquer dominance sums (ALGORITHMS.md 3.3). Items 0..ns-1 are
+/* Divide-and-conquer dominance sums (docs/algorithms.md 3.3). Items 0..ns-1 are
  * the sources, ns..ns+nt-1 the targets. Ranking every coordinate by
  * (value, item) with a stable sort puts sources before targets at equal
  * values, so "key_s < key_t in every coordinate" is exactly "x_s <= x_t":
@@ -158,7 +158,7 @@ static void sweep2(struct ink__dom *D, const int32_t *l0, const int32_t *l1, siz
 }
 
 /* DOM(S u T, k): add to each target the weights of the sources with smaller
- * keys in coordinates 0..k-1 (ALGORITHMS.md 3.3 steps 1-4). */
+ * keys in coordinates 0..k-1 (docs/algorithms.md 3.3 steps 1-4). */
 static void dom(struct ink__dom *D, int32_t *lists, size_t ld, size_t n, int k, int32_t *stk,
                 int restore)
 {

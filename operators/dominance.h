@@ -1,4 +1,4 @@
-/* Exact weighted dominance sums by divide and conquer (ALGORITHMS.md 3.3):
+/* Exact weighted dominance sums by divide and conquer (docs/algorithms.md 3.3):
  * F_t = sum of w_s over sources s with src_s <= tgt_t componentwise, exact
  * with ties (source/target doubling), in O(n log^(d-1) n) for d >= 2, where
  * n = number of sources + targets. All memory comes from the caller, sized by

@@ -1,5 +1,5 @@
-/* ecdf: online empirical CDF in fixed memory (DESIGN.md "Operators",
- * ALGORITHMS.md 3, 4 and 5.4). Four modes share one state:
+/* ecdf: online empirical CDF in fixed memory (docs/design.md#operators,
+ * docs/algorithms.md 3, 4 and 5.4). Four modes share one state:
  *   kll    1-D KLL sketch (4.1): F within eps(k) in rank
  *   grid   d-dim Fenwick tree (4.4): exact at the nodes, a bracket between
  *   exact  tumbling window, exact ECDF at every point by D&C (3.3)
@@ -18,15 +18,17 @@
  * Queries: cdf {x} (all modes; exact: the pending window's points), cdf
  * {points: [[..], ..]} (exact: many at once, the bichromatic D&C),
  * quantile {r} (kll: q), density {x} (kde: density, yhat, node).
- * Every buffer comes from one allocation sized by plan(), which is also what
+ * Every buffer comes from one allocation laid out by layout(), which is also what
  * mem_bound reports, so the bound is exact. */
 #include "ecdf.h"
 
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../engine/opkit.h"
 #include "../engine/state.h"
 #include "dominance.h"
 #include "fenwick.h"
@@ -119,7 +121,8 @@ static const struct ink_param ecdf_params[] = {
      .max = 1e300,
      .len_min = 1,
      .len_max = INK_GRID_MAX_DIM,
-     .help = "kde: Laplacian bandwidths, one for all axes or one per axis"},
+     .help = "kde: Laplacian bandwidths, one for all axes or one per axis; default twice the "
+             "grid's mean node spacing per axis"},
     {.name = "weighted",
      .type = INK_P_BOOL,
      .offset = COFF(weighted),
@@ -130,6 +133,15 @@ static const struct ink_param ecdf_params[] = {
      .offset = COFF(regression),
      .def = "false",
      .help = "kde: also Nadaraya-Watson regression of y (every record needs y)"},
+    {.name = "quantiles",
+     .type = INK_P_F64_LIST,
+     .offset = COFF(quantiles),
+     .min = 0,
+     .max = 1,
+     .len_min = 1,
+     .len_max = INK_ECDF_MAX_QUANTILES,
+     .help = "kll: add each rank's quantile of the earlier records to every record, named "
+             "q<100 r>: [0.5, 0.9, 0.99] adds q50, q90, q99"},
     {.name = "emit_partial",
      .type = INK_P_BOOL,
      .offset = COFF(emit_partial),
@@ -166,16 +178,23 @@ struct ecdf {
     uint64_t *seqs;
     uint64_t *keyh; /* FNV-1a of each record's key (0 = no key) */
     uint32_t *flags;
+    /* kll: per-record quantiles and their field names (q50, q99.9) */
+    int nq;
+    double qr[INK_ECDF_MAX_QUANTILES];
+    char qname[INK_ECDF_MAX_QUANTILES][16];
+    /* kde: the node's grid-wide density reply (scratch, shared by the keys) */
+    double *dgrid, *ygrid;
     /* reply scratch */
     double qnode[INK_GRID_MAX_DIM];
+    int64_t shape[INK_GRID_MAX_DIM];
+    double qv[INK_ECDF_MAX_QUANTILES * 8], rv[INK_ECDF_MAX_QUANTILES * 8];
 };
 
-/* Byte layout of `mem` for a conf (plan) and its carving (carve). */
-struct layout {
-    int d;
-    size_t nodes, tree, kde, kll, dom, pts, ys, F, ts, seqs, keyh, flags;
-    size_t total;
-};
+/* The field name of rank r: "q" and 100 r, shortest form (q50, q99.9). */
+static void quantile_name(char out[16], double r)
+{
+    snprintf(out, 16, "q%.6g", 100 * r);
+}
 
 static int grid_axes(const struct ink_ecdf_conf *c)
 {
@@ -201,36 +220,43 @@ static int conf_dim(const struct ink_ecdf_conf *c)
     }
 }
 
-static size_t align8(size_t b)
+/* Lays every buffer of the state out in one block (opkit.h): with s->mem
+ * NULL it only sizes it, which is what mem_bound reports; with s->mem the
+ * block of that size, it carves it. One function for both keeps the bound
+ * exact. */
+static size_t layout(struct ecdf *s, const struct ink_ecdf_conf *c)
 {
-    return (b + 7) & ~(size_t)7;
-}
-
-static void plan(const struct ink_ecdf_conf *c, struct layout *L)
-{
-    memset(L, 0, sizeof *L);
-    L->d = conf_dim(c);
+    struct ink_carve cv = {s->mem, 0, 8}; /* doubles and words: 8 is enough */
+    int d = conf_dim(c);
     if (c->mode == INK_ECDF_KLL) {
-        L->kll = ink__kll_bytes((uint32_t)c->k, false); /* the operator never merges */
+        void *p = ink_carve_take(&cv, ink__kll_bytes((uint32_t)c->k, false)); /* never merges */
+        if (p) ink__kll_init(&s->kll, (uint32_t)c->k, 0, p, false);
     } else if (c->mode == INK_ECDF_EXACT) {
-        size_t W = (size_t)c->window, d = (size_t)L->d;
-        L->dom = ink__dom_bytes(L->d, 2 * W);
-        L->pts = W * d * 8;
-        L->ys = L->F = L->ts = L->seqs = L->keyh = W * 8;
-        L->flags = align8(W * 4);
+        size_t W = (size_t)c->window;
+        void *p = ink_carve_take(&cv, ink__dom_bytes(d, 2 * W));
+        if (p) ink__dom_init(&s->dom, d, 2 * W, p);
+        s->pts = ink_carve_take(&cv, W * (size_t)d * 8);
+        s->ys = ink_carve_take(&cv, W * 8);
+        s->F = ink_carve_take(&cv, W * 8);
+        s->ts = ink_carve_take(&cv, W * 8);
+        s->seqs = ink_carve_take(&cv, W * 8);
+        s->keyh = ink_carve_take(&cv, W * 8);
+        s->flags = ink_carve_take(&cv, W * 4);
     } else {
         size_t cells = 1, nn = 0;
-        for (int k = 0; k < L->d; k++) {
+        for (int k = 0; k < d; k++) {
             cells *= axis_nodes(c, k);
             nn += axis_nodes(c, k);
         }
-        L->nodes = nn * 8;
-        L->tree = cells * 8;
-        if (c->mode == INK_ECDF_KDE)
-            L->kde = ((size_t)1 << L->d) * cells * 8 * (c->regression ? 2 : 1);
+        s->nodes = ink_carve_take(&cv, nn * 8);
+        s->T = ink_carve_take(&cv, cells * 8);
+        if (c->mode == INK_ECDF_KDE) {
+            size_t trees = ((size_t)1 << d) * cells * 8;
+            s->kde1 = ink_carve_take(&cv, trees);
+            s->kdey = c->regression ? ink_carve_take(&cv, trees) : NULL;
+        }
     }
-    L->total = L->nodes + L->tree + L->kde + L->kll + align8(L->dom) + L->pts + L->ys + L->F +
-               L->ts + L->seqs + L->keyh + L->flags;
+    return ink_carve_size(&cv);
 }
 
 static bool increasing(const double *v, int n)
@@ -286,6 +312,18 @@ static int ecdf_check(const void *conf, struct ink_err *err)
         return ink_err_set(err, INK_EINVAL, "weighted: only for mode grid or exact");
     if (c->regression && c->mode != INK_ECDF_KDE)
         return ink_err_set(err, INK_EINVAL, "regression: only for mode kde");
+    if (c->quantiles.n && c->mode != INK_ECDF_KLL)
+        return ink_err_set(err, INK_EINVAL,
+                           "quantiles: only for mode kll (grid: nodes at the values, then F)");
+    for (int i = 0; i < c->quantiles.n; i++)
+        for (int j = 0; j < i; j++) {
+            char a[16], b[16];
+            quantile_name(a, c->quantiles.v[i]);
+            quantile_name(b, c->quantiles.v[j]);
+            if (!strcmp(a, b))
+                return ink_err_set(err, INK_EINVAL, "quantiles: %g and %g are both %s",
+                                   c->quantiles.v[j], c->quantiles.v[i], a);
+        }
     if (c->mode == INK_ECDF_KLL) {
         if (c->k < 8 || c->k > 65535) return ink_err_set(err, INK_ERANGE, "k: 8..65535");
         if (c->dim > 1) return ink_err_set(err, INK_EINVAL, "mode kll is 1-D (dim: 1)");
@@ -307,8 +345,12 @@ static int ecdf_check(const void *conf, struct ink_err *err)
     double cells = 1;
     for (int k = 0; k < d; k++) cells *= axis_nodes(c, k);
     if (c->mode == INK_ECDF_KDE) {
-        if (c->h.n != 1 && c->h.n != d)
+        if (c->h.n != 0 && c->h.n != 1 && c->h.n != d)
             return ink_err_set(err, INK_EINVAL, "mode kde needs h: one value or %d", d);
+        for (int k = 0; k < d && c->h.n == 0; k++)
+            if (axis_nodes(c, k) < 2)
+                return ink_err_set(err, INK_EINVAL,
+                                   "kde: axis %d has one node, so no default bandwidth: give h", k);
         for (int k = 0; k < c->h.n; k++)
             if (!(c->h.v[k] > 0) || !isfinite(c->h.v[k]))
                 return ink_err_set(err, INK_ERANGE, "h[%d] must be > 0", k);
@@ -317,6 +359,13 @@ static int ecdf_check(const void *conf, struct ink_err *err)
     if (cells * 8 > 0x1p46)
         return ink_err_set(err, INK_ENOMEM, "grid of %.0f cells is too large", cells);
     return 0;
+}
+
+static size_t grid_cells(const struct ink_ecdf_conf *c)
+{
+    size_t cells = 1;
+    for (int k = 0; k < grid_axes(c); k++) cells *= axis_nodes(c, k);
+    return cells;
 }
 
 /* exact: most points per batch query. */
@@ -334,37 +383,15 @@ static size_t ecdf_scratch_bytes(const void *conf)
     if (c->mode == INK_ECDF_KLL)
         return sizeof(struct ink__kll_pool) + ink__kll_pool_bytes((uint32_t)c->k);
     if (c->mode == INK_ECDF_EXACT) return query_points_cap(c) * ((size_t)conf_dim(c) + 1) * 8;
+    if (c->mode == INK_ECDF_KDE) return grid_cells(c) * 8 * (c->regression ? 2 : 1);
     return 0;
 }
 
 static size_t ecdf_mem_bound(const void *conf)
 {
     if (ecdf_check(conf, NULL)) return 0;
-    struct layout L;
-    plan(conf, &L);
-    return L.total;
-}
-
-static void carve(struct ecdf *s, const struct ink_ecdf_conf *c, const struct layout *L)
-{
-    char *p = s->mem;
-    /* Doubles and 8-byte words first, then the int32 regions: all stay aligned. */
-    s->nodes = (double *)p, p += L->nodes;
-    s->T = (double *)p, p += L->tree;
-    if (L->kde) {
-        s->kde1 = (double *)p;
-        s->kdey = c->regression ? s->kde1 + (L->kde / 16) : NULL;
-        p += L->kde;
-    }
-    if (L->kll) ink__kll_init(&s->kll, (uint32_t)c->k, 0, p, false), p += L->kll;
-    s->pts = (double *)p, p += L->pts;
-    s->ys = (double *)p, p += L->ys;
-    s->F = (double *)p, p += L->F;
-    s->ts = (int64_t *)p, p += L->ts;
-    s->seqs = (uint64_t *)p, p += L->seqs;
-    s->keyh = (uint64_t *)p, p += L->keyh;
-    if (L->dom) ink__dom_init(&s->dom, L->d, 2 * (size_t)c->window, p), p += align8(L->dom);
-    s->flags = (uint32_t *)p;
+    struct ecdf sizing = {0};
+    return layout(&sizing, conf);
 }
 
 static void build_grid(struct ecdf *s, const struct ink_ecdf_conf *c)
@@ -389,7 +416,11 @@ static void build_grid(struct ecdf *s, const struct ink_ecdf_conf *c)
     s->hprod = 1;
     if (c->mode == INK_ECDF_KDE)
         for (int k = 0; k < s->d; k++) {
-            double h = c->h.v[c->h.n == 1 ? 0 : k];
+            /* default (docs/ecdf.md): twice the mean node spacing, the finest
+             * bandwidth the grid resolves */
+            uint32_t M = s->g.M[k];
+            double h = c->h.n ? c->h.v[c->h.n == 1 ? 0 : k]
+                              : 2 * (s->g.z[k][M - 1] - s->g.z[k][0]) / (M - 1);
             s->hinv[k] = 1 / h;
             s->hprod *= h;
         }
@@ -409,18 +440,15 @@ static int ecdf_init(void *state, const void *conf, const struct ink_op_init *in
     struct ecdf *s = state;
     int rc = ecdf_check(c, err);
     if (rc) return rc;
-    struct layout L;
-    plan(c, &L);
     s->mode = c->mode;
-    s->d = L.d;
+    s->d = conf_dim(c);
     s->weighted = c->weighted;
     s->regression = c->regression;
     s->emit_partial = c->emit_partial;
-    s->bytes = L.total;
-    s->mem = calloc(1, L.total ? L.total : 1);
-    if (!s->mem)
-        return ink_err_set(err, INK_ENOMEM, "%s: cannot allocate %zu bytes", ini->name, L.total);
-    carve(s, c, &L);
+    s->bytes = layout(s, c);
+    s->mem = ink_arena_alloc(s->bytes, 8, ini->name, err);
+    if (!s->mem) return INK_ENOMEM;
+    layout(s, c);
     if (s->mode == INK_ECDF_KLL) {
         ink_rng_seed(&s->kll.rng, ink_seed_derive(ini->seed, "kll"));
         if (ini->scratch) { /* the first key to come initialises the node's views */
@@ -429,6 +457,15 @@ static int ecdf_init(void *state, const void *conf, const struct ink_op_init *in
         }
     }
     if (s->mode == INK_ECDF_GRID || s->mode == INK_ECDF_KDE) build_grid(s, c);
+    if (s->mode == INK_ECDF_KDE && ini->scratch) {
+        s->dgrid = ini->scratch;
+        s->ygrid = c->regression ? s->dgrid + s->g.size : NULL;
+    }
+    s->nq = c->quantiles.n;
+    for (int i = 0; i < s->nq; i++) {
+        s->qr[i] = c->quantiles.v[i];
+        quantile_name(s->qname[i], s->qr[i]);
+    }
     if (s->mode == INK_ECDF_EXACT && ini->scratch) {
         s->mq = query_points_cap(c);
         s->qpts = ini->scratch;
@@ -443,7 +480,7 @@ static int ecdf_init(void *state, const void *conf, const struct ink_op_init *in
 static int check_record(const struct ecdf *s, const struct ink_record *in, bool need_y,
                         struct ink_err *err)
 {
-    if (!(in->flags & INK_HAS_X) || !in->x) return ink_err_set(err, INK_EINVAL, "record has no x");
+    if (!(in->flags & INK_HAS_X) || !in->x) return ink_err_set(err, INK_ENOX, "record has no x");
     if (in->dim != (uint32_t)s->d)
         return ink_err_set(err, INK_EDIM, "x has %u values, expected %d", in->dim, s->d);
     for (int k = 0; k < s->d; k++)
@@ -461,7 +498,7 @@ static double ratio(double a, uint64_t n)
     return n ? a / (double)n : 0.0;
 }
 
-/* Bracket of F at x from the Fenwick tree (ALGORITHMS.md 4.4): F_lo at the
+/* Bracket of F at x from the Fenwick tree (docs/algorithms.md 4.4): F_lo at the
  * nearest node below x on every axis, F_hi at the nearest node above. */
 static void grid_bracket(const struct ecdf *s, const double *x, double *flo, double *fhi)
 {
@@ -512,7 +549,7 @@ static void nearest_node(const struct ecdf *s, const double *x, uint32_t *j)
     }
 }
 
-/* Density (ALGORITHMS.md 3.4: K_h = prod 1/(2 h_k) exp(-|u_k|/h_k)) and the
+/* Density (docs/algorithms.md 3.4: K_h = prod 1/(2 h_k) exp(-|u_k|/h_k)) and the
  * Nadaraya-Watson estimate at node j; yhat is NAN where no weight reaches. */
 static void kde_at(const struct ecdf *s, const uint32_t *j, double *dens, double *yhat)
 {
@@ -602,6 +639,12 @@ static int ecdf_process(void *state, const struct ink_record *in, const struct i
         uint64_t w = s->views ? ink__kll_pool_weight_le(s->views, &s->kll, x[0])
                               : ink__kll_weight_le(&s->kll, x[0]);
         full |= ink_record_add_f64(&out, "F", ratio((double)w, s->n));
+        /* of the earlier records, like F: absent on a key's first record */
+        for (int i = 0; i < s->nq && s->n; i++)
+            full |=
+                ink_record_add_f64(&out, s->qname[i],
+                                   s->views ? ink__kll_pool_quantile(s->views, &s->kll, s->qr[i])
+                                            : ink__kll_quantile(&s->kll, s->qr[i]));
     } else {
         double flo, fhi;
         grid_bracket(s, x, &flo, &fhi);
@@ -645,7 +688,7 @@ static int ecdf_flush(void *state, const struct ink_emitter *out, struct ink_err
 
 static int query_point(const struct ecdf *s, const struct ink_record *req, struct ink_err *err)
 {
-    if (!(req->flags & INK_HAS_X) || !req->x) return ink_err_set(err, INK_EINVAL, "query needs x");
+    if (!(req->flags & INK_HAS_X) || !req->x) return ink_err_set(err, INK_ENOX, "query needs x");
     if (req->dim != (uint32_t)s->d)
         return ink_err_set(err, INK_EDIM, "x has %u values, expected %d", req->dim, s->d);
     for (int k = 0; k < s->d; k++)
@@ -667,7 +710,7 @@ static double window_cdf(const struct ecdf *s, const double *x)
 }
 
 /* exact: F at many points at once, {"points": [[..], ..]}: the bichromatic
- * D&C (ALGORITHMS.md 3.3) of the window's points (sources) against them
+ * D&C (docs/algorithms.md 3.3) of the window's points (sources) against them
  * (targets), O((cnt + m) log^(d-1)) instead of m scans. */
 static int query_points(struct ecdf *s, const struct ink_record *req, struct ink_record *out,
                         struct ink_err *err)
@@ -712,6 +755,78 @@ static int query_cdf(struct ecdf *s, const struct ink_record *req, struct ink_re
     return 0;
 }
 
+#define MAX_R ((uint32_t)(sizeof((struct ecdf *)0)->rv / sizeof(double)))
+
+/* {"r": 0.9} -> r, q, n; {"r": [0.5, 0.9]} -> r, q as arrays (one request). */
+static int query_quantile(struct ecdf *s, const struct ink_record *req, struct ink_record *out,
+                          struct ink_err *err)
+{
+    if (s->mode != INK_ECDF_KLL) return ink_err_set(err, INK_ENOTSUP, "quantile needs mode kll");
+    double r;
+    uint32_t m = 0;
+    int one = ink_record_extra_f64(req, "r", &r);
+    if (one != 1 && ink_record_extra_f64s(req, "r", s->rv, MAX_R, &m) != 1)
+        m = 0;
+    else if (one == 1)
+        s->rv[0] = r, m = 1;
+    bool ok = m > 0;
+    for (uint32_t i = 0; i < m; i++) ok &= s->rv[i] >= 0 && s->rv[i] <= 1;
+    if (!ok)
+        return ink_err_set(err, INK_EINVAL,
+                           "quantile needs r: a number in [0, 1] or a list of 1..%u of them",
+                           MAX_R);
+    if (s->n == 0) return ink_err_set(err, INK_EINVAL, "quantile of an empty sketch");
+    for (uint32_t i = 0; i < m; i++) s->qv[i] = ink__kll_quantile(&s->kll, s->rv[i]);
+    if (one == 1) {
+        ink_record_add_f64(out, "r", r);
+        ink_record_add_f64(out, "q", s->qv[0]);
+    } else {
+        ink_record_add_f64s(out, "r", s->rv, m);
+        ink_record_add_f64s(out, "q", s->qv, m);
+    }
+    ink_record_add_i64(out, "n", (int64_t)s->n);
+    return 0;
+}
+
+static const char *const axis_names[INK_GRID_MAX_DIM] = {"axis0", "axis1", "axis2", "axis3",
+                                                         "axis4", "axis5", "axis6", "axis7"};
+
+/* kde: {"x": [..]} -> the nearest node's density; without x, the whole grid
+ * in one reply: density (and yhat) over every node, axis 0 slowest. */
+static int query_density(struct ecdf *s, const struct ink_record *req, struct ink_record *out,
+                         struct ink_err *err)
+{
+    if (s->mode != INK_ECDF_KDE) return ink_err_set(err, INK_ENOTSUP, "density needs mode kde");
+    if (req->flags & INK_HAS_X) {
+        int rc = query_point(s, req, err);
+        if (rc) return rc;
+        uint32_t j[INK_GRID_MAX_DIM];
+        nearest_node(s, req->x, j);
+        for (int k = 0; k < s->d; k++) s->qnode[k] = s->g.z[k][j[k]];
+        add_kde_fields(s, out, req->x);
+        ink_record_add_f64s(out, "node", s->qnode, (uint32_t)s->d);
+        ink_record_add_i64(out, "n", (int64_t)s->n);
+        return 0;
+    }
+    if (!s->dgrid) return ink_err_set(err, INK_ENOTSUP, "density over the grid: no scratch");
+    uint32_t j[INK_GRID_MAX_DIM] = {0};
+    for (size_t c = 0; c < s->g.size; c++) {
+        double y;
+        kde_at(s, j, &s->dgrid[c], &y);
+        if (s->ygrid) s->ygrid[c] = y; /* NaN (JSON null) where no weight reaches */
+        for (int k = s->d - 1; k >= 0 && ++j[k] == s->g.M[k]; k--) j[k] = 0;
+    }
+    ink_record_add_f64s(out, "density", s->dgrid, (uint32_t)s->g.size);
+    if (s->ygrid) ink_record_add_f64s(out, "yhat", s->ygrid, (uint32_t)s->g.size);
+    for (int k = 0; k < s->d; k++) {
+        s->shape[k] = s->g.M[k];
+        ink_record_add_f64s(out, axis_names[k], s->g.z[k], s->g.M[k]);
+    }
+    ink_record_add_i64s(out, "shape", s->shape, (uint32_t)s->d);
+    ink_record_add_i64(out, "n", (int64_t)s->n);
+    return 0;
+}
+
 static int ecdf_query(void *state, const struct ink_record *req, const struct ink_emitter *em,
                       struct ink_err *err)
 {
@@ -722,28 +837,12 @@ static int ecdf_query(void *state, const struct ink_record *req, const struct in
     if (ink_record_op_is(req, "cdf")) {
         rc = query_cdf(s, req, &out, err);
     } else if (ink_record_op_is(req, "quantile")) {
-        if (s->mode != INK_ECDF_KLL)
-            return ink_err_set(err, INK_ENOTSUP, "quantile needs mode kll");
-        double r;
-        if (ink_record_extra_f64(req, "r", &r) != 1 || !(r >= 0 && r <= 1))
-            return ink_err_set(err, INK_EINVAL, "quantile needs r in [0, 1]");
-        if (s->n == 0) return ink_err_set(err, INK_EINVAL, "quantile of an empty sketch");
-        ink_record_add_f64(&out, "r", r);
-        ink_record_add_f64(&out, "q", ink__kll_quantile(&s->kll, r));
-        ink_record_add_i64(&out, "n", (int64_t)s->n);
-        rc = 0;
+        rc = query_quantile(s, req, &out, err);
     } else if (ink_record_op_is(req, "density")) {
-        if (s->mode != INK_ECDF_KDE) return ink_err_set(err, INK_ENOTSUP, "density needs mode kde");
-        rc = query_point(s, req, err);
-        if (rc) return rc;
-        uint32_t j[INK_GRID_MAX_DIM];
-        nearest_node(s, req->x, j);
-        for (int k = 0; k < s->d; k++) s->qnode[k] = s->g.z[k][j[k]];
-        add_kde_fields(s, &out, req->x);
-        ink_record_add_f64s(&out, "node", s->qnode, (uint32_t)s->d);
-        ink_record_add_i64(&out, "n", (int64_t)s->n);
+        rc = query_density(s, req, &out, err);
     } else {
-        return ink_err_set(err, INK_ENOTSUP, "ecdf: unknown op '%.*s' (cdf, quantile, density)",
+        return ink_err_set(err, INK_ENOTSUP,
+                           "ecdf: unknown op '%.*s' (cdf, quantile, density; keys with key_by)",
                            (int)req->op_len, req->op ? req->op : "");
     }
     if (rc) return rc;
@@ -757,92 +856,52 @@ static size_t kde_len(const struct ecdf *s)
     return ((size_t)1 << s->d) * s->g.size;
 }
 
-static int ecdf_save(const void *state, msgpack_packer *pk)
+/* The state map; run twice by ink_pack_map_of (count, then pack). */
+static void save_fields(const void *state, struct ink_map *m)
 {
     const struct ecdf *s = state;
-    int nkeys = s->mode == INK_ECDF_KLL     ? 14
-                : s->mode == INK_ECDF_EXACT ? 10
-                : s->mode == INK_ECDF_KDE   ? 7 + (s->kdey != NULL)
-                                            : 6;
-    msgpack_pack_map(pk, nkeys);
-    ink_pack_key(pk, "version");
-    msgpack_pack_int64(pk, STATE_VERSION);
-    ink_pack_key(pk, "mode");
-    msgpack_pack_int64(pk, s->mode);
-    ink_pack_key(pk, "d");
-    msgpack_pack_int64(pk, s->d);
+    ink_map_i64(m, "version", STATE_VERSION);
+    ink_map_i64(m, "mode", s->mode);
+    ink_map_i64(m, "d", s->d);
     if (s->mode == INK_ECDF_KLL) {
         const struct ink__kll *q = &s->kll;
         int32_t sizes[INK_KLL_MAX_LEVELS];
         for (uint32_t h = 0; h < q->nlevels; h++)
             sizes[h] = (int32_t)(q->levels[h + 1] - q->levels[h]);
-        ink_pack_key(pk, "n");
-        msgpack_pack_uint64(pk, s->n);
-        ink_pack_key(pk, "k");
-        msgpack_pack_int64(pk, q->k);
-        ink_pack_key(pk, "kll_n");
-        msgpack_pack_uint64(pk, q->n);
-        ink_pack_key(pk, "min_k");
-        msgpack_pack_int64(pk, q->min_k);
-        ink_pack_key(pk, "minmax");
         double mm[2] = {q->min, q->max};
-        ink_pack_f64s(pk, mm, 2);
-        ink_pack_key(pk, "sorted");
-        msgpack_pack_int64(pk, q->l0_sorted);
-        ink_pack_key(pk, "levels");
-        ink_pack_i32s(pk, sizes, q->nlevels);
-        ink_pack_key(pk, "items");
-        ink_pack_f64s(pk, q->items + q->levels[0], ink__kll_retained(q));
-        ink_pack_key(pk, "rng");
-        ink_pack_rng(pk, &q->rng);
-        ink_pack_key(pk, "bits");
-        msgpack_pack_uint64(pk, q->bits);
-        ink_pack_key(pk, "nbits");
-        msgpack_pack_int64(pk, q->nbits);
+        ink_map_u64(m, "n", s->n);
+        ink_map_i64(m, "k", q->k);
+        ink_map_u64(m, "kll_n", q->n);
+        ink_map_i64(m, "min_k", q->min_k);
+        ink_map_f64s(m, "minmax", mm, 2);
+        ink_map_i64(m, "sorted", q->l0_sorted);
+        ink_map_i32s(m, "levels", sizes, q->nlevels);
+        ink_map_f64s(m, "items", q->items + q->levels[0], ink__kll_retained(q));
+        ink_map_rng(m, "rng", &q->rng);
+        ink_map_u64(m, "bits", q->bits);
+        ink_map_i64(m, "nbits", q->nbits);
     } else if (s->mode == INK_ECDF_EXACT) {
-        ink_pack_key(pk, "cnt");
-        msgpack_pack_uint64(pk, s->cnt);
-        ink_pack_key(pk, "pts");
-        ink_pack_f64s(pk, s->pts, s->cnt * (size_t)s->d);
-        ink_pack_key(pk, "ys");
-        ink_pack_f64s(pk, s->ys, s->cnt);
-        ink_pack_key(pk, "ts");
-        ink_pack_i64s(pk, s->ts, s->cnt);
-        ink_pack_key(pk, "seqs");
-        ink_pack_u64s(pk, s->seqs, s->cnt);
-        ink_pack_key(pk, "keyh");
-        ink_pack_u64s(pk, s->keyh, s->cnt);
-        ink_pack_key(pk, "flags");
-        ink_pack_i32s(pk, (const int32_t *)s->flags, s->cnt);
+        ink_map_u64(m, "cnt", s->cnt);
+        ink_map_f64s(m, "pts", s->pts, s->cnt * (size_t)s->d);
+        ink_map_f64s(m, "ys", s->ys, s->cnt);
+        ink_map_i64s(m, "ts", s->ts, s->cnt);
+        ink_map_u64s(m, "seqs", s->seqs, s->cnt);
+        ink_map_u64s(m, "keyh", s->keyh, s->cnt);
+        ink_map_i32s(m, "flags", (const int32_t *)s->flags, s->cnt);
     } else {
-        ink_pack_key(pk, "n");
-        msgpack_pack_uint64(pk, s->n);
-        ink_pack_key(pk, "wout");
-        msgpack_pack_double(pk, s->wout);
-        ink_pack_key(pk, "T");
-        ink_pack_f64s(pk, s->T, s->g.size);
+        ink_map_u64(m, "n", s->n);
+        ink_map_f64(m, "wout", s->wout);
+        ink_map_f64s(m, "T", s->T, s->g.size);
         if (s->mode == INK_ECDF_KDE) {
-            ink_pack_key(pk, "kde1");
-            ink_pack_f64s(pk, s->kde1, kde_len(s));
-            if (s->kdey) {
-                ink_pack_key(pk, "kdey");
-                ink_pack_f64s(pk, s->kdey, kde_len(s));
-            }
+            ink_map_f64s(m, "kde1", s->kde1, kde_len(s));
+            if (s->kdey) ink_map_f64s(m, "kdey", s->kdey, kde_len(s));
         }
     }
-    return 0;
 }
 
-/* Check that `key` holds exactly n elements of `elem` bytes. */
-static int need_len(const msgpack_object *o, const char *key, size_t elem, size_t n,
-                    struct ink_err *err)
+static int ecdf_save(const void *state, msgpack_packer *pk)
 {
-    size_t len;
-    int rc = ink_state_len(o, key, elem, &len, err);
-    if (rc) return rc;
-    if (len != n)
-        return ink_err_set(err, INK_ESTATE, "state: '%s' has %zu values, expected %zu", key, len,
-                           n);
+    ink_pack_map_of(pk, save_fields, state);
     return 0;
 }
 
@@ -907,9 +966,12 @@ static int load_exact(struct ecdf *s, const msgpack_object *o, struct ink_err *e
     if (cnt >= s->W)
         return ink_err_set(err, INK_ESTATE, "state: window count %llu too large",
                            (unsigned long long)cnt);
-    if ((rc = need_len(o, "pts", 8, cnt * s->d, err)) || (rc = need_len(o, "ys", 8, cnt, err)) ||
-        (rc = need_len(o, "ts", 8, cnt, err)) || (rc = need_len(o, "seqs", 8, cnt, err)) ||
-        (rc = need_len(o, "keyh", 8, cnt, err)) || (rc = need_len(o, "flags", 4, cnt, err)))
+    if ((rc = ink_state_need_len(o, "pts", 8, cnt * s->d, err)) ||
+        (rc = ink_state_need_len(o, "ys", 8, cnt, err)) ||
+        (rc = ink_state_need_len(o, "ts", 8, cnt, err)) ||
+        (rc = ink_state_need_len(o, "seqs", 8, cnt, err)) ||
+        (rc = ink_state_need_len(o, "keyh", 8, cnt, err)) ||
+        (rc = ink_state_need_len(o, "flags", 4, cnt, err)))
         return rc;
     ink_state_f64s(o, "pts", s->pts, cnt * s->d, err);
     ink_state_f64s(o, "ys", s->ys, cnt, err);
@@ -927,11 +989,11 @@ static int load_grid(struct ecdf *s, const msgpack_object *o, struct ink_err *er
     double wout;
     int rc;
     if ((rc = ink_state_u64(o, "n", &n, err)) || (rc = ink_state_f64(o, "wout", &wout, err)) ||
-        (rc = need_len(o, "T", 8, s->g.size, err)))
+        (rc = ink_state_need_len(o, "T", 8, s->g.size, err)))
         return rc;
     if (s->mode == INK_ECDF_KDE) {
-        if ((rc = need_len(o, "kde1", 8, kde_len(s), err))) return rc;
-        if (s->kdey && (rc = need_len(o, "kdey", 8, kde_len(s), err))) return rc;
+        if ((rc = ink_state_need_len(o, "kde1", 8, kde_len(s), err))) return rc;
+        if (s->kdey && (rc = ink_state_need_len(o, "kdey", 8, kde_len(s), err))) return rc;
         ink_state_f64s(o, "kde1", s->kde1, kde_len(s), err);
         if (s->kdey) ink_state_f64s(o, "kdey", s->kdey, kde_len(s), err);
     }
@@ -965,16 +1027,27 @@ static int ecdf_load(void *state, const msgpack_object *o, struct ink_err *err)
     }
 }
 
-static void ecdf_gauges(const void *state, struct ink_op_gauges *g)
+static double gauge_kll_items(const void *state)
 {
     const struct ecdf *s = state;
-    g->dict = s->mode == INK_ECDF_KLL ? ink__kll_retained(&s->kll) : NAN;
-    g->deff = NAN;
-    g->gamma_eff = NAN;
+    return s->mode == INK_ECDF_KLL ? ink__kll_retained(&s->kll) : NAN;
 }
+
+/* op keys: the records a key's state counted (exact: its pending window). */
+static uint64_t ecdf_records(const void *state)
+{
+    const struct ecdf *s = state;
+    return s->mode == INK_ECDF_EXACT ? s->cnt : s->n;
+}
+
+static const struct ink_op_gauge ecdf_gauges[] = {
+    {"kll_items", "items the KLL sketch retains (ecdf mode kll)", gauge_kll_items},
+    {0},
+};
 
 const struct ink_op_vtable ink_op_ecdf = {
     .name = "ecdf",
+    .kind = INK_NODE_OPERATOR,
     .summary = "online empirical CDF: KLL sketch, d-dim Fenwick grid, exact windows (D&C), "
                "Laplacian KDE",
     .params = ecdf_params,
@@ -991,4 +1064,5 @@ const struct ink_op_vtable ink_op_ecdf = {
     .load = ecdf_load,
     .fini = ecdf_fini,
     .gauges = ecdf_gauges,
+    .records = ecdf_records,
 };

@@ -1,4 +1,4 @@
-/* The `ecdf` operator's configuration (DESIGN.md "Operators"): filled by the
+/* The `ecdf` operator's configuration (docs/design.md#operators): filled by the
  * parameter table from YAML, or directly by code (tests, embedding). */
 #ifndef INK_ECDF_H
 #define INK_ECDF_H
@@ -38,7 +38,11 @@ struct ink_ecdf_conf {
     /* exact: most points one `cdf` request may carry in `points` (the
      * bichromatic D&C over the window); capped at window, 0 = none. */
     int64_t max_query_points;
+    /* kll: ranks r whose quantile is added to each record as q<100 r> (q50, q99.9) */
+    struct ink_f64_list quantiles;
 };
+
+#define INK_ECDF_MAX_QUANTILES 8
 
 extern const struct ink_op_vtable ink_op_ecdf;
 

@@ -1,5 +1,5 @@
-/* Fenwick trees on a grid (ALGORITHMS.md 4.4) and decayed orthant trees for
- * the online Laplacian KDE (ALGORITHMS.md 5.4). Every operation is a product
+/* Fenwick trees on a grid (docs/algorithms.md 4.4) and decayed orthant trees for
+ * the online Laplacian KDE (docs/algorithms.md 5.4). Every operation is a product
  * over axes of Fenwick paths: each axis contributes a list of (flat offset,
  * factor) pairs and the nested loop visits all combinations. */
 #include "fenwick.h"
@@ -99,7 +99,7 @@ static double unode(const struct ink__grid *g, int k, int rev, uint32_t i)
     return rev ? -g->z[k][g->M[k] - 1 - i] : g->z[k][i];
 }
 
-/* Decayed update path (ALGORITHMS.md 5.4): T[j] += v exp(-(u_j - u_c)/h). */
+/* Decayed update path (docs/algorithms.md 5.4): T[j] += v exp(-(u_j - u_c)/h). */
 static void path_up_decay(struct path *p, const struct ink__grid *g, int k, int rev, uint32_t c,
                           double v, double hinv)
 {

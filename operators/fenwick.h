@@ -1,6 +1,6 @@
-/* d-dimensional Fenwick trees on a fixed rectilinear grid (ALGORITHMS.md 4.4)
+/* d-dimensional Fenwick trees on a fixed rectilinear grid (docs/algorithms.md 4.4)
  * and the decayed per-orthant trees of the online product-Laplacian KDE
- * (ALGORITHMS.md 5.4). Trees are flat column-major arrays of prod M_k
+ * (docs/algorithms.md 5.4). Trees are flat column-major arrays of prod M_k
  * doubles (axis 0 fastest) owned by the caller; nothing here allocates. */
 #ifndef INK_FENWICK_H
 #define INK_FENWICK_H

@@ -1,4 +1,4 @@
-/* Kernels shared by all operators (DESIGN.md "Kernels", ALGORITHMS.md 0.1).
+/* Kernels shared by all operators (docs/design.md#kernels, docs/algorithms.md 0.1).
  * Blocks go through one dgemm plus norms; the pairwise and diagonal forms
  * are written directly so that k(x, x) is exact. */
 #include "kernel.h"

@@ -1,4 +1,4 @@
-/* Kernels shared by all operators (DESIGN.md "Kernels", ALGORITHMS.md 0.1).
+/* Kernels shared by all operators (docs/design.md#kernels, docs/algorithms.md 0.1).
  * Points are stored column-major: point j of a set X with dimension d is
  * X + j*d (d contiguous doubles). */
 #ifndef INK_KERNEL_H

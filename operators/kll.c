@@ -1,4 +1,4 @@
-/* KLL sketch (ALGORITHMS.md 4.1), a port of the DataSketches compaction
+/* KLL sketch (docs/algorithms.md 4.1), a port of the DataSketches compaction
  * scheme with fixed memory: the buffer is allocated once for
  * INK_KLL_MAX_LEVELS levels and the live part is its tail items[base, cap).
  * Adding a top level only lowers `base` (DataSketches reallocates and shifts). */
@@ -697,4 +697,49 @@ uint64_t ink__kll_pool_weight_le(struct ink__kll_pool *p, struct ink__kll *s, do
     p->adoptions++;
     s->dirty = ~0ull;
     return view_query(&p->v[best], s, x);
+}
+
+/* First index of the sorted a[0, n) whose weight through the view reaches
+ * want (n when none). */
+static uint32_t first_reaching(struct ink__kll_view *v, struct ink__kll *s, const double *a,
+                               uint32_t n, uint64_t want)
+{
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (view_query(v, s, a[mid]) >= want)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+double ink__kll_pool_quantile(struct ink__kll_pool *p, struct ink__kll *s, double r)
+{
+    struct ink__kll_view *v = NULL;
+    for (uint32_t i = 0; i < p->n && !v; i++)
+        if (p->v[i].uid == s->uid) v = &p->v[i];
+    if (!v || s->n == 0) return ink__kll_quantile(s, r);
+    if (!(r >= 0)) r = 0;
+    if (r > 1) r = 1;
+    uint64_t want = (uint64_t)ceil(r * (double)s->n);
+    if (s->dirty) view_sync(v, s);
+    const uint32_t *L = s->levels;
+    double best = s->max, below = -INFINITY;
+    /* the sorted runs: the view's merged high levels, then each searched level */
+    for (uint32_t h = v->flat; h <= v->lo; h++) {
+        const double *a = h == v->lo ? v->v : s->items + L[h];
+        uint32_t n = h == v->lo ? v->nv : L[h + 1] - L[h];
+        uint32_t i = first_reaching(v, s, a, n, want);
+        if (i < n && a[i] < best) best = a[i];
+        if (i > 0 && a[i - 1] > below) below = a[i - 1];
+    }
+    /* the flat levels (level 0 unsorted): only items strictly between an item
+     * that falls short and the best so far can be the answer */
+    for (uint32_t i = L[0]; i < L[v->flat]; i++) {
+        double x = s->items[i];
+        if (x > below && x < best && view_query(v, s, x) >= want) best = x;
+    }
+    return best;
 }

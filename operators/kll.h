@@ -1,4 +1,4 @@
-/* KLL quantile sketch, DataSketches variant (ALGORITHMS.md 4.1), in memory
+/* KLL quantile sketch, DataSketches variant (docs/algorithms.md 4.1), in memory
  * fixed by k: the buffer is sized at init for the largest number of levels an
  * int64 count can need, so update and merge never allocate. The compaction
  * bit comes from the sketch's own seeded RNG (never the clock). */
@@ -120,5 +120,11 @@ uint32_t ink__kll_pool_views(uint32_t k);
 size_t ink__kll_pool_bytes(uint32_t k); /* the views' memory (the struct apart) */
 void ink__kll_pool_init(struct ink__kll_pool *p, uint32_t k, void *mem);
 uint64_t ink__kll_pool_weight_le(struct ink__kll_pool *p, struct ink__kll *s, double x);
+/* ink__kll_quantile(s, r), the same value, through the view that follows s
+ * (else directly): binary searches over the view's merged run and the
+ * searched levels with the view's weight_le, then only the flat levels'
+ * items that fall between an item short of the rank and the best so far.
+ * About log2(retained) view queries instead of H log k level searches. */
+double ink__kll_pool_quantile(struct ink__kll_pool *p, struct ink__kll *s, double r);
 
 #endif

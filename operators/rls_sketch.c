@@ -1,7 +1,7 @@
 /* rls_sketch: sequential ridge-leverage-score sampling (SQUEAK, or
  * INK-Estimate with `mode: ink`) keeping a weighted Nystrom dictionary whose
  * size follows the effective dimension, with a prequential Nystrom KRR on
- * top (ALGORITHMS.md sections 1 and 5.1).
+ * top (docs/algorithms.md sections 1 and 5.1).
  *
  * Per arrival, O(m^2): the new point's score from a Cholesky factor L of
  * S K_DD S + gamma_eff I kept in step with the dictionary, thinning of the
@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../engine/opkit.h"
 #include "../engine/rng.h"
 #include "../engine/state.h"
 
@@ -173,10 +174,10 @@ struct rls_state {
 
 static size_t carve(char *base, size_t *off, size_t bytes, void *out)
 {
-    *off = (*off + 63) & ~(size_t)63;
-    if (base) *(void **)out = base + *off;
-    *off += bytes;
-    return *off;
+    struct ink_carve c = {base, *off, 64};
+    void *p = ink_carve_take(&c, bytes);
+    if (base) *(void **)out = p;
+    return *off = c.off;
 }
 
 static void dsyevr_query(int cap, int *lwork, int *liwork)
@@ -231,7 +232,7 @@ static size_t layout(const struct ink_rls_conf *c, struct rls_state *st, char *b
     }
     st->lwork = lwork;
     st->liwork = liwork;
-    return (off + 63) & ~(size_t)63;
+    return ink_carve_size(&(struct ink_carve){base, off, 64});
 }
 
 static size_t rls_mem_bound(const void *conf)
@@ -268,10 +269,8 @@ static int rls_init(void *state, const void *conf, const struct ink_op_init *ini
     if (rc) return rc;
     ink_kernel_init(&st->kern, &c->kernel, (int)c->dim, err);
     size_t bytes = layout(c, NULL, NULL);
-    st->arena = aligned_alloc(64, bytes);
-    if (!st->arena)
-        return ink_err_set(err, INK_ENOMEM, "rls_sketch: cannot allocate %zu bytes", bytes);
-    memset(st->arena, 0, bytes);
+    st->arena = ink_arena_alloc(bytes, 64, "rls_sketch", err);
+    if (!st->arena) return INK_ENOMEM;
     layout(c, st, st->arena);
     st->d = (int)c->dim;
     st->qbar = (int)c->qbar;
@@ -612,7 +611,7 @@ static void krr_sync_basis(struct rls_state *st)
 static int check_x(const struct rls_state *st, const struct ink_record *in, struct ink_err *err)
 {
     if (!(in->flags & INK_HAS_X) || !in->x)
-        return ink_err_set(err, INK_EDIM, "rls_sketch: record has no x");
+        return ink_err_set(err, INK_ENOX, "rls_sketch: record has no x");
     if ((int64_t)in->dim != st->d)
         return ink_err_set(err, INK_EDIM, "rls_sketch: x has %u values, expected %d", in->dim,
                            st->d);
@@ -746,13 +745,27 @@ static int rls_query(void *state, const struct ink_record *req, const struct ink
     return ink_emit(out, &o);
 }
 
-static void rls_gauges(const void *state, struct ink_op_gauges *g)
+static double gauge_dict(const void *state)
 {
-    const struct rls_state *st = state;
-    g->dict = st->m;
-    g->deff = st->dhat;
-    g->gamma_eff = st->gamma_eff;
+    return ((const struct rls_state *)state)->m;
 }
+
+static double gauge_deff(const void *state)
+{
+    return ((const struct rls_state *)state)->dhat;
+}
+
+static double gauge_gamma_eff(const void *state)
+{
+    return ((const struct rls_state *)state)->gamma_eff;
+}
+
+static const struct ink_op_gauge rls_gauges[] = {
+    {"dict", "dictionary size", gauge_dict},
+    {"deff", "effective dimension estimate", gauge_deff},
+    {"gamma_eff", "effective regularisation", gauge_gamma_eff},
+    {0},
+};
 
 /* ------------------------------------------------------------ save/load */
 
@@ -838,18 +851,6 @@ static int rls_save(const void *state, msgpack_packer *pk)
     return 0;
 }
 
-static int expect_len(const msgpack_object *obj, const char *key, size_t elem, size_t n,
-                      struct ink_err *err)
-{
-    size_t got;
-    int rc = ink_state_len(obj, key, elem, &got, err);
-    if (rc) return rc;
-    if (got != n)
-        return ink_err_set(err, INK_ESTATE, "state: '%s' has %zu values, expected %zu", key, got,
-                           n);
-    return 0;
-}
-
 static int expect_i64(const msgpack_object *obj, const char *key, int64_t want, struct ink_err *err)
 {
     int64_t v;
@@ -892,10 +893,12 @@ static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
         !(gamma_eff >= st->gamma) || !isfinite(gamma_eff))
         return ink_err_set(err, INK_ESTATE, "state: inconsistent sizes or gamma_eff");
     size_t mm = (size_t)m;
-    if ((rc = expect_len(obj, "X", 8, mm * st->d, err)) ||
-        (rc = expect_len(obj, "id", 8, mm, err)) || (rc = expect_len(obj, "p", 8, mm, err)) ||
-        (rc = expect_len(obj, "q", 4, mm, err)) || (rc = expect_len(obj, "K", 8, mm * mm, err)) ||
-        (rc = expect_len(obj, "L", 8, mm * mm, err)))
+    if ((rc = ink_state_need_len(obj, "X", 8, mm * st->d, err)) ||
+        (rc = ink_state_need_len(obj, "id", 8, mm, err)) ||
+        (rc = ink_state_need_len(obj, "p", 8, mm, err)) ||
+        (rc = ink_state_need_len(obj, "q", 4, mm, err)) ||
+        (rc = ink_state_need_len(obj, "K", 8, mm * mm, err)) ||
+        (rc = ink_state_need_len(obj, "L", 8, mm * mm, err)))
         return rc;
     if (st->predict) {
         if ((rc = ink_state_i64(obj, "nb", &nb, err)) ||
@@ -903,9 +906,11 @@ static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
             return rc;
         if (nb < 0 || nb > m) return ink_err_set(err, INK_ESTATE, "state: nb out of range");
         size_t n = (size_t)nb;
-        if ((rc = expect_len(obj, "bid", 8, n, err)) || (rc = expect_len(obj, "bpos", 4, n, err)) ||
-            (rc = expect_len(obj, "R", 8, n * n, err)) ||
-            (rc = expect_len(obj, "C", 8, n * n, err)) || (rc = expect_len(obj, "g", 8, n, err)))
+        if ((rc = ink_state_need_len(obj, "bid", 8, n, err)) ||
+            (rc = ink_state_need_len(obj, "bpos", 4, n, err)) ||
+            (rc = ink_state_need_len(obj, "R", 8, n * n, err)) ||
+            (rc = ink_state_need_len(obj, "C", 8, n * n, err)) ||
+            (rc = ink_state_need_len(obj, "g", 8, n, err)))
             return rc;
     }
     /* Sizes are right; copy. Values are validated where a bad one could
@@ -958,6 +963,7 @@ static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
 
 const struct ink_op_vtable ink_op_rls_sketch = {
     .name = "rls_sketch",
+    .kind = INK_NODE_OPERATOR,
     .summary = "ridge-leverage-score Nystrom sketch (SQUEAK / INK-Estimate) with online KRR",
     .params = ink_rls_params,
     .conf_size = sizeof(struct ink_rls_conf),

@@ -1,5 +1,5 @@
 /* rls_sketch: the conf struct its parameter table fills (tests and nodes
- * built in code fill it directly). ALGORITHMS.md sections 1 and 5.1. */
+ * built in code fill it directly). docs/algorithms.md sections 1 and 5.1. */
 #ifndef INK_RLS_SKETCH_H
 #define INK_RLS_SKETCH_H
 

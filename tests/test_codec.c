@@ -2,7 +2,6 @@
  * input rejected with its exact reason and without a large allocation,
  * garbage never crashes, and a micro-benchmark of the msgpack path. */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <msgpack.h>
 #include <stdint.h>
 #include <time.h>
@@ -10,97 +9,23 @@
 #include "../engine/codec.h"
 #include "../engine/codec_int.h"
 #include "../engine/rng.h"
+#include "alloc_count.h"
 #include "ink_test.h"
 
-/* ---- allocation counting: malloc interposed (not under ASan, which owns
- * malloc itself; the counting checks are then skipped and say so) ---- */
-#if defined(__SANITIZE_ADDRESS__)
-#define COUNT_ALLOC 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define COUNT_ALLOC 0
-#endif
-#endif
-#ifndef COUNT_ALLOC
-#define COUNT_ALLOC 1
-#endif
-
+/* ---- allocation counting (tests/alloc_count.h; off under ASan, where the
+ * counting checks are skipped and say so) ---- */
+#define COUNT_ALLOC ink_alloc_count_available()
 static size_t n_alloc, max_alloc; /* calls and largest request while counting */
-static int counting;
-
-#if COUNT_ALLOC
-static void *(*real_malloc)(size_t);
-static void *(*real_calloc)(size_t, size_t);
-static void *(*real_realloc)(void *, size_t);
-static void (*real_free)(void *);
-static char boot[4096]; /* dlsym may calloc before real_calloc is known */
-static size_t boot_used;
-
-static void resolve(void)
-{
-    static int busy;
-    if (real_malloc || busy) return;
-    busy = 1;
-    real_calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
-    real_malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
-    real_realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
-    real_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
-    busy = 0;
-}
-
-static void note(size_t n)
-{
-    if (!counting) return;
-    n_alloc++;
-    if (n > max_alloc) max_alloc = n;
-}
-
-void *malloc(size_t n)
-{
-    resolve();
-    note(n);
-    return real_malloc(n);
-}
-
-void *calloc(size_t a, size_t b)
-{
-    if (!real_calloc) {
-        resolve();
-        if (!real_calloc) { /* inside dlsym */
-            size_t n = (a * b + 15) & ~(size_t)15;
-            if (boot_used + n > sizeof boot) return NULL;
-            void *p = boot + boot_used;
-            boot_used += n;
-            return p;
-        }
-    }
-    note(a * b);
-    return real_calloc(a, b);
-}
-
-void *realloc(void *p, size_t n)
-{
-    resolve();
-    note(n);
-    return real_realloc(p, n);
-}
-
-void free(void *p)
-{
-    if ((char *)p >= boot && (char *)p < boot + sizeof boot) return;
-    resolve();
-    if (p) real_free(p);
-}
-#endif
 
 static void count_start(void)
 {
-    n_alloc = max_alloc = 0;
-    counting = 1;
+    ink_alloc_count_start();
 }
 static void count_stop(void)
 {
-    counting = 0;
+    struct ink_alloc_counts c = ink_alloc_count_stop();
+    n_alloc = c.calls;
+    max_alloc = c.largest;
 }
 
 static double test_scale(void)
@@ -287,6 +212,59 @@ TEST(json_roundtrip_byte_identical)
     ink_buf_fini(&mp);
     ink_buf_fini(&out);
     ink_decoder_fini(&d2);
+    ink_decoder_fini(&d);
+}
+
+/* An integer request argument sent as a double: exact integers in int64_t's
+ * range are taken, everything else refused, and no double outside the range
+ * is ever converted (that is undefined behaviour: fuzz_codec found it with
+ * tests/fuzz/regress/codec/extra_i64_out_of_range). */
+TEST(extra_i64_from_doubles)
+{
+    struct ink_decoder d;
+    REQUIRE(ink_decoder_init(&d, NULL) == 0);
+    const struct {
+        double v;
+        int want; /* 1 taken, -1 refused */
+        int64_t n;
+    } cases[] = {
+        {4.0, 1, 4},
+        {-3.0591e+54, -1, 0},
+        {3.0591e+54, -1, 0},
+        {9223372036854775808.0, -1, 0}, /* 2^63 */
+        {-9223372036854775808.0, 1, INT64_MIN},
+        {-9.3e18, -1, 0},
+        {9.2e18, 1, 9200000000000000000},
+        {1.5, -1, 0},
+        {NAN, -1, 0},
+        {INFINITY, -1, 0},
+        {-INFINITY, -1, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 2);
+        msgpack_pack_str_with_body(&pk, "x", 1);
+        msgpack_pack_array(&pk, 1);
+        msgpack_pack_double(&pk, 1.0);
+        msgpack_pack_str_with_body(&pk, "n", 1);
+        msgpack_pack_double(&pk, cases[i].v);
+        struct ink_record r;
+        enum ink_reject why = dec_bytes(&d, sb.data, sb.size, &r);
+        if (why == INK_REJ_NONE) { /* non-finite doubles may be refused by the decoder itself */
+            int64_t n = 0;
+            int rc = ink_record_extra_i64(&r, "n", &n);
+            CHECK_MSG(rc == cases[i].want && (rc != 1 || n == cases[i].n),
+                      "n = %g: got %d (%lld), want %d", cases[i].v, rc, (long long)n,
+                      cases[i].want);
+        } else {
+            CHECK_MSG(!isfinite(cases[i].v), "n = %g refused by the decoder (%d)", cases[i].v,
+                      (int)why);
+        }
+        msgpack_sbuffer_destroy(&sb);
+    }
     ink_decoder_fini(&d);
 }
 

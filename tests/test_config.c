@@ -11,9 +11,16 @@
 
 #include "../engine/config.h"
 #include "../engine/config_impl.h"
+#include "../engine/path.h"
 #include "../engine/rng.h"
-#include "../transports/transport.h"
+#include "../engine/transport.h"
+#include "../transports/file_io.h"
+#include "../transports/zmq_util.h"
 #include "ink_test.h"
+
+/* The descriptors of transports/zmq.c and transports/file.c. */
+extern const struct ink_source_type ink_source_zmq, ink_source_file;
+extern const struct ink_sink_type ink_sink_file;
 
 /* An operator with a declared memory bound taken from its conf, so the
  * memory-limit check can be tested before the real operators land. */
@@ -27,6 +34,8 @@ struct memop_conf {
         int type;
         double sigma;
     } kernel;
+    struct ink_strings names;
+    struct ink_strmap props;
 };
 
 static const char *const memop_kernels[] = {"gaussian", "laplacian", NULL};
@@ -79,6 +88,16 @@ static const struct ink_param memop_params[] = {
      .offset = offsetof(struct memop_conf, kernel),
      .sub = memop_kernel_params,
      .help = "kernel"},
+    {.name = "names",
+     .type = INK_P_STRINGS,
+     .offset = offsetof(struct memop_conf, names),
+     .len_min = 1,
+     .len_max = 3,
+     .help = "a string or a list of strings"},
+    {.name = "props",
+     .type = INK_P_STRMAP,
+     .offset = offsetof(struct memop_conf, props),
+     .help = "names to values, as written"},
     {0},
 };
 static size_t memop_bound(const void *conf)
@@ -93,6 +112,7 @@ static int memop_check(const void *conf, struct ink_err *err)
 }
 static const struct ink_op_vtable memop = {
     .name = "testop_mem",
+    .kind = INK_NODE_OPERATOR,
     .summary = "test operator with a configurable memory bound",
     .params = memop_params,
     .conf_size = sizeof(struct memop_conf),
@@ -277,7 +297,7 @@ TEST(valid_graph_nodes_topo_values)
     for (int i = 0; i < 7; i++) CHECK_MSG(!strcmp(cfg.nodes[i].name, order[i]), "node %d", i);
     CHECK(cfg.nodes[0].kind == INK_NODE_SOURCE && cfg.nodes[2].kind == INK_NODE_OPERATOR &&
           cfg.nodes[6].kind == INK_NODE_SINK);
-    CHECK(cfg.nodes[0].type == &ink_src_zmq && cfg.nodes[1].type == &ink_src_file);
+    CHECK(cfg.nodes[0].type == &ink_source_zmq.type && cfg.nodes[1].type == &ink_source_file.type);
     CHECK(cfg.nodes[2].type == ink_node_type_find(INK_NODE_OPERATOR, "passthrough"));
     CHECK(cfg.nodes[0].line == 17 && cfg.nodes[0].col == 3);
     /* inputs resolved with positions */
@@ -335,6 +355,8 @@ TEST(defaults_and_object_unset)
     memset(&c, 0xff, sizeof c);
     memset(&c.weights, 0, sizeof c.weights);
     memset(&c.arms, 0, sizeof c.arms);
+    memset(&c.names, 0, sizeof c.names);
+    memset(&c.props, 0, sizeof c.props);
     struct ink_err err = {0};
     CHECK(ink_params_defaults(memop_params, &c, &err) == 0);
     CHECK(c.bytes == 1048576);
@@ -511,6 +533,15 @@ TEST(lists_and_ranges)
          "operators.m.kernel.type: unknown value 'gaussain' (did you mean 'gaussian'?)"},
         {"kernel: gaussian", "operators.m.kernel: expected a map of keys, got a plain scalar"},
         {"bytes: 1e16", "operators.m.bytes: 1e16 is out of range (must be in [0B, 909.49TiB])"},
+        {"names: a", NULL},
+        {"names: [a, \"b,c\", 3]", NULL},
+        {"names: []", "operators.m.names: 0 strings given, expected 1 to 3"},
+        {"names: [a, [b]]", "operators.m.names[1]: expected a string, got a list"},
+        {"names: {a: b}", "operators.m.names: expected a string or a list of strings, got a map"},
+        {"props: {}", NULL},
+        {"props: {sasl.mechanisms: PLAIN, linger.ms: 5, \"x.y\": \"a b\"}", NULL},
+        {"props: [a]", "operators.m.props: expected a map of names to values, got a list"},
+        {"props: {a: [1]}", "operators.m.props.a: expected a scalar value, got a list"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char buf[1024];
@@ -527,6 +558,28 @@ TEST(lists_and_ranges)
         }
         ink_diags_free(&d);
     }
+}
+
+/* Strings and name/value maps keep what was written, in order. */
+TEST(strings_and_maps)
+{
+    static const char y[] = "sources: {in: {type: file, path: x.csv}}\n"
+                            "operators: {m: {type: testop_mem, inputs: [in], names: [a, \"b,c\"],\n"
+                            "   props: {linger.ms: 5, sasl.password: \"p: w\"}}}\n"
+                            "sinks: {out: {type: file, path: \"-\", inputs: [m]}}\n";
+    struct ink_config cfg;
+    struct ink_diags d = {0};
+    REQUIRE(ink_config_load_buf("s.yaml", y, sizeof y - 1, &cfg, &d) == 0);
+    const struct memop_conf *c = NULL;
+    for (int i = 0; i < cfg.nnodes; i++)
+        if (!strcmp(cfg.nodes[i].name, "m")) c = cfg.nodes[i].conf;
+    REQUIRE(c != NULL);
+    CHECK(c->names.n == 2 && !strcmp(c->names.v[0], "a") && !strcmp(c->names.v[1], "b,c"));
+    CHECK(c->props.n == 2 && !strcmp(c->props.key[0], "linger.ms") &&
+          !strcmp(c->props.val[0], "5") && !strcmp(c->props.key[1], "sasl.password") &&
+          !strcmp(c->props.val[1], "p: w"));
+    ink_config_free(&cfg);
+    ink_diags_free(&d);
 }
 
 TEST(unknown_type_lists_the_registry)
@@ -547,10 +600,11 @@ TEST(unknown_type_lists_the_registry)
         const struct ink_node_type *nt =
             ink_node_type_find(INK_NODE_OPERATOR, ink_operators[i]->name);
         CHECK(nt && nt->params == ink_operators[i]->params && nt->kind == INK_NODE_OPERATOR);
+        CHECK(nt == &ink_operators[i]->type && ink_op_of(nt) == ink_operators[i]);
         CHECK(nt == ink_node_type_find(INK_NODE_OPERATOR, ink_operators[i]->name));
     }
     CHECK(ink_node_type_find(INK_NODE_SOURCE, "passthrough") == NULL);
-    CHECK(ink_node_type_find(INK_NODE_SINK, "file") == &ink_snk_file);
+    CHECK(ink_node_type_find(INK_NODE_SINK, "file") == &ink_sink_file.type);
     ink_diags_free(&d);
 }
 
@@ -644,7 +698,7 @@ TEST(help_and_markdown)
     char *out = NULL;
     size_t len = 0;
     FILE *m = open_memstream(&out, &len);
-    ink_params_help(&ink_src_zmq, m);
+    ink_params_help(&ink_source_zmq.type, m);
     ink_params_help(ink_node_type_find(INK_NODE_OPERATOR, "testop_mem"), m);
     ink_params_help_list(m);
     fclose(m);
@@ -790,6 +844,22 @@ TEST(fuzz_mutations)
     }
     free(buf);
     printf("  fuzz: %d mutated configs, %d still valid\n", iters, loaded);
+}
+
+/* The one path resolver: config-relative paths, and what stays as given. */
+TEST(path_resolve)
+{
+    char b[16];
+    CHECK(!strcmp(ink_path_resolve("conf", "in.csv", b, sizeof b), "conf/in.csv"));
+    CHECK(!strcmp(ink_path_resolve("conf", "/abs/x", b, sizeof b), "/abs/x"));
+    CHECK(!strcmp(ink_path_resolve("conf", "-", b, sizeof b), "-"));
+    CHECK(!strcmp(ink_path_resolve(NULL, "in.csv", b, sizeof b), "in.csv"));
+    CHECK(!strcmp(ink_path_resolve("", "in.csv", b, sizeof b), "in.csv"));
+    CHECK(ink_path_resolve("conf", "in.csv", b, sizeof b) == b);
+    /* 15 characters fit in 16 bytes, 16 do not: refused, never cut short */
+    CHECK(ink_path_resolve("abcde", "123456789", b, sizeof b) != NULL);
+    CHECK(ink_path_resolve("abcde", "1234567890", b, sizeof b) == NULL);
+    CHECK(ink_path_resolve(NULL, "0123456789abcdef", b, sizeof b) == NULL);
 }
 
 int main(int argc, char **argv)

@@ -11,7 +11,7 @@ static double urand(unsigned *s)
     return ((*s >> 8) & 0xffffff) / (double)0x1000000;
 }
 
-/* Brute force, straight from the definitions in DESIGN.md. */
+/* Brute force, straight from the definitions in docs/design.md#kernels. */
 static double brute(int type, const double *x, const double *z, int d, double sigma,
                     const double *h, double c, int degree)
 {

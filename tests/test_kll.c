@@ -1,4 +1,4 @@
-/* operators/kll.c: the KLL sketch (ALGORITHMS.md 4.1) against exact counts.
+/* operators/kll.c: the KLL sketch (docs/algorithms.md 4.1) against exact counts.
  * The accuracy cases are heavy (100 seeds x 5 streams x 1e6 values, single
  * and merged from 16 parts); INK_TEST_SCALE shrinks seeds and n, never eps. */
 #include <math.h>
@@ -334,6 +334,51 @@ TEST(kll_view_equals_weight_le_every_step)
             CHECK(bad == 0);
             CHECK(ink__kll_total_weight(s) == s->n);
             CHECK(pool_follows(v, s)); /* followed all along (re-adopted after touch) */
+            pool_free(v);
+            kll_free(s);
+            kll_free(o);
+        }
+    }
+    free(x);
+}
+
+/* Quantiles through the view equal ink__kll_quantile bit for bit, at every
+ * step of every stream kind and several k, with merges and touches on the
+ * way (the operator's per-record quantiles use this path). */
+TEST(kll_pool_quantile_equals_quantile_every_step)
+{
+    size_t n = (size_t)(40000 * test_scale());
+    if (n < 20000) n = 20000;
+    double *x = malloc(sizeof(double) * n), q[NQ];
+    const double rs[] = {0, 1e-9, 0.01, 0.25, 0.5, 0.9, 0.99, 0.999, 1};
+    const int nr = (int)(sizeof rs / sizeof rs[0]);
+    uint32_t ks[] = {8, 50, 200, 2000};
+    for (size_t t = 0; t < sizeof ks / sizeof ks[0]; t++) {
+        for (int kind = 0; kind < S_COUNT; kind++) {
+            struct ink_rng r;
+            ink_rng_seed(&r, 300 + kind);
+            gen_stream(kind, &r, x, n, q);
+            struct ink__kll *s = kll_new(ks[t], 9), *o = kll_new(ks[t], 10);
+            struct ink__kll_pool *v = pool_new(ks[t]);
+            size_t bad = 0, checked = 0;
+            for (size_t i = 0; i < n; i++) {
+                (void)ink__kll_pool_weight_le(v, s, x[i]); /* as the operator: F, then q */
+                if (s->n && (i < 1000 || i % 41 == 0)) {
+                    double rr = rs[i % nr];
+                    double a = ink__kll_pool_quantile(v, s, rr), b = ink__kll_quantile(s, rr);
+                    bad += memcmp(&a, &b, sizeof a) != 0;
+                    checked++;
+                }
+                ink__kll_update(s, x[i]);
+                ink__kll_update(o, x[n - 1 - i]);
+                if (i % 25000 == 24999) REQUIRE(ink__kll_merge(s, o) == 0);
+                if (i % 30000 == 15000) ink__kll_touch(s);
+            }
+            if (bad)
+                fprintf(stderr, "k %u %s: %zu of %zu quantiles differ\n", ks[t], stream_names[kind],
+                        bad, checked);
+            CHECK(bad == 0);
+            CHECK(pool_follows(v, s));
             pool_free(v);
             kll_free(s);
             kll_free(o);

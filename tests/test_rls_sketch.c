@@ -1,5 +1,5 @@
 /* operators/rls_sketch.c against exact computations written here with
- * LAPACK (ALGORITHMS.md 1.8 T2-T4, T6-T8; 5.1 prequential KRR). */
+ * LAPACK (docs/algorithms.md 1.8 T2-T4, T6-T8; 5.1 prequential KRR). */
 #include <cblas.h>
 #include <lapacke.h>
 #include <malloc.h>
@@ -232,7 +232,7 @@ static void band_seed(uint64_t seed, const int *cps, int ncp, struct band_stats 
     struct ink_rls_conf c = base_conf(D);
     c.rescore = rescore;
     c.kernel.sigma = 1.5;
-    /* qbar = 64, not the 16 of ALGORITHMS.md T2: with est_scale = 1 - eps the
+    /* qbar = 64, not the 16 of docs/algorithms.md T2: with est_scale = 1 - eps the
      * sampler keeps ~0.4 qbar d_eff points, and at qbar = 16 only ~17% of
      * checkpoints were 0.5-accurate (measured, n = 1000); the theory's
      * alpha log(n/delta)/eps^2 is ~100. */
@@ -847,9 +847,8 @@ TEST(tiny_gamma_cap)
         last = seen.gamma_eff;
     }
     CHECK(last > c.gamma);
-    struct ink_op_gauges gg;
-    ink_op_rls_sketch.gauges(st, &gg);
-    CHECK(gg.gamma_eff == last && gg.dict == seen.dict);
+    CHECK(ink_op_gauge_read(&ink_op_rls_sketch, st, "gamma_eff") == last &&
+          ink_op_gauge_read(&ink_op_rls_sketch, st, "dict") == (double)seen.dict);
     printf("tiny gamma: gamma_eff %.3g after 400 points, dict %lld\n", last, (long long)seen.dict);
     destroy(st);
 }
@@ -894,15 +893,15 @@ TEST(bad_records_leave_state)
     struct ink_err err = {0};
     struct ink_record r = {.flags = INK_HAS_X, .x = x, .dim = 2};
     CHECK(ink_op_rls_sketch.process(st, &r, &em, &err) == INK_EDIM);
-    r = (struct ink_record){.flags = 0};
-    CHECK(ink_op_rls_sketch.process(st, &r, &em, &err) == INK_EDIM);
+    r = (struct ink_record){.flags = 0}; /* no x at all: missing_x, not dim */
+    CHECK(ink_op_rls_sketch.process(st, &r, &em, &err) == INK_ENOX);
     double bad[3] = {1, NAN, 3};
     r = (struct ink_record){.flags = INK_HAS_X, .x = bad, .dim = 3};
     CHECK(ink_op_rls_sketch.process(st, &r, &em, &err) == INK_EINVAL);
     REQUIRE(ask(st, "deff", NULL, 0) == 0);
     CHECK(seen.deff == deff && seen.dict == dict);
     CHECK(ask(st, "bogus", NULL, 0) == INK_ENOTSUP);
-    CHECK(ask(st, "tau", NULL, 0) == INK_EDIM);
+    CHECK(ask(st, "tau", NULL, 0) == INK_ENOX);
     CHECK(ask(st, "predict", x, 3) == INK_ENOTSUP); /* predict is off */
     destroy(st);
 }

@@ -126,6 +126,53 @@ TEST(keyed_roundtrip_and_every_bit_flip_refused)
     CHECK(system(cmd) == 0);
 }
 
+/* A snapshot of another format version (1: before transports saved their
+ * own positions) is refused, with the versions named, even when its CRC and
+ * config hash are right. */
+TEST(other_format_version_refused)
+{
+    snprintf(dir, sizeof dir, "/tmp/ink-test-snapshot-v-%d", (int)getpid());
+    mkdir(dir, 0755);
+    char p[512];
+    snprintf(p, sizeof p, "%s/snap", dir);
+    mkdir(p, 0755);
+    write_file("g.yaml", graph);
+    write_file("in.jsonl", "{\"x\":[1],\"key\":\"a\"}\n");
+    struct ink_config cfg = {0};
+    CHECK(load(&cfg) == 0);
+    struct ink_graph *g = NULL;
+    struct ink_err err = {0};
+    CHECK(ink_graph_build(&g, &cfg, &err) == 0);
+    CHECK(ink_graph_run(g) == 0);
+    ink_graph_free(g);
+    struct ink_snap *s = NULL;
+    CHECK(ink_snapshot_read(&cfg, &s, &err) == 0);
+    size_t len = s->len;
+    uint8_t *b = malloc(len);
+    memcpy(b, s->bytes, len);
+    ink_snapshot_free(s);
+    CHECK(b[8] == INK_SNAP_VERSION && INK_SNAP_VERSION == 2);
+    b[8] = 1; /* version 1, CRC recomputed */
+    uint32_t crc = ink_crc32c(0, b, len - 4);
+    for (int i = 0; i < 4; i++) b[len - 4 + i] = (uint8_t)(crc >> (8 * i));
+    char sp[600];
+    ink_snapshot_path(&cfg, sp, sizeof sp);
+    FILE *f = fopen(sp, "wb");
+    fwrite(b, 1, len, f);
+    fclose(f);
+    s = NULL;
+    err = (struct ink_err){0};
+    CHECK(ink_snapshot_read(&cfg, &s, &err) == INK_ESTATE);
+    CHECK_MSG(strstr(err.msg, "format version 1, this inkflow reads version 2") != NULL, "%s",
+              err.msg);
+    ink_snapshot_free(s);
+    free(b);
+    ink_config_free(&cfg);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
 int main(int argc, char **argv)
 {
     return ink_test_main(argc, argv);

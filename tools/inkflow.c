@@ -1,10 +1,12 @@
 /* inkflow: the command-line program. */
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../engine/config.h"
@@ -13,20 +15,25 @@
 #include "../transports/file_io.h"
 #include "../transports/zmq_util.h"
 #include "cli.h"
+#include "ink_version.h"
 
 static const char usage[] =
     "usage: inkflow COMMAND ...\n"
     "\n"
-    "  run CONFIG [--restore]        run the graph described by CONFIG\n"
+    "  run CONFIG [--restore[=auto]] run the graph described by CONFIG\n"
     "  validate CONFIG               check CONFIG; print every error; exit 2 if any\n"
     "  help [TYPE | --markdown]      list node types, or the keys of one type\n"
     "  send ENDPOINT [FILE]          send a CSV / JSONL / msgpack file (or stdin) to a socket\n"
     "  recv ENDPOINT [--count N]     print records from a socket as JSON Lines\n"
     "  query ENDPOINT JSON           send one request to a router source, print the reply\n"
     "  keygen NAME                   write a CURVE key pair: NAME and NAME_secret\n"
+    "  test CONFIG [TESTS]           run CONFIG's graph on test records, compare outputs\n"
+    "  top [HOST:PORT]               live view of a running graph from its /metrics\n"
     "\n"
     "Run `inkflow COMMAND --help` for the options of a command.\n"
-    "Exit codes: 0 done, 1 runtime failure, 2 bad config or usage.\n";
+    "Exit codes: 0 done, 1 runtime failure, a failed last snapshot, or a node rejected all\n"
+    "its input (engine.max_reject_ratio: more than that share), 2 bad config or usage, a\n"
+    "refused snapshot, or state owned by another running inkflow.\n";
 
 /* ---- run ------------------------------------------------------------------ */
 
@@ -74,22 +81,43 @@ static int load_config(const char *path, struct ink_config *cfg)
 static int cmd_run(int argc, char **argv)
 {
     const char *path = NULL;
-    int restore = 0;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--restore") == 0)
-            restore = 1;
-        else if (strcmp(argv[i], "--help") == 0) {
-            printf("usage: inkflow run CONFIG [--restore]\n");
+    int restore = 0, c;
+    static const struct option opts[] = {
+        {"restore", optional_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'}, {0}};
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (c == 'r') {
+            if (optarg && strcmp(optarg, "auto") != 0)
+                return ink_usage("run: --restore takes no value or 'auto', not '%s'", optarg);
+            restore = optarg ? 2 : 1;
+        } else if (c == 'h') {
+            printf("usage: inkflow run CONFIG [--restore | --restore=auto]\n"
+                   "--restore continues from the snapshot of engine.snapshot (it must exist);\n"
+                   "--restore=auto does so when the snapshot file exists and starts fresh when\n"
+                   "it does not (a service's first start); a snapshot that is refused still\n"
+                   "fails, with exit 2.\n");
             return 0;
-        } else if (!path)
-            path = argv[i];
-        else
-            return ink_usage("run: unexpected argument '%s'", argv[i]);
+        } else {
+            return ink_opt_error("run", c, optind, argv);
+        }
     }
+    if (argc - optind > 1) return ink_usage("run: unexpected argument '%s'", argv[optind + 1]);
+    if (argc - optind == 1) path = argv[optind];
     if (!path) return ink_usage("run: missing CONFIG");
     struct ink_config cfg = {0};
     if (load_config(path, &cfg)) return 2;
     struct ink_snap *snap = NULL;
+    char snap_path[4096];
+    struct stat st;
+    if (restore == 2) { /* auto: restore what exists; no snapshot (yet) is a fresh start */
+        if (ink_snapshot_path(&cfg, snap_path, sizeof snap_path) != 0) {
+            restore = 0; /* the config keeps no snapshots */
+        } else if (stat(snap_path, &st) != 0 && errno == ENOENT) {
+            fprintf(stderr, "inkflow: --restore=auto: no snapshot at %s yet; starting fresh\n",
+                    snap_path);
+            restore = 0;
+        }
+    }
     if (restore) {
         /* read and verify everything before building anything */
         struct ink_err e = {0};
@@ -121,13 +149,17 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "inkflow: %s%s\n", restore ? "--restore: " : "", err.msg);
         ink_graph_free(g);
         ink_config_free(&cfg);
-        return rc == INK_ESTATE ? 2 : 1;
+        return rc == INK_ESTATE || rc == INK_EBUSY ? 2 : 1;
     }
     running = g;
     if (signals_seen) g->stop = 1;
     rc = ink_graph_run(g);
     running = NULL;
     ink_graph_summary(g, stderr);
+    /* a run that rejected what it was given did not do its job: say so, exit 1 */
+    if (!rc && ink_graph_reject_check(g, stderr)) rc = 1;
+    if (g->snap_streak)
+        fprintf(stderr, "inkflow: the last snapshot failed (%s): exit status 1\n", g->snap_error);
     ink_graph_free(g);
     ink_config_free(&cfg);
     return rc ? 1 : 0;
@@ -135,13 +167,16 @@ static int cmd_run(int argc, char **argv)
 
 static int cmd_validate(int argc, char **argv)
 {
-    if (argc != 1 || strcmp(argv[0], "--help") == 0) {
-        if (argc == 1) {
-            printf("usage: inkflow validate CONFIG\n");
-            return 0;
-        }
-        return ink_usage("validate: give exactly one CONFIG");
+    int c;
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (c != 'h') return ink_opt_error("validate", c, optind, argv);
+        printf("usage: inkflow validate CONFIG\n");
+        return 0;
     }
+    if (argc - optind != 1) return ink_usage("validate: give exactly one CONFIG");
+    argv += optind;
     struct ink_config cfg = {0};
     if (load_config(argv[0], &cfg)) return 2;
     int ns = 0, no = 0, nk = 0;
@@ -174,6 +209,8 @@ static void list_types(const char *title, const struct ink_node_type *const *v)
 
 static int cmd_help(int argc, char **argv)
 {
+    argc--, argv++; /* TYPE or --markdown: operands, not options */
+    if (argc > 1) return ink_usage("help: give at most one TYPE");
     if (argc == 0) {
         fputs(usage, stdout);
         printf("\n");
@@ -211,17 +248,6 @@ static int cmd_help(int argc, char **argv)
     return 0;
 }
 
-int ink_usage(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "inkflow: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    return 2;
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -229,8 +255,8 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
-    int n = argc - 2;
-    char **a = argv + 2;
+    int n = argc - 1; /* each subcommand sees its name as argv[0], as getopt_long expects */
+    char **a = argv + 1;
     if (strcmp(cmd, "run") == 0) return cmd_run(n, a);
     if (strcmp(cmd, "validate") == 0) return cmd_validate(n, a);
     if (strcmp(cmd, "help") == 0) return cmd_help(n, a);
@@ -238,12 +264,14 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "recv") == 0) return ink_cmd_recv(n, a);
     if (strcmp(cmd, "query") == 0) return ink_cmd_query(n, a);
     if (strcmp(cmd, "keygen") == 0) return ink_cmd_keygen(n, a);
+    if (strcmp(cmd, "top") == 0) return ink_cmd_top(n, a);
+    if (strcmp(cmd, "test") == 0) return ink_cmd_test(n, a);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         fputs(usage, stdout);
         return 0;
     }
     if (strcmp(cmd, "--version") == 0) {
-        printf("inkflow 0.1.0\n");
+        printf("inkflow %s (commit %s)\n", INK_VERSION, INK_COMMIT);
         return 0;
     }
     fprintf(stderr, "inkflow: unknown command '%s'\n\n%s", cmd, usage);

@@ -1,5 +1,8 @@
 /* inkflow send / recv / query: talk to a running graph over ZeroMQ. */
 #include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,18 +31,25 @@ static void on_int(int s)
     interrupted = 1;
 }
 
-/* CURVE client options shared by send, recv and query: 1 when argv[*i] was
- * one (consumed with its value), 0 otherwise. */
-static int curve_opt(int argc, char **argv, int *i, struct ink_curve_conf *k)
+/* CURVE client options shared by send, recv and query (getopt_long codes). */
+enum { OPT_SERVER_KEY = 0x100, OPT_SECRET_KEY, OPT_PUBLIC_KEY, OPT_HELP };
+#define CURVE_OPTIONS                                                                              \
+    {"server-key", required_argument, NULL, OPT_SERVER_KEY},                                       \
+        {"secret-key", required_argument, NULL, OPT_SECRET_KEY},                                   \
+        {"public-key", required_argument, NULL, OPT_PUBLIC_KEY},                                   \
+    {                                                                                              \
+        "help", no_argument, NULL, OPT_HELP                                                        \
+    }
+
+/* 1 when c was a CURVE option (its value stored), 0 otherwise. */
+static int curve_opt(int c, char *val, struct ink_curve_conf *k)
 {
-    const char *o = argv[*i];
-    if (*i + 1 >= argc) return 0;
-    if (strcmp(o, "--server-key") == 0)
-        k->server_key = argv[++*i];
-    else if (strcmp(o, "--secret-key") == 0)
-        k->secret_key_file = argv[++*i];
-    else if (strcmp(o, "--public-key") == 0)
-        k->public_key_file = argv[++*i];
+    if (c == OPT_SERVER_KEY)
+        k->server_key = val;
+    else if (c == OPT_SECRET_KEY)
+        k->secret_key_file = val;
+    else if (c == OPT_PUBLIC_KEY)
+        k->public_key_file = val;
     else
         return 0;
     k->set = true;
@@ -61,6 +71,7 @@ static int curve_check(const struct ink_curve_conf *k, const char *cmd)
 
 int ink_cmd_keygen(int argc, char **argv)
 {
+    argc--, argv++; /* NAME only, no options */
     if (argc != 1 || argv[0][0] == '-') {
         printf("usage: inkflow keygen NAME\n"
                "Writes a CURVE key pair: NAME (public key, Z85) and NAME_secret (mode 0600).\n"
@@ -79,6 +90,111 @@ int ink_cmd_keygen(int argc, char **argv)
 
 /* ---- send ------------------------------------------------------------------ */
 
+/* Standard input has no extension to tell its format: read its first line,
+ * decide, say what was decided, and hand the reader a pipe that replays that
+ * line followed by the rest of stdin (copied by a thread, so a stream of any
+ * length works). */
+struct replay {
+    int in, out; /* the original stdin; the pipe's write end */
+    char *head;
+    size_t len;
+};
+
+static void *replay_main(void *arg)
+{
+    struct replay *r = arg;
+    char buf[65536];
+    const char *p = r->head;
+    size_t n = r->len;
+    for (;;) {
+        while (n) {
+            ssize_t w = write(r->out, p, n);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) goto done; /* the reader stopped early */
+            p += w, n -= (size_t)w;
+        }
+        ssize_t k = read(r->in, buf, sizeof buf);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        p = buf, n = (size_t)k;
+    }
+done:
+    close(r->out);
+    close(r->in);
+    return NULL;
+}
+
+/* The format of stdin's first line: msgpack (a map's first byte), JSON Lines
+ * (a '{'), CSV (a header: printable text with a comma), else JSON Lines. */
+static int guess_format(const char *head, size_t len, const char **why)
+{
+    size_t i = 0;
+    while (i < len && (head[i] == ' ' || head[i] == '\t' || head[i] == '\r' || head[i] == '\n'))
+        i++;
+    if (i == len) {
+        *why = "it is empty";
+        return INK_FMT_JSONL;
+    }
+    unsigned char b = (unsigned char)head[i];
+    if ((b >= 0x80 && b <= 0x8f) || b == 0xde || b == 0xdf) {
+        *why = "its first byte is a msgpack map";
+        return INK_FMT_MSGPACK;
+    }
+    if (b == '{') {
+        *why = "its first line is a JSON object";
+        return INK_FMT_JSONL;
+    }
+    bool comma = false, text = true;
+    for (size_t j = i; j < len && head[j] != '\n'; j++) {
+        unsigned char ch = (unsigned char)head[j];
+        comma |= ch == ',';
+        text &= ch >= 0x20 || ch == '\t' || ch == '\r';
+    }
+    if (comma && text) {
+        *why = "its first line looks like a CSV header";
+        return INK_FMT_CSV;
+    }
+    *why = "its first line is neither JSON, msgpack nor a CSV header; assuming JSON Lines";
+    return INK_FMT_JSONL;
+}
+
+static const char *format_name(int f)
+{
+    return f == INK_FMT_CSV ? "CSV" : f == INK_FMT_MSGPACK ? "msgpack" : "JSON Lines";
+}
+
+/* Sniff stdin's format (returned), replaying what was read through a pipe on
+ * fd 0; -1 on a system error (printed). */
+static int sniff_stdin(pthread_t *th, struct replay *r)
+{
+    size_t cap = 65536;
+    r->head = malloc(cap);
+    r->len = 0;
+    if (!r->head) return -1;
+    while (r->len < cap && !memchr(r->head, '\n', r->len)) {
+        ssize_t k = read(0, r->head + r->len, cap - r->len);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        r->len += (size_t)k;
+    }
+    const char *why;
+    int f = guess_format(r->head, r->len, &why);
+    fprintf(stderr, "inkflow send: standard input read as %s: %s (say --format to choose)\n",
+            format_name(f), why);
+    int pfd[2];
+    if (pipe(pfd) < 0 || (r->in = dup(0)) < 0 || dup2(pfd[0], 0) < 0) {
+        fprintf(stderr, "inkflow send: stdin: %s\n", strerror(errno));
+        return -1;
+    }
+    close(pfd[0]);
+    r->out = pfd[1];
+    if (pthread_create(th, NULL, replay_main, r)) {
+        fprintf(stderr, "inkflow send: cannot start the stdin thread\n");
+        return -1;
+    }
+    return f;
+}
+
 static const char send_usage[] =
     "usage: inkflow send ENDPOINT [FILE] [--format csv|jsonl|msgpack] [--bind] [--hwm N]\n"
     "                    [--eos-timeout SECONDS] [CURVE options]\n"
@@ -89,52 +205,70 @@ static const char send_usage[] =
 int ink_cmd_send(int argc, char **argv)
 {
     const char *ep = NULL, *file = "-";
-    int format = INK_FMT_AUTO, bind = 0, nfile = 0;
+    int format = INK_FMT_AUTO, bind = 0;
     long hwm = 10000;
     double eos_timeout = 10;
     struct ink_curve_conf curve = {0};
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0) {
+    static const struct option opts[] = {{"format", required_argument, NULL, 'f'},
+                                         {"bind", no_argument, NULL, 'b'},
+                                         {"hwm", required_argument, NULL, 'H'},
+                                         {"eos-timeout", required_argument, NULL, 'e'},
+                                         CURVE_OPTIONS,
+                                         {0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (curve_opt(c, optarg, &curve)) continue;
+        switch (c) {
+        case OPT_HELP:
             fputs(send_usage, stdout);
             return 0;
-        } else if (curve_opt(argc, argv, &i, &curve)) {
-            continue;
-        } else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) {
-            format = parse_format(argv[++i]);
+        case 'f':
+            format = parse_format(optarg);
             if (format < 0 || format == INK_FMT_TEXT)
-                return ink_usage("send: bad --format '%s'", argv[i]);
-        } else if (strcmp(argv[i], "--bind") == 0) {
+                return ink_usage("send: bad --format '%s' (csv, jsonl or msgpack)", optarg);
+            break;
+        case 'b':
             bind = 1;
-        } else if (strcmp(argv[i], "--hwm") == 0 && i + 1 < argc) {
-            hwm = atol(argv[++i]);
-        } else if (strcmp(argv[i], "--eos-timeout") == 0 && i + 1 < argc) {
-            eos_timeout = atof(argv[++i]);
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return ink_usage("send: unknown option '%s'", argv[i]);
-        } else if (!ep) {
-            ep = argv[i];
-        } else if (!nfile++) {
-            file = argv[i];
-        } else {
-            return ink_usage("send: unexpected argument '%s'", argv[i]);
+            break;
+        case 'H':
+            if (ink_opt_long("send", "hwm", optarg, 0, 1000000000, &hwm)) return 2;
+            break;
+        case 'e':
+            if (ink_opt_double("send", "eos-timeout", optarg, 0.001, 86400, &eos_timeout)) return 2;
+            break;
+        default:
+            return ink_opt_error("send", c, optind, argv);
         }
     }
+    int npos = argc - optind;
+    if (npos > 2) return ink_usage("send: unexpected argument '%s'", argv[optind + 2]);
+    if (npos >= 1) ep = argv[optind];
+    if (npos == 2) file = argv[optind + 1];
     if (!ep) return ink_usage("send: missing ENDPOINT\n%s", send_usage);
     if (curve_check(&curve, "send")) return 2;
     struct ink_file_reader r;
     struct ink_err err = {0};
     struct ink_limits lim = INK_LIMITS_DEFAULT;
+    static pthread_t th;
+    static struct replay rep; /* static: still owned if the thread outlives us */
+    bool replaying = false;
+    if (strcmp(file, "-") == 0 && format == INK_FMT_AUTO) {
+        format = sniff_stdin(&th, &rep);
+        if (format < 0) return 1;
+        replaying = true;
+    }
     if (ink_file_reader_open(&r, file, format, &lim, &err)) {
         fprintf(stderr, "inkflow send: %s\n", err.msg);
         return 1;
     }
     void *ctx = zmq_ctx_new();
-    struct ink_zmq_conf c = {.hwm = hwm, .linger = 2.0, .curve = curve};
+    struct ink_zmq_conf zc = {.hwm = hwm, .linger = 2.0, .curve = curve};
     if (bind)
-        c.bind = (char *)ep;
+        zc.bind = (char *)ep;
     else
-        c.connect = (char *)ep;
-    void *s = ink_zmq_open(ctx, ZMQ_PUSH, &c, &err);
+        zc.connect = (char *)ep;
+    void *s = ink_zmq_open(ctx, ZMQ_PUSH, &zc, &err);
     if (!s) {
         fprintf(stderr, "inkflow send: %s\n", err.msg);
         ink_file_reader_close(&r);
@@ -144,6 +278,7 @@ int ink_cmd_send(int argc, char **argv)
     signal(SIGINT, on_int);
     signal(SIGTERM, on_int);
     struct ink_buf buf = {0};
+    const char *name = strcmp(file, "-") ? file : "stdin";
     uint64_t sent = 0, bad = 0;
     int rc = 0;
     for (;;) {
@@ -154,13 +289,13 @@ int ink_cmd_send(int argc, char **argv)
         int k = ink_file_reader_next(&r, &rec, &why, &raw, &rawlen);
         if (k == 0) break;
         if (k < 0) {
-            fprintf(stderr, "inkflow send: %s: %s\n", file, r.why);
+            fprintf(stderr, "inkflow send: %s: %s\n", name, r.why);
             rc = 1;
             break;
         }
         if (k == 2) {
             bad++;
-            fprintf(stderr, "inkflow send: %s: skipped (%s): %s\n", file, ink_reject_name(why),
+            fprintf(stderr, "inkflow send: %s: skipped (%s): %s\n", name, ink_reject_name(why),
                     r.why);
             continue;
         }
@@ -184,8 +319,19 @@ int ink_cmd_send(int argc, char **argv)
     fprintf(stderr, "inkflow send: %llu records sent%s%s", (unsigned long long)sent,
             e ? "" : ", end of stream acknowledged", bad ? "" : "\n");
     if (bad) fprintf(stderr, ", %llu input records skipped\n", (unsigned long long)bad);
+    if (bad && !sent) {
+        fprintf(stderr, "inkflow send: every input record was skipped; nothing was sent "
+                        "(wrong --format?)\n");
+        rc = 1;
+    }
+    bool at_eof = r.eof;
     ink_buf_fini(&buf);
     ink_file_reader_close(&r);
+    if (replaying && at_eof) {
+        /* the replay thread closed its end: it has finished */
+        pthread_join(th, NULL);
+        free(rep.head);
+    }
     zmq_close(s);
     zmq_ctx_term(ctx);
     return rc;
@@ -203,56 +349,68 @@ static const char recv_usage[] =
 int ink_cmd_recv(int argc, char **argv)
 {
     const char *ep = NULL;
-    long long count = -1;
+    long count = -1;
     int bind = 0, sub = 0, format = INK_FMT_JSONL;
     double timeout = 0;
     struct ink_curve_conf curve = {0};
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0) {
+    static const struct option opts[] = {{"count", required_argument, NULL, 'n'},
+                                         {"bind", no_argument, NULL, 'b'},
+                                         {"socket", required_argument, NULL, 's'},
+                                         {"format", required_argument, NULL, 'f'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         CURVE_OPTIONS,
+                                         {0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (curve_opt(c, optarg, &curve)) continue;
+        switch (c) {
+        case OPT_HELP:
             fputs(recv_usage, stdout);
             return 0;
-        } else if (curve_opt(argc, argv, &i, &curve)) {
-            continue;
-        } else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc) {
-            count = atoll(argv[++i]);
-        } else if (strcmp(argv[i], "--bind") == 0) {
+        case 'n':
+            if (ink_opt_long("recv", "count", optarg, 1, LONG_MAX, &count)) return 2;
+            break;
+        case 'b':
             bind = 1;
-        } else if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {
-            i++;
-            if (strcmp(argv[i], "sub") == 0)
+            break;
+        case 's':
+            if (strcmp(optarg, "sub") == 0)
                 sub = 1;
-            else if (strcmp(argv[i], "pull") != 0)
-                return ink_usage("recv: bad --socket '%s'", argv[i]);
-        } else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) {
-            format = parse_format(argv[++i]);
-            if (format < 0) return ink_usage("recv: bad --format '%s'", argv[i]);
-        } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
-            timeout = atof(argv[++i]);
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return ink_usage("recv: unknown option '%s'", argv[i]);
-        } else if (!ep) {
-            ep = argv[i];
-        } else {
-            return ink_usage("recv: unexpected argument '%s'", argv[i]);
+            else if (strcmp(optarg, "pull") != 0)
+                return ink_usage("recv: bad --socket '%s' (pull or sub)", optarg);
+            break;
+        case 'f':
+            format = parse_format(optarg);
+            if (format < 0)
+                return ink_usage("recv: bad --format '%s' (jsonl, csv, text or msgpack)", optarg);
+            break;
+        case 't':
+            if (ink_opt_double("recv", "timeout", optarg, 0.001, 86400 * 365, &timeout)) return 2;
+            break;
+        default:
+            return ink_opt_error("recv", c, optind, argv);
         }
     }
+    if (argc - optind > 1) return ink_usage("recv: unexpected argument '%s'", argv[optind + 1]);
+    if (argc - optind == 1) ep = argv[optind];
     if (!ep) return ink_usage("recv: missing ENDPOINT\n%s", recv_usage);
     if (curve_check(&curve, "recv")) return 2;
     void *ctx = zmq_ctx_new();
-    struct ink_zmq_conf c = {.hwm = 10000, .linger = 1.0, .subscribe = "", .curve = curve};
+    struct ink_zmq_conf zc = {.hwm = 10000, .linger = 1.0, .subscribe = "", .curve = curve};
     if (bind)
-        c.bind = (char *)ep;
+        zc.bind = (char *)ep;
     else
-        c.connect = (char *)ep;
+        zc.connect = (char *)ep;
     struct ink_err err = {0};
-    void *s = ink_zmq_open(ctx, sub ? ZMQ_SUB : ZMQ_PULL, &c, &err);
+    void *s = ink_zmq_open(ctx, sub ? ZMQ_SUB : ZMQ_PULL, &zc, &err);
     if (!s) {
         fprintf(stderr, "inkflow recv: %s\n", err.msg);
         zmq_ctx_term(ctx);
         return 1;
     }
     struct ink_file_writer w;
-    ink_file_writer_open(&w, "-", format, false, &err);
+    ink_file_writer_open(&w, "-", format, false, false, &err);
     struct ink_decoder dec;
     ink_decoder_init(&dec, NULL);
     signal(SIGINT, on_int);
@@ -261,7 +419,7 @@ int ink_cmd_recv(int argc, char **argv)
     uint64_t got = 0, bad = 0;
     int rc = 0;
     double last = ink_now();
-    while (!interrupted && (count < 0 || (long long)got < count)) {
+    while (!interrupted && (count < 0 || got < (uint64_t)count)) {
         zmq_pollitem_t it = {.socket = s, .events = ZMQ_POLLIN};
         int p = zmq_poll(&it, 1, 100);
         if (p <= 0) {
@@ -319,22 +477,26 @@ int ink_cmd_query(int argc, char **argv)
     const char *ep = NULL, *json = NULL;
     double timeout = 5;
     struct ink_curve_conf curve = {0};
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0) {
+    static const struct option opts[] = {
+        {"timeout", required_argument, NULL, 't'}, CURVE_OPTIONS, {0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (curve_opt(c, optarg, &curve)) continue;
+        switch (c) {
+        case OPT_HELP:
             fputs(query_usage, stdout);
             return 0;
-        } else if (curve_opt(argc, argv, &i, &curve)) {
-            continue;
-        } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
-            timeout = atof(argv[++i]);
-        } else if (!ep) {
-            ep = argv[i];
-        } else if (!json) {
-            json = argv[i];
-        } else {
-            return ink_usage("query: unexpected argument '%s'", argv[i]);
+        case 't':
+            if (ink_opt_double("query", "timeout", optarg, 0.001, 86400, &timeout)) return 2;
+            break;
+        default:
+            return ink_opt_error("query", c, optind, argv);
         }
     }
+    if (argc - optind > 2) return ink_usage("query: unexpected argument '%s'", argv[optind + 2]);
+    if (argc - optind >= 1) ep = argv[optind];
+    if (argc - optind == 2) json = argv[optind + 1];
     if (!ep || !json) return ink_usage("query: need ENDPOINT and JSON\n%s", query_usage);
     if (curve_check(&curve, "query")) return 2;
     struct ink_decoder dec;
@@ -351,9 +513,9 @@ int ink_cmd_query(int argc, char **argv)
     ink_encode_msgpack(&rec, 0, &buf);
     ink_decoder_fini(&dec);
     void *ctx = zmq_ctx_new();
-    struct ink_zmq_conf c = {.hwm = 100, .linger = 0, .connect = (char *)ep, .curve = curve};
+    struct ink_zmq_conf zc = {.hwm = 100, .linger = 0, .connect = (char *)ep, .curve = curve};
     struct ink_err err = {0};
-    void *s = ink_zmq_open(ctx, ZMQ_REQ, &c, &err);
+    void *s = ink_zmq_open(ctx, ZMQ_REQ, &zc, &err);
     int rc = 1;
     if (!s) {
         fprintf(stderr, "inkflow query: %s\n", err.msg);

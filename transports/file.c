@@ -1,5 +1,6 @@
 /* File transport: the reader/writer of record files and the `file` source
- * and sink nodes. */
+ * and sink nodes, with their parameter tables. Their snapshot position is
+ * the source's byte offset and the sink's length (docs/state.md). */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -10,14 +11,10 @@
 #include <unistd.h>
 
 #include "../engine/graph.h"
+#include "../engine/clock.h"
+#include "../engine/lock.h"
+#include "../engine/state.h"
 #include "file_io.h"
-
-const char *ink_path_resolve(const char *base_dir, const char *path, char *buf, size_t n)
-{
-    if (!base_dir || !*base_dir || path[0] == '/' || strcmp(path, "-") == 0) return path;
-    snprintf(buf, n, "%s/%s", base_dir, path);
-    return buf;
-}
 
 static int ends_with(const char *s, const char *suf)
 {
@@ -293,15 +290,31 @@ int ink_file_reader_seek(struct ink_file_reader *r, uint64_t offset, struct ink_
 /* ---- writer ---------------------------------------------------------------- */
 
 int ink_file_writer_open(struct ink_file_writer *w, const char *path, int format, bool append,
-                         struct ink_err *err)
+                         bool lock, struct ink_err *err)
 {
     memset(w, 0, sizeof *w);
     w->is_stdout = strcmp(path, "-") == 0;
     if (format == INK_FMT_AUTO) format = ink_format_from_path(path, INK_FMT_JSONL);
     w->format = format;
-    w->f = w->is_stdout ? stdout : fopen(path, append ? "ab" : "wb");
-    if (!w->f) return ink_err_set(err, INK_EIO, "%s: %s", path, strerror(errno));
-    return 0;
+    if (w->is_stdout) {
+        w->f = stdout;
+        return 0;
+    }
+    /* opened without O_TRUNC: the lock comes before the first change */
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : 0), 0644);
+    if (fd < 0) return ink_err_set(err, INK_EIO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st))
+        rc = ink_err_set(err, INK_EIO, "%s: %s", path, strerror(errno));
+    else if (lock && S_ISREG(st.st_mode))
+        rc = ink_lock_fd(fd, path, "a file sink's output", err);
+    if (!rc && !append && S_ISREG(st.st_mode) && ftruncate(fd, 0))
+        rc = ink_err_set(err, INK_EIO, "%s: truncate: %s", path, strerror(errno));
+    if (!rc && !(w->f = fdopen(fd, append ? "ab" : "wb")))
+        rc = ink_err_set(err, INK_EIO, "%s: %s", path, strerror(errno));
+    if (rc) close(fd);
+    return rc;
 }
 
 int ink_file_writer_write(struct ink_file_writer *w, const struct ink_record *rec)
@@ -356,6 +369,69 @@ int ink_file_writer_close(struct ink_file_writer *w)
 
 /* ---- the file source node ------------------------------------------------------ */
 
+static const char *const src_formats[] = {"auto", "csv", "jsonl", "msgpack", NULL};
+static const char *const sink_formats[] = {"auto", "csv", "jsonl", "msgpack", "text", NULL};
+
+#define FSOFF(f) offsetof(struct ink_file_src_conf, f)
+static const struct ink_param file_src_params[] = {
+    {.name = "path",
+     .type = INK_P_STRING,
+     .offset = FSOFF(path),
+     .flags = INK_PF_REQUIRED,
+     .help = "file to read (relative to the config's directory), or - for standard input"},
+    {.name = "format",
+     .type = INK_P_ENUM,
+     .offset = FSOFF(format),
+     .def = "auto",
+     .choices = src_formats,
+     .help = "csv (header row; t, key, y, arm columns, the rest is x), jsonl or msgpack; auto = "
+             "from the extension"},
+    {.name = "rate",
+     .type = INK_P_DOUBLE,
+     .offset = FSOFF(rate),
+     .def = "0",
+     .min = 0,
+     .max = 1e9,
+     .help = "replay at this many records per second (0 = as fast as possible)"},
+    {0},
+};
+
+#define FKOFF(f) offsetof(struct ink_file_sink_conf, f)
+static const struct ink_param file_sink_params[] = {
+    {.name = "path",
+     .type = INK_P_STRING,
+     .offset = FKOFF(path),
+     .flags = INK_PF_REQUIRED,
+     .help = "file to write (relative to the config's directory), or - for standard output"},
+    {.name = "format",
+     .type = INK_P_ENUM,
+     .offset = FKOFF(format),
+     .def = "auto",
+     .choices = sink_formats,
+     .help = "jsonl, csv, msgpack or text (one readable line per record); auto = from the "
+             "extension, jsonl for -"},
+    {.name = "append",
+     .type = INK_P_BOOL,
+     .offset = FKOFF(append),
+     .def = "false",
+     .help = "append instead of truncating"},
+    {.name = "every",
+     .type = INK_P_INT,
+     .offset = FKOFF(every),
+     .def = "1",
+     .min = 1,
+     .max = 1000000000,
+     .help = "write one record in every N (a readable sample of a long stream)"},
+    {.name = "head",
+     .type = INK_P_INT,
+     .offset = FKOFF(head),
+     .def = "0",
+     .min = 0,
+     .max = (double)INT64_MAX,
+     .help = "write at most this many records (0 = all)"},
+    {0},
+};
+
 struct file_src {
     struct ink_file_reader r;
     const struct ink_file_src_conf *c;
@@ -364,49 +440,31 @@ struct file_src {
     bool progress, progress_shown;
 };
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static struct ink_limits limits_of(const struct ink_graph *g, uint64_t frame)
-{
-    const struct ink_engine_conf *e = &g->cfg->engine;
-    struct ink_limits l = INK_LIMITS_DEFAULT;
-    if (frame) l.max_frame = (uint32_t)frame;
-    if (e->max_dim > 0) l.max_dim = (uint32_t)e->max_dim;
-    if (e->max_depth > 0) l.max_depth = (uint32_t)e->max_depth;
-    if (e->max_record_bytes > 0) l.max_extra = (uint32_t)e->max_record_bytes;
-    return l;
-}
-
 static int fsrc_open(struct ink_node *n, struct ink_err *err)
 {
-    struct file_src *fs = calloc(1, sizeof *fs);
-    if (!fs) return ink_err_set(err, INK_ENOMEM, "out of memory");
-    n->impl = fs;
+    struct file_src *fs = n->impl;
+    fs->r.fd = -1;
     fs->c = n->nc->conf;
-    const char *p = ink_path_resolve(n->g->cfg->base_dir, fs->c->path, fs->path, sizeof fs->path);
-    if (p != fs->path) snprintf(fs->path, sizeof fs->path, "%s", p);
-    struct ink_limits lim = limits_of(n->g, (uint64_t)n->g->cfg->engine.max_record_bytes + 65536);
+    if (!ink_path_resolve(n->g->cfg->base_dir, fs->c->path, fs->path, sizeof fs->path))
+        return ink_err_set(err, INK_EINVAL, "path too long: %s", fs->c->path);
+    struct ink_limits lim =
+        ink__source_limits(n, (uint64_t)n->g->cfg->engine.max_record_bytes + 65536);
     int rc = ink_file_reader_open(&fs->r, fs->path, fs->c->format, &lim, err);
     if (rc) return rc;
-    fs->t_start = mono();
+    fs->t_start = ink_now();
     fs->progress = n->g->cfg->engine.progress && isatty(2) && fs->r.size > 0;
     return 0;
 }
 
-static void *fsrc_socket(struct ink_node *n)
+static int fsrc_pollitem(struct ink_node *n, struct ink_pollitem *pi)
 {
-    (void)n;
-    return NULL;
+    (void)n, (void)pi;
+    return 0; /* always ready */
 }
 
 static void progress(struct ink_node *n, struct file_src *fs, bool final)
 {
-    double t = mono();
+    double t = ink_now();
     if (!final && t - fs->last_progress < 0.5) return;
     fs->last_progress = t;
     double el = t - fs->t_start;
@@ -424,7 +482,7 @@ static int fsrc_pump(struct ink_node *n, int budget)
     for (; done < budget && !n->g->stop; done++) {
         if (fs->c->rate > 0) {
             double due = fs->t_start + (double)n->c.in / fs->c->rate;
-            double wait = due - mono();
+            double wait = due - ink_now();
             if (wait > 0) {
                 if (wait > 0.05) return done; /* let the loop serve sockets meanwhile */
                 struct timespec ts = {0, (long)(wait * 1e9)};
@@ -457,18 +515,53 @@ static int fsrc_pump(struct ink_node *n, int budget)
 static void fsrc_close(struct ink_node *n)
 {
     struct file_src *fs = n->impl;
-    if (!fs) return;
-    ink_file_reader_close(&fs->r);
-    free(fs);
-    n->impl = NULL;
+    if (fs->r.buf || fs->r.fd > 0) ink_file_reader_close(&fs->r);
 }
 
-const struct ink_source_impl ink__file_source = {
+/* The position: the byte offset of the next record. */
+static int fsrc_save(struct ink_node *n, msgpack_packer *pk)
+{
+    struct file_src *fs = n->impl;
+    msgpack_pack_map(pk, 1);
+    ink_pack_key(pk, "offset");
+    return msgpack_pack_uint64(pk, fs->r.consumed) ? INK_ENOMEM : 0;
+}
+
+static int fsrc_restore(struct ink_node *n, const msgpack_object *pos, struct ink_err *err)
+{
+    struct file_src *fs = n->impl;
+    uint64_t offset = 0;
+    int rc = ink_state_u64(pos, "offset", &offset, err);
+    if (rc) return rc;
+    if (fs->r.is_stdin && offset)
+        return ink_err_set(err, INK_ESTATE, "cannot resume stdin at byte %llu",
+                           (unsigned long long)offset);
+    return ink_file_reader_seek(&fs->r, offset, err);
+}
+
+static bool fsrc_finite(const void *conf)
+{
+    (void)conf;
+    return true;
+}
+
+const struct ink_source_type ink_source_file = {
+    .type =
+        {
+            .name = "file",
+            .kind = INK_NODE_SOURCE,
+            .summary = "records from a CSV, JSON Lines or msgpack file",
+            .params = file_src_params,
+            .conf_size = sizeof(struct ink_file_src_conf),
+        },
+    .impl_size = sizeof(struct file_src),
+    .finite = fsrc_finite,
     .open = fsrc_open,
-    .socket = fsrc_socket,
+    .pollitem = fsrc_pollitem,
     .pump = fsrc_pump,
     .close = fsrc_close,
-    .finite = true,
+    .save = fsrc_save,
+    .restore = fsrc_restore,
 };
 
 /* ---- the file sink node -------------------------------------------------------- */
@@ -478,19 +571,31 @@ struct file_snk {
     const struct ink_file_sink_conf *c;
     uint64_t seen;
     bool failed;
+    char why[128]; /* the first failed write's reason (errno) */
 };
+
+/* The first write failure: what it was, logged once; the records from
+ * here on are counted as dropped, and no snapshot vouches for the output. */
+static void sink_failed(struct ink_node *n, struct file_snk *fk, int rc, int e)
+{
+    if (fk->failed) return;
+    fk->failed = true;
+    snprintf(fk->why, sizeof fk->why, "%s", rc == INK_EIO && e ? strerror(e) : ink_strerror(rc));
+    ink__log(n, "write failed (%s); further records are counted as dropped", fk->why);
+}
 
 static int fsnk_open(struct ink_node *n, struct ink_err *err)
 {
-    struct file_snk *fk = calloc(1, sizeof *fk);
-    if (!fk) return ink_err_set(err, INK_ENOMEM, "out of memory");
-    n->impl = fk;
+    struct file_snk *fk = n->impl;
     fk->c = n->nc->conf;
     char buf[4096];
     const char *p = ink_path_resolve(n->g->cfg->base_dir, fk->c->path, buf, sizeof buf);
-    /* A restore must not truncate: the snapshot says how much of it to keep. */
+    if (!p) return ink_err_set(err, INK_EINVAL, "path too long: %s", fk->c->path);
+    /* A restore must not truncate: the snapshot says how much of it to keep.
+     * One owner: a regular file is locked before anything is written to it
+     * (docs/state.md), so a second instance is refused, not interleaved. */
     bool append = fk->c->append || n->g->restoring;
-    return ink_file_writer_open(&fk->w, p, fk->c->format, append, err);
+    return ink_file_writer_open(&fk->w, p, fk->c->format, append, true, err);
 }
 
 static int fsnk_write(struct ink_node *n, const struct ink_record *rec)
@@ -506,11 +611,11 @@ static int fsnk_write(struct ink_node *n, const struct ink_record *rec)
         n->c.dropped++;
         return 1;
     }
+    errno = 0;
     int rc = ink_file_writer_write(&fk->w, rec);
     if (rc) {
-        fk->failed = true;
+        sink_failed(n, fk, rc, errno);
         n->c.dropped++;
-        ink__log(n, "write failed (%s); further records are counted as dropped", ink_strerror(rc));
         return 1;
     }
     return 0;
@@ -519,10 +624,8 @@ static int fsnk_write(struct ink_node *n, const struct ink_record *rec)
 static void fsnk_flush(struct ink_node *n)
 {
     struct file_snk *fk = n->impl;
-    if (fk->w.f && ink_file_writer_flush(&fk->w) && !fk->failed) {
-        fk->failed = true;
-        ink__log(n, "write failed; further records are counted as dropped");
-    }
+    errno = 0;
+    if (fk->w.f && ink_file_writer_flush(&fk->w)) sink_failed(n, fk, INK_EIO, errno);
 }
 
 static void fsnk_finish(struct ink_node *n)
@@ -533,69 +636,93 @@ static void fsnk_finish(struct ink_node *n)
 static void fsnk_close(struct ink_node *n)
 {
     struct file_snk *fk = n->impl;
-    if (!fk) return;
     ink_file_writer_close(&fk->w);
-    free(fk);
-    n->impl = NULL;
 }
 
-const struct ink_sink_impl ink__file_sink = {
-    .open = fsnk_open,
-    .write = fsnk_write,
-    .flush = fsnk_flush,
-    .finish = fsnk_finish,
-    .close = fsnk_close,
-};
-
-/* ---- snapshots (engine/snapshot.c) ------------------------------------------------- */
-
-uint64_t ink__file_source_tell(struct ink_node *n)
-{
-    struct file_src *fs = n->impl;
-    return fs->r.consumed;
-}
-
-int ink__file_source_seek(struct ink_node *n, uint64_t offset, struct ink_err *err)
-{
-    struct file_src *fs = n->impl;
-    if (fs->r.is_stdin && offset)
-        return ink_err_set(err, INK_ESTATE, "cannot resume stdin at byte %llu",
-                           (unsigned long long)offset);
-    return ink_file_reader_seek(&fs->r, offset, err);
-}
-
-int ink__file_sink_tell(struct ink_node *n, struct ink_file_sink_pos *pos, bool sync)
+/* Before a snapshot: what was written is on disk, so the length saved next
+ * is what a crash leaves behind. */
+static int fsnk_sync(struct ink_node *n, struct ink_err *err)
 {
     struct file_snk *fk = n->impl;
-    memset(pos, 0, sizeof *pos);
-    pos->seen = fk->seen;
-    pos->header_done = fk->w.header_done;
+    /* records were lost: a snapshot now would vouch for an output without them */
+    if (fk->failed)
+        return ink_err_set(err, INK_EIO,
+                           "the output lost records after a failed write (%s; %llu dropped)",
+                           fk->why, (unsigned long long)n->c.dropped);
     if (fk->w.is_stdout || !fk->w.f) return 0;
-    if (ink_file_writer_flush(&fk->w)) return INK_EIO;
-    int fd = fileno(fk->w.f);
     struct stat st;
-    if (fstat(fd, &st)) return INK_EIO;
-    if (sync && S_ISREG(st.st_mode) && fdatasync(fd)) return INK_EIO;
-    pos->offset = (uint64_t)st.st_size;
-    pos->is_file = S_ISREG(st.st_mode);
+    int fd = fileno(fk->w.f);
+    if (ink_file_writer_flush(&fk->w) || fstat(fd, &st) || (S_ISREG(st.st_mode) && fdatasync(fd)))
+        return ink_err_set(err, INK_EIO, "cannot flush and sync the output: %s", strerror(errno));
     return 0;
 }
 
-int ink__file_sink_restore(struct ink_node *n, const struct ink_file_sink_pos *pos,
-                           struct ink_err *err)
+/* The position: the output's length (to cut back to on restore), the
+ * records offered so far (sampling with every/head resumes in step) and
+ * whether the CSV header is out. */
+static int fsnk_save(struct ink_node *n, msgpack_packer *pk)
 {
     struct file_snk *fk = n->impl;
-    fk->seen = pos->seen;
-    fk->w.header_skip = pos->header_done; /* the columns are laid out again, silently */
-    if (fk->w.is_stdout || !pos->is_file) return 0;
+    uint64_t offset = 0;
+    bool is_file = false;
+    if (!fk->w.is_stdout && fk->w.f) {
+        if (ink_file_writer_flush(&fk->w)) return INK_EIO;
+        struct stat st;
+        if (fstat(fileno(fk->w.f), &st)) return INK_EIO;
+        offset = (uint64_t)st.st_size;
+        is_file = S_ISREG(st.st_mode);
+    }
+    msgpack_pack_map(pk, 4);
+    ink_pack_key(pk, "offset");
+    msgpack_pack_uint64(pk, offset);
+    ink_pack_key(pk, "seen");
+    msgpack_pack_uint64(pk, fk->seen);
+    ink_pack_key(pk, "header");
+    msgpack_pack_int(pk, fk->w.header_done);
+    ink_pack_key(pk, "is_file");
+    return msgpack_pack_int(pk, is_file) ? INK_ENOMEM : 0;
+}
+
+static int fsnk_restore(struct ink_node *n, const msgpack_object *pos, struct ink_err *err)
+{
+    struct file_snk *fk = n->impl;
+    uint64_t offset = 0, seen = 0, header = 0, is_file = 0;
+    int rc = ink_state_u64(pos, "offset", &offset, err);
+    if (!rc) rc = ink_state_u64(pos, "seen", &seen, err);
+    if (!rc) rc = ink_state_u64(pos, "header", &header, err);
+    if (!rc) rc = ink_state_u64(pos, "is_file", &is_file, err);
+    if (rc) return rc;
+    fk->seen = seen;
+    fk->w.header_skip = header; /* the columns are laid out again, silently */
+    if (fk->w.is_stdout || !is_file) return 0;
     int fd = fileno(fk->w.f);
     struct stat st;
     if (fstat(fd, &st)) return ink_err_set(err, INK_EIO, "%s", strerror(errno));
-    if ((uint64_t)st.st_size < pos->offset)
+    if ((uint64_t)st.st_size < offset)
         return ink_err_set(err, INK_ESTATE,
                            "output is %llu bytes, shorter than the %llu bytes the snapshot saw",
-                           (unsigned long long)st.st_size, (unsigned long long)pos->offset);
-    if (ftruncate(fd, (off_t)pos->offset))
+                           (unsigned long long)st.st_size, (unsigned long long)offset);
+    if (ftruncate(fd, (off_t)offset))
         return ink_err_set(err, INK_EIO, "truncate: %s", strerror(errno));
     return 0;
 }
+
+const struct ink_sink_type ink_sink_file = {
+    .type =
+        {
+            .name = "file",
+            .kind = INK_NODE_SINK,
+            .summary = "records to a JSON Lines, CSV, msgpack or text file (or standard output)",
+            .params = file_sink_params,
+            .conf_size = sizeof(struct ink_file_sink_conf),
+        },
+    .impl_size = sizeof(struct file_snk),
+    .open = fsnk_open,
+    .write = fsnk_write,
+    .flush = fsnk_flush,
+    .sync = fsnk_sync,
+    .finish = fsnk_finish,
+    .close = fsnk_close,
+    .save = fsnk_save,
+    .restore = fsnk_restore,
+};

@@ -10,7 +10,25 @@
 
 #include "../engine/buf.h"
 #include "../engine/codec.h"
-#include "transport.h"
+#include "../engine/path.h"
+
+enum ink_file_format { INK_FMT_AUTO, INK_FMT_CSV, INK_FMT_JSONL, INK_FMT_MSGPACK, INK_FMT_TEXT };
+
+/* `type: file` source. */
+struct ink_file_src_conf {
+    char *path;  /* "-" = stdin */
+    int format;  /* enum ink_file_format; auto = from the extension */
+    double rate; /* records per second, 0 = as fast as possible */
+};
+
+/* `type: file` sink. */
+struct ink_file_sink_conf {
+    char *path; /* "-" = stdout */
+    int format; /* jsonl, csv, msgpack, text; auto = from the extension (stdout: jsonl) */
+    bool append;
+    int64_t every; /* write one record in `every` (1 = all); for human-readable samples */
+    int64_t head;  /* write at most this many records (0 = no limit) */
+};
 
 struct ink_file_reader {
     int fd;
@@ -54,15 +72,15 @@ struct ink_file_writer {
     bool header_skip; /* restored mid-file: lay out the CSV columns, write no header */
 };
 
+/* path "-" = stdout. lock: take an exclusive flock on a regular file before
+ * truncating or writing it (engine/lock.h; INK_EBUSY when another process
+ * holds it); the lock lasts until ink_file_writer_close. */
 int ink_file_writer_open(struct ink_file_writer *w, const char *path, int format, bool append,
-                         struct ink_err *err);
+                         bool lock, struct ink_err *err);
 /* 0, or INK_EIO. Output is buffered; ink_file_writer_flush makes it visible. */
 int ink_file_writer_write(struct ink_file_writer *w, const struct ink_record *rec);
 int ink_file_writer_flush(struct ink_file_writer *w);
 /* Flushes; returns INK_EIO if anything failed to reach the file. */
 int ink_file_writer_close(struct ink_file_writer *w);
-
-/* Resolve a config-relative path into buf (absolute paths and "-" unchanged). */
-const char *ink_path_resolve(const char *base_dir, const char *path, char *buf, size_t n);
 
 #endif

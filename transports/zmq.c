@@ -1,4 +1,7 @@
-/* ZeroMQ transport: the `zmq` source (pull, sub, router) and sink (push, pub). */
+/* ZeroMQ transport: the `zmq` source (pull, sub, router) and sink (push,
+ * pub), their parameter tables, and the process's ZeroMQ context. */
+#include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -7,7 +10,206 @@
 #include "../engine/graph.h"
 #include "zmq_util.h"
 
+#define ZOFF(f) offsetof(struct ink_zmq_conf, f)
+
+static const char *const src_sockets[] = {"pull", "sub", "router", NULL};
+static const char *const sink_sockets[] = {"push", "pub", NULL};
+
+#define COFF(f) (offsetof(struct ink_zmq_conf, curve) + offsetof(struct ink_curve_conf, f))
+static const struct ink_param curve_params[] = {
+    {.name = "secret_key_file",
+     .type = INK_P_STRING,
+     .offset = offsetof(struct ink_curve_conf, secret_key_file),
+     .flags = INK_PF_REQUIRED,
+     .help = "this endpoint's secret key (Z85 file from `inkflow keygen`, mode 0600)"},
+    {.name = "public_key_file",
+     .type = INK_P_STRING,
+     .offset = offsetof(struct ink_curve_conf, public_key_file),
+     .help = "this endpoint's public key (default: derived from the secret key)"},
+    {.name = "server_key",
+     .type = INK_P_STRING,
+     .offset = offsetof(struct ink_curve_conf, server_key),
+     .help = "client side: the server's public key (40 Z85 characters, or a key file); "
+             "absent = this endpoint is the CURVE server"},
+    {.name = "authorized_keys",
+     .type = INK_P_STRING,
+     .offset = offsetof(struct ink_curve_conf, authorized_keys),
+     .help = "server side: the client public keys let in, a file (one Z85 key a line, # "
+             "comments) or a directory of key files; every other client is refused"},
+    {0},
+};
+#define CURVE_PARAM                                                                                \
+    {                                                                                              \
+        .name = "curve", .type = INK_P_OBJECT, .offset = COFF(set), .sub = curve_params,           \
+        .help = "CURVE encryption and client authentication: server side {secret_key_file, "       \
+                "authorized_keys}, client side {server_key, secret_key_file}"                      \
+    }
+
+static const struct ink_param zmq_src_params[] = {
+    {.name = "socket",
+     .type = INK_P_ENUM,
+     .offset = ZOFF(socket),
+     .def = "pull",
+     .choices = src_sockets,
+     .help = "pull (pipeline), sub (publish/subscribe) or router (request/reply service)"},
+    {.name = "bind",
+     .type = INK_P_STRING,
+     .offset = ZOFF(bind),
+     .help = "endpoint to bind, e.g. tcp://127.0.0.1:5555 or ipc:///tmp/in.sock"},
+    {.name = "connect",
+     .type = INK_P_STRING,
+     .offset = ZOFF(connect),
+     .help = "endpoint to connect to (instead of bind)"},
+    {.name = "subscribe",
+     .type = INK_P_STRING,
+     .offset = ZOFF(subscribe),
+     .def = "\"\"",
+     .help = "sub: topic prefix to subscribe to (empty = everything)"},
+    {.name = "hwm",
+     .type = INK_P_INT,
+     .offset = ZOFF(hwm),
+     .def = "10000",
+     .min = 1,
+     .max = 100000000,
+     .help = "receive high-water mark, in messages"},
+    {.name = "max_message_bytes",
+     .type = INK_P_SIZE,
+     .offset = ZOFF(max_message_bytes),
+     .def = "64KiB",
+     .min = 64,
+     .max = 1073741824,
+     .help = "frames larger than this are refused by the socket and counted"},
+    {.name = "conflate",
+     .type = INK_P_BOOL,
+     .offset = ZOFF(conflate),
+     .def = "false",
+     .help = "keep only the newest message (pull/sub; single-frame only)"},
+    {.name = "linger",
+     .type = INK_P_DURATION,
+     .offset = ZOFF(linger),
+     .def = "1s",
+     .min = 0,
+     .max = 3600,
+     .help = "how long close may wait for pending messages"},
+    {.name = "reply_from",
+     .type = INK_P_STRING,
+     .offset = ZOFF(reply_from),
+     .help = "router: the operator whose output for a request is the reply"},
+    {.name = "stop_after_eos",
+     .type = INK_P_INT,
+     .offset = ZOFF(stop_after_eos),
+     .def = "0",
+     .min = 0,
+     .max = 1000000,
+     .help = "pull: end this source after that many end-of-stream markers (0 = run until stopped)"},
+    CURVE_PARAM,
+    {0},
+};
+
+static const struct ink_param zmq_sink_params[] = {
+    {.name = "socket",
+     .type = INK_P_ENUM,
+     .offset = ZOFF(socket),
+     .def = "push",
+     .choices = sink_sockets,
+     .help = "push (pipeline, blocks at the high-water mark) or pub (drops, counted)"},
+    {.name = "bind", .type = INK_P_STRING, .offset = ZOFF(bind), .help = "endpoint to bind"},
+    {.name = "connect",
+     .type = INK_P_STRING,
+     .offset = ZOFF(connect),
+     .help = "endpoint to connect to (instead of bind)"},
+    {.name = "hwm",
+     .type = INK_P_INT,
+     .offset = ZOFF(hwm),
+     .def = "10000",
+     .min = 1,
+     .max = 100000000,
+     .help = "send high-water mark, in messages"},
+    {.name = "linger",
+     .type = INK_P_DURATION,
+     .offset = ZOFF(linger),
+     .def = "1s",
+     .min = 0,
+     .max = 3600,
+     .help = "how long close may wait for pending messages"},
+    {.name = "conflate",
+     .type = INK_P_BOOL,
+     .offset = ZOFF(conflate),
+     .def = "false",
+     .help = "keep only the newest message"},
+    {.name = "eos",
+     .type = INK_P_BOOL,
+     .offset = ZOFF(eos),
+     .def = "true",
+     .help = "push: when the graph ends, send an end-of-stream marker and wait for the receiver's "
+             "acknowledgement"},
+    {.name = "eos_timeout",
+     .type = INK_P_DURATION,
+     .offset = ZOFF(eos_timeout),
+     .def = "5s",
+     .min = 0,
+     .max = 3600,
+     .help = "push: how long to wait for the end-of-stream acknowledgement"},
+    CURVE_PARAM,
+    {0},
+};
+
+static int zmq_check(const void *conf, struct ink_err *err)
+{
+    const struct ink_zmq_conf *c = conf;
+    if (!c->bind == !c->connect)
+        return ink_err_set(err, INK_EINVAL, "give exactly one of 'bind' or 'connect'");
+    if (c->socket == INK_ZMQ_ROUTER && !c->reply_from)
+        return ink_err_set(err, INK_EINVAL,
+                           "a router source needs 'reply_from' (the operator that answers)");
+    if (c->socket != INK_ZMQ_ROUTER && c->reply_from)
+        return ink_err_set(err, INK_EINVAL, "'reply_from' only applies to socket: router");
+    const struct ink_curve_conf *k = &c->curve;
+    if (k->set && k->server_key && k->authorized_keys)
+        return ink_err_set(err, INK_EINVAL,
+                           "curve: 'server_key' makes this endpoint a CURVE client, "
+                           "'authorized_keys' a server; give one of them");
+    if (k->set && !k->server_key && !k->authorized_keys)
+        return ink_err_set(err, INK_EINVAL,
+                           "curve: a CURVE server needs 'authorized_keys' (CURVE alone "
+                           "encrypts but lets any client in); a client needs 'server_key'");
+    return 0;
+}
+
+/* The ZeroMQ context of the graph sockets: created by the first zmq node
+ * that opens, terminated when the last one closes (the security thread of
+ * zmq_sec.c closes its own sockets then). A graph without zmq nodes has none. */
+static struct {
+    pthread_mutex_t mu;
+    void *ctx;
+    int users;
+} zc = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void *ctx_acquire(struct ink_err *err)
+{
+    pthread_mutex_lock(&zc.mu);
+    if (!zc.ctx) zc.ctx = zmq_ctx_new();
+    void *ctx = zc.ctx;
+    if (ctx) zc.users++;
+    pthread_mutex_unlock(&zc.mu);
+    if (!ctx) ink_err_set(err, INK_EIO, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
+    return ctx;
+}
+
+static void ctx_release(void)
+{
+    pthread_mutex_lock(&zc.mu);
+    void *term = NULL;
+    if (--zc.users == 0) {
+        term = zc.ctx;
+        zc.ctx = NULL;
+    }
+    pthread_mutex_unlock(&zc.mu);
+    if (term) zmq_ctx_term(term);
+}
+
 struct zmq_src {
+    void *ctx; /* acquired at open */
     void *sock;
     const struct ink_zmq_conf *c;
     struct ink_decoder dec;
@@ -20,21 +222,11 @@ struct zmq_src {
 static const int src_types[] = {
     [INK_ZMQ_PULL] = ZMQ_PULL, [INK_ZMQ_SUB] = ZMQ_SUB, [INK_ZMQ_ROUTER] = ZMQ_ROUTER};
 
-static struct ink_limits zlimits(const struct ink_graph *g, const struct ink_zmq_conf *c)
-{
-    const struct ink_engine_conf *e = &g->cfg->engine;
-    struct ink_limits l = INK_LIMITS_DEFAULT;
-    l.max_frame = (uint32_t)c->max_message_bytes;
-    if (e->max_dim > 0) l.max_dim = (uint32_t)e->max_dim;
-    if (e->max_depth > 0) l.max_depth = (uint32_t)e->max_depth;
-    if (e->max_record_bytes > 0) l.max_extra = (uint32_t)e->max_record_bytes;
-    return l;
-}
-
 /* Open a node's socket: key paths relative to the config, connection events
  * counted under the node's name, and a warning for a socket open to every
  * interface without CURVE (docs/security.md). */
-static void *open_node(struct ink_node *n, int zt, struct ink_zmq_conf *c, struct ink_err *err)
+static void *open_node(struct ink_node *n, void *ctx, int zt, struct ink_zmq_conf *c,
+                       struct ink_err *err)
 {
     c->base_dir = n->g->cfg->base_dir;
     const char *ep = c->bind ? c->bind : c->connect;
@@ -47,7 +239,7 @@ static void *open_node(struct ink_node *n, int zt, struct ink_zmq_conf *c, struc
                 "(docs/security.md)\n",
                 n->name, ep,
                 n->kind == INK_NODE_SOURCE ? "feed records into the graph" : "read its output");
-    return ink_zmq_open_node(n->g->zctx, zt, c, n->name, err);
+    return ink_zmq_open_node(ctx, zt, c, n->name, err);
 }
 
 /* What the security thread saw on this socket so far (/metrics). */
@@ -78,15 +270,13 @@ static void log_conn_stats(struct ink_node *n)
 
 static int zsrc_open(struct ink_node *n, struct ink_err *err)
 {
-    struct zmq_src *z = calloc(1, sizeof *z);
-    if (!z) return ink_err_set(err, INK_ENOMEM, "out of memory");
-    n->impl = z;
+    struct zmq_src *z = n->impl;
     z->c = n->nc->conf;
-    struct ink_limits lim = zlimits(n->g, z->c);
+    if (!(z->ctx = ctx_acquire(err))) return INK_EIO;
+    struct ink_limits lim = ink__source_limits(n, z->c->max_message_bytes);
     if (ink_decoder_init(&z->dec, &lim)) return ink_err_set(err, INK_ENOMEM, "out of memory");
     if (z->c->reply_from) {
-        for (int i = 0; i < n->g->n; i++)
-            if (strcmp(n->g->nodes[i].name, z->c->reply_from) == 0) z->reply_node = &n->g->nodes[i];
+        z->reply_node = ink__node_find(n->g, z->c->reply_from);
         if (!z->reply_node)
             return ink_err_set(err, INK_EINVAL, "reply_from '%s' is not a node", z->c->reply_from);
     }
@@ -94,20 +284,14 @@ static int zsrc_open(struct ink_node *n, struct ink_err *err)
      * the cap and that are delivered, so they can be counted as too_large. */
     struct ink_zmq_conf sc = *z->c;
     sc.max_message_bytes = z->c->max_message_bytes * 4;
-    z->sock = open_node(n, src_types[z->c->socket], &sc, err);
+    z->sock = open_node(n, z->ctx, src_types[z->c->socket], &sc, err);
     return z->sock ? 0 : INK_EIO;
 }
 
-static void *zsrc_socket(struct ink_node *n)
+static int zsrc_pollitem(struct ink_node *n, struct ink_pollitem *pi)
 {
-    return ((struct zmq_src *)n->impl)->sock;
-}
-
-static int64_t wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    *pi = (struct ink_pollitem){.socket = ((struct zmq_src *)n->impl)->sock, .events = INK_POLLIN};
+    return 1;
 }
 
 /* Decode one payload and dispatch it. */
@@ -130,7 +314,7 @@ static int handle_payload(struct ink_node *n, struct zmq_src *z, zmq_msg_t *m)
         return 0;
     }
     if (!(rec.flags & INK_HAS_T)) {
-        rec.t = wall_ns();
+        rec.t = ink_wall_ns();
         rec.flags |= INK_HAS_T;
     }
     return ink__source_emit(n, &rec);
@@ -207,7 +391,7 @@ static int zsrc_pump(struct ink_node *n, int budget)
         } else if (zmq_msg_more(&m)) {
             struct ink_err err = {0};
             int fresh = 0;
-            int e = ink_eos_handle(n->g->zctx, z->sock, &m, z->received, &z->seen, &fresh, &err);
+            int e = ink_eos_handle(z->ctx, z->sock, &m, z->received, &z->seen, &fresh, &err);
             if (e == 0) {
                 ink__source_reject(n, INK_REJ_DECODE, "multi-frame message (records are one frame)",
                                    NULL, 0);
@@ -235,26 +419,49 @@ static int zsrc_pump(struct ink_node *n, int budget)
 static void zsrc_close(struct ink_node *n)
 {
     struct zmq_src *z = n->impl;
-    if (!z) return;
     if (z->sock) log_conn_stats(n);
     if (z->sock) zmq_close(z->sock);
     ink_decoder_fini(&z->dec);
-    free(z);
-    n->impl = NULL;
+    if (z->ctx) ctx_release();
+    memset(z, 0, sizeof *z);
 }
 
-const struct ink_source_impl ink__zmq_source = {
+static bool zsrc_finite(const void *conf)
+{
+    const struct ink_zmq_conf *c = conf;
+    return c->socket == INK_ZMQ_PULL && c->stop_after_eos > 0;
+}
+
+static const char *zsrc_reply_from(const void *conf)
+{
+    const struct ink_zmq_conf *c = conf;
+    return c->socket == INK_ZMQ_ROUTER ? c->reply_from : NULL;
+}
+
+const struct ink_source_type ink_source_zmq = {
+    .type =
+        {
+            .name = "zmq",
+            .kind = INK_NODE_SOURCE,
+            .summary = "records from a ZeroMQ socket (pull, sub, or router for request/reply)",
+            .params = zmq_src_params,
+            .conf_size = sizeof(struct ink_zmq_conf),
+            .check = zmq_check,
+        },
+    .impl_size = sizeof(struct zmq_src),
+    .finite = zsrc_finite,
+    .reply_from = zsrc_reply_from,
     .open = zsrc_open,
-    .socket = zsrc_socket,
+    .pollitem = zsrc_pollitem,
     .pump = zsrc_pump,
     .close = zsrc_close,
-    .finite = false,
     .conn = zmq_conn,
 };
 
 /* ---- sink -------------------------------------------------------------------- */
 
 struct zmq_snk {
+    void *ctx; /* acquired at open */
     void *sock;
     const struct ink_zmq_conf *c;
     struct ink_buf buf;
@@ -265,14 +472,13 @@ struct zmq_snk {
 
 static int zsnk_open(struct ink_node *n, struct ink_err *err)
 {
-    struct zmq_snk *z = calloc(1, sizeof *z);
-    if (!z) return ink_err_set(err, INK_ENOMEM, "out of memory");
-    n->impl = z;
+    struct zmq_snk *z = n->impl;
     z->c = n->nc->conf;
+    if (!(z->ctx = ctx_acquire(err))) return INK_EIO;
     /* a sink's `socket` indexes its own choices: 0 push, 1 pub */
     z->pub = z->c->socket == INK_ZMQ_SINK_PUB;
     z->conf = *z->c;
-    z->sock = open_node(n, z->pub ? ZMQ_PUB : ZMQ_PUSH, &z->conf, err);
+    z->sock = open_node(n, z->ctx, z->pub ? ZMQ_PUB : ZMQ_PUSH, &z->conf, err);
     return z->sock ? 0 : INK_EIO;
 }
 
@@ -322,22 +528,31 @@ static void zsnk_finish(struct ink_node *n)
     struct ink_err err = {0};
     uint64_t got = 0;
     const char *ep = z->c->bind ? z->c->bind : z->c->connect;
-    int rc = ink_eos_send(n->g->zctx, z->sock, ep, n->c.out, timeout, &got, &err);
+    int rc = ink_eos_send(z->ctx, z->sock, ep, n->c.out, timeout, &got, &err);
     if (rc) ink__log(n, "%s", err.msg);
 }
 
 static void zsnk_close(struct ink_node *n)
 {
     struct zmq_snk *z = n->impl;
-    if (!z) return;
     if (z->sock) log_conn_stats(n);
     if (z->sock) zmq_close(z->sock);
     ink_buf_fini(&z->buf);
-    free(z);
-    n->impl = NULL;
+    if (z->ctx) ctx_release();
+    memset(z, 0, sizeof *z);
 }
 
-const struct ink_sink_impl ink__zmq_sink = {
+const struct ink_sink_type ink_sink_zmq = {
+    .type =
+        {
+            .name = "zmq",
+            .kind = INK_NODE_SINK,
+            .summary = "records to a ZeroMQ socket (push or pub)",
+            .params = zmq_sink_params,
+            .conf_size = sizeof(struct ink_zmq_conf),
+            .check = zmq_check,
+        },
+    .impl_size = sizeof(struct zmq_snk),
     .open = zsnk_open,
     .write = zsnk_write,
     .flush = zsnk_flush,

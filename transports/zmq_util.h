@@ -1,7 +1,8 @@
 /* ZeroMQ plumbing shared by the zmq source/sink and the send/recv/query
- * commands: socket set-up from a conf, and the end-of-stream exchange.
+ * commands: socket set-up from a conf with CURVE and the ZAP handler
+ * (zmq_sec.c), and the end-of-stream exchange (zmq_eos.c).
  *
- * End of stream (DESIGN.md "A stream's end is explicit"): libzmq 4.3.4 can
+ * End of stream (docs/design.md#end-of-stream): libzmq 4.3.4 can
  * drop the last messages of a PUSH socket closed right after its last send
  * (zeromq/libzmq#4660). So a sender finishes with a two-frame control
  * message ["INKFLOW-EOS", msgpack {id, sent, ack}] on the same pipe as the
@@ -20,8 +21,42 @@
 #include <stdint.h>
 #include <zmq.h>
 
+#include "../engine/clock.h"
 #include "../engine/err.h"
-#include "transport.h"
+
+/* `socket:` indexes the node's own choices: sources pull/sub/router, sinks push/pub. */
+enum ink_zmq_socket { INK_ZMQ_PULL, INK_ZMQ_SUB, INK_ZMQ_ROUTER };
+enum ink_zmq_sink_socket { INK_ZMQ_SINK_PUSH, INK_ZMQ_SINK_PUB };
+
+/* `curve:` on a zmq endpoint (docs/security.md). With `server_key` the
+ * socket is a CURVE client of that server; without it, a CURVE server that
+ * admits only the keys in `authorized_keys` (checked by the engine's ZAP
+ * handler). Key files hold Z85 text, as `inkflow keygen` writes them. */
+struct ink_curve_conf {
+    bool set;
+    char *secret_key_file; /* this socket's secret key (server and client) */
+    char *public_key_file; /* this socket's public key (optional: derived from the secret) */
+    char *server_key;      /* client: the server's public key, Z85 text or a key file */
+    char *authorized_keys; /* server: allow-list, a file (one key a line) or a directory */
+};
+
+/* `type: zmq` source or sink. */
+struct ink_zmq_conf {
+    int socket;           /* enum ink_zmq_socket (sources) or ink_zmq_sink_socket (sinks) */
+    char *bind, *connect; /* exactly one */
+    char *subscribe;      /* sub: topic prefix ("" = everything) */
+    int64_t hwm;          /* high-water mark, messages */
+    uint64_t max_message_bytes;
+    bool conflate;
+    double linger;    /* seconds */
+    char *reply_from; /* router: the operator whose output is the reply */
+    int64_t
+        stop_after_eos; /* pull: end the source after this many end-of-stream markers (0 = never) */
+    bool eos;           /* push sink: finish with the end-of-stream exchange */
+    double eos_timeout; /* push sink: how long to wait for the acknowledgement */
+    struct ink_curve_conf curve;
+    const char *base_dir; /* set at open: where relative key paths start (NULL = cwd) */
+};
 
 #define INK_EOS_TAG     "INKFLOW-EOS"
 #define INK_EOS_ACK_TAG "INKFLOW-EOS-ACK"
@@ -76,7 +111,7 @@ struct ink_eos_seen {
 int ink_eos_handle(void *ctx, void *sock, zmq_msg_t *tag, uint64_t received,
                    struct ink_eos_seen *seen, int *fresh, struct ink_err *err);
 
-/* Monotonic seconds. */
-double ink_now(void);
+/* zmq_setsockopt of an int (zmq_sec.c, zmq_eos.c). */
+int ink__zmq_setint(void *s, int opt, int v);
 
 #endif

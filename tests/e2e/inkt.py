@@ -89,6 +89,24 @@ def wait_for(pred, timeout=30, step=0.05):
     return False
 
 
+def listening(ep):
+    """Whether a TCP endpoint (tcp://127.0.0.1:PORT) has a listening socket,
+    read from /proc/net/tcp without connecting to it (a probe connection
+    would count as a peer)."""
+    port = int(ep.rsplit(":", 1)[1])
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    cols = line.split()
+                    if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                        return True
+        except FileNotFoundError:
+            pass
+    return False
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:

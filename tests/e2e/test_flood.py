@@ -20,13 +20,13 @@ import os
 import re
 import signal
 import sys
-import time
 
 import msgpack
 import zmq
 
 sys.path.insert(0, os.path.dirname(__file__))
 import inkt  # noqa: E402
+from inkprom import get, scrape, value  # noqa: E402
 
 B = inkt.INKFLOW
 HWM = 50
@@ -70,9 +70,9 @@ HOSTILE = {
 WRONG_DIM = msgpack.packb({"x": [1.0, 2.0, 3.0], "y": 1.0})  # valid, but the operator needs 2
 
 
-def config(d, ep, out):
+def config(d, ep, out, port):
     return inkt.write_config(d, """
-engine: {seed: 7}
+engine: {seed: 7, http: {listen: "127.0.0.1:%d"}}
 sources:
   feed: {type: zmq, socket: pull, bind: "%s", hwm: %d, max_message_bytes: %d}
 operators:
@@ -80,7 +80,7 @@ operators:
           gamma: 0.5, mu: 1.0, qbar: 4, max_dict: 128, predict: true}
 sinks:
   out: {type: file, path: %s, inputs: [model]}
-""" % (ep, HWM, MAXMSG, out), name=out + ".yaml")
+""" % (port, ep, HWM, MAXMSG, out), name=out + ".yaml")
 
 
 def status_kib(pid, field):
@@ -99,11 +99,26 @@ def lines(path):
         return 0
 
 
+def log_has(path, text):
+    with open(path, "rb") as f:
+        return text.encode() in f.read()
+
+
+def disconnected(port):
+    fams = scrape(port)
+    v = fams and value(fams, "inkflow_connections", "inkflow_connections_total", node="feed",
+                       event="disconnected")
+    return v or 0
+
+
 def run(d, name, hostile):
     ep = inkt.endpoint()
+    port = inkt.free_port()
     out = os.path.join(d, name + ".jsonl")
-    g = inkt.start([B, "run", config(d, ep, name + ".jsonl")])
-    time.sleep(0.4)
+    errpath = os.path.join(d, name + ".err")
+    g = inkt.start([B, "run", config(d, ep, name + ".jsonl", port)], stderr=open(errpath, "wb"))
+    inkt.check(inkt.wait_for(lambda: get(port, "/health")[0] == 200, timeout=30),
+               "%s: graph up (/health answers)" % name)
     idle_hwm = status_kib(g.pid, "VmHWM")
     ctx = zmq.Context()
     s = ctx.socket(zmq.PUSH)
@@ -128,21 +143,27 @@ def run(d, name, hostile):
     if hostile:
         # forged end-of-stream markers asking for an acknowledgement to a third
         # host: ignored (logged), not counted as records, and they end nothing
-        for k in range(3):
-            time.sleep(0.3)  # past the log rate limit (5 lines a second)
+        # (one more marker until the refusal is logged: the node's log lines
+        # are rate-limited, and a hostile frame's line may have just gone by)
+        for k in range(30):
             s.send(b"INKFLOW-EOS", zmq.SNDMORE)
             s.send(msgpack.packb({"id": 99 + k, "sent": 0, "ack": "tcp://192.0.2.1:9"}))
+            if inkt.wait_for(lambda: log_has(errpath, "not on the sender's host"), timeout=1):
+                break
         s.send(valid(N_VALID))
         # frames over the socket's limit (4 x max_message_bytes): libzmq drops
-        # the connection; a second socket so the main one is not affected
-        s2 = ctx.socket(zmq.PUSH)
-        s2.setsockopt(zmq.LINGER, 0)
-        s2.connect(ep)
+        # the connection; a fresh socket for each, so the main one is not
+        # affected, and the next is sent once the drop has been counted
         for _ in range(3):
+            before = disconnected(port)
+            s2 = ctx.socket(zmq.PUSH)
+            s2.setsockopt(zmq.LINGER, 2000)
+            s2.connect(ep)
             s2.send(b"\x81\xa1x\xc4" + b"\0" * (4 * MAXMSG + 100))
             over += 1
-            time.sleep(0.3)
-        s2.close()
+            inkt.check(inkt.wait_for(lambda: disconnected(port) > before, timeout=30),
+                       "%s: connection %d dropped for a frame over the limit" % (name, over))
+            s2.close()
     n_out = N_VALID + (1 if hostile else 0)
     ok = inkt.wait_for(lambda: lines(out) >= n_out, timeout=60)
     inkt.check(ok, "%s: all %d valid records came out (%d)" % (name, n_out, lines(out)))
@@ -151,7 +172,8 @@ def run(d, name, hostile):
     ctx.term()
     g.send_signal(signal.SIGTERM)
     g.wait(timeout=15)
-    err = g.stderr.read().decode()
+    with open(errpath, "rb") as f:
+        err = f.read().decode()
     inkt.check(g.returncode == 0, "%s: exit 0" % name)
     return out, err, idle_hwm, peak, sent, over
 

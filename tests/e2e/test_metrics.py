@@ -47,6 +47,7 @@ sinks:
   out: {type: file, path: out.msgpack, inputs: [model, cdf]}
 """ % (port, e_in))
 os.makedirs(os.path.join(d, "snap"))
+t_started = time.time()
 g = inkt.start([inkt.INKFLOW, "run", cfg])
 inkt.check(inkt.wait_for(lambda: get(port, "/ready")[0] == 200, timeout=20),
            "/ready answers 200 once the zmq source is bound")
@@ -113,7 +114,33 @@ if fams:
     inkt.check(v("inkflow_operator_keys", "inkflow_operator_keys", node="cdf") == 4 and
                v("inkflow_operator_memory_bound_bytes", "inkflow_operator_memory_bound_bytes",
                  node="cdf") > 0, "keyed ecdf: 4 keys, a memory bound")
-time.sleep(0.6)
+    # build and process metrics, against the binary and /proc
+    ver = inkt.run([inkt.INKFLOW, "--version"]).stdout.decode().split()
+    bi = [smp for f in fams.values() for smp in f.samples if smp.name == "inkflow_build_info"]
+    inkt.check(len(bi) == 1 and bi[0].value == 1 and "inkflow %s (commit %s)" % (
+        bi[0].labels.get("version"), bi[0].labels.get("commit")) == " ".join(ver),
+               "inkflow_build_info{version, commit} matches `inkflow --version` (%s; %s)"
+               % (bi[0].labels if bi else None, " ".join(ver)))
+    cpu = v("process_cpu_seconds", "process_cpu_seconds_total")
+    rss = v("process_resident_memory_bytes", "process_resident_memory_bytes")
+    fds = v("process_open_fds", "process_open_fds")
+    start = v("process_start_time_seconds", "process_start_time_seconds")
+    real_fds = len(os.listdir("/proc/%d/fd" % g.pid))
+    inkt.check(cpu is not None and 0 < cpu < 600, "process_cpu_seconds_total %s" % cpu)
+    inkt.check(rss is not None and abs(rss / 1024 - inkt.rss_kib(g.pid)) < 0.5 * inkt.rss_kib(g.pid),
+               "process_resident_memory_bytes %s near VmRSS %d KiB" % (rss, inkt.rss_kib(g.pid)))
+    inkt.check(fds is not None and abs(fds - real_fds) <= 3,
+               "process_open_fds %s near /proc/PID/fd's %d" % (fds, real_fds))
+    inkt.check(start is not None and abs(start - t_started) < 30,
+               "process_start_time_seconds %s within 30 s of the launch (%.0f)" % (start, t_started))
+
+
+def snapped():
+    f = scrape(port)
+    return f is not None and (value(f, "inkflow_snapshots", "inkflow_snapshots_total") or 0) >= 1
+
+
+inkt.check(inkt.wait_for(snapped, timeout=30), "a snapshot is taken")
 fams = scrape(port)
 snaps = value(fams, "inkflow_snapshots", "inkflow_snapshots_total")
 age = value(fams, "inkflow_snapshot_age_seconds", "inkflow_snapshot_age_seconds")
