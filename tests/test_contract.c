@@ -73,6 +73,9 @@ static const struct contract_case cases[] = {
     {"bkb", "bbkb", "arms: {grid: {lo: [0, 0], hi: [1, 1], n: 5}}, batch: {ratio: 2}", 0, true, 25},
     {"ecdf", "ecdf kll", "mode: kll, k: 16", 1, false, 0},
     {"ecdf", "ecdf grid", "mode: grid, grid: {lo: [0, 0], hi: [1, 1], n: [6, 5]}", 2, false, 0},
+    {"ecdf", "ecdf kll publish", "mode: kll, k: 16, publish: 7", 1, false, 0},
+    {"ecdf", "ecdf grid publish", "mode: grid, grid: {lo: [0, 0], hi: [1, 1], n: [6, 5]}, publish: 5",
+     2, false, 0},
     {"ecdf", "ecdf exact", "mode: exact, dim: 2, window: 16", 2, false, 0},
     {"ecdf", "ecdf kde",
      "mode: kde, grid: {lo: [0, 0], hi: [1, 1], n: [7, 7]}, h: [0.2, 0.3], "
