@@ -286,8 +286,9 @@ static size_t layout(struct ecdf *s, const struct ink_ecdf_conf *c)
         }
     }
     if (c->publish > 0) {
-        size_t pb = c->mode == INK_ECDF_KLL ? ink__partial_kll_bytes((uint32_t)c->k)
-                                            : ink__partial_grid_bytes(d, nodes_total(c), cells_of(c));
+        size_t pb = c->mode == INK_ECDF_KLL
+                        ? ink__partial_kll_bytes((uint32_t)c->k)
+                        : ink__partial_grid_bytes(d, nodes_total(c), cells_of(c));
         s->pbuf = ink_carve_take(&cv, pb);
     }
     return ink_carve_size(&cv);

@@ -48,8 +48,7 @@ struct ink__partial {
 
 /* The bin object [p, p + len): its payload parsed into *out; 0, or INK_EINVAL
  * with err saying what is wrong. */
-int ink__partial_parse(const uint8_t *p, size_t len, struct ink__partial *out,
-                       struct ink_err *err);
+int ink__partial_parse(const uint8_t *p, size_t len, struct ink__partial *out, struct ink_err *err);
 /* A parsed kll partial into s (ink__kll_init'ed with the same k, any
  * mergeable): s then holds exactly the published sketch. */
 void ink__partial_to_kll(const struct ink__partial *pt, struct ink__kll *s);
