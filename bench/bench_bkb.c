@@ -4,7 +4,9 @@
  * kernel (prior k/lambda, unit noise in KRR units), T rounds. Prints `name value unit` rows.
  *
  *   bench_bkb [A] [T] [seed] [D] [ALGO] [SIGMA] [LAMBDA] [QBAR] [OPSEED]
- *                                 defaults 5000 500 1 2 all 0.25 0.01 2 5
+ *                                 defaults 5000 500 1 2 all 0.25 0.01 0 5
+ *
+ * QBAR 0 leaves the operator's default (2 (1 + lambda), docs/bkb.md).
  *
  * seed draws the arms and the noise; OPSEED is the bkb operator's own RNG seed.
  *
@@ -80,7 +82,7 @@ static double hartmann4(const double *x)
 static double SIGMA = 0.25;
 static const double NVAR = 0.01; /* noise variance (noise sd 0.1) */
 static double LAMBDA = 0.01;     /* regularizer, default the noise variance */
-static double QBAR = 2;          /* bkb dictionary oversampling */
+static double QBAR = 0;          /* bkb dictionary oversampling; 0: the operator's default */
 static int64_t OPSEED = 5;       /* bkb operator RNG seed */
 
 static double rbf(const double *x, const double *z)

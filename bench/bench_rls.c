@@ -4,7 +4,7 @@
  *
  *   bench_rls [n]                   n arrivals per row (default 20000), then the
  *                                   comparison with exact RLS and KRR at n = 20,000
- *   bench_rls n max_dict batch [g [cholesky]]  one throughput row
+ *   bench_rls n max_dict batch [g [eigen|cholesky [slack [predict]]]]  one throughput row
  *   bench_rls rss n1 n2 [predict]   peak RSS after n1 and after n2 arrivals
  *
  * The dictionary size is held near the target by max_dict with a small gamma:
@@ -50,7 +50,7 @@ struct sink {
     double dict_sum;
     long n;
     double gamma_eff;
-    int64_t reest;
+    int64_t reest, refreshes;
 };
 
 static int count(void *ctx, const struct ink_record *r)
@@ -60,6 +60,7 @@ static int count(void *ctx, const struct ink_record *r)
         if (!strcmp(r->fields[i].name, "dict")) s->dict_sum += (double)r->fields[i].v.i;
         if (!strcmp(r->fields[i].name, "gamma_eff")) s->gamma_eff = r->fields[i].v.f;
         if (!strcmp(r->fields[i].name, "reestimations")) s->reest = r->fields[i].v.i;
+        if (!strcmp(r->fields[i].name, "refreshes")) s->refreshes = r->fields[i].v.i;
     }
     s->n++;
     return 0;
@@ -75,11 +76,13 @@ static double *make_data(long n, uint64_t seed)
 }
 
 static int rescore = INK_RLS_EIGEN; /* rls_sketch `rescore` for the next run */
+static double slack;                /* rls_sketch `slack` (main sets its default) */
 
 static struct ink_rls_conf sketch_conf(int max_dict, int batch, double gamma)
 {
     struct ink_rls_conf c = {0};
     c.rescore = rescore;
+    c.slack = slack;
     c.kernel.set = true;
     c.kernel.type = INK_K_GAUSSIAN;
     c.kernel.sigma = 2.0;
@@ -107,11 +110,17 @@ static void *sketch_init(const struct ink_rls_conf *c)
 }
 
 /* Seconds for n arrivals (after `warm` unmeasured ones); *mean_dict. */
+static const double *targets_y; /* with predict: y for each row of X (run_sketch) */
+
 static double run_sketch(int max_dict, int batch, double gamma, const double *X, long warm, long n,
                          double *mean_dict, double *gamma_eff)
 {
     struct ink_rls_conf c = sketch_conf(max_dict, batch, gamma);
     c.rescore = rescore;
+    if (targets_y) {
+        c.predict = true;
+        c.mu = gamma;
+    }
     void *st = calloc(1, ink_op_rls_sketch.state_size);
     struct ink_err err = {0};
     if (ink_op_rls_sketch.init(st, &c, NULL, &err)) {
@@ -130,6 +139,10 @@ static double run_sketch(int max_dict, int batch, double gamma, const double *X,
             sk = (struct sink){0};
         }
         r.x = X + (size_t)i * D;
+        if (targets_y) {
+            r.flags = INK_HAS_X | INK_HAS_Y;
+            r.y = targets_y[i];
+        }
         if (ink_op_rls_sketch.process(st, &r, &em, &err)) {
             fprintf(stderr, "process: %s\n", err.msg);
             exit(1);
@@ -139,8 +152,8 @@ static double run_sketch(int max_dict, int batch, double gamma, const double *X,
     *mean_dict = sk.dict_sum / (double)sk.n;
     struct ink_record q = {.flags = INK_HAS_OP, .op = "dict", .op_len = 4};
     ink_op_rls_sketch.query(st, &q, &em, &err);
-    fprintf(stderr, "max_dict %d batch %d: %lld re-estimations in %ld arrivals\n", max_dict, batch,
-            (long long)sk.reest, warm + n);
+    fprintf(stderr, "max_dict %d batch %d: %lld re-estimations, %lld refreshes in %ld arrivals\n",
+            max_dict, batch, (long long)sk.reest, (long long)sk.refreshes, warm + n);
     *gamma_eff = sk.gamma_eff;
     ink_op_rls_sketch.fini(st);
     free(st);
@@ -264,67 +277,13 @@ static int rss_mode(long n1, long n2, bool predict)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* Accuracy on a stream's first w1 points: the sketch (gamma = mu = 30) with
+ * predict on against the exact scores and exact prequential KRR.
+ * alpha = (1+eps)/(1-eps) = 3. */
+static int accuracy(const double *Y, const double *y, long w1, const double *tau,
+                    const double *yhat, int max_dict, int batch, const char *tag)
 {
-    openblas_set_num_threads(1);
-    if (argc >= 4 && !strcmp(argv[1], "rss"))
-        return rss_mode(atol(argv[2]), atol(argv[3]), argc > 4 && !strcmp(argv[4], "predict"));
-    long n = argc > 1 ? atol(argv[1]) : 20000;
-    long warm = 2000;
-    double *X = make_data(warm + n, 7);
-    if (argc > 3) { /* one row: bench_rls n max_dict batch [gamma] */
-        int md0 = atoi(argv[2]), b0 = atoi(argv[3]);
-        double g0 = argc > 4 ? atof(argv[4]) : 1e-3, md, ge;
-        if (argc > 5 && !strcmp(argv[5], "cholesky")) rescore = INK_RLS_CHOLESKY;
-        double dt = run_sketch(md0, b0, g0, X, warm, n, &md, &ge);
-        printf("rls_d8_dict%d_batch%d_arrivals %.0f 1/s\n", md0, b0, n / dt);
-        printf("rls_d8_dict%d_batch%d_mean_dict %.1f points\n", md0, b0, md);
-        printf("rls_d8_dict%d_batch%d_gamma_eff %.4g -\n", md0, b0, ge);
-        free(X);
-        return 0;
-    }
-    /* gamma per row puts the dictionary near 64 / 256 / 1024 for this stream
-     * (N(0, I_8), sigma 2) without the cap binding; max_dict leaves room. */
-    static const int targets[] = {64, 256, 1024};
-    static const double gammas[] = {250, 30, 4};
-    for (int s = 0; s < 3; s++) {
-        for (int b = 0; b < 3; b++) { /* batch 1, 1024, 1024 with rescore: cholesky */
-            int batch = b == 0 ? 1 : 1024;
-            const char *tag = b == 2 ? "chol" : "";
-            if (batch == 1 && targets[s] > 256) continue; /* O(m^3) per arrival: minutes */
-            long nn = batch == 1 ? n / (targets[s] > 64 ? 100 : 10) : n;
-            double md, ge;
-            rescore = b == 2 ? INK_RLS_CHOLESKY : INK_RLS_EIGEN;
-            double dt = run_sketch(targets[s] * 3 / 2, batch, gammas[s], X, warm, nn, &md, &ge);
-            printf("rls_d8_near%d_batch%d%s_arrivals %.0f 1/s\n", targets[s], batch, tag, nn / dt);
-            printf("rls_d8_near%d_batch%d%s_mean_dict %.1f points\n", targets[s], batch, tag, md);
-            fflush(stdout);
-        }
-        rescore = INK_RLS_EIGEN;
-    }
-    /* Exact incremental leverage scores at n = 20,000: time a window of steps
-     * at t in [w0, w1) and scale by sum t^2 (the step cost is O(t^2)). */
-    long N = 20000, w0 = 3000, w1 = 3200;
-    double *Y = make_data(N, 9), *y = make_targets(Y, w1, 10);
-    double *tau = malloc(sizeof(double) * w1), *yhat = malloc(sizeof(double) * w1);
-    /* The same gamma (30) and sigma (2) as the sketch run below, mu = gamma. */
-    double dtw = exact_window(Y, w0, w1, 30, 2.0, y, tau, yhat);
-    double sum_all = 0, sum_win = 0;
-    for (long t = 1; t < N; t++) sum_all += (double)t * t;
-    for (long t = w0; t < w1; t++) sum_win += (double)t * t;
-    double exact_total = dtw * sum_all / sum_win;
-    double md, ge;
-    double sk_total = run_sketch(384, 1024, 30, Y, 0, N, &md, &ge);
-    printf("exact_incremental_rls_n20000_extrapolated %.1f s\n", exact_total);
-    printf("rls_sketch_n20000_near256_batch1024 %.2f s\n", sk_total);
-    printf("rls_sketch_n20000_mean_dict %.1f points\n", md);
-    printf("exact_window_steps_%ld_%ld %.3f s\n", w0, w1, dtw);
-    printf("rls_speedup_vs_exact_n20000 %.0f x\n", exact_total / sk_total);
-
-    /* Accuracy on the same stream's first w1 points: the same sketch with
-     * predict on (mu = gamma = 30) against the exact scores and exact
-     * prequential KRR above. alpha = (1+eps)/(1-eps) = 3. */
-    struct ink_rls_conf c = sketch_conf(384, 1024, 30);
+    struct ink_rls_conf c = sketch_conf(max_dict, batch, 30);
     c.predict = true;
     c.mu = 30;
     void *st = sketch_init(&c);
@@ -353,15 +312,104 @@ int main(int argc, char **argv)
             se_exact += (yhat[t] - y[t]) * (yhat[t] - y[t]);
         }
     }
-    printf("rls_band_share_n%ld %.4f -\n", w1, (double)in_band / (double)w1);
-    printf("rls_band_ratio_min %.4f -\n", worst_lo);
-    printf("rls_band_ratio_max %.4f -\n", worst_hi);
-    printf("rls_krr_mse_sketch_n%ld %.5f -\n", w1, se / (double)(w1 - skip));
-    printf("rls_krr_mse_exact_n%ld %.5f -\n", w1, se_exact / (double)(w1 - skip));
-    printf("rls_krr_mse_ratio %.4f -\n", se / se_exact);
-    printf("rls_accuracy_gamma_eff %.4g -\n", cap.gamma_eff);
+    printf("rls%s_band_share_n%ld %.4f -\n", tag, w1, (double)in_band / (double)w1);
+    printf("rls%s_band_ratio_min %.4f -\n", tag, worst_lo);
+    printf("rls%s_band_ratio_max %.4f -\n", tag, worst_hi);
+    printf("rls%s_krr_mse_sketch_n%ld %.5f -\n", tag, w1, se / (double)(w1 - skip));
+    printf("rls%s_krr_mse_exact_n%ld %.5f -\n", tag, w1, se_exact / (double)(w1 - skip));
+    printf("rls%s_krr_mse_ratio %.4f -\n", tag, se / se_exact);
+    printf("rls%s_accuracy_gamma_eff %.4g -\n", tag, cap.gamma_eff);
     ink_op_rls_sketch.fini(st);
-    free(st), free(cap.tau), free(cap.yhat), free(tau), free(yhat), free(y);
+    free(st), free(cap.tau), free(cap.yhat);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    openblas_set_num_threads(1);
+    for (const struct ink_param *p = ink_rls_params; p->name; p++)
+        if (!strcmp(p->name, "slack")) slack = atof(p->def); /* the operator's default */
+    if (argc >= 4 && !strcmp(argv[1], "rss"))
+        return rss_mode(atol(argv[2]), atol(argv[3]), argc > 4 && !strcmp(argv[4], "predict"));
+    long n = argc > 1 ? atol(argv[1]) : 20000;
+    long warm = 2000;
+    double *X = make_data(warm + n, 7);
+    if (argc > 3) { /* one row: bench_rls n max_dict batch [gamma] */
+        int md0 = atoi(argv[2]), b0 = atoi(argv[3]);
+        double g0 = argc > 4 ? atof(argv[4]) : 1e-3, md, ge;
+        if (argc > 5 && !strcmp(argv[5], "cholesky")) rescore = INK_RLS_CHOLESKY;
+        if (argc > 6) slack = atof(argv[6]);
+        double *y = argc > 7 && !strcmp(argv[7], "predict") ? make_targets(X, warm + n, 5) : NULL;
+        targets_y = y;
+        const char *tag = y ? "_predict" : "";
+        double dt = run_sketch(md0, b0, g0, X, warm, n, &md, &ge);
+        printf("rls_d8_dict%d_batch%d%s_arrivals %.0f 1/s\n", md0, b0, tag, n / dt);
+        printf("rls_d8_dict%d_batch%d%s_mean_dict %.1f points\n", md0, b0, tag, md);
+        printf("rls_d8_dict%d_batch%d%s_gamma_eff %.4g -\n", md0, b0, tag, ge);
+        free(X), free(y);
+        return 0;
+    }
+    /* gamma per row puts the dictionary near 64 / 256 / 1024 for this stream
+     * (N(0, I_8), sigma 2) without the cap binding; max_dict leaves room. */
+    static const int targets[] = {64, 256, 1024};
+    static const double gammas[] = {250, 30, 4};
+    /* The default (batch 0) keeps ~3x fewer points than batch 1024 at the
+     * same gamma (members are thinned at every arrival), so its rows use the
+     * gamma that puts its own dictionary near the target. */
+    static const double gammas0[] = {300, 50, 6};
+    for (int s = 0; s < 3; s++) {
+        for (int pr = 0; pr < 2; pr++) {
+            double md, ge, *yy = pr ? make_targets(X, warm + n, 5) : NULL;
+            targets_y = yy;
+            long nn = targets[s] > 256 ? n / 4 : n;
+            double dt = run_sketch(targets[s] * 3 / 2, 0, gammas0[s], X, warm, nn, &md, &ge);
+            const char *tag = pr ? "_predict" : "";
+            printf("rls_d8_near%d_default%s_arrivals %.0f 1/s\n", targets[s], tag, nn / dt);
+            printf("rls_d8_near%d_default%s_mean_dict %.1f points\n", targets[s], tag, md);
+            fflush(stdout);
+            targets_y = NULL;
+            free(yy);
+        }
+        for (int b = 0; b < 3; b++) { /* batch 1, 1024, 1024 with rescore: cholesky */
+            int batch = b == 0 ? 1 : 1024;
+            const char *tag = b == 2 ? "chol" : "";
+            if (batch == 1 && targets[s] > 256) continue; /* O(m^3) per arrival: minutes */
+            long nn = batch == 1 ? n / (targets[s] > 64 ? 100 : 10) : n;
+            double md, ge;
+            rescore = b == 2 ? INK_RLS_CHOLESKY : INK_RLS_EIGEN;
+            double dt = run_sketch(targets[s] * 3 / 2, batch, gammas[s], X, warm, nn, &md, &ge);
+            printf("rls_d8_near%d_batch%d%s_arrivals %.0f 1/s\n", targets[s], batch, tag, nn / dt);
+            printf("rls_d8_near%d_batch%d%s_mean_dict %.1f points\n", targets[s], batch, tag, md);
+            fflush(stdout);
+        }
+        rescore = INK_RLS_EIGEN;
+    }
+    /* Exact incremental leverage scores at n = 20,000: time a window of steps
+     * at t in [w0, w1) and scale by sum t^2 (the step cost is O(t^2)). */
+    long N = 20000, w0 = 3000, w1 = 3200;
+    double *Y = make_data(N, 9), *y = make_targets(Y, w1, 10);
+    double *tau = malloc(sizeof(double) * w1), *yhat = malloc(sizeof(double) * w1);
+    /* The same gamma (30) and sigma (2) as the sketch run below, mu = gamma. */
+    double dtw = exact_window(Y, w0, w1, 30, 2.0, y, tau, yhat);
+    double sum_all = 0, sum_win = 0;
+    for (long t = 1; t < N; t++) sum_all += (double)t * t;
+    for (long t = w0; t < w1; t++) sum_win += (double)t * t;
+    double exact_total = dtw * sum_all / sum_win;
+    double md, ge;
+    double sk_total = run_sketch(384, 1024, 30, Y, 0, N, &md, &ge), md0;
+    double sk0 = run_sketch(1024, 0, 30, Y, 0, N, &md0, &ge);
+    printf("rls_sketch_n20000_default %.2f s\n", sk0);
+    printf("rls_sketch_n20000_default_mean_dict %.1f points\n", md0);
+    printf("rls_speedup_default_vs_exact_n20000 %.0f x\n", exact_total / sk0);
+    printf("exact_incremental_rls_n20000_extrapolated %.1f s\n", exact_total);
+    printf("rls_sketch_n20000_near256_batch1024 %.2f s\n", sk_total);
+    printf("rls_sketch_n20000_mean_dict %.1f points\n", md);
+    printf("exact_window_steps_%ld_%ld %.3f s\n", w0, w1, dtw);
+    printf("rls_speedup_vs_exact_n20000 %.0f x\n", exact_total / sk_total);
+
+    accuracy(Y, y, w1, tau, yhat, 384, 1024, "");
+    accuracy(Y, y, w1, tau, yhat, 1024, 0, "_default");
+    free(tau), free(yhat), free(y);
     free(X), free(Y);
     return 0;
 }

@@ -1,16 +1,19 @@
 """bkb rows: budgeted GP-UCB (BKB, batched BBKB) against scikit-learn's
 GaussianProcessRegressor loop and against exact incremental GP-UCB in C.
 
-    bench/run bkb_sklearn bkb_exact
+    bench/run bkb_sklearn bkb_exact bkb_fns
 
 Within a row every contender gets the same arms, rewards, noise sequence
 (sd 0.1), gaussian kernel, lambda and beta convention (UCB = mu + beta sigma,
 sigma the KRR-normalised standard deviation, prior k/lambda; beta from the
 reference formula with noise_var 0.01). Branin rows: sigma 0.25, lambda 0.01;
-bkb's qbar 2 (its default) there. Hartmann-4 rows: sigma 0.5, lambda 1, qbar 3
-(with lambda 0.01 BBKB's dictionary had 327 arms at t = 1,000 and its regret was
-0.7 per round: still exploring; with qbar 2 BBKB's cumulative regret at T = 10,000
-was 1.38-1.46x exact's over three operator seeds, with qbar 3 0.68-0.72x).
+bkb's qbar is left at its default everywhere (2 (1 + lambda): 2.02 for the
+Branin rows, 4 for Hartmann-4). Hartmann-4 rows: sigma 0.5, lambda 1 (with lambda 0.01 BBKB's
+dictionary had 327 arms at t = 1,000 and its regret was 0.7 per round: still
+exploring; with qbar 2, the default before it depended on d, BBKB's cumulative
+regret at T = 10,000 was 1.38-1.46x exact's over three operator seeds, with
+qbar 3 0.68-0.72x). `bkb_fns` rows: bench/bench_bkb_fns.c, regret against exact
+GP-UCB over 20 seeds on standard test functions (docs/bkb.md).
 The C side is bench/bench_bkb.c (one algorithm per process, so that its peak
 RSS is its own); BLAS runs single-threaded everywhere.
 """
@@ -27,7 +30,7 @@ PY = "/usr/bin/python3"  # Debian's python3 with python3-sklearn
 NVAR = 0.01  # noise variance (noise_var in beta)
 
 
-def bench_bkb(A, T, D, algo, sigma, lam, qbar=2, dump=None, seed=1):
+def bench_bkb(A, T, D, algo, sigma, lam, qbar=0, dump=None, seed=1):
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     if dump:
         env["BENCH_BKB_DUMP"] = dump
@@ -152,13 +155,13 @@ def row_sklearn(A=2000, T=1000, D=2, sigma=0.25, lam=0.01):
     return rows
 
 
-def row_exact(A=10000, T=10000, D=4, sigma=0.5, lam=1.0, qbar=3, T_bkb=None):
+def row_exact(A=10000, T=10000, D=4, sigma=0.5, lam=1.0, qbar=0, T_bkb=None):
     T_bkb = T_bkb or int(os.environ.get("INK_BENCH_BKB_PREFIX", "2000"))
     ex = bench_bkb(A, T, D, "exact", sigma, lam)
     bb = bench_bkb(A, T, D, "bbkb", sigma, lam, qbar)
     b = bench_bkb(A, T_bkb, D, "bkb", sigma, lam, qbar)
-    name = "bkb vs exact incremental GP-UCB in C, %d arms, d = %d (Hartmann-4), T = %d, sigma %g, lambda %g, qbar %g" % (
-        A, D, T, sigma, lam, qbar)
+    name = "bkb vs exact incremental GP-UCB in C, %d arms, d = %d (Hartmann-4), T = %d, sigma %g, lambda %g, qbar %s" % (
+        A, D, T, sigma, lam, qbar or "default")
     ts = sorted(ex["per"])
     # exact's per-round cost is linear in t: least-squares slope through the origin
     slope = sum(t * ex["per"][t] for t in ts) / sum(t * t for t in ts)
@@ -197,7 +200,39 @@ def row_exact(A=10000, T=10000, D=4, sigma=0.5, lam=1.0, qbar=3, T_bkb=None):
     return rows
 
 
-ROWS = {"bkb_sklearn": row_sklearn, "bkb_exact": row_exact}
+def fns_run(func, A, T, seeds, sigma, lam, offset=0.0):
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", BKB_LAMBDA=str(lam), BKB_OFFSET=str(offset))
+    out = subprocess.run([os.path.join(BUILD, "bench_bkb_fns"), func, str(A), str(T), str(seeds), str(sigma),
+                          "default"], check=True, capture_output=True, text=True, env=env).stdout
+    res = {}
+    for line in out.splitlines():
+        name, val = line.split()[:2]
+        res[name.rsplit("_T%d_" % T, 1)[1]] = float(val)
+    return res
+
+
+def row_fns(seeds=None):
+    """bkb (defaults) against exact GP-UCB started from the same random arms,
+    20 seeds per function (INK_BENCH_BKB_SEEDS to change)."""
+    seeds = seeds or int(os.environ.get("INK_BENCH_BKB_SEEDS", "20"))
+    cases = [("hartmann6", 2000, 300, 0.3, 1.0, -5.0), ("levy6", 2000, 300, 0.3, 1.0, -5.0),
+             ("ackley5", 2000, 300, 0.3, 1.0, -5.0), ("rosenbrock4", 2000, 300, 0.3, 1.0, -5.0),
+             ("branin", 2000, 300, 0.15, 1.0, -5.0),
+             ("hartmann6", 1000, 200, 0.3, 0.01, 0.0), ("levy6", 1000, 200, 0.3, 0.01, 0.0),
+             ("ackley5", 1000, 200, 0.3, 0.01, 0.0), ("rosenbrock4", 1000, 200, 0.3, 0.01, 0.0),
+             ("branin", 2000, 300, 0.15, 0.01, 0.0)]
+    rows = []
+    for func, A, T, sigma, lam, off in cases:
+        r = fns_run(func, A, T, seeds, sigma, lam, off)
+        rows.append(("bkb (default qbar) vs exact GP-UCB, same start arms: %s, %d random arms, T = %d, sigma %g, "
+                     "lambda %g, rewards standardised%s, %d seeds" % (
+                         func, A, T, sigma, lam, " minus %g" % -off if off < 0 else "", seeds),
+                     "total regret ratio %.3f" % r["total_ratio"], "exact GP-UCB in C",
+                     "worst seed %.3f" % r["worst_seed_ratio"]))
+    return rows
+
+
+ROWS = {"bkb_sklearn": row_sklearn, "bkb_exact": row_exact, "bkb_fns": row_fns}
 
 if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "--sklearn":

@@ -13,6 +13,7 @@ size is run with `batch: 1` (where it takes seconds), `batch: 1024`, and
 """
 import os
 import subprocess
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "build", "bench_rls")
@@ -33,6 +34,21 @@ def parse(text):
 def row_rls():
     v = parse(subprocess.run([BENCH], check=True, capture_output=True, text=True).stdout)
     rows = []
+    for target in (64, 256, 1024):
+        for pr, what in (("", ""), ("_predict", ", predict (Nystrom KRR)")):
+            rate = v["rls_d8_near%d_default%s_arrivals" % (target, pr)]
+            md = v["rls_d8_near%d_default%s_mean_dict" % (target, pr)]
+            goal = ""
+            if target == 256:
+                goal = " (target >= %s)" % ("10,000" if pr else "20,000")
+            key = "rls_d8_near%d_batch1_arrivals" % target
+            base = ("batch 1 (the old default; mean dict %.0f): %.0f /s"
+                    % (v["rls_d8_near%d_batch1_mean_dict" % target], v[key])
+                    if key in v and not pr else "-")
+            rows.append(("rls_sketch arrivals/s, d=8 gaussian, DEFAULT settings (batch 0, slack "
+                         "0.1)%s, dictionary near %d (mean %.0f)" % (what, target, md),
+                         "%.0f /s%s" % (rate, goal), base,
+                         "%.1f" % (rate / v[key]) if key in v and not pr else "-"))
     for target in (64, 256, 1024):
         rate = v["rls_d8_near%d_batch1024_arrivals" % target]
         md = v["rls_d8_near%d_batch1024_mean_dict" % target]
@@ -61,6 +77,21 @@ def row_rls():
         "(%.2f s) by sum t^2 (the full run needs a 3.2 GB factor)"
         % (ex, v["exact_window_steps_3000_3200"]),
         "%.0fx faster (target >= 100x)" % (ex / sk)))
+    sk0 = v["rls_sketch_n20000_default"]
+    rows.append((
+        "rls_sketch DEFAULT settings vs exact incremental leverage scores, n = 20,000 (gamma 30)",
+        "%.2f s (mean dict %.0f)" % (sk0, v["rls_sketch_n20000_default_mean_dict"]),
+        "the same extrapolated exact run: %.0f s" % ex, "%.0fx faster" % (ex / sk0)))
+    for tag, name in (("", "batch 1024, max_dict 384"), ("_default", "DEFAULT settings")):
+        rows.append((
+            "rls_sketch accuracy (%s): arrival scores in the band [tau/3, tau], n = 3,200, and "
+            "prequential KRR MSE (mu = gamma = 30), t in [200, 3200)" % name,
+            "%.1f%% in band (tau~/tau from %.2f to %.2f); MSE %.4f"
+            % (100 * v["rls%s_band_share_n3200" % tag], v["rls%s_band_ratio_min" % tag],
+               v["rls%s_band_ratio_max" % tag], v["rls%s_krr_mse_sketch_n3200" % tag]),
+            "exact incremental RLS; exact prequential KRR MSE %.4f"
+            % v["rls%s_krr_mse_exact_n3200" % tag],
+            "%.3f" % v["rls%s_krr_mse_ratio" % tag]))
     rows.append((
         "rls_sketch accuracy: arrival scores in the band [tau/3, tau], n = 3,200 (same stream)",
         "%.1f%% (tau~/tau from %.2f to %.2f; gamma_eff %g)"
@@ -84,4 +115,68 @@ def row_rls():
     return rows
 
 
-ROWS = {"rls": row_rls}
+BENCH0 = os.path.join(ROOT, "build", "bench_rls_defaults")
+
+
+def digits_file():
+    """The 8x8 digit images (python3-sklearn ships them: load_digits), pixels
+    scaled to [0, 1], as native doubles; returns (path, n, d, median distance)."""
+    code = ("import sys, numpy as np\n"
+            "from scipy.spatial.distance import pdist\n"
+            "from sklearn.datasets import load_digits\n"
+            "X = load_digits().data / 16.0\n"
+            "X.astype('=f8').tofile(sys.argv[1])\n"
+            "print(len(X), X.shape[1], np.median(pdist(X)))\n")
+    path = os.path.join(tempfile.mkdtemp(prefix="inkbench-"), "digits.f64")
+    out = subprocess.run(["/usr/bin/python3", "-c", code, path], check=True, capture_output=True,
+                         text=True).stdout.split()
+    return path, int(out[0]), int(out[1]), float(out[2])
+
+
+def row_rls_defaults():
+    """rls_sketch with its DEFAULT settings (batch 0, slack 0.1) against an exact
+    baseline in C with LAPACK in the same process: a Cholesky factor of
+    K_t + gamma I grown by one row per arrival (exact RLS of each arrival and
+    exact prequential KRR with mu = gamma)."""
+    rows = []
+    v = parse(subprocess.run([BENCH0, "friedman", "3000"], check=True, capture_output=True,
+                             text=True).stdout)
+    p = "friedman_n3000_"
+    rows.append((
+        "rls_sketch DEFAULTS, Friedman #1 n = 3,000, d = 10, gaussian sigma 1, gamma = mu = 0.5, "
+        "qbar 16, max_dict 2048, predict",
+        "%.0f rec/s (%.2f s; dict %.0f at the end), MSE %.3f, %.1f%% of scores in the band"
+        % (v[p + "sketch_rate"], v[p + "sketch_s"], v[p + "dict_final"], v[p + "mse_sketch"],
+           100 * v[p + "band_share"]),
+        "exact incremental RLS + prequential KRR: %.0f rec/s (%.2f s), MSE %.3f"
+        % (v[p + "exact_rate"], v[p + "exact_s"], v[p + "mse_exact"]),
+        "speed %.2fx; MSE ratio %.4f (target >= 1,000 rec/s, MSE within 1.05)"
+        % (v[p + "speedup"], v[p + "mse_ratio"])))
+    v = parse(subprocess.run([BENCH0, "friedman", "100000", "4000", "4200"], check=True,
+                             capture_output=True, text=True).stdout)
+    p = "friedman_n100000_"
+    rows.append((
+        "rls_sketch DEFAULTS, Friedman #1 n = 100,000 (same settings)",
+        "%.1f s (%.0f rec/s; dict %.0f at the end, gamma_eff %g); MSE over the first %d: %.3f"
+        % (v[p + "sketch_s"], v[p + "sketch_rate"], v[p + "dict_final"], v[p + "gamma_eff"],
+           v[p + "mse_over"], v[p + "mse_sketch"]),
+        "exact incremental: %.0f s, extrapolated by sum t^2 from steps [4000, 4200) (%.2f s); "
+        "MSE %.3f" % (v[p + "exact_s"], v[p + "exact_window_s"], v[p + "mse_exact"]),
+        "%.0fx faster (target >= 20x); MSE ratio %.4f" % (v[p + "speedup"], v[p + "mse_ratio"])))
+    path, n, d, med = digits_file()
+    v = parse(subprocess.run([BENCH0, "file", path, str(n), str(d), "%.4f" % med, "1", "16"],
+                             check=True, capture_output=True, text=True).stdout)
+    p = "file_"
+    rows.append((
+        "rls_sketch DEFAULTS, 8x8 digits (sklearn load_digits, n = %d, d = %d, pixels / 16), "
+        "gaussian sigma = median distance %.2f, gamma 1, qbar 16" % (n, d, med),
+        "%.0f rec/s (median of 5; dict %.0f at the end), %.2f%% of arrival scores in the band "
+        "(tau~/tau %.2f..%.2f)" % (v[p + "sketch_rate"], v[p + "dict_final"],
+                                  100 * v[p + "band_share"], v[p + "band_ratio_min"],
+                                  v[p + "band_ratio_max"]),
+        "exact incremental RLS: %.0f rec/s" % v[p + "exact_rate"],
+        "%.2fx (target >= 5,000 rec/s, 100%% in band)" % v[p + "speedup"]))
+    return rows
+
+
+ROWS = {"rls": row_rls, "rls_defaults": row_rls_defaults}

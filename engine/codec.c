@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "codec_int.h"
+#include "fields.h"
 
 #define rd16 ink__rd16
 #define rd32 ink__rd32
@@ -62,6 +63,11 @@ int ink_decoder_init(struct ink_decoder *d, const struct ink_limits *lim)
 
 void ink_decoder_fini(struct ink_decoder *d)
 {
+    ink__fmap_free(d->fmap);
+    d->fmap = NULL;
+    free(d->csv_slot);
+    d->csv_slot = NULL;
+    d->csv_hdr_id = 0;
     free(d->x);
     free(d->extra);
     free(d->str);
@@ -544,6 +550,101 @@ static enum ink_reject decode_map(struct ink_decoder *d, const uint8_t *p, const
     return INK_REJ_NONE;
 }
 
+/* ---- fields: (engine/fields.h) over a pre-scanned map ---- */
+
+/* Map header: 0 and *n, or -1 when not a map. */
+static inline int mp_map(const uint8_t **pp, uint32_t *n)
+{
+    const uint8_t *p = *pp;
+    uint8_t c = *p;
+    if (c >= 0x80 && c <= 0x8f)
+        *n = c & 0x0f, *pp = p + 1;
+    else if (c == 0xde)
+        *n = rd16(p + 1), *pp = p + 3;
+    else if (c == 0xdf)
+        *n = rd32(p + 1), *pp = p + 5;
+    else
+        return -1;
+    return 0;
+}
+
+/* The value of key k in the map at p, or NULL. */
+static const uint8_t *mp_find(const uint8_t *p, const uint8_t *end, const char *k, uint32_t kn)
+{
+    uint32_t n;
+    if (mp_map(&p, &n)) return NULL;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *s = NULL;
+        uint32_t sn = 0;
+        size_t kl, vl;
+        enum ink_reject why;
+        if (mp_str(&p, &s, &sn)) { /* a non-string key: skip the pair */
+            if (ink_msgpack_scan(p, (size_t)(end - p), INK_DEPTH_CAP, &kl, &why)) return NULL;
+            p += kl;
+        } else if (sn == kn && !memcmp(s, k, kn)) {
+            return p;
+        }
+        if (ink_msgpack_scan(p, (size_t)(end - p), INK_DEPTH_CAP, &vl, &why)) return NULL;
+        p += vl;
+    }
+    return NULL;
+}
+
+static void mp_fval(const uint8_t *p, struct ink_fval *v)
+{
+    uint8_t c = *p;
+    const uint8_t *q = p;
+    int64_t i;
+    uint64_t u;
+    uint32_t n;
+    memset(v, 0, sizeof *v);
+    if (c == 0xc0) return; /* nil = absent */
+    int rc = mp_i64(&q, &i, &u);
+    if (rc == 0 || rc == -3) {
+        v->kind = INK_FV_I64, v->i = i;
+        return;
+    }
+    q = p;
+    if (mp_f64(&q, &v->f) == 0) {
+        v->kind = INK_FV_F64;
+        return;
+    }
+    const char *s;
+    if (mp_str(&q, &s, &n) == 0) {
+        v->kind = INK_FV_STR, v->s = s, v->n = n;
+        return;
+    }
+    v->kind = INK_FV_OTHER;
+    v->what = c == 0xc2 || c == 0xc3       ? "a boolean"
+              : mp_array(&q, &n) == 0      ? "an array"
+              : (q = p, mp_map(&q, &n) == 0) ? "a map"
+                                           : "not a number";
+}
+
+static enum ink_reject decode_mapped(struct ink_decoder *d, const uint8_t *buf,
+                                     const uint8_t *end, struct ink_record *rec)
+{
+    if ((*buf < 0x80 || *buf > 0x8f) && *buf != 0xde && *buf != 0xdf)
+        return rej(d, INK_REJ_NOT_MAP, "top level is not a map");
+    enum ink_reject r = ink__fields_begin(d, rec);
+    if (r) return r;
+    const struct ink_fmap *m = d->fmap;
+    for (uint32_t i = 0; i < m->nslots; i++) {
+        const struct ink_fslot *s = &m->slot[i];
+        const uint8_t *v = mp_find(buf, end, s->name, s->name_len); /* a name with dots */
+        if (!v && s->nseg > 1) {
+            v = buf;
+            for (uint32_t g = 0; v && g < s->nseg; g++)
+                v = mp_find(v, end, s->seg[g], s->seg_len[g]);
+        }
+        struct ink_fval fv = {0};
+        if (v) mp_fval(v, &fv);
+        r = ink__fields_put(d, i, &fv, rec);
+        if (r) return r;
+    }
+    return INK_REJ_NONE;
+}
+
 enum ink_reject ink_decode_msgpack(struct ink_decoder *d, const uint8_t *buf, size_t len,
                                    struct ink_record *rec)
 {
@@ -563,6 +664,7 @@ enum ink_reject ink_decode_msgpack(struct ink_decoder *d, const uint8_t *buf, si
         return rej(d, why, "not msgpack");
     }
     if (olen != len) return rej(d, INK_REJ_DECODE, "%zu bytes after the map", len - olen);
+    if (d->fmap) return decode_mapped(d, buf, buf + len, rec);
     return decode_map(d, buf, buf + len, rec);
 }
 

@@ -70,6 +70,15 @@ struct ink_decoder {
     uint8_t *extra; /* max_extra bytes: extras that are not contiguous in the input, or JSON's */
     char *str;      /* 2 * max_str bytes: key and op when they must be copied (JSON, CSV) */
     char why[160];  /* human-readable detail of the last reject ("x[3]: NaN") */
+    /* `fields:` (engine/fields.h): NULL = records decode as described above. */
+    struct ink_fmap *fmap;
+    const char *topic; /* the message's topic (MQTT), for key: {topic_level: n} */
+    size_t topic_len;
+    /* CSV with fields: the slot of each column of the header bound last */
+    uint64_t csv_hdr_id;
+    int32_t *csv_slot;
+    uint32_t csv_ncols;
+    int32_t csv_missing; /* a slot whose column the header lacks, -1 = none */
 };
 
 /* Bytes ink_decoder_init allocates for these limits (for memory bounds). */
@@ -108,6 +117,8 @@ struct ink_csv_header {
     uint32_t ncols;
     uint32_t dim;  /* number of x columns */
     uint8_t *role; /* ncols enum ink_csv_role; owned, freed by ink_csv_header_fini */
+    char **name;   /* ncols column names, trimmed and unquoted (for fields:) */
+    uint64_t id;   /* unique per parse: decoders bind fields: to it */
 };
 /* 0, or INK_EPARSE (bad quoting, empty header, a role column named twice)
  * / INK_ENOMEM with err filled. Allocates role; call ink_csv_header_fini. */

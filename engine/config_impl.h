@@ -62,6 +62,11 @@ int ink__params_parse_map(struct ink_diags *d, const char *path, const struct in
                           const struct ink__ptab *tabs, int ntabs, const char *const *reserved,
                           int line, int col);
 
+/* A source's `fields:` (engine/fields_conf.c), for INK_P_FIELDS. */
+struct ink_fields_conf;
+bool ink__fields_parse(struct ink_diags *d, const char *path, const struct ink__ynode *n,
+                       struct ink_fields_conf *c);
+
 /* Append a diagnostic (capped at INK__DIAGS_MAX). */
 void ink__diag_add(struct ink_diags *d, int line, int col, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

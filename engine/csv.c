@@ -10,6 +10,7 @@
 
 #include "codec.h"
 #include "codec_int.h"
+#include "fields.h"
 
 #define rej ink__rej
 
@@ -95,21 +96,35 @@ int ink_csv_header_parse(struct ink_csv_header *h, const char *line, size_t len,
     int rc;
     while ((rc = next_cell(&s, end, &more, &c)) == 1) n++;
     if (rc < 0) return ink_err_set(err, INK_EPARSE, "CSV header: bad quoting");
+    static uint64_t next_id;
     h->role = calloc(n, 1);
-    if (!h->role) return ink_err_set(err, INK_ENOMEM, "CSV header: out of memory");
+    h->name = calloc(n, sizeof *h->name);
+    if (!h->role || !h->name) {
+        ink_csv_header_fini(h);
+        return ink_err_set(err, INK_ENOMEM, "CSV header: out of memory");
+    }
     h->ncols = n;
+    h->id = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
     static const char *const names[] = {
         [INK_CSV_T] = "t", [INK_CSV_KEY] = "key", [INK_CSV_Y] = "y", [INK_CSV_ARM] = "arm"};
     unsigned seen = 0;
     s = line, more = true;
     for (uint32_t i = 0; next_cell(&s, end, &more, &c) == 1; i++) {
-        char name[8];
-        long l = cell_text(&c, name, sizeof name);
+        char *name = malloc(c.n + 1);
+        if (!name) {
+            ink_csv_header_fini(h);
+            return ink_err_set(err, INK_ENOMEM, "CSV header: out of memory");
+        }
+        long l = cell_text(&c, name, c.n);
         const char *np = name;
-        size_t nn = l < 0 ? sizeof name : (size_t)l;
-        if (l >= 0) trim(&np, &nn);
+        size_t nn = (size_t)l;
+        trim(&np, &nn);
+        memmove(name, np, nn);
+        name[nn] = 0;
+        h->name[i] = name;
+        np = name;
         enum ink_csv_role role = INK_CSV_X;
-        for (int r = INK_CSV_T; l >= 0 && r <= INK_CSV_ARM; r++)
+        for (int r = INK_CSV_T; r <= INK_CSV_ARM; r++)
             if (strlen(names[r]) == nn && !memcmp(np, names[r], nn)) role = (enum ink_csv_role)r;
         if (role != INK_CSV_X) {
             if (seen & (1u << role)) {
@@ -128,6 +143,9 @@ int ink_csv_header_parse(struct ink_csv_header *h, const char *line, size_t len,
 
 void ink_csv_header_fini(struct ink_csv_header *h)
 {
+    for (uint32_t i = 0; h->name && i < h->ncols; i++) free(h->name[i]);
+    free(h->name);
+    h->name = NULL;
     free(h->role);
     h->role = NULL;
     h->ncols = h->dim = 0;
@@ -217,6 +235,83 @@ static enum ink_reject csv_cell(struct ink_decoder *d, enum ink_csv_role role, c
     return INK_REJ_NONE;
 }
 
+/* fields: the slot of each column, once per header. */
+static enum ink_reject csv_bind(struct ink_decoder *d, const struct ink_csv_header *h)
+{
+    if (d->csv_hdr_id == h->id && d->csv_slot) return INK_REJ_NONE;
+    int32_t *slot = realloc(d->csv_slot, (h->ncols ? h->ncols : 1) * sizeof *slot);
+    if (!slot) return rej(d, INK_REJ_TOO_BIG, "fields: out of memory binding the CSV header");
+    d->csv_slot = slot;
+    d->csv_ncols = h->ncols;
+    d->csv_missing = -1;
+    for (uint32_t c = 0; c < h->ncols; c++) slot[c] = -1;
+    const struct ink_fmap *m = d->fmap;
+    for (uint32_t i = 0; i < m->nslots; i++) {
+        uint32_t c = 0;
+        while (c < h->ncols && strcmp(h->name[c], m->slot[i].name)) c++;
+        if (c == h->ncols) {
+            if (d->csv_missing < 0) d->csv_missing = (int32_t)i;
+            continue;
+        }
+        slot[c] = (int32_t)i; /* a column mapped twice: the last slot wins, checked below */
+    }
+    for (uint32_t i = 0; i < m->nslots && d->csv_missing < 0; i++) {
+        bool found = false;
+        for (uint32_t c = 0; c < h->ncols; c++) found |= slot[c] == (int32_t)i;
+        if (!found) d->csv_missing = (int32_t)i;
+    }
+    d->csv_hdr_id = h->id;
+    return INK_REJ_NONE;
+}
+
+static enum ink_reject csv_mapped(struct ink_decoder *d, const struct ink_csv_header *h,
+                                  const char *line, size_t len, struct ink_record *rec)
+{
+    enum ink_reject r = csv_bind(d, h);
+    if (r) return r;
+    const struct ink_fmap *m = d->fmap;
+    if (d->csv_missing >= 0) {
+        const struct ink_fslot *s = &m->slot[d->csv_missing];
+        char cols[96];
+        size_t o = 0;
+        for (uint32_t c = 0; c < h->ncols && o < sizeof cols - 8; c++)
+            o += (size_t)snprintf(cols + o, sizeof cols - o, "%s%s", c ? ", " : "", h->name[c]);
+        return rej(d, INK_REJ_MISSING, "'%s': no such column (the header has: %s)", s->name, cols);
+    }
+    r = ink__fields_begin(d, rec);
+    if (r) return r;
+    len = chomp(line, len);
+    const char *s = line, *end = line + len;
+    bool more = true;
+    struct cell c;
+    uint32_t col = 0;
+    int rc;
+    char *tmp = d->str + d->lim.max_str; /* the op's half: a mapped record has no op */
+    while ((rc = next_cell(&s, end, &more, &c)) == 1) {
+        if (col >= h->ncols)
+            return rej(d, INK_REJ_DECODE, "more cells than the header's %u", h->ncols);
+        int32_t i = d->csv_slot[col++];
+        if (i < 0) continue;
+        long l = cell_text(&c, tmp, d->lim.max_str);
+        if (l < 0)
+            return rej(d, INK_REJ_TOO_BIG, "column '%s': over max_str %u bytes", h->name[col - 1],
+                       d->lim.max_str);
+        const char *p = tmp;
+        size_t n = (size_t)l;
+        trim(&p, &n);
+        if (!n)
+            return rej(d, INK_REJ_MISSING, "'%s': empty cell in column %u",
+                       d->fmap->slot[i].name, col);
+        struct ink_fval fv = {.kind = INK_FV_TEXT, .s = p, .n = n};
+        r = ink__fields_put(d, (uint32_t)i, &fv, rec);
+        if (r) return r;
+    }
+    if (rc < 0) return rej(d, INK_REJ_DECODE, "column %u: bad quoting", col + 1);
+    if (col != h->ncols)
+        return rej(d, INK_REJ_DECODE, "%u cells, the header has %u", col, h->ncols);
+    return INK_REJ_NONE;
+}
+
 enum ink_reject ink_decode_csv(struct ink_decoder *d, const struct ink_csv_header *h,
                                const char *line, size_t len, struct ink_record *rec)
 {
@@ -224,6 +319,7 @@ enum ink_reject ink_decode_csv(struct ink_decoder *d, const struct ink_csv_heade
     if (len > d->lim.max_frame)
         return rej(d, INK_REJ_TOO_LARGE, "line of %zu bytes over max_frame %u", len,
                    d->lim.max_frame);
+    if (d->fmap) return csv_mapped(d, h, line, len, rec);
     if (h->dim > d->lim.max_dim)
         return rej(d, INK_REJ_DIM, "%u x columns over max_dim %u", h->dim, d->lim.max_dim);
     len = chomp(line, len);

@@ -65,6 +65,7 @@ struct ink_node {
     bool ended;                 /* source ended */
     uint64_t seq;               /* next seq for a source */
     struct ink_ratelimit logrl; /* ink__log */
+    char dim_hint[256];         /* the first shape refusal, explained (log and summary) */
     /* operators: processing latency (per record, seconds) */
     uint64_t lat[INK_LAT_NB + 1];
     double lat_sum;

@@ -33,6 +33,8 @@ static const char *type_name(const struct ink_param *p)
         return "lists";
     case INK_P_OBJECT:
         return "object";
+    case INK_P_FIELDS:
+        return "fields";
     case INK_P_STRINGS:
         return "strings";
     case INK_P_STRMAP:

@@ -11,6 +11,7 @@
 
 #include "codec.h"
 #include "codec_int.h"
+#include "fields.h"
 
 #define rd16 ink__rd16
 #define rd32 ink__rd32
@@ -669,6 +670,44 @@ static enum ink_reject json_fields(struct ink_decoder *d, json_t *root, struct i
     return INK_REJ_NONE;
 }
 
+/* fields: (engine/fields.h): each mapped name looked up in the object. */
+static void json_fval(json_t *v, struct ink_fval *f)
+{
+    memset(f, 0, sizeof *f);
+    if (!v || json_is_null(v)) return;
+    if (json_is_integer(v)) {
+        f->kind = INK_FV_I64, f->i = json_integer_value(v);
+    } else if (json_is_real(v)) {
+        f->kind = INK_FV_F64, f->f = json_real_value(v);
+    } else if (json_is_string(v)) {
+        f->kind = INK_FV_STR, f->s = json_string_value(v), f->n = json_string_length(v);
+    } else {
+        f->kind = INK_FV_OTHER;
+        f->what = json_is_boolean(v) ? "a boolean" : json_is_array(v) ? "an array" : "an object";
+    }
+}
+
+static enum ink_reject json_mapped(struct ink_decoder *d, json_t *root, struct ink_record *rec)
+{
+    enum ink_reject r = ink__fields_begin(d, rec);
+    if (r) return r;
+    const struct ink_fmap *m = d->fmap;
+    for (uint32_t i = 0; i < m->nslots; i++) {
+        const struct ink_fslot *s = &m->slot[i];
+        json_t *v = json_object_getn(root, s->name, s->name_len); /* a name with dots */
+        if (!v && s->nseg > 1) {
+            v = root;
+            for (uint32_t g = 0; v && g < s->nseg; g++)
+                v = json_is_object(v) ? json_object_getn(v, s->seg[g], s->seg_len[g]) : NULL;
+        }
+        struct ink_fval fv;
+        json_fval(v, &fv);
+        r = ink__fields_put(d, i, &fv, rec);
+        if (r) return r;
+    }
+    return INK_REJ_NONE;
+}
+
 enum ink_reject ink_decode_json(struct ink_decoder *d, const char *line, size_t len,
                                 struct ink_record *rec)
 {
@@ -687,6 +726,8 @@ enum ink_reject ink_decode_json(struct ink_decoder *d, const char *line, size_t 
     if (!root) return json_error(d, &e, nonfin);
     if (!json_is_object(root))
         r = rej(d, INK_REJ_NOT_MAP, "top level is not an object");
+    else if (d->fmap)
+        r = json_mapped(d, root, rec);
     else
         r = json_fields(d, root, rec);
     json_decref(root);

@@ -9,6 +9,7 @@
  *             is seconds. */
 #define _GNU_SOURCE /* memmem, qsort_r */
 #include "config_impl.h"
+#include "fields.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -386,6 +387,9 @@ static void free_value(const struct ink_param *p, void *field)
     case INK_P_OBJECT:
         ink_params_free(p->sub, field);
         break;
+    case INK_P_FIELDS:
+        ink_fields_conf_free(field);
+        break;
     case INK_P_STRINGS: {
         struct ink_strings *l = field;
         for (int i = 0; i < l->n; i++) free(l->v[i]);
@@ -717,6 +721,8 @@ static bool parse_value(struct ink_diags *d, const char *path, const struct ink_
         *(struct ink_f64_lists *)field = l;
         return true;
     }
+    case INK_P_FIELDS:
+        return ink__fields_parse(d, path, n, field);
     case INK_P_JSON: {
         struct jbuf b = {0};
         yaml_json(&b, n, 0);

@@ -25,6 +25,7 @@ enum ink_ptype {
     INK_P_F64_LISTS, /* struct ink_f64_lists: list of lists of numbers */
     INK_P_OBJECT,    /* nested table `sub`, parsed into an inline struct at offset whose first
                         member is `bool set` (true when the key was given) */
+    INK_P_FIELDS,    /* struct ink_fields_conf (engine/fields.h): a source's `fields:` */
     INK_P_STRINGS,   /* struct ink_strings: a list of strings; a scalar is accepted as a 1-list;
                         length within [len_min, len_max] */
     INK_P_STRMAP,    /* struct ink_strmap: a map of names to scalar values, kept as written

@@ -9,7 +9,7 @@ static const char *const reject_names[INK_REJ__COUNT] = {
     [INK_REJ_TYPE] = "type",           [INK_REJ_NONFINITE] = "nonfinite",
     [INK_REJ_MISSING_X] = "missing_x", [INK_REJ_DIM] = "dim",
     [INK_REJ_TOO_BIG] = "too_big",     [INK_REJ_INVALID] = "invalid",
-    [INK_REJ_KEYS] = "keys_full",
+    [INK_REJ_KEYS] = "keys_full",      [INK_REJ_MISSING] = "missing",
 };
 
 const char *ink_reject_name(enum ink_reject r)

@@ -110,6 +110,7 @@ enum ink_reject {
     INK_REJ_TOO_BIG,   /* too many fields, string too long, extras over the cap */
     INK_REJ_INVALID,   /* rejected by the operator (bad value for it) */
     INK_REJ_KEYS,      /* keyed state full and policy is reject */
+    INK_REJ_MISSING,   /* a field named by the source's `fields:` is absent */
     INK_REJ__COUNT
 };
 

@@ -63,11 +63,32 @@ static int op_emit(void *ctx, const struct ink_record *rec)
 
 /* Rejected record at an operator or source: counted, logged, dead-lettered
  * with the reason, the node and the message added. */
+/* The first time an operator refuses a record for its shape, say what
+ * would fix it, once: "x has 3 values, ecdf kll takes 1: map one column
+ * with fields: {x: [...]}" (docs/fields.md). The summary repeats it. */
+static bool dim_hint(struct ink_node *n, const char *msg)
+{
+    if (n->dim_hint[0]) return false;
+    const char *t = strstr(msg, " takes ");
+    long want = t ? strtol(t + 7, NULL, 10) : 0;
+    char cols[32] = "the columns it takes";
+    if (want == 1)
+        snprintf(cols, sizeof cols, "one column");
+    else if (want > 1)
+        snprintf(cols, sizeof cols, "%ld columns", want);
+    snprintf(n->dim_hint, sizeof n->dim_hint,
+             "%.120s: map %s with fields: {x: [...]} on the source (docs/fields.md)", msg, cols);
+    fprintf(stderr, "inkflow: [%s] rejected record (dim): %s\n", n->name, n->dim_hint);
+    n->logrl.last = ink_now(); /* the refusals that follow go through the limiter */
+    return true;
+}
+
 static void reject(struct ink_node *n, const struct ink_record *rec, enum ink_reject why,
                    const char *msg)
 {
     n->c.rejected[why]++;
-    ink__log(n, "rejected record (%s): %s", ink_reject_name(why), msg);
+    if (why != INK_REJ_DIM || !dim_hint(n, msg))
+        ink__log(n, "rejected record (%s): %s", ink_reject_name(why), msg);
     struct ink_graph *g = n->g;
     if (g->reply_node) ink__request_fail(g, "%s: %s: %s", n->name, ink_reject_name(why), msg);
     if (!n->dead_letter) return;
@@ -932,6 +953,10 @@ void ink_graph_summary(const struct ink_graph *g, FILE *out)
                 (unsigned long long)n->c.in, (unsigned long long)n->c.out, (unsigned long long)rej,
                 (unsigned long long)n->c.dropped, why);
     }
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].dim_hint[0] && g->nodes[i].c.rejected[INK_REJ_DIM])
+            fprintf(out, "  %s: %llu records refused for their shape: %s\n", g->nodes[i].name,
+                    (unsigned long long)g->nodes[i].c.rejected[INK_REJ_DIM], g->nodes[i].dim_hint);
     if (g->snap_count || g->snap_failed)
         fprintf(out,
                 "  snapshots: %llu written, %llu failed; last %llu bytes in %.3f ms; main loop "

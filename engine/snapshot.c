@@ -766,7 +766,12 @@ static int apply_counters(struct ink_node *n, const msgpack_object *m)
 {
     uint64_t c[3 + INK_REJ__COUNT];
     struct ink_err e = {0};
-    if (ink_state_u64s(m, "c", c, 3 + INK_REJ__COUNT, &e)) return INK_ESTATE;
+    memset(c, 0, sizeof c);
+    /* Reasons are only ever appended: a snapshot written before the last
+     * one (INK_REJ_MISSING) has one counter fewer, and it is zero. */
+    if (ink_state_u64s(m, "c", c, 3 + INK_REJ__COUNT, &e) &&
+        ink_state_u64s(m, "c", c, 3 + INK_REJ_MISSING, &e))
+        return INK_ESTATE;
     n->c.in = c[0], n->c.out = c[1], n->c.dropped = c[2];
     for (int r = 0; r < INK_REJ__COUNT; r++) n->c.rejected[r] = c[3 + r];
     return 0;

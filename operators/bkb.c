@@ -226,11 +226,11 @@ static const struct ink_param bkb_params[] = {
     {.name = "qbar",
      .type = INK_P_DOUBLE,
      .offset = COFF(qbar),
-     .def = "2",
-     .min = 1e-12,
+     .def = "0",
+     .min = 0,
      .max = 1e300,
-     .help = "dictionary oversampling, 2..10 suggested (1, the reference default, over-explores: "
-             "tests/test_bkb.c)"},
+     .help = "dictionary oversampling; 0 = 2 (1 + lambda / mean k(a, a)): 2.02 at lambda 0.01, "
+             "4 at lambda 1 for a gaussian kernel (docs/bkb.md, Choosing qbar)"},
     {.name = "max_dict",
      .type = INK_P_INT,
      .offset = COFF(max_dict),
@@ -309,6 +309,19 @@ static int64_t grid_n(const struct ink_bkb_grid_conf *g, int k)
     return v >= 1 && v <= BKB_MAX_ARMS ? (int64_t)v : 1;
 }
 
+/* qbar: 0 picks 2 (1 + lambda / kbar), kbar the mean of k(a, a) over the
+ * arms (1 for the gaussian and matern kernels). An arm pulled once with no
+ * close neighbour has c var = k/(k + lambda): 1/2 at lambda = k = 1, ~1 at
+ * lambda = 0.01. The default keeps such an arm with p = min(1, 2) whatever
+ * lambda is; a dropped one is not explained by other arms and forgets its
+ * reward (mean back to 0, variance back to k/lambda). Measurements in
+ * docs/bkb.md (Choosing qbar). */
+double ink_bkb_default_qbar(double lambda, double kbar)
+{
+    if (!(kbar > 0) || !(lambda > 0)) return 2;
+    return 2 * (1 + lambda / kbar);
+}
+
 static int bkb_check(const void *conf, struct ink_err *err)
 {
     const struct ink_bkb_conf *c = conf;
@@ -359,7 +372,8 @@ static int bkb_check(const void *conf, struct ink_err *err)
     if (!(c->lambda > 0)) return ink_err_set(err, INK_EINVAL, "lambda must be > 0");
     if (!(c->delta > 0 && c->delta < 1))
         return ink_err_set(err, INK_EINVAL, "delta must be in (0, 1)");
-    if (!(c->qbar > 0)) return ink_err_set(err, INK_EINVAL, "qbar must be > 0");
+    if (!(c->qbar >= 0))
+        return ink_err_set(err, INK_EINVAL, "qbar must be >= 0 (0: the default, from lambda)");
     if (c->max_dict < 1) return ink_err_set(err, INK_EINVAL, "max_dict must be >= 1");
     if (c->arm_block < 1) return ink_err_set(err, INK_EINVAL, "arm_block must be >= 1");
     if (c->batch.set && !(c->batch.ratio > 0))
@@ -1175,7 +1189,8 @@ static int find_arm(const struct bkb *s, const struct ink_record *r, int *j, str
     }
     if (r->flags & INK_HAS_X) {
         if ((int)r->dim != s->d)
-            return ink_err_set(err, INK_EDIM, "x has %u values, the arms have %d", r->dim, s->d);
+            return ink_err_set(err, INK_EDIM, "x has %u values, bkb takes %d (its arms' dimension)",
+                               r->dim, s->d);
         for (int i = 0; i < s->A; i++) {
             const double *a = s->X + (size_t)i * s->d;
             int k = 0;
@@ -1453,6 +1468,11 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
     h = hash_bytes(h, &s->d, sizeof s->d);
     s->arms_hash = hash_bytes(h, s->X, (size_t)A * d * sizeof(double));
     ink_kernel_diag(&s->kern, s->X, A, s->kdiag);
+    if (!(s->qbar > 0)) {
+        double kbar = 0;
+        for (int i = 0; i < A; i++) kbar += s->kdiag[i];
+        s->qbar = ink_bkb_default_qbar(s->lambda, kbar / A);
+    }
     if (s->storeZ)
         for (int i = 0; i < A; i++) s->slot_of[i] = -1;
     /* The engine's seed (rls_sketch.c: `seed` itself unkeyed, one per key

@@ -50,7 +50,7 @@ struct ink_bkb_conf {
     double F;         /* RKHS norm bound */
     double noise_var; /* sub-Gaussian noise variance proxy */
     double delta;     /* confidence */
-    double qbar;      /* oversampling of the dictionary resampling */
+    double qbar;      /* oversampling of the dictionary resampling; 0: ink_bkb_default_qbar */
     int64_t max_dict; /* m_max: dictionary cap (docs/algorithms.md 2.8) */
     double beta;      /* > 0: fixed beta; 0: the reference formula (2.4 / 2.6) */
     struct ink_bkb_batch_conf batch;
@@ -64,5 +64,9 @@ struct ink_bkb_conf {
 };
 
 extern const struct ink_op_vtable ink_op_bkb;
+
+/* The qbar used when the configuration leaves it at 0: 2 (1 + lambda / kbar),
+ * kbar the mean of k(a, a) over the arms (docs/bkb.md, Choosing qbar). */
+double ink_bkb_default_qbar(double lambda, double kbar);
 
 #endif

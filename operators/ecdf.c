@@ -536,7 +536,8 @@ static int check_record(const struct ecdf *s, const struct ink_record *in, bool 
 {
     if (!(in->flags & INK_HAS_X) || !in->x) return ink_err_set(err, INK_ENOX, "record has no x");
     if (in->dim != (uint32_t)s->d)
-        return ink_err_set(err, INK_EDIM, "x has %u values, expected %d", in->dim, s->d);
+        return ink_err_set(err, INK_EDIM, "x has %u values, ecdf %s takes %d", in->dim,
+                           mode_names[s->mode], s->d);
     for (int k = 0; k < s->d; k++)
         if (!isfinite(in->x[k])) return ink_err_set(err, INK_EINVAL, "x[%d] is not finite", k);
     if (need_y && !(in->flags & INK_HAS_Y))
@@ -795,7 +796,8 @@ static int query_point(const struct ecdf *s, const struct ink_record *req, struc
 {
     if (!(req->flags & INK_HAS_X) || !req->x) return ink_err_set(err, INK_ENOX, "query needs x");
     if (req->dim != (uint32_t)s->d)
-        return ink_err_set(err, INK_EDIM, "x has %u values, expected %d", req->dim, s->d);
+        return ink_err_set(err, INK_EDIM, "x has %u values, ecdf %s takes %d", req->dim,
+                           mode_names[s->mode], s->d);
     for (int k = 0; k < s->d; k++)
         if (!isfinite(req->x[k])) return ink_err_set(err, INK_EINVAL, "x[%d] is not finite", k);
     return 0;

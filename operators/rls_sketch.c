@@ -21,7 +21,7 @@
 #include "../engine/rng.h"
 #include "../engine/state.h"
 
-#define STATE_VERSION 1
+#define STATE_VERSION 2
 #define P_FLOOR       1e-12 /* 1.7: keeps s_j^2 = q/(qbar p) finite */
 /* 5.1: a dictionary point whose feature lies within this fraction of
  * k(x, x) of the current basis span adds no KRR coordinate (it would make
@@ -84,10 +84,19 @@ const struct ink_param ink_rls_params[] = {
     {.name = "batch",
      .type = INK_P_INT,
      .offset = COFF(batch),
-     .def = "1",
-     .min = 1,
+     .def = "0",
+     .min = 0,
      .max = 16384,
-     .help = "arrivals between O(m^3) re-estimations of all members (16-1024 for throughput)"},
+     .help = "0 (default): every member re-thinned at every arrival, O(m^2) per arrival from an "
+             "updated inverse; N >= 1: re-estimate all members from scratch every N arrivals"},
+    {.name = "slack",
+     .type = INK_P_DOUBLE,
+     .offset = COFF(slack),
+     .def = "0.1",
+     .min = 0,
+     .max = 10,
+     .help = "batch 0: a member is re-thinned once its estimate falls below p/(1 + slack) "
+             "(0: at every decrease, the papers' rule, ~10x slower; docs/rls_sketch.md)"},
     {.name = "mode",
      .type = INK_P_ENUM,
      .offset = COFF(mode),
@@ -134,7 +143,9 @@ struct rls_state {
     struct ink_kernel kern;
     int d, qbar, m_max, b, cap;
     bool normalize, predict, shrink, chol_rescore;
+    bool step; /* batch 0: the step-by-step path, L holds G = (K_DD + gamma_eff W)^-1 */
     double gamma, c_est, mu; /* c_est: est_scale of 1.2 */
+    double slack;            /* batch 0: re-thin when the estimate < p / (1 + slack) */
 
     struct ink_rng rng;
     double gamma_eff; /* 1.7: only ever doubled */
@@ -143,6 +154,8 @@ struct rls_state {
     int64_t escalations;
     int64_t reestimations; /* O(m^3) steps run (a throughput diagnostic) */
     int m, since;          /* dictionary size, arrivals since the last re-estimation */
+    int64_t nupd;          /* step path: rank-one changes to G since it was last refactored */
+    int64_t refreshes;     /* step path: exact refactorisations of G (diagnostic) */
 
     /* Dictionary I_t (1.2): points, ids, p, q, weights s = sqrt(q/(qbar p)). */
     double *X;
@@ -150,8 +163,11 @@ struct rls_state {
     double *p;
     int32_t *q;
     double *s;
-    double *K; /* K_DD, both triangles */
-    double *L; /* lower Cholesky of S K_DD S + gamma_eff I; dsyevr input while re-estimating */
+    double *K; /* K_DD, lower triangle (the upper one is stale after a compaction) */
+    /* batch >= 1: lower Cholesky of S K_DD S + gamma_eff I. batch 0: lower triangle of
+     * G = (K_DD + gamma_eff W)^-1, W = diag(1/s_j^2) (docs/rls_sketch.md). Both: dsyevr
+     * input while re-estimating. */
+    double *L;
 
     double *U, *w, *tau, *ev_work; /* re-estimation scratch */
     int *isuppz, *ev_iwork;
@@ -160,12 +176,15 @@ struct rls_state {
     int64_t *qi;            /* query scratch */
 
     /* Nystrom KRR (5.1): basis = dictionary members with a new direction;
-     * z(x) = R^{-T} k_b(x), K_bb = R^T R; H + mu I = C^T C; g = sum z y. */
+     * z(x) = R^{-T} k_b(x), K_bb = R^T R; H + mu I = C^T C with C upper,
+     * stored transposed (the lower factor C^T, so that the rank-one update
+     * runs down columns); g = sum z y; h = C^{-T} g, kept by the same
+     * rotations as C, so yhat = (C^{-T} z) . h costs one solve. */
     int nb;
     int64_t nobs;
     int64_t *bid;
     int32_t *bpos; /* dictionary position of each basis point */
-    double *R, *C, *g, *z, *v, *v2;
+    double *R, *C, *g, *z, *v, *h;
 
     void *arena;
 };
@@ -228,7 +247,7 @@ static size_t layout(const struct ink_rls_conf *c, struct rls_state *st, char *b
         carve(base, &off, vec, &st->g);
         carve(base, &off, vec + sizeof(double), &st->z);
         carve(base, &off, vec + sizeof(double), &st->v);
-        carve(base, &off, vec + sizeof(double), &st->v2);
+        carve(base, &off, vec + sizeof(double), &st->h);
     }
     st->lwork = lwork;
     st->liwork = liwork;
@@ -250,8 +269,12 @@ static int rls_check(const void *conf, struct ink_err *err)
         return ink_err_set(err, INK_EINVAL, "rls_sketch: gamma must be > 0, got %g", c->gamma);
     if (c->predict && !(c->mu > 0))
         return ink_err_set(err, INK_EINVAL, "rls_sketch: mu must be > 0 with predict");
-    if (c->qbar < 1 || c->max_dict < 1 || c->batch < 1)
-        return ink_err_set(err, INK_EINVAL, "rls_sketch: qbar, max_dict and batch must be >= 1");
+    if (c->qbar < 1 || c->max_dict < 1)
+        return ink_err_set(err, INK_EINVAL, "rls_sketch: qbar and max_dict must be >= 1");
+    if (!(c->slack >= 0) || !isfinite(c->slack))
+        return ink_err_set(err, INK_EINVAL, "rls_sketch: slack must be >= 0");
+    if (c->batch < 0)
+        return ink_err_set(err, INK_EINVAL, "rls_sketch: batch must be >= 0 (0: step by step)");
     if (c->est_scale < 0 || c->est_scale > 1)
         return ink_err_set(err, INK_EINVAL, "rls_sketch: est_scale must be in [0, 1]");
     if (c->mode != INK_RLS_SQUEAK && c->mode != INK_RLS_INK)
@@ -276,6 +299,8 @@ static int rls_init(void *state, const void *conf, const struct ink_op_init *ini
     st->qbar = (int)c->qbar;
     st->m_max = (int)c->max_dict;
     st->b = (int)c->batch;
+    st->step = c->batch == 0;
+    st->slack = c->slack;
     st->cap = st->m_max + 1;
     st->normalize = c->mode == INK_RLS_INK;
     st->predict = c->predict;
@@ -371,42 +396,79 @@ static int estimate(struct rls_state *st)
     return 0;
 }
 
-/* 1.5 steps 7-8: p_new = min(target, p); q ~ Binomial(q, p_new / p); stable
- * compaction of the members with q > 0. */
-static void thin_and_compact(struct rls_state *st)
+/* Stable compaction to the members with q > 0 (X, id, p, q, tau, K; with
+ * with_g also the lower triangle of G). Returns the number kept; keep (in qi)
+ * lists their old indices. */
+static int compact(struct rls_state *st, bool with_g)
 {
     int m = st->m, cap = st->cap, d = st->d, k = 0;
-    double dh = st->dhat > 0 ? st->dhat : 1.0;
     int32_t *keep = (int32_t *)st->qi; /* old index of each kept member */
-    for (int j = 0; j < m; j++) {
-        double target = st->normalize ? st->tau[j] / dh : st->tau[j];
-        double pn = fmin(fmax(target, P_FLOOR), st->p[j]);
-        st->q[j] = binomial(&st->rng, st->q[j], pn / st->p[j]);
-        st->p[j] = pn;
+    for (int j = 0; j < m; j++)
         if (st->q[j] > 0) keep[k++] = j;
-    }
-    if (k == m) return;
-    for (int a = 0; a < k; a++) {
+    if (k == m) return k;
+    int f = 0; /* members before f stay where they are */
+    while (f < k && keep[f] == f) f++;
+    for (int a = f; a < k; a++) {
         int j = keep[a];
-        if (j == a) continue;
         memmove(st->X + (size_t)a * d, st->X + (size_t)j * d, (size_t)d * sizeof(double));
         st->id[a] = st->id[j];
         st->p[a] = st->p[j];
         st->q[a] = st->q[j];
         st->tau[a] = st->tau[j];
     }
-    /* Destination indices never exceed source ones, in column-major order. */
-    for (int b = 0; b < k; b++)
-        for (int a = 0; a < k; a++)
-            st->K[a + (size_t)b * cap] = st->K[keep[a] + (size_t)keep[b] * cap];
+    /* Lower triangles only (nothing reads the upper ones). Destination
+     * indices never exceed source ones, in column-major order; the leading
+     * f x f block is in place. */
+    for (int b = 0; b < k; b++) {
+        double *kd = st->K + (size_t)b * cap, *gd = st->L + (size_t)b * cap;
+        const double *ks = st->K + (size_t)keep[b] * cap, *gs = st->L + (size_t)keep[b] * cap;
+        for (int a = b < f ? f : b; a < k; a++) kd[a] = ks[keep[a]];
+        if (with_g)
+            for (int a = b < f ? f : b; a < k; a++) gd[a] = gs[keep[a]];
+    }
     st->m = k;
+    return k;
 }
 
-/* L = chol(S K_DD S + gamma_eff I), lower. */
+/* 1.5 steps 7-8: p_new = min(target, p); q ~ Binomial(q, p_new / p); stable
+ * compaction of the members with q > 0. */
+static void thin_and_compact(struct rls_state *st)
+{
+    int m = st->m;
+    double dh = st->dhat > 0 ? st->dhat : 1.0;
+    for (int j = 0; j < m; j++) {
+        double target = st->normalize ? st->tau[j] / dh : st->tau[j];
+        double pn = fmin(fmax(target, P_FLOOR), st->p[j]);
+        st->q[j] = binomial(&st->rng, st->q[j], pn / st->p[j]);
+        st->p[j] = pn;
+    }
+    compact(st, false);
+}
+
+/* batch 0: G = (K_DD + gamma_eff W)^-1 from scratch (dpotrf + dpotri, lower
+ * triangle), W = diag(1/s_j^2) = diag(qbar p_j / q_j). */
+static int refresh_inverse(struct rls_state *st)
+{
+    int m = st->m, cap = st->cap;
+    double *G = st->L;
+    st->nupd = 0;
+    if (m == 0) return 0;
+    st->refreshes++;
+    for (int j = 0; j < m; j++) {
+        for (int i = j; i < m; i++) G[i + (size_t)j * cap] = st->K[i + (size_t)j * cap];
+        G[j + (size_t)j * cap] += st->gamma_eff / (st->s[j] * st->s[j]);
+    }
+    if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', m, G, cap) != 0) return INK_ENUMERIC;
+    if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', m, G, cap) != 0) return INK_ENUMERIC;
+    return 0;
+}
+
+/* L = chol(S K_DD S + gamma_eff I), lower; with batch 0, G instead. */
 static int factor(struct rls_state *st)
 {
     int m = st->m, cap = st->cap;
     double *L = st->L;
+    if (st->step) return refresh_inverse(st);
     for (int j = 0; j < m; j++) {
         for (int i = j; i < m; i++)
             L[i + (size_t)j * cap] = st->s[i] * st->K[i + (size_t)j * cap] * st->s[j];
@@ -460,6 +522,11 @@ static double residual(struct rls_state *st, double kxx)
 {
     int m = st->m;
     if (m == 0) return kxx > 0 ? kxx : 0;
+    if (st->step) { /* a^T (S K S + gamma I)^-1 a = k^T G k; leaves u = G k */
+        cblas_dsymv(CblasColMajor, CblasLower, m, 1.0, st->L, st->cap, st->kx, 1, 0.0, st->u, 1);
+        double r = kxx - cblas_ddot(m, st->kx, 1, st->u, 1);
+        return r > 0 ? r : 0;
+    }
     for (int j = 0; j < m; j++) st->u[j] = st->s[j] * st->kx[j];
     cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, m, st->L, st->cap, st->u, 1);
     double r = kxx - cblas_ddot(m, st->u, 1, st->u, 1);
@@ -487,14 +554,12 @@ static double krr_predict(struct rls_state *st, double kxx, double zz, double *v
         return 0;
     }
     memcpy(st->v, st->z, (size_t)nb * sizeof(double));
-    memcpy(st->v2, st->g, (size_t)nb * sizeof(double));
-    cblas_dtrsv(CblasColMajor, CblasUpper, CblasTrans, CblasNonUnit, nb, st->C, st->cap, st->v, 1);
-    cblas_dtrsv(CblasColMajor, CblasUpper, CblasTrans, CblasNonUnit, nb, st->C, st->cap, st->v2, 1);
+    cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, nb, st->C, st->cap, st->v, 1);
     if (var) {
         double res = kxx - zz;
         *var = (res > 0 ? res : 0) / st->mu + cblas_ddot(nb, st->v, 1, st->v, 1);
     }
-    return cblas_ddot(nb, st->v, 1, st->v2, 1);
+    return cblas_ddot(nb, st->v, 1, st->h, 1);
 }
 
 /* The member just appended at dictionary position pos joins the basis when
@@ -505,34 +570,38 @@ static void krr_append(struct rls_state *st, int pos, double kxx, double zz)
     double rho2 = kxx - zz;
     if (!(rho2 > BASIS_TOL * kxx)) return;
     int nb = st->nb, cap = st->cap;
-    double *rc = st->R + (size_t)nb * cap, *cc = st->C + (size_t)nb * cap;
+    double *rc = st->R + (size_t)nb * cap, *C = st->C;
     memcpy(rc, st->z, (size_t)nb * sizeof(double));
     rc[nb] = sqrt(rho2);
-    for (int i = 0; i < nb; i++) cc[i] = 0;
-    cc[nb] = sqrt(st->mu);
+    for (int i = 0; i < nb; i++) C[nb + (size_t)i * cap] = 0; /* row nb of C^T */
+    C[nb + (size_t)nb * cap] = sqrt(st->mu);
     st->g[nb] = 0;
+    st->h[nb] = 0;
     st->z[nb] = rc[nb]; /* the new point's own coordinate */
     st->bid[nb] = st->id[pos];
     st->bpos[nb] = pos;
     st->nb = nb + 1;
 }
 
-/* H += z z^T as a rank-one update of C (C^T C = H + mu I); g += y z. */
+/* H += z z^T as a rank-one update of C (C^T C = H + mu I): rotation k
+ * turns (C_kk, x_k) into (r, 0) and is applied to row k of C (column k of
+ * the stored C^T, contiguous) and x; the same rotations carry (h, y) to the
+ * new h = C^{-T} g (the QR update of least squares); g += y z. */
 static void krr_learn(struct rls_state *st, double y)
 {
     int nb = st->nb, cap = st->cap;
-    double *x = st->v;
+    double *x = st->v, *h = st->h, ya = y;
     memcpy(x, st->z, (size_t)nb * sizeof(double));
     for (int k = 0; k < nb; k++) {
         double *ck = st->C + (size_t)k * cap;
-        double ckk = ck[k], r = hypot(ckk, x[k]);
-        double c = r / ckk, s = x[k] / ckk;
+        /* C_kk >= sqrt(mu) and |x_k| <= |z| stay far from overflow: no hypot. */
+        double ckk = ck[k], r = sqrt(ckk * ckk + x[k] * x[k]);
+        double c = ckk / r, s = x[k] / r;
         ck[k] = r;
-        for (int j = k + 1; j < nb; j++) {
-            double *cj = &st->C[k + (size_t)j * cap];
-            *cj = (*cj + s * x[j]) / c;
-            x[j] = c * x[j] - s * *cj;
-        }
+        if (k + 1 < nb) cblas_drot(nb - k - 1, ck + k + 1, 1, x + k + 1, 1, c, s);
+        double hk = c * h[k] + s * ya;
+        ya = c * ya - s * h[k];
+        h[k] = hk;
     }
     for (int k = 0; k < nb; k++) st->g[k] += y * st->z[k];
     st->nobs++;
@@ -552,44 +621,57 @@ static void givens(double a, double b, double *c, double *s)
 
 /* Drop basis coordinate j (5.1): with R~ = R minus column j = Q [R'; 0],
  * the map to the new coordinates is T = [I 0] Q^T; apply the same
- * rotations to g and to H + mu I = C^T C (as C G^T, re-triangularised). */
+ * rotations to g and to H + mu I = C^T C (as C Q, re-triangularised).
+ * Every loop runs down contiguous memory: R column by column (rotation k,
+ * which zeroes R'(k+1, k), is found when column k is reached), C Q row by
+ * row (columns of the stored C^T), then the left rotations of C on pairs of
+ * its rows (pairs of columns of C^T). Left and right rotations commute, so
+ * this is the interleaved chase of the textbook, reordered. */
 static void krr_delete(struct rls_state *st, int j)
 {
     int nb = st->nb, cap = st->cap;
-    double *R = st->R, *C = st->C, *g = st->g;
-    for (int k = j; k < nb - 1; k++)
-        memcpy(R + (size_t)k * cap, R + (size_t)(k + 1) * cap, (size_t)(k + 2) * sizeof(double));
+    double *R = st->R, *C = st->C, *g = st->g, *cs = st->v, *sn = st->z;
+#define CU(i, l) C[(l) + (size_t)(i) * cap] /* C(i, l) of the upper factor */
+    for (int l = j; l < nb - 1; l++) {
+        double *col = R + (size_t)l * cap;
+        memcpy(col, R + (size_t)(l + 1) * cap, (size_t)(l + 2) * sizeof(double));
+        for (int k = j; k < l; k++) {
+            double ra = col[k], rb = col[k + 1];
+            col[k] = cs[k] * ra + sn[k] * rb;
+            col[k + 1] = -sn[k] * ra + cs[k] * rb;
+        }
+        givens(col[l], col[l + 1], &cs[l], &sn[l]);
+        col[l] = cs[l] * col[l] + sn[l] * col[l + 1];
+        col[l + 1] = 0;
+    }
     for (int k = j; k < nb - 1; k++) {
-        double c, s;
-        givens(R[k + (size_t)k * cap], R[k + 1 + (size_t)k * cap], &c, &s);
-        for (int l = k; l < nb - 1; l++) {
-            double ra = R[k + (size_t)l * cap], rb = R[k + 1 + (size_t)l * cap];
-            R[k + (size_t)l * cap] = c * ra + s * rb;
-            R[k + 1 + (size_t)l * cap] = -s * ra + c * rb;
-        }
-        R[k + 1 + (size_t)k * cap] = 0;
         double ga = g[k], gb = g[k + 1];
-        g[k] = c * ga + s * gb;
-        g[k + 1] = -s * ga + c * gb;
-        double *ck = C + (size_t)k * cap, *ck1 = C + (size_t)(k + 1) * cap;
-        ck[k + 1] = 0;
-        for (int i = 0; i <= k + 1; i++) {
-            double ca = ck[i], cb = ck1[i];
-            ck[i] = c * ca + s * cb;
-            ck1[i] = -s * ca + c * cb;
+        g[k] = cs[k] * ga + sn[k] * gb;
+        g[k + 1] = -sn[k] * ga + cs[k] * gb;
+    }
+    for (int i = 0; i < nb; i++) { /* row i of C Q: rotations k >= i - 1 reach it */
+        double *ci = C + (size_t)i * cap;
+        int k0 = j > i - 1 ? j : i - 1;
+        if (k0 == i - 1) ci[i - 1] = 0; /* below the diagonal: stale storage */
+        for (int k = k0; k < nb - 1; k++) {
+            double a = ci[k], b = ci[k + 1];
+            ci[k] = cs[k] * a + sn[k] * b;
+            ci[k + 1] = -sn[k] * a + cs[k] * b;
         }
+    }
+    for (int k = j; k < nb - 1; k++) {
         double c2, s2;
-        givens(ck[k], ck[k + 1], &c2, &s2);
+        givens(CU(k, k), CU(k + 1, k), &c2, &s2);
         for (int l = k; l < nb; l++) {
-            double *cl = C + (size_t)l * cap;
-            double a = cl[k], b = cl[k + 1];
-            cl[k] = c2 * a + s2 * b;
-            cl[k + 1] = -s2 * a + c2 * b;
+            double a = CU(k, l), b = CU(k + 1, l);
+            CU(k, l) = c2 * a + s2 * b;
+            CU(k + 1, l) = -s2 * a + c2 * b;
         }
-        ck[k + 1] = 0;
+        CU(k + 1, k) = 0;
     }
     memmove(st->bid + j, st->bid + j + 1, (size_t)(nb - 1 - j) * sizeof(int64_t));
     memmove(st->bpos + j, st->bpos + j + 1, (size_t)(nb - 1 - j) * sizeof(int32_t));
+#undef CU
     st->nb = nb - 1;
 }
 
@@ -602,8 +684,14 @@ static void krr_sync_basis(struct rls_state *st)
         while (pos < st->m && st->id[pos] < st->bid[k]) pos++;
         st->bpos[k] = (pos < st->m && st->id[pos] == st->bid[k]) ? pos : -1;
     }
+    int nb0 = st->nb;
     for (int k = st->nb - 1; k >= 0; k--)
         if (st->bpos[k] < 0) krr_delete(st, k);
+    if (st->nb < nb0 && st->nb > 0) { /* h = C^{-T} g afresh after the rotations */
+        memcpy(st->h, st->g, (size_t)st->nb * sizeof(double));
+        cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, st->nb, st->C, st->cap,
+                    st->h, 1);
+    }
 }
 
 /* --------------------------------------------------------------- process */
@@ -613,8 +701,8 @@ static int check_x(const struct rls_state *st, const struct ink_record *in, stru
     if (!(in->flags & INK_HAS_X) || !in->x)
         return ink_err_set(err, INK_ENOX, "rls_sketch: record has no x");
     if ((int64_t)in->dim != st->d)
-        return ink_err_set(err, INK_EDIM, "rls_sketch: x has %u values, expected %d", in->dim,
-                           st->d);
+        return ink_err_set(err, INK_EDIM, "x has %u values, rls_sketch takes %d", in->dim,
+                           (int)st->d);
     for (int i = 0; i < st->d; i++)
         if (!isfinite(in->x[i]))
             return ink_err_set(err, INK_EINVAL, "rls_sketch: x[%d] is not finite", i);
@@ -636,13 +724,253 @@ static void append(struct rls_state *st, const double *x, double kxx, double res
     for (int j = 0; j < m; j++) {
         st->K[j + (size_t)m * cap] = st->kx[j];
         st->K[m + (size_t)j * cap] = st->kx[j];
-        st->L[m + (size_t)j * cap] = sw * st->u[j];
     }
     st->K[m + (size_t)m * cap] = kxx;
-    st->L[m + (size_t)m * cap] = sqrt(sw * sw * res + st->gamma_eff);
+    if (!st->step) { /* batch 0 updates G itself (step_arrival) */
+        for (int j = 0; j < m; j++) st->L[m + (size_t)j * cap] = sw * st->u[j];
+        st->L[m + (size_t)m * cap] = sqrt(sw * sw * res + st->gamma_eff);
+    }
     st->kx[m] = kxx;
     st->m = m + 1;
     if (st->predict) krr_append(st, m, kxx, zz);
+}
+
+/* ------------------------------------------------- batch 0: step by step */
+
+/* G is refactored from scratch once it has taken this many rank-one changes
+ * per member (and at least REFRESH_MIN): amortised O(m^2) per change, and
+ * a bounded drift (docs/rls_sketch.md, "The default path"). */
+#define REFRESH_PER_MEMBER 16
+#define REFRESH_MIN        32
+/* A weight change whose Sherman-Morrison denominator 1 + delta G_jj falls
+ * below this is not applied; G is refactored instead. */
+#define SM_MIN_DEN 1e-8
+
+/* Column j of G (lower storage) into out[0..n). */
+static void g_column(const struct rls_state *st, int j, int n, double *out)
+{
+    const double *G = st->L;
+    size_t cap = (size_t)st->cap;
+    for (int i = 0; i < j; i++) out[i] = G[j + i * cap];
+    for (int i = j; i < n; i++) out[i] = G[i + j * cap];
+}
+
+/* G <- G - alpha c c^T on the leading n x n block. */
+static void g_rank1(struct rls_state *st, int n, double alpha, const double *c)
+{
+    cblas_dsyr(CblasColMajor, CblasLower, n, -alpha, c, 1, st->L, st->cap);
+    st->nupd++;
+}
+
+/* G <- (G^-1 + E_J diag(dl) E_J^T)^-1 = G - C S^-1 C^T with C = G E_J
+ * (n x k) and S = diag(1/dl) + G_JJ (symmetric, maybe indefinite: LU),
+ * applied to the lower triangle as G - (A C^T + C A^T)/2, A = C S^-1
+ * (dsyr2k). Scratch in U (3 n k) and ev_work (k^2). Nonzero: not applied
+ * (too many changes for the scratch, or S singular); the caller refactors. */
+static int woodbury(struct rls_state *st, int n, const int32_t *J, const double *dl, int k)
+{
+    size_t nk = (size_t)n * k;
+    if (k > 64 || 3 * nk > (size_t)st->cap * st->cap || k * k > st->lwork) return 1;
+    double *Cm = st->U, *Z = Cm + nk, *A = Z + nk, *S = st->ev_work;
+    int *ipiv = st->ev_iwork + st->cap;
+    for (int b = 0; b < k; b++) g_column(st, J[b], n, Cm + (size_t)b * n);
+    for (int b = 0; b < k; b++) {
+        for (int a = 0; a < k; a++) S[a + b * k] = Cm[J[a] + (size_t)b * n];
+        S[b + b * k] += 1.0 / dl[b];
+    }
+    for (int i = 0; i < n; i++)
+        for (int b = 0; b < k; b++) Z[b + (size_t)i * k] = Cm[i + (size_t)b * n];
+    if (LAPACKE_dgesv_work(LAPACK_COL_MAJOR, k, n, S, k, ipiv, Z, k) != 0) return 1;
+    for (int b = 0; b < k; b++)
+        for (int i = 0; i < n; i++) A[i + (size_t)b * n] = Z[b + (size_t)i * k];
+    cblas_dsyr2k(CblasColMajor, CblasLower, CblasNoTrans, n, k, -0.5, A, n, Cm, n, 1.0, st->L,
+                 st->cap);
+    st->nupd += k;
+    return 0;
+}
+
+/* batch 0, the dictionary over max_dict after an arrival's thinning (which
+ * already used estimates at the current gamma_eff): 1.7 a, gamma_eff doubled
+ * and steps 2-8 redone with no new arrival until the dictionary fits, each
+ * round scored from a fresh G = (K_DD + gamma_eff W)^-1 (O(m^3) with dpotrf +
+ * dpotri, about a tenth of an eigensolve). G is left current. */
+static int step_escalate(struct rls_state *st)
+{
+    st->reestimations++;
+    for (int guard = 0; guard < 200; guard++) {
+        st->gamma_eff *= 2;
+        st->escalations++;
+        set_weights(st);
+        if (refresh_inverse(st) != 0) continue; /* rounding: escalate further */
+        int m = st->m, cap = st->cap;
+        double gam = st->gamma_eff, rsum = 0;
+        for (int j = 0; j < m; j++) {
+            double w = 1.0 / (st->s[j] * st->s[j]);
+            double r = 1.0 - gam * w * st->L[j + (size_t)j * cap];
+            r = r > 0 ? r : 0;
+            rsum += r;
+            st->tau[j] = st->c_est * w * r;
+        }
+        st->dhat = st->c_est * rsum;
+        if (st->shrink) thin_and_compact(st);
+        set_weights(st);
+        if (st->predict) krr_sync_basis(st);
+        if (st->m <= st->m_max && refresh_inverse(st) == 0) return 0;
+    }
+    return INK_ENUMERIC;
+}
+
+/* One arrival of docs/algorithms.md 1.5 with batch 0, in O(m^2 + m d): x joins
+ * with s = 1; every member's score is read from the diagonal of
+ * (K_aug + gamma W_aug)^-1 = G bordered by x (O(m) after u = G k); every
+ * member and x are thinned; then G follows the dictionary by rank-one
+ * changes: x appended with its weight (bordering), each member whose weight
+ * q/(qbar p) changed (Sherman-Morrison on W_jj), each evicted member
+ * (Schur downdate), and is refactored on a schedule. kx holds the kernel
+ * row; on return *tau_out is x's score. */
+static int step_arrival(struct rls_state *st, const double *x, double kxx, double zz, bool learn,
+                        double y, double *tau_out)
+{
+    int m = st->m, cap = st->cap, rc;
+    double gam = st->gamma_eff, c = st->c_est, *G = st->L;
+    double res = residual(st, kxx); /* u = G k */
+    double sig = res + gam;
+    double tau = c * res / sig, rsum = res / sig;
+    /* 1.5 steps 1-6: G_aug_jj = G_jj + u_j^2 / sig; r_j = 1 - gamma w_j G_aug_jj,
+     * tau_j = c r_j / s_j^2 = c w_j r_j. */
+    for (int j = 0; j < m; j++) {
+        double w = 1.0 / (st->s[j] * st->s[j]);
+        double gjj = G[j + (size_t)j * cap] + st->u[j] * st->u[j] / sig;
+        double r = 1.0 - gam * w * gjj;
+        r = r > 0 ? r : 0;
+        rsum += r;
+        st->tau[j] = c * w * r;
+    }
+    st->dhat = c * rsum;
+    *tau_out = tau;
+    /* Step 7, the members: which weights change, which members leave. */
+    int32_t *chg = (int32_t *)st->isuppz;
+    double *wold = st->w;
+    int nchg = 0, nev = 0;
+    if (st->shrink) {
+        double dh = st->dhat > 0 ? st->dhat : 1.0;
+        for (int j = 0; j < m; j++) {
+            double target = st->normalize ? st->tau[j] / dh : st->tau[j];
+            double pn = fmin(fmax(target, P_FLOOR), st->p[j]);
+            if (!(pn * (1.0 + st->slack) < st->p[j])) continue;
+            wold[j] = 1.0 / (st->s[j] * st->s[j]);
+            st->q[j] = binomial(&st->rng, st->q[j], pn / st->p[j]);
+            st->p[j] = pn;
+            chg[nchg++] = j;
+            nev += st->q[j] == 0;
+        }
+    }
+    /* ... and x, which entered with p = 1, q = qbar. */
+    double target = st->normalize ? tau / fmax(st->dhat, 1e-300) : tau;
+    target = fmin(target, 1.0);
+    double p = 1;
+    int q = st->qbar;
+    if (st->shrink) {
+        p = fmax(target, P_FLOOR);
+        q = binomial(&st->rng, st->qbar, target);
+    } else if (m >= st->m_max) {
+        q = 0; /* full, and nothing may be thinned */
+    }
+    if (q > 0 && m - nev + 1 > st->m_max) {
+        /* Over the cap: the full re-estimation with gamma escalation (1.7 a),
+         * which refactors G. */
+        append(st, x, kxx, res, zz, p, q);
+        if (learn) krr_learn(st, y);
+        compact(st, false);
+        set_weights(st);
+        if (st->predict) krr_sync_basis(st);
+        return step_escalate(st);
+    }
+    bool refresh = false;
+    if (q > 0) { /* border G with x at weight w = qbar p / q */
+        double sig2 = res + gam * (st->qbar * p / q);
+        if (m > 0) {
+            g_rank1(st, m, -1.0 / sig2, st->u);
+            for (int i = 0; i < m; i++) G[m + (size_t)i * cap] = -st->u[i] / sig2;
+        }
+        G[m + (size_t)m * cap] = 1.0 / sig2;
+        append(st, x, kxx, res, zz, p, q);
+        st->nupd++;
+    }
+    if (learn) krr_learn(st, y);
+    int n = st->m;
+    double *col = st->kwork;
+    /* W_jj changes of the members that stay: Sherman-Morrison for one,
+     * Woodbury (one symmetric rank-2k BLAS-3 update) for several. */
+    int32_t *J = (int32_t *)st->ev_iwork, k = 0;
+    double *dl = st->u; /* u is spent once x is appended */
+    for (int a = 0; a < nchg; a++) {
+        int j = chg[a];
+        if (st->q[j] == 0) continue;
+        double delta = gam * (st->qbar * st->p[j] / st->q[j] - wold[j]);
+        if (delta == 0) continue;
+        if (!(1.0 + delta * G[j + (size_t)j * cap] > SM_MIN_DEN)) {
+            refresh = true;
+            break;
+        }
+        J[k] = j;
+        dl[k++] = delta;
+    }
+    if (!refresh && k == 1) {
+        g_column(st, J[0], n, col);
+        g_rank1(st, n, dl[0] / (1.0 + dl[0] * G[J[0] + (size_t)J[0] * cap]), col);
+    } else if (!refresh && k > 1) {
+        refresh = woodbury(st, n, J, dl, k) != 0;
+    }
+    for (int a = 0; a < nchg && !refresh && nev > 0; a++) { /* evictions: Schur downdate */
+        int j = chg[a];
+        if (st->q[j] != 0) continue;
+        double gjj = G[j + (size_t)j * cap];
+        if (!(gjj > 0)) {
+            refresh = true;
+            break;
+        }
+        g_column(st, j, n, col);
+        g_rank1(st, n, 1.0 / gjj, col);
+    }
+    if (nev > 0) {
+        compact(st, true);
+        if (st->predict) krr_sync_basis(st);
+    }
+    set_weights(st);
+    int64_t period = (int64_t)REFRESH_PER_MEMBER * st->m;
+    if (refresh || st->nupd >= (period > REFRESH_MIN ? period : REFRESH_MIN)) {
+        if ((rc = refresh_inverse(st)) != 0) return reestimate(st);
+    }
+    return 0;
+}
+
+/* One arrival with batch >= 1: x scored and thinned against the current
+ * dictionary, appended (L gains a row); every `batch` arrivals, or when the
+ * dictionary overflows, all members re-estimated from scratch. */
+static int batch_arrival(struct rls_state *st, const double *x, double kxx, double zz, bool learn,
+                         double y, double *tau_out)
+{
+    /* tau~ of the newest point, in the dictionary with s = 1 (1.5): c s/(s + gamma). */
+    double res = residual(st, kxx);
+    double tau = st->c_est * res / (res + st->gamma_eff);
+    *tau_out = tau;
+    st->dhat += tau;
+    double target = st->normalize ? tau / fmax(st->dhat, 1e-300) : tau;
+    target = fmin(target, 1.0);
+    double p = 1;
+    int q = st->qbar;
+    if (st->shrink) {
+        p = fmax(target, P_FLOOR);
+        q = binomial(&st->rng, st->qbar, target);
+    } else if (st->m >= st->m_max) {
+        q = 0; /* full, and nothing may be thinned */
+    }
+    if (q > 0) append(st, x, kxx, res, zz, p, q);
+    if (learn) krr_learn(st, y);
+    st->since++;
+    if (st->since >= st->b || st->m > st->m_max) return reestimate(st);
+    return 0;
 }
 
 static int rls_process(void *state, const struct ink_record *in, const struct ink_emitter *out,
@@ -659,29 +987,12 @@ static int rls_process(void *state, const struct ink_record *in, const struct in
     if (st->predict) zz = krr_embed(st);
     if (learn) yhat = krr_predict(st, kxx, zz, NULL); /* prequential: before learning y */
 
-    /* tau~ of the newest point, in the dictionary with s = 1 (1.5): c s/(s + gamma). */
-    double res = residual(st, kxx);
-    double tau = st->c_est * res / (res + st->gamma_eff);
-    st->dhat += tau;
-    double target = st->normalize ? tau / fmax(st->dhat, 1e-300) : tau;
-    target = fmin(target, 1.0);
-    double p = 1;
-    int q = st->qbar;
-    if (st->shrink) {
-        p = fmax(target, P_FLOOR);
-        q = binomial(&st->rng, st->qbar, target);
-    } else if (st->m >= st->m_max) {
-        q = 0; /* full, and nothing may be thinned */
-    }
     int64_t id = st->t;
-    if (q > 0) append(st, in->x, kxx, res, zz, p, q);
-    if (learn) krr_learn(st, in->y);
+    double tau;
+    rc = st->step ? step_arrival(st, in->x, kxx, zz, learn, learn ? in->y : 0, &tau)
+                  : batch_arrival(st, in->x, kxx, zz, learn, learn ? in->y : 0, &tau);
     st->t++;
-    st->since++;
-    if (st->since >= st->b || st->m > st->m_max) {
-        rc = reestimate(st);
-        if (rc) return ink_err_set(err, rc, "rls_sketch: eigen/Cholesky failure");
-    }
+    if (rc) return ink_err_set(err, rc, "rls_sketch: eigen/Cholesky failure");
 
     struct ink_record o;
     ink_record_derive(&o, in);
@@ -734,6 +1045,7 @@ static int rls_query(void *state, const struct ink_record *req, const struct ink
         ink_record_add_i64s(&o, "q", st->qi, (uint32_t)st->m);
         ink_record_add_i64(&o, "escalations", st->escalations);
         ink_record_add_i64(&o, "reestimations", st->reestimations);
+        ink_record_add_i64(&o, "refreshes", st->refreshes);
     } else {
         return ink_err_set(err, INK_ENOTSUP,
                            "rls_sketch: unknown op '%.*s' (tau, predict, deff, dict)",
@@ -777,6 +1089,30 @@ static const double *pack_block(const struct rls_state *st, const double *A, int
     return st->U;
 }
 
+/* A symmetric matrix of which only the lower triangle is kept, packed
+ * whole (the upper triangle mirrored). */
+static const double *pack_sym(const struct rls_state *st, const double *A, int n)
+{
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < n; i++)
+            st->U[i + (size_t)j * n] = i >= j ? A[i + (size_t)j * st->cap] : A[j + (size_t)i * st->cap];
+    return st->U;
+}
+
+/* The same for the stored C^T, packed as C (the upper factor of 5.1). */
+static const double *pack_block_t(const struct rls_state *st, const double *A, int n)
+{
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < n; i++) st->U[i + (size_t)j * n] = A[j + (size_t)i * st->cap];
+    return st->U;
+}
+
+static void unpack_block_t(const struct rls_state *st, double *A, int n)
+{
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < n; i++) A[j + (size_t)i * st->cap] = st->U[i + (size_t)j * n];
+}
+
 static void unpack_block(const struct rls_state *st, double *A, int n)
 {
     for (int j = n - 1; j >= 0; j--)
@@ -787,7 +1123,7 @@ static int rls_save(const void *state, msgpack_packer *pk)
 {
     const struct rls_state *st = state;
     int m = st->m, nb = st->nb;
-    msgpack_pack_map(pk, st->predict ? 28 : 21);
+    msgpack_pack_map(pk, st->predict ? 31 : 23);
     ink_pack_key(pk, "version");
     msgpack_pack_int64(pk, STATE_VERSION);
     ink_pack_key(pk, "dim");
@@ -816,6 +1152,10 @@ static int rls_save(const void *state, msgpack_packer *pk)
     msgpack_pack_int64(pk, m);
     ink_pack_key(pk, "since");
     msgpack_pack_int64(pk, st->since);
+    ink_pack_key(pk, "nupd");
+    msgpack_pack_int64(pk, st->nupd);
+    ink_pack_key(pk, "refreshes");
+    msgpack_pack_int64(pk, st->refreshes);
     ink_pack_key(pk, "rng");
     ink_pack_rng(pk, &st->rng);
     ink_pack_key(pk, "X");
@@ -826,10 +1166,10 @@ static int rls_save(const void *state, msgpack_packer *pk)
     ink_pack_f64s(pk, st->p, (size_t)m);
     ink_pack_key(pk, "q");
     ink_pack_i32s(pk, st->q, (size_t)m);
-    /* K_DD and L are stored, not recomputed: a restore continues bit for bit
-     * (5.2). U is scratch between records, so it can stage the packing. */
+    /* K_DD and L (G with batch 0) are stored, not recomputed: a restore
+     * continues bit for bit (5.2). U is scratch between records, so it can stage the packing. */
     ink_pack_key(pk, "K");
-    ink_pack_f64s(pk, pack_block(st, st->K, m), (size_t)m * m);
+    ink_pack_f64s(pk, pack_sym(st, st->K, m), (size_t)m * m);
     ink_pack_key(pk, "L");
     ink_pack_f64s(pk, pack_block(st, st->L, m), (size_t)m * m);
     if (st->predict) {
@@ -844,9 +1184,11 @@ static int rls_save(const void *state, msgpack_packer *pk)
         ink_pack_key(pk, "R");
         ink_pack_f64s(pk, pack_block(st, st->R, nb), (size_t)nb * nb);
         ink_pack_key(pk, "C");
-        ink_pack_f64s(pk, pack_block(st, st->C, nb), (size_t)nb * nb);
+        ink_pack_f64s(pk, pack_block_t(st, st->C, nb), (size_t)nb * nb);
         ink_pack_key(pk, "g");
         ink_pack_f64s(pk, st->g, (size_t)nb);
+        ink_pack_key(pk, "h");
+        ink_pack_f64s(pk, st->h, (size_t)nb);
     }
     return 0;
 }
@@ -867,7 +1209,7 @@ static int expect_i64(const msgpack_object *obj, const char *key, int64_t want, 
 static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
 {
     struct rls_state *st = state;
-    int64_t m, since, t, esc, nre, nb = 0, nobs = 0;
+    int64_t m, since, t, esc, nre, nupd, nref, nb = 0, nobs = 0;
     double gamma_eff, dhat, gamma;
     struct ink_rng rng;
     int rc;
@@ -884,12 +1226,15 @@ static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
         (rc = ink_state_i64(obj, "reestimations", &nre, err)) ||
         (rc = ink_state_i64(obj, "m", &m, err)) ||
         (rc = ink_state_i64(obj, "since", &since, err)) ||
+        (rc = ink_state_i64(obj, "nupd", &nupd, err)) ||
+        (rc = ink_state_i64(obj, "refreshes", &nref, err)) ||
         (rc = ink_state_rng(obj, "rng", &rng, err)))
         return rc;
     if (gamma != st->gamma)
         return ink_err_set(err, INK_ESTATE, "state: gamma %g differs from the config's %g", gamma,
                            st->gamma);
-    if (m < 0 || m > st->m_max || since < 0 || since >= st->b || t < 0 ||
+    if (m < 0 || m > st->m_max || since < 0 || (st->b > 0 ? since >= st->b : since != 0) ||
+        nupd < 0 || nref < 0 || t < 0 ||
         !(gamma_eff >= st->gamma) || !isfinite(gamma_eff))
         return ink_err_set(err, INK_ESTATE, "state: inconsistent sizes or gamma_eff");
     size_t mm = (size_t)m;
@@ -910,7 +1255,8 @@ static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
             (rc = ink_state_need_len(obj, "bpos", 4, n, err)) ||
             (rc = ink_state_need_len(obj, "R", 8, n * n, err)) ||
             (rc = ink_state_need_len(obj, "C", 8, n * n, err)) ||
-            (rc = ink_state_need_len(obj, "g", 8, n, err)))
+            (rc = ink_state_need_len(obj, "g", 8, n, err)) ||
+            (rc = ink_state_need_len(obj, "h", 8, n, err)))
             return rc;
     }
     /* Sizes are right; copy. Values are validated where a bad one could
@@ -944,8 +1290,9 @@ static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
         ink_state_f64s(obj, "R", st->U, n * n, err);
         unpack_block(st, st->R, (int)nb);
         ink_state_f64s(obj, "C", st->U, n * n, err);
-        unpack_block(st, st->C, (int)nb);
+        unpack_block_t(st, st->C, (int)nb);
         ink_state_f64s(obj, "g", st->g, n, err);
+        ink_state_f64s(obj, "h", st->h, n, err);
         st->nb = (int)nb;
         st->nobs = nobs;
     }
@@ -954,6 +1301,8 @@ static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
     st->t = t;
     st->escalations = esc;
     st->reestimations = nre;
+    st->nupd = nupd;
+    st->refreshes = nref;
     st->gamma_eff = gamma_eff;
     st->dhat = dhat;
     st->rng = rng;

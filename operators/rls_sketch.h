@@ -27,7 +27,8 @@ struct ink_rls_conf {
     double est_scale; /* estimator scale c_est (1.2); 0 = 1 - eps */
     int64_t qbar;     /* copies per point (1.4) */
     int64_t max_dict; /* hard cap m_max (1.7) */
-    int64_t batch;    /* arrivals between re-estimations of all members (1.5) */
+    int64_t batch;    /* 0: step by step (1.5); N: re-estimate all members every N arrivals */
+    double slack;     /* batch 0: re-thin a member once its estimate < p / (1 + slack) */
     int mode;         /* enum ink_rls_mode */
     int64_t seed;     /* -1 = the seed the engine derives for the node */
     bool predict;     /* Nystrom KRR (5.1) */

@@ -376,7 +376,7 @@ typedef void (*kcol_fn)(const void *ctx, int j, double *out);
 
 static double gpucb_exact(kcol_fn kcol, const void *ctx, int A, const double *f, double fstar,
                           double lambda, double F, double nv, double delta, int T, int init,
-                          uint64_t seed, const double *noise)
+                          uint64_t seed, const double *noise, const int *first)
 {
     double *H = malloc((size_t)A * T * sizeof(double)), *mu = calloc(A, sizeof(double));
     double *var = malloc((size_t)A * sizeof(double)), *g = malloc((size_t)A * sizeof(double));
@@ -390,8 +390,8 @@ static double gpucb_exact(kcol_fn kcol, const void *ctx, int A, const double *f,
     double regret = 0, sumcv = 0;
     for (int t = 0; t < T; t++) {
         int j = 0;
-        if (t < init) {
-            j = (int)(ink_rng_uniform(&r) * A);
+        if (t < init) { /* first: the arms the operator played at random, when given */
+            j = first ? first[t] : (int)(ink_rng_uniform(&r) * A);
         } else {
             double beta = beta_ref(lambda, F, nv, delta, t, sumcv), best = -INFINITY;
             for (int i = 0; i < A; i++) {
@@ -493,7 +493,7 @@ TEST(regret_linear_kernel_close_to_exact_gpucb)
         double nvar = 0.01 * (fmax - fmin);
         for (int t = 0; t < T; t++) noise[t] = sqrt(nvar) * gauss(&r);
         struct kctx kc = {X, A, d, 0};
-        R_gp += gpucb_exact(kcol_of, &kc, A, f, fmax, nvar, 1, nvar, 0.5, T, 2, 500 + sd, noise);
+        R_gp += gpucb_exact(kcol_of, &kc, A, f, fmax, nvar, 1, nvar, 0.5, T, 2, 500 + sd, noise, NULL);
 
         struct bandit b = {0};
         conf_defaults(&b.c);
@@ -556,7 +556,7 @@ TEST(regret_rbf_branin_close_to_exact_gpucb)
         for (int i = 0; i < A; i++) f[i] = (bmax - f[i]) / (bmax - bmin); /* max 1 */
         for (int t = 0; t < T; t++) noise[t] = sqrt(nvar) * gauss(&r);
         struct kctx kc = {X, A, d, sigma};
-        R_gp += gpucb_exact(kcol_of, &kc, A, f, 1.0, nvar, 1, nvar, 0.5, T, 2, 600 + sd, noise);
+        R_gp += gpucb_exact(kcol_of, &kc, A, f, 1.0, nvar, 1, nvar, 0.5, T, 2, 600 + sd, noise, NULL);
 
         struct bandit b = {0};
         conf_defaults(&b.c);
@@ -586,6 +586,127 @@ TEST(regret_rbf_branin_close_to_exact_gpucb)
     CHECK(DT <= 1.3 * D2);
     CHECK(DT <= T / 4.0);
     free(noise);
+}
+
+/* Hartmann-6 (negated: larger is better) on the unit cube. */
+static double hartmann6(const double *u)
+{
+    static const double al[4] = {1.0, 1.2, 3.0, 3.2};
+    static const double a[4][6] = {{10, 3, 17, 3.5, 1.7, 8},
+                                   {0.05, 10, 17, 0.1, 8, 14},
+                                   {3, 3.5, 1.7, 10, 17, 8},
+                                   {17, 8, 0.05, 10, 0.1, 14}};
+    static const double p[4][6] = {{.1312, .1696, .5569, .0124, .8283, .5886},
+                                   {.2329, .4135, .8307, .3736, .1004, .9991},
+                                   {.2348, .1451, .3522, .2883, .3047, .6650},
+                                   {.4047, .8828, .8732, .5743, .1091, .0381}};
+    double s = 0;
+    for (int i = 0; i < 4; i++) {
+        double e = 0;
+        for (int j = 0; j < 6; j++) e += a[i][j] * (u[j] - p[i][j]) * (u[j] - p[i][j]);
+        s += al[i] * exp(-e);
+    }
+    return s;
+}
+
+static double branin_unit(const double *u)
+{
+    return -branin01(u[0], u[1]); /* larger is better */
+}
+
+/* bkb with the default qbar against exact GP-UCB started from the operator's
+ * two random arms, A random arms in [0, 1]^d, rewards standardised over the
+ * arms plus `offset`, N(0, 0.1^2) noise. Returns the total ratio, *worst the
+ * worst seed's. */
+static double regret_ratio_default_qbar(double (*fn)(const double *), int d, int A, int T,
+                                        double sigma, double lambda, double offset, int seeds,
+                                        uint64_t seed0, double *worst)
+{
+    double *X = malloc((size_t)A * d * sizeof(double)), *f = malloc((size_t)A * sizeof(double));
+    double *noise = malloc((size_t)T * sizeof(double));
+    const double nvar = 0.01;
+    double R_bkb = 0, R_gp = 0;
+    *worst = 0;
+    for (int sd = 0; sd < seeds; sd++) {
+        struct ink_rng r;
+        ink_rng_seed(&r, seed0 + sd);
+        for (int i = 0; i < A * d; i++) X[i] = ink_rng_uniform(&r);
+        double m = 0, v = 0, fmax = -INFINITY;
+        for (int i = 0; i < A; i++) m += f[i] = fn(X + (size_t)i * d);
+        m /= A;
+        for (int i = 0; i < A; i++) v += (f[i] - m) * (f[i] - m);
+        v = sqrt(v / A);
+        for (int i = 0; i < A; i++) {
+            f[i] = (f[i] - m) / v + offset;
+            if (f[i] > fmax) fmax = f[i];
+        }
+        for (int t = 0; t < T; t++) noise[t] = sqrt(nvar) * gauss(&r);
+
+        struct bandit b = {0};
+        conf_defaults(&b.c);
+        conf_file_arms(&b.c, "dflt", X, A, d);
+        b.c.kernel.sigma = sigma;
+        b.c.lambda = lambda;
+        b.c.noise_var = nvar;
+        b.c.seed = (int64_t)(seed0 + 1000 + sd);
+        b.c.qbar = 0; /* the default */
+        if (bandit_start(&b) != 0 || kick(&b) != 0) return NAN;
+        int first[2];
+        double R = 0;
+        for (int t = 0; t < T; t++) {
+            int64_t j = b.o.arm;
+            if (t < 2) first[t] = (int)j;
+            R += fmax - f[j];
+            if (reward(&b, j, f[j] + noise[t]) != 0) return NAN;
+        }
+        bandit_stop(&b);
+        unlink(path_buf);
+        struct kctx kc = {X, A, d, sigma};
+        double Rg =
+            gpucb_exact(kcol_of, &kc, A, f, fmax, lambda, 1, nvar, 0.5, T, 2, 0, noise, first);
+        printf("    seed %d: R_T(BKB)=%.1f R_T(GP-UCB)=%.1f ratio=%.3f\n", sd, R, Rg, R / Rg);
+        R_bkb += R, R_gp += Rg;
+        if (R / Rg > *worst) *worst = R / Rg;
+    }
+    free(X);
+    free(f);
+    free(noise);
+    return R_bkb / R_gp;
+}
+
+/* At lambda 1 (the default) an arm pulled once with no close neighbour has
+ * c var = k/(k + lambda) = 1/2, so a fixed qbar 2 keeps it with p = 1 at most
+ * and drops it as soon as a neighbour takes some of its variance; in 6-D no
+ * other arm explains it, so it forgets its reward (mean back to 0, variance
+ * back to the prior's). With rewards not centred (mean -5, sd 1: negated
+ * losses) qbar 2 measured 1.33x exact GP-UCB's regret in total, up to 1.57x on
+ * a seed (bench/bench_bkb_fns.c, 6 seeds; 1.33x here); the default
+ * 2 (1 + lambda) = 4 matches it (docs/bkb.md, "Regret in higher dimensions
+ * (and lambda)"). Both play the same two random arms first, so the ratio
+ * measures the approximation, not the luck of the start: from other start
+ * arms exact GP-UCB against itself is 0.3-1.6x per seed on Hartmann-6. */
+TEST(regret_hartmann6_default_qbar_close_to_exact_gpucb)
+{
+    openblas_set_num_threads(1);
+    double worst, ratio = regret_ratio_default_qbar(hartmann6, 6, 1000, 200, 0.3, 1.0, -5.0,
+                                                    scaled(4, 2), 700, &worst);
+    printf("    hartmann6: A=1000 T=200 lambda 1: total ratio %.3f, worst seed %.3f\n", ratio,
+           worst);
+    CHECK(ratio <= 1.1);
+    CHECK(worst <= 1.5);
+}
+
+/* The same in 2-D: at lambda 1 qbar 2 measured 1.47x on Branin (1,000 arms,
+ * T = 200, 4 seeds of bench/bench_bkb_fns.c; 1.53x here; standardised rewards): the
+ * default depends on lambda, not on the dimension. */
+TEST(regret_branin_lambda1_default_qbar_close_to_exact_gpucb)
+{
+    openblas_set_num_threads(1);
+    double worst, ratio = regret_ratio_default_qbar(branin_unit, 2, 1000, 200, 0.15, 1.0, 0.0,
+                                                    scaled(4, 2), 800, &worst);
+    printf("    branin: A=1000 T=200 lambda 1: total ratio %.3f, worst seed %.3f\n", ratio, worst);
+    CHECK(ratio <= 1.15);
+    CHECK(worst <= 1.5);
 }
 
 /* ---- BBKB ---- */
@@ -1242,7 +1363,10 @@ TEST(config_loader)
     memset(&d, 0, sizeof d);
     struct ink_err err = {0};
     REQUIRE(ink_params_defaults(ink_op_bkb.params, &d, &err) == 0);
-    CHECK(d.lambda == 1 && d.F == 1 && d.noise_var == 1 && d.delta == 0.5 && d.qbar == 2);
+    CHECK(d.lambda == 1 && d.F == 1 && d.noise_var == 1 && d.delta == 0.5 && d.qbar == 0);
+    /* qbar 0: 2 (1 + lambda / mean k(a, a)) (docs/bkb.md, Choosing qbar) */
+    CHECK(ink_bkb_default_qbar(1, 1) == 4 && fabs(ink_bkb_default_qbar(0.01, 1) - 2.02) < 1e-12);
+    CHECK(ink_bkb_default_qbar(1, 0) == 2);
     CHECK(d.max_dict == 512 && d.beta == 0 && !d.batch.set && d.seed == -1 && d.init == 2);
     CHECK(d.arm_block == 1024 && d.max_memory == 1ull << 30 && d.lazy);
     ink_params_free(ink_op_bkb.params, &d);
@@ -1267,7 +1391,7 @@ TEST(config_loader)
     REQUIRE(c);
     CHECK(c->arms.grid.set && c->arms.grid.n.n == 2 && c->arms.grid.hi.v[1] == 2);
     CHECK(c->kernel.type == INK_K_MATERN52 && c->lambda == 0.01 && c->batch.set);
-    CHECK(c->batch.ratio == 3 && c->max_dict == 64 && c->init == 1 && c->qbar == 2);
+    CHECK(c->batch.ratio == 3 && c->max_dict == 64 && c->init == 1 && c->qbar == 0);
     struct bandit b = {0};
     b.c = *c;
     REQUIRE(bandit_start(&b) == 0);

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "../engine/codec.h"
+#include "../engine/fields.h"
 #include "../engine/codec_int.h"
 #include "../engine/rng.h"
 #include "alloc_count.h"
@@ -1066,6 +1067,30 @@ TEST(encode_record_without_extras)
     CHECK(ink_encode_text(&r, 0, &out) == 0);
     ink_buf_fini(&out);
     ink_decoder_fini(&d);
+}
+
+/* fields: time formats (engine/fields.h), against values from Python's
+ * calendar.timegm. */
+TEST(rfc3339_parse)
+{
+    int64_t t = 0;
+    CHECK(ink_rfc3339_parse("2026-12-05T10:00:00Z", 20, &t) == 0 && t == 1796464800LL * 1000000000);
+    CHECK(ink_rfc3339_parse("2000-02-29T12:00:00.000000001Z", 30, &t) == 0 &&
+          t == 951825600LL * 1000000000 + 1);
+    CHECK(ink_rfc3339_parse("1969-12-31T23:59:59Z", 20, &t) == 0 && t == -1000000000LL);
+    CHECK(ink_rfc3339_parse("2026-12-05T11:30:00.25+01:30", 28, &t) == 0 &&
+          t == 1796464800LL * 1000000000 + 250000000);
+    CHECK(ink_rfc3339_parse("2026-12-05t10:00:00z", 20, &t) == 0); /* lower case is RFC 3339 */
+    static const char *const bad[] = {
+        "2026-12-05",            /* a date only */
+        "2026-12-05T10:00:00",   /* no offset */
+        "2026-02-29T00:00:00Z",  /* not a leap year */
+        "2026-13-01T00:00:00Z",  /* month */
+        "2026-12-05T24:00:00Z",  /* hour */
+        "2026-12-05T10:00:00.Z", /* empty fraction */
+        "2026-12-05T10:00:00+1:00", "2026-12-05T10:00:00Zjunk", "yesterday", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK_MSG(ink_rfc3339_parse(bad[i], strlen(bad[i]), &t) == -1, "%s", bad[i]);
 }
 
 int main(int argc, char **argv)

@@ -76,6 +76,21 @@ static struct ink_rls_conf base_conf(int d)
     return c;
 }
 
+/* The parameter table's defaults (what a config that names only dim gets),
+ * with a gaussian kernel of the given bandwidth and a fixed seed. */
+static struct ink_rls_conf default_conf(int d, double sigma)
+{
+    struct ink_rls_conf c;
+    memset(&c, 0, sizeof c);
+    struct ink_err err = {0};
+    if (ink_params_defaults(ink_rls_params, &c, &err)) fprintf(stderr, "defaults: %s\n", err.msg);
+    c.dim = d;
+    c.kernel.set = true;
+    c.kernel.sigma = sigma;
+    c.seed = 1;
+    return c;
+}
+
 static void *make(const struct ink_rls_conf *c)
 {
     const struct ink_op_vtable *vt = &ink_op_rls_sketch;
@@ -226,11 +241,13 @@ static double recon_gap(const double *K, const double *U, const double *lam, int
     return hi;
 }
 
+/* rescore < 0: the default settings (batch 0), only qbar, max_dict, gamma and
+ * the kernel set as below. */
 static void band_seed(uint64_t seed, const int *cps, int ncp, struct band_stats *bs, int rescore)
 {
     enum { D = 3 };
-    struct ink_rls_conf c = base_conf(D);
-    c.rescore = rescore;
+    struct ink_rls_conf c = rescore < 0 ? default_conf(D, 1.5) : base_conf(D);
+    if (rescore >= 0) c.rescore = rescore;
     c.kernel.sigma = 1.5;
     /* qbar = 64, not the 16 of docs/algorithms.md T2: with est_scale = 1 - eps the
      * sampler keeps ~0.4 qbar d_eff points, and at qbar = 16 only ~17% of
@@ -238,7 +255,7 @@ static void band_seed(uint64_t seed, const int *cps, int ncp, struct band_stats 
      * alpha log(n/delta)/eps^2 is ~100. */
     c.qbar = 64;
     c.max_dict = 1000; /* no cap hit: the exact side uses gamma */
-    c.batch = 16;
+    if (rescore >= 0) c.batch = 16;
     c.seed = (int64_t)seed;
     double eps = c.eps, alpha = (1 + eps) / (1 - eps), g = c.gamma;
     void *st = make(&c);
@@ -377,6 +394,36 @@ TEST(band_cholesky_rescore)
     CHECK_MSG(bs.acc_dict >= 0.9 * bs.checks, "%d of %d", bs.acc_dict, bs.checks);
 }
 
+/* The default settings (batch 0: every member re-thinned at every arrival
+ * from the updated inverse): the same band, reconstruction and size checks
+ * as band_reconstruction_size, over the same 20 seeds. */
+TEST(band_default_settings)
+{
+    static const int cps[] = {100, 300, 600};
+    int ncp = 3, seeds = (int)lround(20 * test_scale());
+    if (seeds < 2) seeds = 2;
+    struct band_stats bs = {.lo = INFINITY, .hi = -INFINITY};
+    for (int s = 0; s < seeds; s++) band_seed(1000 + s, cps, ncp, &bs, -1);
+    double alpha = 3.0;
+    printf("band (defaults): %d seeds, %d checkpoints; eps-accurate: arrival %d, dict %d; "
+           "max eps_t %.3f; tau~/tau in [%.4f, %.4f]; m/(qbar deff) <= %.3f\n",
+           seeds, bs.checks, bs.acc_arrival, bs.acc_dict, bs.max_eps, bs.lo, bs.hi, bs.m_deff);
+    CHECK(bs.fail_arrival == 0);
+    CHECK(bs.fail_query == 0);
+    CHECK(bs.fail_recon == 0);
+    CHECK(bs.fail_size == 0);
+    CHECK_MSG(bs.acc_dict >= 0.95 * bs.checks, "%d of %d", bs.acc_dict, bs.checks);
+    CHECK_MSG(bs.acc_arrival >= 0.95 * bs.checks, "%d of %d", bs.acc_arrival, bs.checks);
+    for (int k = 0; k < ncp; k++) {
+        double mean = bs.ratio[k] / seeds;
+        double sd = sqrt(fmax(bs.ratio2[k] / seeds - mean * mean, 0));
+        double se = sd / sqrt(seeds);
+        printf("band (defaults): t=%d dhat/d_eff mean %.4f sd %.4f\n", cps[k], mean, sd);
+        CHECK_MSG(mean >= 1 / alpha - 3 * se && mean <= 1 + 3 * se, "t=%d mean %.4f se %.4f",
+                  cps[k], mean, se);
+    }
+}
+
 /* The two re-estimations compute the same scores up to rounding: on one
  * stream with one seed, every arrival's tau agrees to 1e-9 relative and the
  * dictionaries stay identical (a thinning draw would have to fall within
@@ -493,24 +540,28 @@ TEST(plumbing_exact_batch7_scale)
 {
     plumbing(7, 0.8);
 }
+TEST(plumbing_exact_default)
+{
+    plumbing(0, 0);
+}
 
 /* ------------------------------------------------------------------ KRR */
 
 /* Prequential MSE of yhat vs exact prequential KRR (each point predicted from
  * all previous ones, same mu): with L = chol(K + mu I), row t of L below the
  * diagonal is L_{t-1}^{-1} k_t and w = L^{-1} y, so yhat_t = L[t, :t] . w[:t]. */
-TEST(krr_prequential)
+static void krr_prequential_run(bool defaults)
 {
     enum { D = 2 };
     int n = (int)lround(2000 * fmin(1.0, fmax(test_scale(), 0.25)));
-    struct ink_rls_conf c = base_conf(D);
+    struct ink_rls_conf c = defaults ? default_conf(D, 0.5) : base_conf(D);
     c.kernel.sigma = 0.5;
     c.predict = true;
     c.mu = 0.1;
     c.gamma = 0.1;
     c.qbar = 8;
     c.max_dict = 512;
-    c.batch = 16;
+    if (!defaults) c.batch = 16;
     void *st = make(&c);
     REQUIRE(st);
     double *X = malloc((size_t)n * D * 8), *y = malloc((size_t)n * 8);
@@ -543,8 +594,8 @@ TEST(krr_prequential)
         se_exact += (yh - y[t]) * (yh - y[t]);
     }
     double ratio = se_sketch / se_exact;
-    printf("krr: n %d, prequential MSE sketch %.5f exact %.5f ratio %.4f (dict %d, accepted %d)\n",
-           n, se_sketch / n, se_exact / n, ratio, mfinal, accepted);
+    printf("krr%s: n %d, prequential MSE sketch %.5f exact %.5f ratio %.4f (dict %d, accepted %d)\n",
+           defaults ? " (defaults)" : "", n, se_sketch / n, se_exact / n, ratio, mfinal, accepted);
     CHECK_MSG(ratio <= 1.2, "ratio %.4f", ratio);
     /* Predict query: mean and a positive variance that shrinks where data are. */
     double xin[D] = {0.1, -0.2}, xout[D] = {8, 8};
@@ -556,6 +607,17 @@ TEST(krr_prequential)
     CHECK(seen.var > vin && vin > 0);
     free(X), free(y), free(L), free(w);
     destroy(st);
+}
+
+TEST(krr_prequential)
+{
+    krr_prequential_run(false);
+}
+
+/* The same check with the default settings (batch 0). */
+TEST(krr_prequential_default_settings)
+{
+    krr_prequential_run(true);
 }
 
 /* Shrinking off: the basis only grows, spans are nested, and the streaming
@@ -653,11 +715,13 @@ static struct ink_rls_conf t7_conf(void)
     return c;
 }
 
-TEST(deterministic_and_save_load)
+static void save_load_run(int batch, double slack)
 {
     enum { N = 700, CUT = 333 };
     static struct trace a[N], b[N], r[N];
     struct ink_rls_conf c = t7_conf();
+    c.batch = batch;
+    c.slack = slack;
     void *s1 = make(&c), *s2 = make(&c);
     REQUIRE(s1 && s2);
     run_trace(s1, 0, N, a);
@@ -702,6 +766,19 @@ TEST(deterministic_and_save_load)
     destroy(s4);
     destroy(s5);
     destroy(s1);
+}
+
+TEST(deterministic_and_save_load)
+{
+    save_load_run(5, 0);
+}
+
+/* batch 0 (the default): the stored G continues bit for bit, with the
+ * default slack and with slack 0 (more rank-one updates and refreshes). */
+TEST(deterministic_and_save_load_default)
+{
+    save_load_run(0, default_conf(3, 1).slack);
+    save_load_run(0, 0);
 }
 
 /* After many evictions (Givens column deletions, 5.1) the saved basis factor
@@ -774,6 +851,99 @@ TEST(krr_basis_factor_after_evictions)
     destroy(st);
 }
 
+/* ------------------------------------------------ batch 0 (the default) */
+
+/* Saves the node and reads back m, K, p, q and the stored L (= G with
+ * batch 0) as dense m x m column-major arrays (malloc'd). */
+struct snap {
+    int64_t m, nupd;
+    double *K, *L, *p;
+    int32_t *q;
+};
+
+static void snap_take(void *st, struct snap *sn)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    REQUIRE(ink_op_rls_sketch.save(st, &pk) == 0);
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    REQUIRE(msgpack_unpack_next(&up, sb.data, sb.size, &off) == MSGPACK_UNPACK_SUCCESS);
+    struct ink_err err = {0};
+    REQUIRE(ink_state_i64(&up.data, "m", &sn->m, &err) == 0);
+    REQUIRE(ink_state_i64(&up.data, "nupd", &sn->nupd, &err) == 0);
+    size_t m = (size_t)sn->m;
+    sn->K = malloc(m * m * 8 + 8), sn->L = malloc(m * m * 8 + 8), sn->p = malloc(m * 8 + 8);
+    sn->q = malloc(m * 4 + 4);
+    REQUIRE(ink_state_f64s(&up.data, "K", sn->K, m * m, &err) == 0);
+    REQUIRE(ink_state_f64s(&up.data, "L", sn->L, m * m, &err) == 0);
+    REQUIRE(ink_state_f64s(&up.data, "p", sn->p, m, &err) == 0);
+    REQUIRE(ink_state_i32s(&up.data, "q", sn->q, m, &err) == 0);
+    msgpack_unpacked_destroy(&up);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void snap_free(struct snap *sn)
+{
+    free(sn->K), free(sn->L), free(sn->p), free(sn->q);
+}
+
+/* max_ij |G_ij - exact_ij| / max_ij |exact_ij| over the lower triangle, with
+ * exact = (K + g W)^-1 from a fresh dpotrf + dpotri. */
+static double inverse_drift(const struct snap *sn, int qbar, double g)
+{
+    int m = (int)sn->m;
+    if (m == 0) return 0;
+    double *A = malloc((size_t)m * m * 8);
+    memcpy(A, sn->K, (size_t)m * m * 8);
+    for (int j = 0; j < m; j++) A[j + (size_t)j * m] += g * qbar * sn->p[j] / sn->q[j];
+    if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', m, A, m) || LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', m, A, m)) {
+        free(A);
+        return INFINITY;
+    }
+    double num = 0, den = 0;
+    for (int j = 0; j < m; j++)
+        for (int i = j; i < m; i++) {
+            num = fmax(num, fabs(sn->L[i + (size_t)j * m] - A[i + (size_t)j * m]));
+            den = fmax(den, fabs(A[i + (size_t)j * m]));
+        }
+    free(A);
+    return num / den;
+}
+
+TEST(step_inverse_drift)
+{
+    enum { D = 8 };
+    struct ink_rls_conf c = base_conf(D);
+    c.batch = 0;
+    c.kernel.sigma = 2.0;
+    c.gamma = 30;
+    c.max_dict = 1024;
+    void *st = make(&c);
+    REQUIRE(st);
+    struct ink_rng rng;
+    ink_rng_seed(&rng, 7);
+    double x[D], worst = 0;
+    for (int t = 1; t <= 3000; t++) {
+        for (int k = 0; k < D; k++) x[k] = gauss(&rng);
+        REQUIRE(feed(st, x, D, NULL) == 0);
+        if (t % 250 == 0) {
+            struct snap sn;
+            snap_take(st, &sn);
+            double dr = inverse_drift(&sn, (int)c.qbar, seen.gamma_eff);
+            printf("step drift: t %d m %lld nupd %lld drift %.3g\n", t, (long long)sn.m,
+                   (long long)sn.nupd, dr);
+            worst = fmax(worst, dr);
+            snap_free(&sn);
+        }
+    }
+    CHECK_MSG(worst < 1e-9, "%.3g", worst);
+    destroy(st);
+}
+
 /* ------------------------------------------------------------------- T8 */
 
 TEST(identical_points)
@@ -803,9 +973,10 @@ TEST(identical_points)
     destroy(st);
 }
 
-TEST(huge_gamma_empty_dictionary)
+static void huge_gamma_run(int batch)
 {
     struct ink_rls_conf c = base_conf(2);
+    c.batch = batch;
     c.gamma = 1e6;
     c.predict = true;
     void *st = make(&c);
@@ -828,12 +999,23 @@ TEST(huge_gamma_empty_dictionary)
     destroy(st);
 }
 
-TEST(tiny_gamma_cap)
+TEST(huge_gamma_empty_dictionary)
+{
+    huge_gamma_run(1);
+}
+
+/* batch 0 (the default) with the dictionary empty between arrivals. */
+TEST(huge_gamma_empty_dictionary_default)
+{
+    huge_gamma_run(0);
+}
+
+static void tiny_gamma_run(int batch)
 {
     struct ink_rls_conf c = base_conf(2);
     c.gamma = 1e-9;
     c.max_dict = 32;
-    c.batch = 4;
+    c.batch = batch;
     void *st = make(&c);
     REQUIRE(st);
     struct ink_rng rng;
@@ -849,8 +1031,21 @@ TEST(tiny_gamma_cap)
     CHECK(last > c.gamma);
     CHECK(ink_op_gauge_read(&ink_op_rls_sketch, st, "gamma_eff") == last &&
           ink_op_gauge_read(&ink_op_rls_sketch, st, "dict") == (double)seen.dict);
-    printf("tiny gamma: gamma_eff %.3g after 400 points, dict %lld\n", last, (long long)seen.dict);
+    printf("tiny gamma (batch %d): gamma_eff %.3g after 400 points, dict %lld\n", batch, last,
+           (long long)seen.dict);
     destroy(st);
+}
+
+TEST(tiny_gamma_cap)
+{
+    tiny_gamma_run(4);
+}
+
+/* batch 0 (the default): the cap escalates gamma_eff through the full
+ * re-estimation, which refactors the inverse. */
+TEST(tiny_gamma_cap_default)
+{
+    tiny_gamma_run(0);
 }
 
 /* accepted means "in the dictionary after the step"; members only leave. */
@@ -934,7 +1129,7 @@ TEST(config_loader)
     memset(&d, 0, sizeof d);
     struct ink_err err = {0};
     REQUIRE(ink_params_defaults(ink_rls_params, &d, &err) == 0);
-    CHECK(d.gamma == 1.0 && d.eps == 0.5 && d.qbar == 8 && d.max_dict == 1024 && d.batch == 1);
+    CHECK(d.gamma == 1.0 && d.eps == 0.5 && d.qbar == 8 && d.max_dict == 1024 && d.batch == 0);
     CHECK(d.mode == INK_RLS_SQUEAK && d.seed == -1 && !d.predict && d.mu == 0.1 && d.shrink);
     CHECK(d.kernel.type == INK_K_GAUSSIAN && d.kernel.sigma == 1.0 && !d.kernel.set);
     ink_params_free(ink_rls_params, &d);
@@ -992,12 +1187,12 @@ TEST(config_loader)
 }
 
 /* INK mode: normalised scores keep about qbar copies in total (1.6). */
-TEST(ink_mode)
+static void ink_mode_run(int batch)
 {
     struct ink_rls_conf c = base_conf(2);
     c.mode = INK_RLS_INK;
     c.qbar = 60;
-    c.batch = 4;
+    c.batch = batch;
     void *st = make(&c);
     REQUIRE(st);
     struct ink_rng rng;
@@ -1009,10 +1204,21 @@ TEST(ink_mode)
         if (t > 100 && seen.dict > maxm) maxm = (int)seen.dict;
         CHECK(seen.tau >= 0 && seen.tau <= 1);
     }
-    printf("ink mode: qbar 60, max dict after t=100: %d, deff %.2f\n", maxm, seen.deff);
+    printf("ink mode (batch %d): qbar 60, max dict after t=100: %d, deff %.2f\n", batch, maxm,
+           seen.deff);
     CHECK(maxm <= 2 * c.qbar);
     CHECK(seen.dict >= 1);
     destroy(st);
+}
+
+TEST(ink_mode)
+{
+    ink_mode_run(4);
+}
+
+TEST(ink_mode_default)
+{
+    ink_mode_run(0);
 }
 
 /* mem_bound is what init allocates, and process/query allocate nothing. */

@@ -165,6 +165,62 @@ static int cmd_run(int argc, char **argv)
     return rc ? 1 : 0;
 }
 
+/* A file source with fields: over a CSV file that exists: every mapped
+ * name must be a column of its header. Returns the number of errors
+ * printed. (A missing file is not an error here: it may be written later.) */
+static int check_csv_fields(const char *cfgpath, const struct ink_config *cfg,
+                            const struct ink_node_conf *n)
+{
+    const struct ink_file_src_conf *c = n->conf;
+    if (strcmp(n->type->name, "file") != 0 || !c->fields.set || strcmp(c->path, "-") == 0)
+        return 0;
+    char buf[4096];
+    const char *path = ink_path_resolve(cfg->base_dir, c->path, buf, sizeof buf);
+    int fmt = c->format == INK_FMT_AUTO ? ink_format_from_path(path, INK_FMT_JSONL) : c->format;
+    if (fmt != INK_FMT_CSV) return 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len = getline(&line, &cap, f);
+    fclose(f);
+    struct ink_csv_header h;
+    struct ink_err e = {0};
+    int errs = 0;
+    if (len <= 0 || ink_csv_header_parse(&h, line, (size_t)len, &e)) {
+        fprintf(stderr, "%s:%d:%d: error: source '%s': %s: no CSV header row%s%s\n", cfgpath,
+                n->line, n->col, n->name, c->path, e.msg[0] ? ": " : "", e.msg);
+        free(line);
+        return 1;
+    }
+    free(line);
+    const struct ink_fields_conf *fc = &c->fields;
+    for (int i = 0; i < fc->nx + 3; i++) {
+        const char *name = i < fc->nx         ? fc->x[i]
+                           : i == fc->nx     ? fc->y
+                           : i == fc->nx + 1 ? fc->key
+                                             : fc->t;
+        if (!name) continue;
+        uint32_t col = 0;
+        while (col < h.ncols && strcmp(h.name[col], name)) col++;
+        if (col < h.ncols) continue;
+        char cols[1024];
+        size_t o = 0;
+        for (uint32_t k = 0; k < h.ncols && o < sizeof cols - 8; k++)
+            o += (size_t)snprintf(cols + o, sizeof cols - o, "%s%s", k ? ", " : "", h.name[k]);
+        char role[32];
+        if (i < fc->nx)
+            snprintf(role, sizeof role, "x[%d]", i);
+        else
+            snprintf(role, sizeof role, "%s", i == fc->nx ? "y" : i == fc->nx + 1 ? "key" : "t");
+        fprintf(stderr, "%s:%d:%d: error: source '%s': fields.%s: '%s' is not a column of %s (its "
+                "columns: %s)\n", cfgpath, n->line, n->col, n->name, role, name, c->path, cols);
+        errs++;
+    }
+    ink_csv_header_fini(&h);
+    return errs;
+}
+
 static int cmd_validate(int argc, char **argv)
 {
     int c;
@@ -179,8 +235,16 @@ static int cmd_validate(int argc, char **argv)
     argv += optind;
     struct ink_config cfg = {0};
     if (load_config(argv[0], &cfg)) return 2;
-    int ns = 0, no = 0, nk = 0;
+    int ns = 0, no = 0, nk = 0, errs = 0;
     uint64_t mem = 0;
+    for (int i = 0; i < cfg.nnodes; i++)
+        if (cfg.nodes[i].kind == INK_NODE_SOURCE)
+            errs += check_csv_fields(argv[0], &cfg, &cfg.nodes[i]);
+    if (errs) {
+        fprintf(stderr, "inkflow: %s: %d error%s\n", argv[0], errs, errs == 1 ? "" : "s");
+        ink_config_free(&cfg);
+        return 2;
+    }
     for (int i = 0; i < cfg.nnodes; i++) {
         const struct ink_node_conf *n = &cfg.nodes[i];
         ns += n->kind == INK_NODE_SOURCE;

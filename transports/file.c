@@ -393,6 +393,7 @@ static const struct ink_param file_src_params[] = {
      .min = 0,
      .max = 1e9,
      .help = "replay at this many records per second (0 = as fast as possible)"},
+    INK_FIELDS_PARAM(struct ink_file_src_conf),
     {0},
 };
 
@@ -450,6 +451,7 @@ static int fsrc_open(struct ink_node *n, struct ink_err *err)
     struct ink_limits lim =
         ink__source_limits(n, (uint64_t)n->g->cfg->engine.max_record_bytes + 65536);
     int rc = ink_file_reader_open(&fs->r, fs->path, fs->c->format, &lim, err);
+    if (!rc) rc = ink_decoder_set_fields(&fs->r.dec, &fs->c->fields, err);
     if (rc) return rc;
     fs->t_start = ink_now();
     fs->progress = n->g->cfg->engine.progress && isatty(2) && fs->r.size > 0;

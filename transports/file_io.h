@@ -10,6 +10,7 @@
 
 #include "../engine/buf.h"
 #include "../engine/codec.h"
+#include "../engine/fields.h"
 #include "../engine/path.h"
 
 enum ink_file_format { INK_FMT_AUTO, INK_FMT_CSV, INK_FMT_JSONL, INK_FMT_MSGPACK, INK_FMT_TEXT };
@@ -19,6 +20,7 @@ struct ink_file_src_conf {
     char *path;  /* "-" = stdin */
     int format;  /* enum ink_file_format; auto = from the extension */
     double rate; /* records per second, 0 = as fast as possible */
+    struct ink_fields_conf fields; /* docs/fields.md */
 };
 
 /* `type: file` sink. */

@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../engine/fields.h"
 #include "../engine/clock.h"
 #include "../engine/codec.h"
 #include "../engine/graph.h"
@@ -48,6 +49,7 @@ struct kafka_src_conf {
     uint64_t max_message_bytes;
     struct ink_strmap options;
     struct ink_strmap secret_files;
+    struct ink_fields_conf fields; /* where record fields come from (docs/fields.md) */
 };
 
 /* `type: kafka` sink. */
@@ -121,6 +123,7 @@ static const struct ink_param src_params[] = {
      .type = INK_P_STRMAP,
      .offset = SOFF(secret_files),
      .help = SECRETS_HELP},
+    INK_FIELDS_PARAM(struct kafka_src_conf),
     {0},
 };
 
@@ -198,6 +201,14 @@ static int src_check(const void *conf, struct ink_err *err)
                            "\"t,key,x0,x1\")");
     if (c->format != KFMT_CSV && c->csv_header)
         return ink_err_set(err, INK_EINVAL, "'csv_header' only applies to format: csv");
+    if (c->fields.set && c->fields.key_topic_level)
+        return ink_err_set(err, INK_EINVAL, "fields: key from a topic level is MQTT's; a kafka "
+                                            "source keys by the message key (key: message)");
+    if (c->fields.set && c->fields.key && c->key != KKEY_PAYLOAD)
+        return ink_err_set(err, INK_EINVAL,
+                           "fields: maps key from the payload, but key: %s would replace it: set "
+                           "key: payload (or map no key and keep the message key)",
+                           keys[c->key]);
     return check_options(&c->options, &c->secret_files, src_owned, err);
 }
 
@@ -501,6 +512,7 @@ static int ksrc_open(struct ink_node *n, struct ink_err *err)
     k->last = -1;
     struct ink_limits lim = ink__source_limits(n, k->c->max_message_bytes);
     if (ink_decoder_init(&k->dec, &lim)) return ink_err_set(err, INK_ENOMEM, "out of memory");
+    if (ink_decoder_set_fields(&k->dec, &k->c->fields, err)) return err->code;
     if (k->c->format == KFMT_CSV) {
         int rc = ink_csv_header_parse(&k->hdr, k->c->csv_header, strlen(k->c->csv_header), err);
         if (rc) return rc;

@@ -103,6 +103,7 @@ static const struct ink_param zmq_src_params[] = {
      .max = 1000000,
      .help = "pull: end this source after that many end-of-stream markers (0 = run until stopped)"},
     CURVE_PARAM,
+    INK_FIELDS_PARAM(struct ink_zmq_conf),
     {0},
 };
 
@@ -162,6 +163,9 @@ static int zmq_check(const void *conf, struct ink_err *err)
     if (c->socket == INK_ZMQ_ROUTER && !c->reply_from)
         return ink_err_set(err, INK_EINVAL,
                            "a router source needs 'reply_from' (the operator that answers)");
+    if (c->socket == INK_ZMQ_ROUTER && c->fields.set)
+        return ink_err_set(err, INK_EINVAL, "'fields' applies to pull and sub sockets (a router "
+                                            "reads requests as they are)");
     if (c->socket != INK_ZMQ_ROUTER && c->reply_from)
         return ink_err_set(err, INK_EINVAL, "'reply_from' only applies to socket: router");
     const struct ink_curve_conf *k = &c->curve;
@@ -275,6 +279,7 @@ static int zsrc_open(struct ink_node *n, struct ink_err *err)
     if (!(z->ctx = ctx_acquire(err))) return INK_EIO;
     struct ink_limits lim = ink__source_limits(n, z->c->max_message_bytes);
     if (ink_decoder_init(&z->dec, &lim)) return ink_err_set(err, INK_ENOMEM, "out of memory");
+    if (ink_decoder_set_fields(&z->dec, &z->c->fields, err)) return err->code;
     if (z->c->reply_from) {
         z->reply_node = ink__node_find(n->g, z->c->reply_from);
         if (!z->reply_node)

@@ -23,6 +23,7 @@
 
 #include "../engine/clock.h"
 #include "../engine/err.h"
+#include "../engine/fields.h"
 
 /* `socket:` indexes the node's own choices: sources pull/sub/router, sinks push/pub. */
 enum ink_zmq_socket { INK_ZMQ_PULL, INK_ZMQ_SUB, INK_ZMQ_ROUTER };
@@ -55,6 +56,7 @@ struct ink_zmq_conf {
     bool eos;           /* push sink: finish with the end-of-stream exchange */
     double eos_timeout; /* push sink: how long to wait for the acknowledgement */
     struct ink_curve_conf curve;
+    struct ink_fields_conf fields; /* sources: where record fields come from (docs/fields.md) */
     const char *base_dir; /* set at open: where relative key paths start (NULL = cwd) */
 };
 

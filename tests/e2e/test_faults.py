@@ -232,7 +232,7 @@ seed = int(os.environ.get("INK_TEST_SEED", "0")) or random.randrange(1 << 30)
 print("fault loop seed %d (INK_TEST_SEED to repeat)" % seed)
 res = faultloop.run_loop(inkt.INKFLOW, os.path.join(base, "loop"), 8, seed,
                          log=lambda m: print("     " + m))
-inkt.check(res["kills"] >= 6, "the graph was killed with SIGKILL %d times (%d during a snapshot "
+inkt.check(res["kills"] == 8, "the graph was killed with SIGKILL %d times (%d during a snapshot "
            "write)" % (res["kills"], res["in_write"]))
 inkt.check(res["restored"] + res["refused"] >= res["kills"],
            "every restore continued (%d) or refused clearly (%d)" %

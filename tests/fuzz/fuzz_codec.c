@@ -4,15 +4,17 @@
  *     engine/codec.c engine/jsonl.c engine/csv.c engine/record.c engine/err.c \
  *     -lmsgpackc -ljansson -lm -o fuzz_codec && ./fuzz_codec -max_total_time=60
  * The first byte picks the decoder (msgpack, JSON, CSV with the first line as
- * the header). A decoded record must encode in every format, and its msgpack
+ * the header), plain or with a `fields:` mapping (engine/fields.h: dotted
+ * paths, a key from topic level 2, t in auto format). A decoded record must encode in every format, and its msgpack
  * must decode again to the same known fields; the request-argument readers
  * (ink_record_extra_*) run over its extras. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../engine/codec.h"
+#include "../../engine/fields.h"
 
-static struct ink_decoder dec, dec2;
+static struct ink_decoder dec, dec2, decm;
 static struct ink_buf out;
 
 static void check_same(const struct ink_record *a, const struct ink_record *b)
@@ -28,10 +30,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!dec.x) {
         struct ink_limits lim = {
             .max_frame = 4096, .max_depth = 12, .max_dim = 64, .max_str = 64, .max_extra = 1024};
-        if (ink_decoder_init(&dec, &lim) || ink_decoder_init(&dec2, &lim)) abort();
+        if (ink_decoder_init(&dec, &lim) || ink_decoder_init(&dec2, &lim) ||
+            ink_decoder_init(&decm, &lim))
+            abort();
+        static char *x[] = {"a", "p.q"};
+        struct ink_fields_conf fc = {.set = true,
+                                     .nx = 2,
+                                     .x = x,
+                                     .y = "y",
+                                     .t = "ts",
+                                     .key_topic_level = 2,
+                                     .t_format = INK_TF_AUTO};
+        struct ink_err e;
+        if (ink_decoder_set_fields(&decm, &fc, &e)) abort();
     }
     if (size < 1) return 0;
-    uint8_t mode = data[0] % 3;
+    uint8_t mode = data[0] % 6;
+    struct ink_decoder *d = &dec;
+    if (mode >= 3) {
+        d = &decm;
+        mode -= 3;
+        ink_decoder_set_topic(d, "site/3/temp", 11);
+    }
     data++, size--;
     /* an exact-size copy so any over-read is caught */
     uint8_t *in = malloc(size ? size : 1);
@@ -40,15 +60,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     enum ink_reject why = INK_REJ_DECODE;
     struct ink_csv_header h = {0};
     if (mode == 0) {
-        why = ink_decode_msgpack(&dec, in, size, &r);
+        why = ink_decode_msgpack(d, in, size, &r);
     } else if (mode == 1) {
-        why = ink_decode_json(&dec, (const char *)in, size, &r);
+        why = ink_decode_json(d, (const char *)in, size, &r);
     } else {
         const char *nl = memchr(in, '\n', size);
         size_t hl = nl ? (size_t)(nl - (const char *)in) + 1 : size;
         struct ink_err err;
         if (ink_csv_header_parse(&h, (const char *)in, hl, &err) == 0)
-            why = ink_decode_csv(&dec, &h, (const char *)in + hl, size - hl, &r);
+            why = ink_decode_csv(d, &h, (const char *)in + hl, size - hl, &r);
     }
     if ((unsigned)why >= INK_REJ__COUNT) abort();
     if (why == INK_REJ_NONE) {
