@@ -33,6 +33,7 @@
 #include "dominance.h"
 #include "fenwick.h"
 #include "kll.h"
+#include "partial.h"
 
 #define STATE_VERSION 1
 #define MAX_WINDOW    (1 << 26) /* keys are int32 over 2 x window items */
@@ -42,7 +43,7 @@ static const char *const mode_names[] = {"kll", "grid", "exact", "kde", NULL};
 #define GOFF(f) offsetof(struct ink_ecdf_grid_conf, f)
 #define COFF(f) offsetof(struct ink_ecdf_conf, f)
 
-static const struct ink_param grid_params[] = {
+const struct ink_param ink_ecdf_grid_params[] = {
     {.name = "lo",
      .type = INK_P_F64_LIST,
      .offset = GOFF(lo),
@@ -90,7 +91,7 @@ static const struct ink_param ecdf_params[] = {
     {.name = "grid",
      .type = INK_P_OBJECT,
      .offset = COFF(grid),
-     .sub = grid_params,
+     .sub = ink_ecdf_grid_params,
      .help = "grid and kde: {lo: [..], hi: [..], n: [..]} or {nodes: [[..], ..]}"},
     {.name = "window",
      .type = INK_P_INT,
@@ -142,6 +143,14 @@ static const struct ink_param ecdf_params[] = {
      .len_max = INK_ECDF_MAX_QUANTILES,
      .help = "kll: add each rank's quantile of the earlier records to every record, named "
              "q<100 r>: [0.5, 0.9, 0.99] adds q50, q90, q99"},
+    {.name = "publish",
+     .type = INK_P_INT,
+     .offset = COFF(publish),
+     .def = "0",
+     .min = 0,
+     .max = 1LL << 40,
+     .help = "kll, grid: every this many records a state counts, and at the end of the stream, "
+             "emit its cumulative partial (sketch or grid counts) for a merge node; 0 = never"},
     {.name = "emit_partial",
      .type = INK_P_BOOL,
      .offset = COFF(emit_partial),
@@ -184,6 +193,12 @@ struct ecdf {
     char qname[INK_ECDF_MAX_QUANTILES][16];
     /* kde: the node's grid-wide density reply (scratch, shared by the keys) */
     double *dgrid, *ygrid;
+    /* publish: partials every `publish` records (docs/ecdf.md#global-answers-by-merging) */
+    uint64_t publish, published; /* published: n at the last partial */
+    uint8_t *pbuf;               /* the partial's bin object */
+    const char *node;            /* node name: the partial's source */
+    bool has_kafka;              /* kafka_partition/offset of the last record counted */
+    int64_t kpart, koff;
     /* reply scratch */
     double qnode[INK_GRID_MAX_DIM];
     int64_t shape[INK_GRID_MAX_DIM];
@@ -206,6 +221,20 @@ static uint32_t axis_nodes(const struct ink_ecdf_conf *c, int k)
 {
     if (c->grid.nodes.n > 0) return (uint32_t)c->grid.nodes.v[k].n;
     return (uint32_t)c->grid.n.v[k];
+}
+
+static size_t nodes_total(const struct ink_ecdf_conf *c)
+{
+    size_t nn = 0;
+    for (int k = 0; k < grid_axes(c); k++) nn += axis_nodes(c, k);
+    return nn;
+}
+
+static size_t cells_of(const struct ink_ecdf_conf *c)
+{
+    size_t cells = 1;
+    for (int k = 0; k < grid_axes(c); k++) cells *= axis_nodes(c, k);
+    return cells;
 }
 
 static int conf_dim(const struct ink_ecdf_conf *c)
@@ -256,6 +285,12 @@ static size_t layout(struct ecdf *s, const struct ink_ecdf_conf *c)
             s->kdey = c->regression ? ink_carve_take(&cv, trees) : NULL;
         }
     }
+    if (c->publish > 0) {
+        size_t pb = c->mode == INK_ECDF_KLL
+                        ? ink__partial_kll_bytes((uint32_t)c->k)
+                        : ink__partial_grid_bytes(d, nodes_total(c), cells_of(c));
+        s->pbuf = ink_carve_take(&cv, pb);
+    }
     return ink_carve_size(&cv);
 }
 
@@ -305,13 +340,21 @@ static int check_grid(const struct ink_ecdf_conf *c, struct ink_err *err)
 
 static int ecdf_check(const void *conf, struct ink_err *err)
 {
-    const struct ink_ecdf_conf *c = conf;
+    return ink_ecdf_check(conf, err);
+}
+
+int ink_ecdf_check(const struct ink_ecdf_conf *c, struct ink_err *err)
+{
     if (c->mode < INK_ECDF_KLL || c->mode > INK_ECDF_KDE)
         return ink_err_set(err, INK_EINVAL, "mode: unknown");
     if (c->weighted && (c->mode == INK_ECDF_KLL || c->mode == INK_ECDF_KDE))
         return ink_err_set(err, INK_EINVAL, "weighted: only for mode grid or exact");
     if (c->regression && c->mode != INK_ECDF_KDE)
         return ink_err_set(err, INK_EINVAL, "regression: only for mode kde");
+    if (c->publish < 0) return ink_err_set(err, INK_ERANGE, "publish: a count of records >= 0");
+    if (c->publish > 0 && c->mode != INK_ECDF_KLL && c->mode != INK_ECDF_GRID)
+        return ink_err_set(err, INK_EINVAL,
+                           "publish: only for mode kll or grid (the mergeable states)");
     if (c->quantiles.n && c->mode != INK_ECDF_KLL)
         return ink_err_set(err, INK_EINVAL,
                            "quantiles: only for mode kll (grid: nodes at the values, then F)");
@@ -394,12 +437,10 @@ static size_t ecdf_mem_bound(const void *conf)
     return layout(&sizing, conf);
 }
 
-static void build_grid(struct ecdf *s, const struct ink_ecdf_conf *c)
+int ink_ecdf_grid_nodes(const struct ink_ecdf_conf *c, double *z, uint32_t *Ms)
 {
-    struct ink__grid *g = &s->g;
-    g->d = s->d;
-    double *z = s->nodes;
-    for (int k = 0; k < s->d; k++) {
+    int d = grid_axes(c);
+    for (int k = 0; k < d; k++) {
         uint32_t M = axis_nodes(c, k);
         if (c->grid.nodes.n > 0) {
             memcpy(z, c->grid.nodes.v[k].v, M * sizeof *z);
@@ -408,9 +449,20 @@ static void build_grid(struct ecdf *s, const struct ink_ecdf_conf *c)
             for (uint32_t j = 0; j < M; j++)
                 z[j] = M == 1 ? lo : (j + 1 == M ? hi : lo + (hi - lo) * ((double)j / (M - 1)));
         }
-        g->z[k] = z;
-        g->M[k] = M;
+        Ms[k] = M;
         z += M;
+    }
+    return d;
+}
+
+static void build_grid(struct ecdf *s, const struct ink_ecdf_conf *c)
+{
+    struct ink__grid *g = &s->g;
+    g->d = ink_ecdf_grid_nodes(c, s->nodes, g->M);
+    double *z = s->nodes;
+    for (int k = 0; k < g->d; k++) {
+        g->z[k] = z;
+        z += g->M[k];
     }
     ink__grid_setup(g);
     s->hprod = 1;
@@ -472,6 +524,8 @@ static int ecdf_init(void *state, const void *conf, const struct ink_op_init *in
         s->qF = s->qpts + s->mq * (size_t)s->d;
     }
     s->W = (size_t)c->window;
+    s->publish = (uint64_t)c->publish;
+    s->node = ini->name;
     return 0;
 }
 
@@ -581,6 +635,49 @@ static uint64_t key_hash(const struct ink_record *r)
     return h ? h : 1;
 }
 
+/* kafka_partition / kafka_offset of a record (fields the kafka source adds):
+ * the partial says which partition and offset it covers. */
+static void note_kafka(struct ecdf *s, const struct ink_record *in)
+{
+    int got = 0;
+    for (uint32_t i = 0; i < in->nfields; i++) {
+        const struct ink_field *f = &in->fields[i];
+        if (f->v.type != INK_V_I64) continue;
+        if (!strcmp(f->name, "kafka_partition")) s->kpart = f->v.i, got |= 1;
+        if (!strcmp(f->name, "kafka_offset")) s->koff = f->v.i, got |= 2;
+    }
+    if (got == 3) s->has_kafka = true;
+}
+
+/* The cumulative partial (docs/ecdf.md#global-answers-by-merging): one record
+ * with the state's key (in's; under key_by the engine sets it on flush), t and
+ * seq, and the fields partial (msgpack bin, operators/partial.h), source (the
+ * node), n, and kafka_partition / kafka_offset when the records carry them. */
+static int emit_partial(struct ecdf *s, const struct ink_record *in, const struct ink_emitter *em)
+{
+    struct ink_record out;
+    ink_record_derive(&out, in);
+    out.nfields = 0;
+    out.extra = NULL;
+    out.extra_len = out.extra_n = 0;
+    out.flags &= INK_HAS_KEY | INK_HAS_T | INK_HAS_SEQ;
+    out.x = NULL;
+    out.dim = 0;
+    size_t len = s->mode == INK_ECDF_KLL
+                     ? ink__partial_put_kll(s->pbuf, &s->kll)
+                     : ink__partial_put_grid(s->pbuf, &s->g, s->T, s->n, s->wout);
+    ink_record_add(&out, "partial",
+                   (struct ink_value){.type = INK_V_RAW, .raw = {s->pbuf, (uint32_t)len}});
+    ink_record_add_str(&out, "source", s->node, (uint32_t)strlen(s->node));
+    ink_record_add_i64(&out, "n", (int64_t)s->n);
+    if (s->has_kafka) {
+        ink_record_add_i64(&out, "kafka_partition", s->kpart);
+        ink_record_add_i64(&out, "kafka_offset", s->koff);
+    }
+    s->published = s->n;
+    return ink_emit(em, &out);
+}
+
 /* Exact mode: the window is full (or the stream ended: flush); emit every
  * point with its exact ECDF over the cnt points held, n = cnt. */
 static int close_window(struct ecdf *s, const struct ink_record *in, const struct ink_emitter *em)
@@ -668,7 +765,10 @@ static int ecdf_process(void *state, const struct ink_record *in, const struct i
         grid_add(s, x, w);
     }
     s->n++;
-    return ink_emit(outp, &out);
+    if (s->publish) note_kafka(s, in);
+    rc = ink_emit(outp, &out);
+    if (rc == 0 && s->publish && s->n - s->published >= s->publish) rc = emit_partial(s, in, outp);
+    return rc;
 }
 
 /* The graph ended naturally (op.h): the partial window goes out as a full
@@ -679,6 +779,11 @@ static int ecdf_flush(void *state, const struct ink_emitter *out, struct ink_err
 {
     (void)err;
     struct ecdf *s = state;
+    if (s->publish && s->n > s->published) { /* the last records since a partial */
+        struct ink_record none;
+        memset(&none, 0, sizeof none);
+        return emit_partial(s, &none, out);
+    }
     if (s->mode != INK_ECDF_EXACT || !s->emit_partial || s->cnt == 0) return 0;
     struct ink_record none;
     memset(&none, 0, sizeof none);
@@ -865,6 +970,10 @@ static void save_fields(const void *state, struct ink_map *m)
     ink_map_i64(m, "version", STATE_VERSION);
     ink_map_i64(m, "mode", s->mode);
     ink_map_i64(m, "d", s->d);
+    if (s->publish) {
+        int64_t pk[4] = {(int64_t)s->published, s->has_kafka, s->kpart, s->koff};
+        ink_map_i64s(m, "publish", pk, 4);
+    }
     if (s->mode == INK_ECDF_KLL) {
         const struct ink__kll *q = &s->kll;
         int32_t sizes[INK_KLL_MAX_LEVELS];
@@ -1019,6 +1128,17 @@ static int ecdf_load(void *state, const msgpack_object *o, struct ink_err *err)
     if (mode != s->mode || d != s->d)
         return ink_err_set(err, INK_ESTATE, "state: mode %lld dim %lld, config says %s dim %d",
                            (long long)mode, (long long)d, mode_names[s->mode], s->d);
+    if (s->publish) { /* absent in a state saved without publish: nothing published yet */
+        int64_t pk[4] = {0, 0, 0, 0};
+        const msgpack_object *po;
+        if (ink_state_get(o, "publish", &po, NULL) == 0 &&
+            (rc = ink_state_i64s(o, "publish", pk, 4, err)))
+            return rc;
+        s->published = (uint64_t)pk[0];
+        s->has_kafka = pk[1] != 0;
+        s->kpart = pk[2];
+        s->koff = pk[3];
+    }
     switch (s->mode) {
     case INK_ECDF_KLL:
         return load_kll(s, o, err);

@@ -40,10 +40,21 @@ struct ink_ecdf_conf {
     int64_t max_query_points;
     /* kll: ranks r whose quantile is added to each record as q<100 r> (q50, q99.9) */
     struct ink_f64_list quantiles;
+    /* kll, grid: every `publish` records a state counts, and when the stream
+     * ends, it also emits its cumulative partial for a `merge` node
+     * (docs/ecdf.md#global-answers-by-merging); 0 = never */
+    int64_t publish;
 };
 
 #define INK_ECDF_MAX_QUANTILES 8
 
 extern const struct ink_op_vtable ink_op_ecdf;
+/* The `grid` parameter table, shared with the merge operator. */
+extern const struct ink_param ink_ecdf_grid_params[];
+/* The grid's nodes per axis into z (concatenated) and M; returns the axes.
+ * c must have passed the ecdf check with mode grid or kde. */
+int ink_ecdf_grid_nodes(const struct ink_ecdf_conf *c, double *z, uint32_t *M);
+/* The ecdf check (the merge operator checks its mode/k/grid with it). */
+int ink_ecdf_check(const struct ink_ecdf_conf *c, struct ink_err *err);
 
 #endif

@@ -7,9 +7,10 @@ extern const struct ink_op_vtable ink_op_passthrough;
 extern const struct ink_op_vtable ink_op_bkb;
 extern const struct ink_op_vtable ink_op_rls_sketch;
 extern const struct ink_op_vtable ink_op_ecdf;
+extern const struct ink_op_vtable ink_op_merge;
 
 const struct ink_op_vtable *const ink_operators[] = {
-    &ink_op_passthrough, &ink_op_bkb, &ink_op_rls_sketch, &ink_op_ecdf, NULL,
+    &ink_op_passthrough, &ink_op_bkb, &ink_op_rls_sketch, &ink_op_ecdf, &ink_op_merge, NULL,
 };
 
 const struct ink_op_vtable *ink_op_find(const char *name)

@@ -31,6 +31,8 @@
 #include "engine/config.h"
 #include "engine/op.h"
 #include "engine/rng.h"
+#include "operators/kll.h"
+#include "operators/partial.h"
 #include "alloc_count.h"
 #include "ink_test.h"
 
@@ -60,24 +62,32 @@ struct contract_case {
     int dim;           /* length of x (0: records carry no x) */
     bool y;            /* records carry y */
     int arms;          /* > 0: records carry `arm` in [0, arms) */
+    bool partials;     /* records carry an ecdf kll partial (k 16) of one of 5 keys: merge */
 };
 
 static const struct contract_case cases[] = {
-    {"passthrough", "passthrough", "", 2, true, 0},
+    {"passthrough", "passthrough", "", 2, true, 0, false},
     {"rls_sketch", "rls_sketch predict",
      "dim: 2, max_dict: 24, predict: true, mu: 0.1, kernel: {type: gaussian, sigma: 0.5}", 2, true,
-     0},
+     0, false},
     {"rls_sketch", "rls_sketch batch cholesky",
-     "dim: 3, max_dict: 16, gamma: 0.1, batch: 4, rescore: cholesky", 3, false, 0},
-    {"bkb", "bkb", "arms: {grid: {lo: [0, 0], hi: [1, 1], n: 6}}, max_dict: 12", 0, true, 36},
-    {"bkb", "bbkb", "arms: {grid: {lo: [0, 0], hi: [1, 1], n: 5}}, batch: {ratio: 2}", 0, true, 25},
-    {"ecdf", "ecdf kll", "mode: kll, k: 16", 1, false, 0},
-    {"ecdf", "ecdf grid", "mode: grid, grid: {lo: [0, 0], hi: [1, 1], n: [6, 5]}", 2, false, 0},
-    {"ecdf", "ecdf exact", "mode: exact, dim: 2, window: 16", 2, false, 0},
+     "dim: 3, max_dict: 16, gamma: 0.1, batch: 4, rescore: cholesky", 3, false, 0, false},
+    {"bkb", "bkb", "arms: {grid: {lo: [0, 0], hi: [1, 1], n: 6}}, max_dict: 12", 0, true, 36,
+     false},
+    {"bkb", "bbkb", "arms: {grid: {lo: [0, 0], hi: [1, 1], n: 5}}, batch: {ratio: 2}", 0, true, 25,
+     false},
+    {"ecdf", "ecdf kll", "mode: kll, k: 16", 1, false, 0, false},
+    {"ecdf", "ecdf grid", "mode: grid, grid: {lo: [0, 0], hi: [1, 1], n: [6, 5]}", 2, false, 0,
+     false},
+    {"ecdf", "ecdf kll publish", "mode: kll, k: 16, publish: 7", 1, false, 0, false},
+    {"ecdf", "ecdf grid publish",
+     "mode: grid, grid: {lo: [0, 0], hi: [1, 1], n: [6, 5]}, publish: 5", 2, false, 0, false},
+    {"ecdf", "ecdf exact", "mode: exact, dim: 2, window: 16", 2, false, 0, false},
     {"ecdf", "ecdf kde",
      "mode: kde, grid: {lo: [0, 0], hi: [1, 1], n: [7, 7]}, h: [0.2, 0.3], "
      "regression: true",
-     2, true, 0},
+     2, true, 0, false},
+    {"merge", "merge kll", "mode: kll, k: 16, max_sources: 8", 0, false, 0, true},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -159,7 +169,32 @@ static void inst_close(struct inst *in)
 struct rec {
     struct ink_record r;
     double x[8];
+    char key[4];
 };
+
+/* The merge case's partial for record i: the KLL (k 16) of the values of
+ * records j <= i with j = i mod 5, key "s<i mod 5>": a function of i alone,
+ * in static buffers (no allocation in the harness). */
+static uint8_t partial_buf[1 << 16];
+static uint64_t kll_mem[1 << 12];
+
+static void attach_partial(uint64_t i, struct rec *out)
+{
+    struct ink__kll q;
+    if (ink__kll_bytes(16, false) > sizeof kll_mem ||
+        ink__partial_kll_bytes(16) > sizeof partial_buf)
+        abort();
+    ink__kll_init(&q, 16, 7 + i % 5, kll_mem, false);
+    for (uint64_t j = i % 5; j <= i; j += 5) ink__kll_update(&q, sin(0.7 * (double)j) + 0.01 * j);
+    size_t n = ink__partial_put_kll(partial_buf, &q);
+    snprintf(out->key, sizeof out->key, "s%d", (int)(i % 5));
+    out->r.key = out->key;
+    out->r.key_len = (uint32_t)strlen(out->key);
+    out->r.flags |= INK_HAS_KEY;
+    ink_record_add(&out->r, "partial",
+                   (struct ink_value){.type = INK_V_RAW, .raw = {partial_buf, (uint32_t)n}});
+    ink_record_add_str(&out->r, "source", "feed", 4);
+}
 
 static void make_rec(const struct contract_case *c, uint64_t i, struct rec *out)
 {
@@ -184,6 +219,7 @@ static void make_rec(const struct contract_case *c, uint64_t i, struct rec *out)
         r->y = cos(0.3 * (double)r->arm) + 0.1 * (ink_rng_uniform(&g) - 0.5);
         r->flags |= INK_HAS_ARM | INK_HAS_Y;
     }
+    if (c->partials) attach_partial(i, out);
 }
 
 static int feed(const struct contract_case *c, struct inst *in, uint64_t from, uint64_t to)

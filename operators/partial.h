@@ -1,0 +1,63 @@
+/* Mergeable partials (docs/ecdf.md#global-answers-by-merging): the bytes an
+ * ecdf state with `publish` emits and the `merge` operator reads. A partial
+ * is a msgpack bin whose payload is, little-endian (x86-64 byte order):
+ *   "INKP" u8 version (1) u8 kind (1 kll, 2 grid) u16 0
+ *   kll:  u32 k, u32 nlevels, u64 n, f64 min, f64 max, u32 min_k,
+ *         u32 size[nlevels], f64 items[sum size] (level 0 first)
+ *   grid: u32 d, u32 M[d], u64 n, f64 wout, f64 nodes[sum M], f64 T[prod M]
+ *         (T: the Fenwick tree, axis 0 fastest; wout: weight above the grid)
+ * Nothing here allocates; the parser checks every length against the
+ * payload, so a corrupt partial is refused, never read past. */
+#ifndef INK_PARTIAL_H
+#define INK_PARTIAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../engine/err.h"
+#include "fenwick.h"
+#include "kll.h"
+
+enum { INK_PARTIAL_KLL = 1, INK_PARTIAL_GRID = 2 };
+#define INK_PARTIAL_VERSION 1
+
+/* Largest bin object (5-byte bin 32 header included) for a sketch of k / a grid. */
+size_t ink__partial_kll_bytes(uint32_t k);
+size_t ink__partial_grid_bytes(int d, size_t nodes, size_t cells);
+/* Write the bin object to out (room: the bytes above); returns its size. */
+size_t ink__partial_put_kll(uint8_t *out, const struct ink__kll *s);
+size_t ink__partial_put_grid(uint8_t *out, const struct ink__grid *g, const double *T, uint64_t n,
+                             double wout);
+
+/* A parsed payload: pointers into it (unaligned: read with memcpy). */
+struct ink__partial {
+    int kind;
+    uint64_t n;
+    /* kll */
+    uint32_t k, nlevels, min_k, R;
+    double min, max;
+    uint32_t size[INK_KLL_MAX_LEVELS];
+    const uint8_t *items;
+    /* grid */
+    int d;
+    uint32_t M[INK_GRID_MAX_DIM];
+    size_t nn, cells;
+    double wout;
+    const uint8_t *nodes, *T;
+};
+
+/* The bin object [p, p + len): its payload parsed into *out; 0, or INK_EINVAL
+ * with err saying what is wrong. */
+int ink__partial_parse(const uint8_t *p, size_t len, struct ink__partial *out, struct ink_err *err);
+/* A parsed kll partial into s (ink__kll_init'ed with the same k, any
+ * mergeable): s then holds exactly the published sketch. */
+void ink__partial_to_kll(const struct ink__partial *pt, struct ink__kll *s);
+/* f64 i of an unaligned array. */
+static inline double ink__partial_f64(const uint8_t *a, size_t i)
+{
+    double v;
+    __builtin_memcpy(&v, a + 8 * i, 8);
+    return v;
+}
+
+#endif
