@@ -103,10 +103,13 @@ inkt.check(inkt.wait_for(lambda: lines() >= 300 and rejected(get("/metrics")[1],
                          timeout=60), "300 good records written, 50 bad ones counted")
 m = get("/metrics")[1]
 inkt.check(rejected(m, "feed") == 50, "rejected on /metrics: %d of 50" % rejected(m, "feed"))
-inkt.check(inkt.wait_for(lambda: lines(os.path.join(d, "outjs.jsonl")) >= 50, timeout=30) and
+# (the bad lines follow the good ones on their topic: wait for both counts)
+inkt.check(inkt.wait_for(lambda: lines(os.path.join(d, "outjs.jsonl")) >= 50 and
+                         rejected(get("/metrics")[1], "js") >= 3, timeout=30) and
            rejected(get("/metrics")[1], "js") == 3, "json topic: 50 records, 3 rejected")
-inkt.check(inkt.wait_for(lambda: mock.count("outjson") >= 50 and mock.count("outcsv") >= 40,
-                         timeout=30) and rejected(get("/metrics")[1], "cs") == 2,
+inkt.check(inkt.wait_for(lambda: mock.count("outjson") >= 50 and mock.count("outcsv") >= 40 and
+                         rejected(get("/metrics")[1], "cs") >= 2, timeout=30) and
+           rejected(get("/metrics")[1], "cs") == 2,
            "csv topic: 40 records, 2 rejected; json and csv sinks wrote them")
 kj = [json.loads(v) for _, _, _, v, _ in mock.consume("outjson")]
 inkt.check(len(kj) == 50 and sorted(r["x"][0] for r in kj) == list(range(50)) and
@@ -123,11 +126,18 @@ inkt.check(inkt.wait_for(lambda: get("/ready")[0] == 200, timeout=30), "/ready 2
 inkt.check(mock.command("down") == "ok", "mock broker down")
 inkt.check(inkt.wait_for(lambda: get("/ready")[0] == 503, timeout=30),
            "/ready 503 while the broker is away")
-status, body = get("/ready")
-inkt.check("feed: no broker reachable" in body, "/ready says why: %r" % body.strip())
-status, body = get("/health")
-inkt.check(status == 200 and "waiting: feed: no broker reachable" in body,
-           "/health 200 and names the waiting node: %r" % body.strip())
+# five kafka nodes notice the outage each in its own time: wait for feed's
+inkt.check(inkt.wait_for(lambda: "feed: no broker reachable" in get("/ready")[1], timeout=30),
+           "/ready says why: %r" % get("/ready")[1].strip())
+
+
+def health_names_feed():
+    status, body = get("/health")
+    return status == 200 and "waiting: feed: no broker reachable" in body
+
+
+inkt.check(inkt.wait_for(health_names_feed, timeout=30),
+           "/health 200 and names the waiting node: %r" % (get("/health"),))
 inkt.check(p.poll() is None, "the graph waits (still running)")
 inkt.check(mock.command("up") == "ok", "mock broker back")
 inkt.check(inkt.wait_for(lambda: get("/ready")[0] == 200, timeout=60), "/ready 200 again")
