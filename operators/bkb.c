@@ -42,8 +42,6 @@
 #include "bkb.h"
 
 #include <cblas.h>
-#include <ctype.h>
-#include <errno.h>
 #include <float.h>
 #include <lapacke.h>
 #include <math.h>
@@ -56,10 +54,10 @@
 #include "../engine/path.h"
 #include "../engine/rng.h"
 #include "../engine/state.h"
+#include "bkb_arms.h"
 #include "bkb_service.h"
 
 #define BKB_MAX_ASK       256
-#define BKB_MAX_ARMS      100000000
 #define BKB_STATE_VERSION 2 /* 2: + the service state (bkb_service.c) */
 #define BKB_X_TOL         1e-9 /* an `x` names the arm whose coordinates match within this */
 
@@ -301,14 +299,6 @@ static const struct ink_param bkb_params[] = {
     {0},
 };
 
-/* Number of points per axis k of a grid. */
-static int64_t grid_n(const struct ink_bkb_grid_conf *g, int k)
-{
-    if (g->n.n == 0) return 1;
-    double v = g->n.n == 1 ? g->n.v[0] : k < g->n.n ? g->n.v[k] : 1;
-    return v >= 1 && v <= BKB_MAX_ARMS ? (int64_t)v : 1;
-}
-
 /* qbar: 0 picks 2 (1 + lambda / kbar), kbar the mean of k(a, a) over the
  * arms (1 for the gaussian and matern kernels). An arm pulled once with no
  * close neighbour has c var = k/(k + lambda): 1/2 at lambda = k = 1, ~1 at
@@ -326,49 +316,8 @@ static int bkb_check(const void *conf, struct ink_err *err)
 {
     const struct ink_bkb_conf *c = conf;
     const struct ink_bkb_arms_conf *a = &c->arms;
-    int given = a->grid.set + (a->file != NULL) + a->random.set + (a->space != NULL);
-    if (given != 1)
-        return ink_err_set(err, INK_EINVAL,
-                           "arms: give exactly one of grid, file, random, space (%d given)", given);
-    if (a->space) {
-        struct bkb_space *sp = malloc(sizeof *sp); /* config time */
-        int rc = sp ? bkb_space_parse(a->space, sp, err) : ink_err_set(err, INK_ENOMEM, "arms");
-        free(sp);
-        if (rc) return rc;
-    }
-    if (a->grid.set) {
-        const struct ink_bkb_grid_conf *g = &a->grid;
-        if (g->lo.n != g->hi.n)
-            return ink_err_set(err, INK_EINVAL, "arms.grid: lo has %d values, hi %d", g->lo.n,
-                               g->hi.n);
-        if (g->n.n != 1 && g->n.n != g->lo.n)
-            return ink_err_set(err, INK_EINVAL, "arms.grid: n has %d values, expected 1 or %d",
-                               g->n.n, g->lo.n);
-        double total = 1;
-        for (int k = 0; k < g->lo.n; k++) {
-            double nk = g->n.n == 1 ? g->n.v[0] : g->n.v[k];
-            if (nk < 1 || nk != floor(nk))
-                return ink_err_set(err, INK_EINVAL, "arms.grid: n must be whole numbers >= 1");
-            if (!(g->lo.v[k] <= g->hi.v[k]))
-                return ink_err_set(err, INK_EINVAL, "arms.grid: lo[%d] = %g > hi[%d] = %g", k,
-                                   g->lo.v[k], k, g->hi.v[k]);
-            total *= nk;
-        }
-        if (total > BKB_MAX_ARMS)
-            return ink_err_set(err, INK_EINVAL, "arms.grid: %.0f arms, more than %d", total,
-                               BKB_MAX_ARMS);
-    }
-    if (a->random.set) {
-        const struct ink_bkb_random_conf *r = &a->random;
-        if (r->lo.n != r->hi.n)
-            return ink_err_set(err, INK_EINVAL, "arms.random: lo has %d values, hi %d", r->lo.n,
-                               r->hi.n);
-        for (int k = 0; k < r->lo.n; k++)
-            if (!(r->lo.v[k] <= r->hi.v[k]))
-                return ink_err_set(err, INK_EINVAL, "arms.random: lo[%d] > hi[%d]", k, k);
-        if (r->n < 1 || r->n > BKB_MAX_ARMS)
-            return ink_err_set(err, INK_EINVAL, "arms.random: n must be in [1, %d]", BKB_MAX_ARMS);
-    }
+    int rc = bkb_arms_check(a, err);
+    if (rc) return rc;
     if (!(c->lambda > 0)) return ink_err_set(err, INK_EINVAL, "lambda must be > 0");
     if (!(c->delta > 0 && c->delta < 1))
         return ink_err_set(err, INK_EINVAL, "delta must be in (0, 1)");
@@ -534,144 +483,6 @@ static size_t plan(struct bkb *s, const struct ink_bkb_conf *c, int A, int d)
 }
 
 /* ---- arms ---------------------------------------------------------------------------- */
-
-static int arms_dims(const struct ink_bkb_arms_conf *a, int *A, int *d)
-{
-    if (a->grid.set) {
-        double n = 1; /* bounded by check(); clamped for an unchecked conf */
-        for (int k = 0; k < a->grid.lo.n; k++) n *= (double)grid_n(&a->grid, k);
-        *A = n > BKB_MAX_ARMS ? BKB_MAX_ARMS : (int)n;
-        *d = a->grid.lo.n;
-        return 0;
-    }
-    if (a->random.set) {
-        *A = (int)a->random.n;
-        *d = a->random.lo.n;
-        return 0;
-    }
-    if (a->space) {
-        struct bkb_space *sp = malloc(sizeof *sp); /* config time */
-        struct ink_err e = {0};
-        int ok = sp && bkb_space_parse(a->space, sp, &e) == 0;
-        *A = ok ? (int)sp->A : 1;
-        *d = ok ? sp->d : 1;
-        free(sp);
-        return 0;
-    }
-    return -1; /* file: known after reading */
-}
-
-static void arms_grid(const struct ink_bkb_grid_conf *g, double *X, int A, int d)
-{
-    for (int i = 0; i < A; i++) {
-        int64_t r = i;
-        for (int k = 0; k < d; k++) {
-            int64_t nk = grid_n(g, k), ik = r % nk;
-            r /= nk;
-            double lo = g->lo.v[k], hi = g->hi.v[k];
-            X[(size_t)i * d + k] = nk == 1 ? lo : lo + (hi - lo) * (double)ik / (double)(nk - 1);
-        }
-    }
-}
-
-static void arms_random(const struct ink_bkb_random_conf *rc, double *X, int A, int d)
-{
-    struct ink_rng r;
-    ink_rng_seed(&r, (uint64_t)rc->seed);
-    for (size_t i = 0; i < (size_t)A * d; i++) {
-        int k = (int)(i % (size_t)d);
-        X[i] = rc->lo.v[k] + (rc->hi.v[k] - rc->lo.v[k]) * ink_rng_uniform(&r);
-    }
-}
-
-/* Parse one CSV line of numbers into out (when non-NULL). Returns the number of
- * fields, or -1 when a field is not a finite number. */
-static int csv_numbers(char *line, double *out, int cap)
-{
-    int n = 0;
-    char *p = line;
-    for (;;) {
-        while (*p == ' ' || *p == '\t') p++;
-        char *end;
-        errno = 0;
-        double v = strtod(p, &end);
-        if (end == p || errno == ERANGE || !isfinite(v)) return -1;
-        p = end;
-        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
-        if (out && n < cap) out[n] = v;
-        n++;
-        if (*p == '\0') return n;
-        if (*p != ',') return -1;
-        p++;
-    }
-}
-
-static int blank_or_comment(const char *line)
-{
-    while (isspace((unsigned char)*line)) line++;
-    return *line == '\0' || *line == '#';
-}
-
-/* Reads the arms file: pass 1 (X == NULL) counts rows and columns, pass 2 fills X. */
-static int arms_file(const char *path, double *X, int *A, int *d, int64_t max_arms, int64_t max_dim,
-                     struct ink_err *err)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return ink_err_set(err, INK_EIO, "arms.file: cannot open %s: %s", path, strerror(errno));
-    char *line = NULL;
-    size_t cap = 0;
-    int rows = 0, cols = X ? *d : -1, lineno = 0, rc = 0, first = 1;
-    while (getline(&line, &cap, f) >= 0) {
-        lineno++;
-        if (blank_or_comment(line)) continue;
-        if (X && rows == *A) break; /* the file grew since it was counted */
-        int n = csv_numbers(line, X ? X + (size_t)rows * cols : NULL, cols < 0 ? 0 : cols);
-        if (n < 0 && first) { /* header row */
-            first = 0;
-            continue;
-        }
-        first = 0;
-        if (n < 0) {
-            rc = ink_err_set(err, INK_EPARSE, "arms.file: %s:%d: not a row of numbers", path,
-                             lineno);
-            break;
-        }
-        if (cols < 0) cols = n;
-        if (n != cols) {
-            rc = ink_err_set(err, INK_EPARSE, "arms.file: %s:%d: %d columns, expected %d", path,
-                             lineno, n, cols);
-            break;
-        }
-        if (cols > max_dim) {
-            rc = ink_err_set(err, INK_EINVAL, "arms.file: %s: %d columns, more than max_dim %lld",
-                             path, cols, (long long)max_dim);
-            break;
-        }
-        if (++rows > max_arms) {
-            rc = ink_err_set(err, INK_EINVAL, "arms.file: %s: more than max_arms %lld rows", path,
-                             (long long)max_arms);
-            break;
-        }
-    }
-    free(line);
-    fclose(f);
-    if (rc) return rc;
-    if (rows == 0) return ink_err_set(err, INK_EINVAL, "arms.file: %s has no arms", path);
-    *A = rows;
-    *d = cols;
-    return 0;
-}
-
-static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
 
 /* ---- embedding ----------------------------------------------------------------------- */
 
@@ -1400,7 +1211,7 @@ static size_t bkb_mem_bound(const void *conf)
     const struct ink_bkb_conf *c = conf;
     struct bkb s = {0};
     int A, d;
-    if (arms_dims(&c->arms, &A, &d) == 0) return plan(&s, c, A, d) + 64; /* + arena alignment */
+    if (bkb_arms_dims(&c->arms, &A, &d) == 0) return plan(&s, c, A, d) + 64; /* + arena alignment */
     /* file: sized by max_arms x max_dim; init never exceeds max_memory */
     size_t b = plan(&s, c, (int)c->arms.max_arms, (int)c->arms.max_dim);
     struct ink_carve cv = {0, 0, 64};
@@ -1426,11 +1237,11 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
     if (rc) return rc;
     int A = 0, d = 0;
     char path[4096];
-    bool from_file = arms_dims(&c->arms, &A, &d) != 0;
+    bool from_file = bkb_arms_dims(&c->arms, &A, &d) != 0;
     if (from_file) {
         if (!ink_path_resolve(ini ? ini->base_dir : NULL, c->arms.file, path, sizeof path))
             return ink_err_set(err, INK_EINVAL, "arms.file: path too long");
-        if ((rc = arms_file(path, NULL, &A, &d, c->arms.max_arms, c->arms.max_dim, err))) return rc;
+        if ((rc = bkb_arms_file(path, NULL, &A, &d, c->arms.max_arms, c->arms.max_dim, err))) return rc;
     }
     if ((rc = ink_kernel_init(&s->kern, &c->kernel, d, err))) return rc;
     s->lambda = c->lambda;
@@ -1453,20 +1264,18 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
     struct ink_carve cv = {(char *)(((uintptr_t)s->arena + 63) & ~(uintptr_t)63), 0, 64};
     layout(s, &cv);
     if (c->arms.grid.set)
-        arms_grid(&c->arms.grid, s->X, A, d);
+        bkb_arms_grid(&c->arms.grid, s->X, A, d);
     else if (c->arms.random.set)
-        arms_random(&c->arms.random, s->X, A, d);
+        bkb_arms_random(&c->arms.random, s->X, A, d);
     else if (c->arms.space && s->svc.space) {
         bkb_space_parse(c->arms.space, s->svc.space, err); /* checked by bkb_check */
         bkb_space_arms(s->svc.space, s->X);
     }
-    else if ((rc = arms_file(path, s->X, &A, &d, c->arms.max_arms, c->arms.max_dim, err))) {
+    else if ((rc = bkb_arms_file(path, s->X, &A, &d, c->arms.max_arms, c->arms.max_dim, err))) {
         bkb_fini(s);
         return rc;
     }
-    uint64_t h = hash_bytes(1469598103934665603ULL, &s->A, sizeof s->A);
-    h = hash_bytes(h, &s->d, sizeof s->d);
-    s->arms_hash = hash_bytes(h, s->X, (size_t)A * d * sizeof(double));
+    s->arms_hash = bkb_arms_hash(s->A, s->d, s->X);
     ink_kernel_diag(&s->kern, s->X, A, s->kdiag);
     if (!(s->qbar > 0)) {
         double kbar = 0;
