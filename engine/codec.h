@@ -129,6 +129,11 @@ void ink_csv_header_fini(struct ink_csv_header *h);
  * the decoder (not into line). */
 enum ink_reject ink_decode_csv(struct ink_decoder *d, const struct ink_csv_header *h,
                                const char *line, size_t len, struct ink_record *rec);
+/* One row in which every cell is a coordinate (no t / key / y / arm roles,
+ * no header): the number of cells, the first cap of them written to out
+ * when out is not NULL; -1 when a cell is empty, not a finite number, or
+ * badly quoted. For data files read whole (bkb's arms.file). */
+int ink_csv_numbers(const char *line, size_t len, double *out, int cap);
 /* Where the CSV record that starts at buf ends (a quoted cell may hold a
  * newline): 0 = complete, *rec_len bytes including its '\n'; 1 = need more
  * bytes (at end of file the rest of the buffer is the last record). */

@@ -177,6 +177,23 @@ static int cell_f64(const struct cell *c, double *v)
     return isfinite(*v) ? 0 : INK_REJ_NONFINITE;
 }
 
+/* A row where every cell is a number: no column roles, no header (data
+ * files read whole at init, e.g. bkb's arm files). */
+int ink_csv_numbers(const char *line, size_t len, double *out, int cap)
+{
+    const char *s = line, *end = line + chomp(line, len);
+    bool more = true;
+    struct cell c;
+    int n = 0, rc;
+    while ((rc = next_cell(&s, end, &more, &c)) == 1) {
+        double v;
+        if (cell_f64(&c, &v)) return -1;
+        if (out && n < cap) out[n] = v;
+        n++;
+    }
+    return rc < 0 ? -1 : n;
+}
+
 static int cell_i64(const struct cell *c, int64_t *v)
 {
     char tmp[64], *e;

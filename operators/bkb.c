@@ -42,8 +42,6 @@
 #include "bkb.h"
 
 #include <cblas.h>
-#include <ctype.h>
-#include <errno.h>
 #include <float.h>
 #include <lapacke.h>
 #include <math.h>
@@ -56,11 +54,12 @@
 #include "../engine/path.h"
 #include "../engine/rng.h"
 #include "../engine/state.h"
+#include "bkb_arms.h"
+#include "bkb_gp.h"
 #include "bkb_service.h"
 
 #define BKB_MAX_ASK       256
-#define BKB_MAX_ARMS      100000000
-#define BKB_STATE_VERSION 2 /* 2: + the service state (bkb_service.c) */
+#define BKB_STATE_VERSION 2    /* 2: + the service state (bkb_service.c) */
 #define BKB_X_TOL         1e-9 /* an `x` names the arm whose coordinates match within this */
 
 /* pend[i]: PEND_* of bkb_service.h */
@@ -301,14 +300,6 @@ static const struct ink_param bkb_params[] = {
     {0},
 };
 
-/* Number of points per axis k of a grid. */
-static int64_t grid_n(const struct ink_bkb_grid_conf *g, int k)
-{
-    if (g->n.n == 0) return 1;
-    double v = g->n.n == 1 ? g->n.v[0] : k < g->n.n ? g->n.v[k] : 1;
-    return v >= 1 && v <= BKB_MAX_ARMS ? (int64_t)v : 1;
-}
-
 /* qbar: 0 picks 2 (1 + lambda / kbar), kbar the mean of k(a, a) over the
  * arms (1 for the gaussian and matern kernels). An arm pulled once with no
  * close neighbour has c var = k/(k + lambda): 1/2 at lambda = k = 1, ~1 at
@@ -326,49 +317,8 @@ static int bkb_check(const void *conf, struct ink_err *err)
 {
     const struct ink_bkb_conf *c = conf;
     const struct ink_bkb_arms_conf *a = &c->arms;
-    int given = a->grid.set + (a->file != NULL) + a->random.set + (a->space != NULL);
-    if (given != 1)
-        return ink_err_set(err, INK_EINVAL,
-                           "arms: give exactly one of grid, file, random, space (%d given)", given);
-    if (a->space) {
-        struct bkb_space *sp = malloc(sizeof *sp); /* config time */
-        int rc = sp ? bkb_space_parse(a->space, sp, err) : ink_err_set(err, INK_ENOMEM, "arms");
-        free(sp);
-        if (rc) return rc;
-    }
-    if (a->grid.set) {
-        const struct ink_bkb_grid_conf *g = &a->grid;
-        if (g->lo.n != g->hi.n)
-            return ink_err_set(err, INK_EINVAL, "arms.grid: lo has %d values, hi %d", g->lo.n,
-                               g->hi.n);
-        if (g->n.n != 1 && g->n.n != g->lo.n)
-            return ink_err_set(err, INK_EINVAL, "arms.grid: n has %d values, expected 1 or %d",
-                               g->n.n, g->lo.n);
-        double total = 1;
-        for (int k = 0; k < g->lo.n; k++) {
-            double nk = g->n.n == 1 ? g->n.v[0] : g->n.v[k];
-            if (nk < 1 || nk != floor(nk))
-                return ink_err_set(err, INK_EINVAL, "arms.grid: n must be whole numbers >= 1");
-            if (!(g->lo.v[k] <= g->hi.v[k]))
-                return ink_err_set(err, INK_EINVAL, "arms.grid: lo[%d] = %g > hi[%d] = %g", k,
-                                   g->lo.v[k], k, g->hi.v[k]);
-            total *= nk;
-        }
-        if (total > BKB_MAX_ARMS)
-            return ink_err_set(err, INK_EINVAL, "arms.grid: %.0f arms, more than %d", total,
-                               BKB_MAX_ARMS);
-    }
-    if (a->random.set) {
-        const struct ink_bkb_random_conf *r = &a->random;
-        if (r->lo.n != r->hi.n)
-            return ink_err_set(err, INK_EINVAL, "arms.random: lo has %d values, hi %d", r->lo.n,
-                               r->hi.n);
-        for (int k = 0; k < r->lo.n; k++)
-            if (!(r->lo.v[k] <= r->hi.v[k]))
-                return ink_err_set(err, INK_EINVAL, "arms.random: lo[%d] > hi[%d]", k, k);
-        if (r->n < 1 || r->n > BKB_MAX_ARMS)
-            return ink_err_set(err, INK_EINVAL, "arms.random: n must be in [1, %d]", BKB_MAX_ARMS);
-    }
+    int rc = bkb_arms_check(a, err);
+    if (rc) return rc;
     if (!(c->lambda > 0)) return ink_err_set(err, INK_EINVAL, "lambda must be > 0");
     if (!(c->delta > 0 && c->delta < 1))
         return ink_err_set(err, INK_EINVAL, "delta must be in (0, 1)");
@@ -384,42 +334,21 @@ static int bkb_check(const void *conf, struct ink_err *err)
 /* ---- state --------------------------------------------------------------------------- */
 
 struct bkb {
-    struct ink_kernel kern;
-    double lambda, F, noise_var, delta, qbar, beta_fixed, ratio;
+    struct bkb_gp g; /* the posterior and its observations (bkb_gp.c) */
+    struct bkb_beta_conf bc;
+    double ratio;
     bool batch, lazy;
     int64_t init_rand;
-    int A, d, mmax, blk;
-    bool storeZ;
     uint64_t arms_hash;
     size_t bytes;
     void *arena;
 
-    /* per arm */
-    double *X;               /* d x A arm coordinates */
-    double *kdiag, *zn;      /* k(a, a), ||z(a)||^2 */
-    double *mu, *var, *ucb;  /* posterior of the last rebuild (2.4) */
-    double *var_h, *ucb_h;   /* hallucinated (2.6), upper bounds unless fresh[i] == gen */
-    double *ysum, *cand_key; /* reward sums; resampling keys */
-    int64_t *cnt;            /* pulls c_i */
-    int32_t *pend;           /* waiting for a reward: PEND_OLD or PEND_BATCH (this batch) */
-    int32_t *hcount;         /* hallucinated multiplicity */
-    int32_t *cand, *pulled;  /* scratch index list; arms with c_i > 0 in first-pull order */
+    /* per arm, beside g's */
+    double *ucb;           /* mu + beta sqrt(var) of the last rebuild (2.4) */
+    double *var_h, *ucb_h; /* hallucinated (2.6), upper bounds unless fresh[i] == gen */
+    int32_t *pend;         /* waiting for a reward: PEND_OLD or PEND_BATCH (this batch) */
+    int32_t *hcount;       /* hallucinated multiplicity */
     uint32_t *fresh;
-    double *Z;        /* A x mr embedding (ld A) when storeZ */
-    double *Kc;       /* K(arms, D) columns (ld A) when storeZ: kept across rebuilds for the arms
-                         that stay in D, so only new dictionary arms cost kernel evaluations */
-    int32_t *slot_of; /* column of Kc holding arm i, or -1 (when storeZ) */
-
-    /* dictionary and posterior, O(mmax^2) */
-    int32_t *D;
-    int m, mr; /* |D|, rank m' of the embedding */
-    double *XD, *KDD, *U, *ev, *B, *L, *Lh, *w, *bvec, *r1;
-    double *work;
-    lapack_int *iwork, *isuppz;
-    lapack_int lwork, liwork;
-
-    /* blocks */
-    double *Xb, *Kb, *Zb, *kwork, *yb;
 
     /* ask n replies */
     int64_t *out_arms;
@@ -431,7 +360,6 @@ struct bkb {
     int64_t npend;              /* arms asked through the service and not yet told */
     int64_t bpend;              /* ... of which belong to the current BBKB batch */
     int64_t nbatch, told_since; /* picks in the current batch; rewards since the rebuild */
-    int64_t npulled, cap_hits, empty_fixes;
     double beta;
     double logdet; /* BBKB: sum of log(1 + var0) over rewards (2.6 update step 1) */
     double gsum;   /* BBKB global ratio 1 + sum of batch-start variances (2.6 step 6) */
@@ -447,66 +375,54 @@ static void *take(struct ink_carve *c, size_t bytes)
     return ink_carve_take(c, bytes);
 }
 
-static void query_lwork(int n, lapack_int *lwork, lapack_int *liwork)
-{
-    double a = 0, wq = 0, ev = 0, z = 0;
-    lapack_int iq = 0, isz[2], nf = 0;
-    lapack_int info = LAPACKE_dsyevr_work(LAPACK_COL_MAJOR, 'V', 'A', 'L', n, &a, n, 0, 0, 0, 0,
-                                          0.0, &nf, &ev, &z, n, isz, &wq, -1, &iq, -1);
-    *lwork = info == 0 ? (lapack_int)wq : 26 * n;
-    *liwork = info == 0 ? iq : 10 * n;
-    if (*lwork < 26 * n) *lwork = 26 * n;
-    if (*liwork < 10 * n) *liwork = 10 * n;
-}
-
 static void layout(struct bkb *s, struct ink_carve *c)
 {
-    size_t A = (size_t)s->A, d = (size_t)s->d, mm = (size_t)s->mmax, blk = (size_t)s->blk;
+    size_t A = (size_t)s->g.A, d = (size_t)s->g.d, mm = (size_t)s->g.mmax, blk = (size_t)s->g.blk;
     size_t D8 = sizeof(double);
-    s->X = take(c, A * d * D8);
-    s->kdiag = take(c, A * D8);
-    s->zn = take(c, A * D8);
-    s->mu = take(c, A * D8);
-    s->var = take(c, A * D8);
+    s->g.X = take(c, A * d * D8);
+    s->g.kdiag = take(c, A * D8);
+    s->g.zn = take(c, A * D8);
+    s->g.mu = take(c, A * D8);
+    s->g.var = take(c, A * D8);
     s->ucb = take(c, A * D8);
     s->var_h = take(c, A * D8);
     s->ucb_h = take(c, A * D8);
-    s->ysum = take(c, A * D8);
-    s->cand_key = take(c, A * D8);
-    s->cnt = take(c, A * sizeof(int64_t));
+    s->g.ysum = take(c, A * D8);
+    s->g.cand_key = take(c, A * D8);
+    s->g.cnt = take(c, A * sizeof(int64_t));
     s->pend = take(c, A * sizeof(int32_t));
     s->hcount = take(c, A * sizeof(int32_t));
-    s->cand = take(c, A * sizeof(int32_t));
-    s->pulled = take(c, A * sizeof(int32_t));
+    s->g.cand = take(c, A * sizeof(int32_t));
+    s->g.pulled = take(c, A * sizeof(int32_t));
     s->fresh = take(c, A * sizeof(uint32_t));
-    s->Z = s->storeZ ? take(c, A * mm * D8) : NULL;
-    s->Kc = s->storeZ ? take(c, A * mm * D8) : NULL;
-    s->slot_of = s->storeZ ? take(c, A * sizeof(int32_t)) : NULL;
-    s->D = take(c, mm * sizeof(int32_t));
-    s->XD = take(c, d * mm * D8);
-    s->KDD = take(c, mm * mm * D8);
-    s->U = take(c, mm * mm * D8);
-    s->ev = take(c, mm * D8);
-    s->B = take(c, mm * mm * D8);
-    s->L = take(c, mm * mm * D8);
-    s->Lh = take(c, mm * mm * D8);
-    s->w = take(c, mm * D8);
-    s->bvec = take(c, mm * D8);
-    s->r1 = take(c, mm * D8);
-    s->work = take(c, (size_t)s->lwork * D8);
-    s->iwork = take(c, (size_t)s->liwork * sizeof(lapack_int));
-    s->isuppz = take(c, 2 * mm * sizeof(lapack_int));
-    s->Xb = take(c, d * blk * D8);
-    s->Kb = take(c, blk * mm * D8);
-    s->Zb = take(c, blk * mm * D8);
-    s->kwork = take(c, ((blk > mm ? blk : mm) + mm) * D8); /* ink_kernel_block: na + nb */
-    s->yb = take(c, blk * D8);
+    s->g.Z = s->g.storeZ ? take(c, A * mm * D8) : NULL;
+    s->g.Kc = s->g.storeZ ? take(c, A * mm * D8) : NULL;
+    s->g.slot_of = s->g.storeZ ? take(c, A * sizeof(int32_t)) : NULL;
+    s->g.D = take(c, mm * sizeof(int32_t));
+    s->g.XD = take(c, d * mm * D8);
+    s->g.KDD = take(c, mm * mm * D8);
+    s->g.U = take(c, mm * mm * D8);
+    s->g.ev = take(c, mm * D8);
+    s->g.B = take(c, mm * mm * D8);
+    s->g.L = take(c, mm * mm * D8);
+    s->g.Lh = take(c, mm * mm * D8);
+    s->g.w = take(c, mm * D8);
+    s->g.bvec = take(c, mm * D8);
+    s->g.r1 = take(c, mm * D8);
+    s->g.work = take(c, (size_t)s->g.lwork * D8);
+    s->g.iwork = take(c, (size_t)s->g.liwork * sizeof(lapack_int));
+    s->g.isuppz = take(c, 2 * mm * sizeof(lapack_int));
+    s->g.Xb = take(c, d * blk * D8);
+    s->g.Kb = take(c, blk * mm * D8);
+    s->g.Zb = take(c, blk * mm * D8);
+    s->g.kwork = take(c, ((blk > mm ? blk : mm) + mm) * D8); /* ink_kernel_block: na + nb */
+    s->g.yb = take(c, blk * D8);
     s->out_arms = take(c, BKB_MAX_ASK * sizeof(int64_t));
     s->out_x = take(c, BKB_MAX_ASK * d * D8);
     s->out_mu = take(c, BKB_MAX_ASK * D8);
     s->out_sigma = take(c, BKB_MAX_ASK * D8);
     s->out_ucb = take(c, BKB_MAX_ASK * D8);
-    bkb_svc_layout(&s->svc, c, s->A, s->d);
+    bkb_svc_layout(&s->svc, c, s->g.A, s->g.d);
 }
 
 /* Sizes for A arms of dimension d; decides whether Z is stored. */
@@ -514,20 +430,20 @@ static size_t plan(struct bkb *s, const struct ink_bkb_conf *c, int A, int d)
 {
     if (A < 1) A = 1; /* an unchecked conf: sizes stay meaningful */
     if (d < 1) d = 1;
-    s->A = A;
-    s->d = d;
-    s->mmax = (int)(c->max_dict < A ? c->max_dict : A);
-    s->blk = (int)(c->arm_block < A ? c->arm_block : A);
-    if (s->mmax < 1) s->mmax = 1;
-    if (s->blk < 1) s->blk = 1;
-    query_lwork(s->mmax, &s->lwork, &s->liwork);
+    s->g.A = A;
+    s->g.d = d;
+    s->g.mmax = (int)(c->max_dict < A ? c->max_dict : A);
+    s->g.blk = (int)(c->arm_block < A ? c->arm_block : A);
+    if (s->g.mmax < 1) s->g.mmax = 1;
+    if (s->g.blk < 1) s->g.blk = 1;
+    bkb_gp_lwork(s->g.mmax, &s->g.lwork, &s->g.liwork);
     s->svc.cap = c->max_trials > 0 ? c->max_trials : 1;
     s->svc.space_axes = c->arms.space ? bkb_space_axes(c->arms.space) : 0;
     struct ink_carve cv = {0, 0, 64};
-    s->storeZ = true;
+    s->g.storeZ = true;
     layout(s, &cv);
     if (cv.off <= c->max_memory) return cv.off;
-    s->storeZ = false;
+    s->g.storeZ = false;
     cv.off = 0;
     layout(s, &cv);
     return cv.off;
@@ -535,451 +451,23 @@ static size_t plan(struct bkb *s, const struct ink_bkb_conf *c, int A, int d)
 
 /* ---- arms ---------------------------------------------------------------------------- */
 
-static int arms_dims(const struct ink_bkb_arms_conf *a, int *A, int *d)
-{
-    if (a->grid.set) {
-        double n = 1; /* bounded by check(); clamped for an unchecked conf */
-        for (int k = 0; k < a->grid.lo.n; k++) n *= (double)grid_n(&a->grid, k);
-        *A = n > BKB_MAX_ARMS ? BKB_MAX_ARMS : (int)n;
-        *d = a->grid.lo.n;
-        return 0;
-    }
-    if (a->random.set) {
-        *A = (int)a->random.n;
-        *d = a->random.lo.n;
-        return 0;
-    }
-    if (a->space) {
-        struct bkb_space *sp = malloc(sizeof *sp); /* config time */
-        struct ink_err e = {0};
-        int ok = sp && bkb_space_parse(a->space, sp, &e) == 0;
-        *A = ok ? (int)sp->A : 1;
-        *d = ok ? sp->d : 1;
-        free(sp);
-        return 0;
-    }
-    return -1; /* file: known after reading */
-}
-
-static void arms_grid(const struct ink_bkb_grid_conf *g, double *X, int A, int d)
-{
-    for (int i = 0; i < A; i++) {
-        int64_t r = i;
-        for (int k = 0; k < d; k++) {
-            int64_t nk = grid_n(g, k), ik = r % nk;
-            r /= nk;
-            double lo = g->lo.v[k], hi = g->hi.v[k];
-            X[(size_t)i * d + k] = nk == 1 ? lo : lo + (hi - lo) * (double)ik / (double)(nk - 1);
-        }
-    }
-}
-
-static void arms_random(const struct ink_bkb_random_conf *rc, double *X, int A, int d)
-{
-    struct ink_rng r;
-    ink_rng_seed(&r, (uint64_t)rc->seed);
-    for (size_t i = 0; i < (size_t)A * d; i++) {
-        int k = (int)(i % (size_t)d);
-        X[i] = rc->lo.v[k] + (rc->hi.v[k] - rc->lo.v[k]) * ink_rng_uniform(&r);
-    }
-}
-
-/* Parse one CSV line of numbers into out (when non-NULL). Returns the number of
- * fields, or -1 when a field is not a finite number. */
-static int csv_numbers(char *line, double *out, int cap)
-{
-    int n = 0;
-    char *p = line;
-    for (;;) {
-        while (*p == ' ' || *p == '\t') p++;
-        char *end;
-        errno = 0;
-        double v = strtod(p, &end);
-        if (end == p || errno == ERANGE || !isfinite(v)) return -1;
-        p = end;
-        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
-        if (out && n < cap) out[n] = v;
-        n++;
-        if (*p == '\0') return n;
-        if (*p != ',') return -1;
-        p++;
-    }
-}
-
-static int blank_or_comment(const char *line)
-{
-    while (isspace((unsigned char)*line)) line++;
-    return *line == '\0' || *line == '#';
-}
-
-/* Reads the arms file: pass 1 (X == NULL) counts rows and columns, pass 2 fills X. */
-static int arms_file(const char *path, double *X, int *A, int *d, int64_t max_arms, int64_t max_dim,
-                     struct ink_err *err)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return ink_err_set(err, INK_EIO, "arms.file: cannot open %s: %s", path, strerror(errno));
-    char *line = NULL;
-    size_t cap = 0;
-    int rows = 0, cols = X ? *d : -1, lineno = 0, rc = 0, first = 1;
-    while (getline(&line, &cap, f) >= 0) {
-        lineno++;
-        if (blank_or_comment(line)) continue;
-        if (X && rows == *A) break; /* the file grew since it was counted */
-        int n = csv_numbers(line, X ? X + (size_t)rows * cols : NULL, cols < 0 ? 0 : cols);
-        if (n < 0 && first) { /* header row */
-            first = 0;
-            continue;
-        }
-        first = 0;
-        if (n < 0) {
-            rc = ink_err_set(err, INK_EPARSE, "arms.file: %s:%d: not a row of numbers", path,
-                             lineno);
-            break;
-        }
-        if (cols < 0) cols = n;
-        if (n != cols) {
-            rc = ink_err_set(err, INK_EPARSE, "arms.file: %s:%d: %d columns, expected %d", path,
-                             lineno, n, cols);
-            break;
-        }
-        if (cols > max_dim) {
-            rc = ink_err_set(err, INK_EINVAL, "arms.file: %s: %d columns, more than max_dim %lld",
-                             path, cols, (long long)max_dim);
-            break;
-        }
-        if (++rows > max_arms) {
-            rc = ink_err_set(err, INK_EINVAL, "arms.file: %s: more than max_arms %lld rows", path,
-                             (long long)max_arms);
-            break;
-        }
-    }
-    free(line);
-    fclose(f);
-    if (rc) return rc;
-    if (rows == 0) return ink_err_set(err, INK_EINVAL, "arms.file: %s has no arms", path);
-    *A = rows;
-    *d = cols;
-    return 0;
-}
-
-static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
-/* ---- embedding ----------------------------------------------------------------------- */
-
-/* z rows of arms i0 .. i0+nb-1; returns the block and its leading dimension. */
-static const double *embed_range(struct bkb *s, int i0, int nb, int *ld)
-{
-    if (s->storeZ) {
-        *ld = s->A;
-        return s->Z + i0;
-    }
-    *ld = s->blk;
-    if (s->mr == 0) return s->Zb;
-    ink_kernel_block(&s->kern, s->X + (size_t)i0 * s->d, nb, s->XD, s->m, s->Kb, s->blk, s->kwork);
-    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, nb, s->mr, s->m, 1.0, s->Kb, s->blk,
-                s->B, s->mmax, 0.0, s->Zb, s->blk);
-    return s->Zb;
-}
-
-/* z rows of the listed arms into Zb (ld blk), nb <= blk. */
-static void embed_rows(struct bkb *s, const int32_t *idx, int nb)
-{
-    if (s->mr == 0) return;
-    if (s->storeZ) {
-        for (int k = 0; k < s->mr; k++)
-            for (int r = 0; r < nb; r++)
-                s->Zb[r + (size_t)k * s->blk] = s->Z[idx[r] + (size_t)k * s->A];
-        return;
-    }
-    for (int r = 0; r < nb; r++)
-        memcpy(s->Xb + (size_t)r * s->d, s->X + (size_t)idx[r] * s->d, s->d * sizeof(double));
-    ink_kernel_block(&s->kern, s->Xb, nb, s->XD, s->m, s->Kb, s->blk, s->kwork);
-    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, nb, s->mr, s->m, 1.0, s->Kb, s->blk,
-                s->B, s->mmax, 0.0, s->Zb, s->blk);
-}
-
-/* Stores Z = K_{A,D} B when it fits (docs/algorithms.md 2.5 step 5). */
-static void fill_Z(struct bkb *s)
-{
-    if (!s->storeZ || s->mr == 0) return;
-    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, s->A, s->mr, s->m, 1.0, s->Kc, s->A,
-                s->B, s->mmax, 0.0, s->Z, s->A);
-}
-
-/* Kc(:, j) = k(arms, arm a), in blocks of rows (kwork holds blk + 1 values). */
-static void kernel_column(struct bkb *s, int j, int32_t a)
-{
-    for (int i0 = 0; i0 < s->A; i0 += s->blk) {
-        int nb = s->A - i0 < s->blk ? s->A - i0 : s->blk;
-        ink_kernel_block(&s->kern, s->X + (size_t)i0 * s->d, nb, s->X + (size_t)a * s->d, 1,
-                         s->Kc + (size_t)j * s->A + i0, s->A, s->kwork);
-    }
-}
-
-/* The new dictionary cand[0..nc) becomes D, ordered by Kc column: arms that
- * stay keep their column, new arms fill the freed ones (then the end), and the
- * columns are compacted to 0..nc-1. Without Kc, D is cand as drawn. */
-static void set_dictionary(struct bkb *s, int nc)
-{
-    if (!s->storeZ) {
-        memcpy(s->D, s->cand, (size_t)nc * sizeof(int32_t));
-        s->m = nc;
-        return;
-    }
-    int mold = s->m, top = mold, nfree = 0;
-    int32_t *keep = s->hcount; /* scratch: rebuild() resets hcount right after */
-    for (int j = 0; j < nc; j++) keep[s->cand[j]] = -1;
-    lapack_int *freed = s->isuppz; /* scratch: 2 mmax entries, unused between eigensolves */
-    for (int j = 0; j < mold; j++) {
-        int32_t a = s->D[j];
-        if (keep[a] == -1) continue;
-        s->slot_of[a] = -1;
-        s->D[j] = -1;
-        freed[nfree++] = j;
-    }
-    int nf = 0;
-    for (int j = 0; j < nc; j++) {
-        int32_t a = s->cand[j];
-        keep[a] = 0;
-        if (s->slot_of[a] >= 0) continue;
-        int slot = nf < nfree ? freed[nf++] : top++;
-        s->slot_of[a] = slot;
-        s->D[slot] = a;
-        kernel_column(s, slot, a);
-    }
-    /* compact: move the last used columns into the holes below nc */
-    int hole = 0;
-    for (int j = nc; j < top; j++) {
-        if (s->D[j] < 0) continue;
-        while (s->D[hole] >= 0) hole++;
-        int32_t a = s->D[j];
-        memcpy(s->Kc + (size_t)hole * s->A, s->Kc + (size_t)j * s->A,
-               (size_t)s->A * sizeof(double));
-        s->D[hole] = a;
-        s->slot_of[a] = hole;
-        s->D[j] = -1;
-    }
-    s->m = nc;
-}
-
-static void gather_dict(struct bkb *s)
-{
-    for (int j = 0; j < s->m; j++)
-        memcpy(s->XD + (size_t)j * s->d, s->X + (size_t)s->D[j] * s->d, s->d * sizeof(double));
-}
-
-/* B = U_thin Lam_thin^{-1/2} from eigen(K_DD), eigenvalues <= lam_max m eps dropped
- * (docs/algorithms.md 2.4, 2.5 step 4). */
-static int embedding(struct bkb *s, struct ink_err *err)
-{
-    int m = s->m, mm = s->mmax;
-    s->mr = 0;
-    if (m == 0) return 0;
-    gather_dict(s);
-    ink_kernel_block(&s->kern, s->XD, m, s->XD, m, s->KDD, mm, s->kwork);
-    for (int j = 0; j < m; j++) s->KDD[j + (size_t)j * mm] = s->kdiag[s->D[j]];
-    lapack_int nf = 0;
-    lapack_int info =
-        LAPACKE_dsyevr_work(LAPACK_COL_MAJOR, 'V', 'A', 'L', m, s->KDD, mm, 0, 0, 0, 0, 0.0, &nf,
-                            s->ev, s->U, mm, s->isuppz, s->work, s->lwork, s->iwork, s->liwork);
-    if (info != 0) return ink_err_set(err, INK_ENUMERIC, "dsyevr failed (%d)", (int)info);
-    double lmax = s->ev[m - 1];
-    if (!(lmax > 0)) return 0;
-    double thr = lmax * m * DBL_EPSILON;
-    int k0 = 0;
-    while (k0 < m && !(s->ev[k0] > thr)) k0++;
-    s->mr = m - k0;
-    for (int j = 0; j < s->mr; j++) {
-        double sc = 1.0 / sqrt(s->ev[k0 + j]);
-        const double *u = s->U + (size_t)(k0 + j) * mm;
-        double *b = s->B + (size_t)j * mm;
-        for (int i = 0; i < m; i++) b[i] = u[i] * sc;
-    }
-    return 0;
-}
-
-/* ---- resampling (docs/algorithms.md 2.4, 2.8) --------------------------------------------- */
-
-/* Min-heap on cand_key[0..n) with cand alongside. */
-static void heap_down(double *key, int32_t *idx, int n, int i)
-{
-    for (;;) {
-        int l = 2 * i + 1, r = l + 1, sm = i;
-        if (l < n && key[l] < key[sm]) sm = l;
-        if (r < n && key[r] < key[sm]) sm = r;
-        if (sm == i) return;
-        double tk = key[i];
-        key[i] = key[sm];
-        key[sm] = tk;
-        int32_t ti = idx[i];
-        idx[i] = idx[sm];
-        idx[sm] = ti;
-        i = sm;
-    }
-}
-
-/* Each pulled arm enters D with p = min(1, qbar c_i var_i^old), var from
- * before this update; above m_max keep m_max by Efraimidis-Spirakis keys
- * log(u)/p (= log u^{1/p}). */
-static void resample(struct bkb *s)
-{
-    int nc = 0, ibest = -1;
-    double pbest = -1;
-    for (int i = 0; i < s->A; i++) {
-        if (s->cnt[i] == 0) continue;
-        double p = s->qbar * (double)s->cnt[i] * s->var[i];
-        if (!(p < 1)) p = 1;
-        if (!(p > 0)) p = 0;
-        double u = ink_rng_uniform(&s->rng);
-        if (p > pbest) {
-            pbest = p;
-            ibest = i;
-        }
-        if (u < p) {
-            double u2 = ink_rng_uniform(&s->rng);
-            s->cand[nc] = i;
-            s->cand_key[nc] = log(u2 > 0 ? u2 : DBL_MIN) / p;
-            nc++;
-        }
-    }
-    if (nc == 0 && ibest >= 0) { /* the reference asserts non-empty; keep the likeliest arm */
-        s->cand[nc] = ibest;
-        s->cand_key[nc] = 0;
-        nc = 1;
-        s->empty_fixes++;
-    }
-    if (nc > s->mmax) {
-        int k = s->mmax;
-        for (int i = k / 2 - 1; i >= 0; i--) heap_down(s->cand_key, s->cand, k, i);
-        for (int i = k; i < nc; i++) {
-            if (s->cand_key[i] > s->cand_key[0]) {
-                s->cand_key[0] = s->cand_key[i];
-                s->cand[0] = s->cand[i];
-                heap_down(s->cand_key, s->cand, k, 0);
-            }
-        }
-        nc = k;
-        s->cap_hits++;
-    }
-    set_dictionary(s, nc);
-}
-
-/* ---- posterior ----------------------------------------------------------------------- */
-
-/* var = max(0, kdiag - zn)/lambda + ||V row||^2 for a block V = Zr L^{-T} (in Zb). */
-static void block_var(struct bkb *s, const double *Lf, int i0, const int32_t *idx, int nb,
-                      double *var_out)
-{
-    int mr = s->mr, ld = s->blk;
-    if (mr > 0)
-        cblas_dtrsm(CblasColMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, nb, mr, 1.0,
-                    Lf, s->mmax, s->Zb, ld);
-    double *q = s->yb; /* column by column: the block is column-major */
-    for (int r = 0; r < nb; r++) q[r] = 0;
-    for (int k = 0; k < mr; k++) {
-        const double *col = s->Zb + (size_t)k * ld;
-        for (int r = 0; r < nb; r++) q[r] += col[r] * col[r];
-    }
-    for (int r = 0; r < nb; r++) {
-        int i = idx ? idx[r] : i0 + r;
-        double res = s->kdiag[i] - s->zn[i];
-        var_out[i] = (res > 0 ? res : 0) / s->lambda + q[r];
-    }
-}
-
-static double beta_formula(struct bkb *s)
-{
-    if (s->beta_fixed > 0) return s->beta_fixed;
-    double base = sqrt(s->lambda) * s->F, l1d = log(1 / s->delta);
-    if (s->batch) return base + sqrt(s->noise_var * (s->ratio * s->logdet + l1d));
-    double sum = 0;
-    for (int64_t p = 0; p < s->npulled; p++) {
-        int i = s->pulled[p];
-        sum += (double)s->cnt[i] * s->var[i];
-    }
-    /* log t with t >= 2 (docs/algorithms.md 2.7: log 1 = 0 drops the information term) */
-    double lt = log(s->t < 2 ? 2.0 : (double)s->t);
-    return base + sqrt(s->noise_var * (sum * lt + l1d));
-}
-
-/* G = sum_i c_i z_i z_i^T + lambda I, L = chol(G), w = G^{-1} sum_i z_i ysum_i,
- * then mu, var for every arm (docs/algorithms.md 2.5 steps 6-8). */
-static int posterior(struct bkb *s, struct ink_err *err)
-{
-    int mr = s->mr, mm = s->mmax;
-    if (mr > 0) {
-        for (int k = 0; k < mr; k++) {
-            memset(s->L + (size_t)k * mm, 0, (size_t)mr * sizeof(double));
-            s->bvec[k] = 0;
-        }
-        for (int64_t p0 = 0; p0 < s->npulled; p0 += s->blk) {
-            int nb = (int)(s->npulled - p0 < s->blk ? s->npulled - p0 : s->blk);
-            const int32_t *idx = s->pulled + p0;
-            embed_rows(s, idx, nb);
-            for (int r = 0; r < nb; r++) s->yb[r] = s->ysum[idx[r]];
-            cblas_dgemv(CblasColMajor, CblasTrans, nb, mr, 1.0, s->Zb, s->blk, s->yb, 1, 1.0,
-                        s->bvec, 1);
-            for (int k = 0; k < mr; k++)
-                for (int r = 0; r < nb; r++)
-                    s->Zb[r + (size_t)k * s->blk] *= sqrt((double)s->cnt[idx[r]]);
-            cblas_dsyrk(CblasColMajor, CblasLower, CblasTrans, mr, nb, 1.0, s->Zb, s->blk, 1.0,
-                        s->L, mm);
-        }
-        for (int k = 0; k < mr; k++) s->L[k + (size_t)k * mm] += s->lambda;
-        lapack_int info = LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', mr, s->L, mm);
-        if (info != 0)
-            return ink_err_set(err, INK_ENUMERIC, "Cholesky of G failed (%d)", (int)info);
-        memcpy(s->w, s->bvec, (size_t)mr * sizeof(double));
-        LAPACKE_dpotrs_work(LAPACK_COL_MAJOR, 'L', mr, 1, s->L, mm, s->w, mm);
-    }
-    for (int i0 = 0; i0 < s->A; i0 += s->blk) {
-        int nb = s->A - i0 < s->blk ? s->A - i0 : s->blk, ld;
-        const double *Zr = embed_range(s, i0, nb, &ld);
-        double *zn = s->zn + i0, *mu = s->mu + i0;
-        for (int r = 0; r < nb; r++) zn[r] = mu[r] = 0;
-        for (int k = 0; k < mr; k++) {
-            const double *zc = Zr + (size_t)k * ld;
-            double wk = s->w[k];
-            for (int r = 0; r < nb; r++) {
-                zn[r] += zc[r] * zc[r];
-                mu[r] += zc[r] * wk;
-            }
-        }
-        if (Zr != s->Zb)
-            for (int k = 0; k < mr; k++)
-                memcpy(s->Zb + (size_t)k * s->blk, Zr + (size_t)k * ld, nb * sizeof(double));
-        block_var(s, s->L, i0, NULL, nb, s->var);
-    }
-    return 0;
-}
-
 static void set_ucb(struct bkb *s)
 {
-    for (int i = 0; i < s->A; i++) s->ucb[i] = s->mu[i] + s->beta * sqrt(s->var[i]);
+    for (int i = 0; i < s->g.A; i++) s->ucb[i] = s->g.mu[i] + s->beta * sqrt(s->g.var[i]);
 }
 
 /* Resample, embed, rebuild the posterior; the hallucination restarts from
  * the arms still pending (docs/algorithms.md 2.5 update, 2.6 update step 3). */
 static int rebuild(struct bkb *s, struct ink_err *err)
 {
-    resample(s);
-    int rc = embedding(s, err);
+    bkb_gp_resample(&s->g, &s->rng, s->hcount); /* hcount: scratch, reset below */
+    int rc = bkb_gp_embed(&s->g, err);
     if (rc) return rc;
-    fill_Z(s);
-    rc = posterior(s, err);
+    rc = bkb_gp_posterior(&s->g, err);
     if (rc) return rc;
-    s->beta = beta_formula(s);
+    s->beta = bkb_gp_beta(&s->g, &s->bc, s->t, s->logdet);
     set_ucb(s);
-    for (int i = 0; i < s->A; i++) {
+    for (int i = 0; i < s->g.A; i++) {
         s->hcount[i] = s->pend[i] ? 1 : 0;
         if (s->pend[i]) s->pend[i] = PEND_OLD;
     }
@@ -992,26 +480,10 @@ static int rebuild(struct bkb *s, struct ink_err *err)
 
 /* ---- hallucination and picks (docs/algorithms.md 2.6, 5.3) ---------------------------------- */
 
-/* L L^T + x x^T, lower factor in place (Givens form); x is destroyed. */
-static void chol_update(double *Lf, int ld, int n, double *x)
-{
-    for (int k = 0; k < n; k++) {
-        double lkk = Lf[k + (size_t)k * ld];
-        double r = hypot(lkk, x[k]);
-        double c = r / lkk, sn = x[k] / lkk;
-        Lf[k + (size_t)k * ld] = r;
-        double *col = Lf + (size_t)k * ld;
-        for (int i = k + 1; i < n; i++) {
-            col[i] = (col[i] + sn * x[i]) / c;
-            x[i] = c * x[i] - sn * col[i];
-        }
-    }
-}
-
 static void bump_gen(struct bkb *s)
 {
     if (++s->gen == 0) {
-        memset(s->fresh, 0, (size_t)s->A * sizeof(uint32_t));
+        memset(s->fresh, 0, (size_t)s->g.A * sizeof(uint32_t));
         s->gen = 1;
     }
 }
@@ -1019,26 +491,21 @@ static void bump_gen(struct bkb *s)
 /* Adds arm j (times h) to the hallucinated factor; every var_h becomes stale. */
 static void hallucinate(struct bkb *s, int32_t j, double h)
 {
-    if (s->mr > 0) {
-        embed_rows(s, &j, 1);
-        double sh = sqrt(h);
-        for (int k = 0; k < s->mr; k++) s->r1[k] = sh * s->Zb[(size_t)k * s->blk];
-        chol_update(s->Lh, s->mmax, s->mr, s->r1);
-    }
+    bkb_gp_hallucinate(&s->g, j, h);
     bump_gen(s);
 }
 
 static void ensure_hall(struct bkb *s)
 {
     if (s->hall_ready) return;
-    for (int k = 0; k < s->mr; k++)
-        memcpy(s->Lh + (size_t)k * s->mmax, s->L + (size_t)k * s->mmax,
-               (size_t)s->mr * sizeof(double));
-    memcpy(s->var_h, s->var, (size_t)s->A * sizeof(double));
-    memcpy(s->ucb_h, s->ucb, (size_t)s->A * sizeof(double));
+    for (int k = 0; k < s->g.mr; k++)
+        memcpy(s->g.Lh + (size_t)k * s->g.mmax, s->g.L + (size_t)k * s->g.mmax,
+               (size_t)s->g.mr * sizeof(double));
+    memcpy(s->var_h, s->g.var, (size_t)s->g.A * sizeof(double));
+    memcpy(s->ucb_h, s->ucb, (size_t)s->g.A * sizeof(double));
     bump_gen(s);
-    for (int i = 0; i < s->A; i++) s->fresh[i] = s->gen;
-    for (int i = 0; i < s->A; i++)
+    for (int i = 0; i < s->g.A; i++) s->fresh[i] = s->gen;
+    for (int i = 0; i < s->g.A; i++)
         if (s->hcount[i] > 0) hallucinate(s, i, s->hcount[i]);
     s->hall_ready = true;
 }
@@ -1046,13 +513,12 @@ static void ensure_hall(struct bkb *s)
 /* Recomputes var_h, ucb_h of the n arms listed with the hallucinated factor. */
 static void refresh(struct bkb *s, const int32_t *idx, int n)
 {
-    for (int p0 = 0; p0 < n; p0 += s->blk) {
-        int nb = n - p0 < s->blk ? n - p0 : s->blk;
-        embed_rows(s, idx + p0, nb);
-        block_var(s, s->Lh, 0, idx + p0, nb, s->var_h);
+    for (int p0 = 0; p0 < n; p0 += s->g.blk) {
+        int nb = n - p0 < s->g.blk ? n - p0 : s->g.blk;
+        bkb_gp_var_rows(&s->g, s->g.Lh, idx + p0, nb, s->var_h);
         for (int r = 0; r < nb; r++) {
             int i = idx[p0 + r];
-            s->ucb_h[i] = s->mu[i] + s->beta * sqrt(s->var_h[i]);
+            s->ucb_h[i] = s->g.mu[i] + s->beta * sqrt(s->var_h[i]);
             s->fresh[i] = s->gen;
         }
     }
@@ -1061,7 +527,7 @@ static void refresh(struct bkb *s, const int32_t *idx, int n)
 static int argmax_free(const struct bkb *s)
 {
     int j = -1;
-    for (int i = 0; i < s->A; i++)
+    for (int i = 0; i < s->g.A; i++)
         if (!s->pend[i] && (j < 0 || s->ucb_h[i] > s->ucb_h[j])) j = i;
     return j;
 }
@@ -1073,9 +539,9 @@ static int pick_ucb(struct bkb *s)
 {
     if (!s->lazy) {
         int n = 0;
-        for (int i = 0; i < s->A; i++)
-            if (!s->pend[i] && s->fresh[i] != s->gen) s->cand[n++] = i;
-        refresh(s, s->cand, n);
+        for (int i = 0; i < s->g.A; i++)
+            if (!s->pend[i] && s->fresh[i] != s->gen) s->g.cand[n++] = i;
+        refresh(s, s->g.cand, n);
         return argmax_free(s);
     }
     for (;;) {
@@ -1085,17 +551,17 @@ static int pick_ucb(struct bkb *s)
         refresh(s, &jj, 1);
         double thr = s->ucb_h[j];
         int n = 0;
-        for (int i = 0; i < s->A; i++)
-            if (!s->pend[i] && s->fresh[i] != s->gen && s->ucb_h[i] >= thr) s->cand[n++] = i;
-        refresh(s, s->cand, n);
+        for (int i = 0; i < s->g.A; i++)
+            if (!s->pend[i] && s->fresh[i] != s->gen && s->ucb_h[i] >= thr) s->g.cand[n++] = i;
+        refresh(s, s->g.cand, n);
     }
 }
 
 static int pick_random(struct bkb *s)
 {
-    int j = (int)(ink_rng_uniform(&s->rng) * s->A);
-    if (j >= s->A) j = s->A - 1;
-    for (int k = 0; k < s->A; k++, j = (j + 1) % s->A)
+    int j = (int)(ink_rng_uniform(&s->rng) * s->g.A);
+    if (j >= s->g.A) j = s->g.A - 1;
+    for (int k = 0; k < s->g.A; k++, j = (j + 1) % s->g.A)
         if (!s->pend[j]) break;
     if (s->fresh[j] != s->gen) {
         int32_t jj = j;
@@ -1117,14 +583,14 @@ static int pick_prior(struct bkb *s)
 {
     double best = -INFINITY;
     int nt = 0;
-    for (int i = 0; i < s->A; i++) {
+    for (int i = 0; i < s->g.A; i++) {
         if (s->pend[i]) continue;
         if (s->ucb[i] > best) best = s->ucb[i], nt = 0;
-        if (s->ucb[i] == best) s->cand[nt++] = i;
+        if (s->ucb[i] == best) s->g.cand[nt++] = i;
     }
     int k = (int)(ink_rng_uniform(&s->rng) * nt);
-    int j = s->cand[k < nt ? k : nt - 1];
-    s->var_h[j] = s->var[j];
+    int j = s->g.cand[k < nt ? k : nt - 1];
+    s->var_h[j] = s->g.var[j];
     s->ucb_h[j] = s->ucb[j];
     s->fresh[j] = s->gen;
     return j;
@@ -1141,19 +607,19 @@ struct pick {
  * -1 when every arm is pending. */
 static int pick_next(struct bkb *s, struct pick *pk)
 {
-    if (s->npend >= s->A) return -1;
+    if (s->npend >= s->g.A) return -1;
     ensure_hall(s);
     if (!batch_closed(s)) s->nbatch++;
     int j = s->t + s->npend < s->init_rand ? pick_random(s)
-            : s->mr == 0                   ? pick_prior(s)
+            : s->g.mr == 0                 ? pick_prior(s)
                                            : pick_ucb(s);
     pk->arm = j;
-    pk->mu = s->mu[j];
+    pk->mu = s->g.mu[j];
     pk->sigma = sqrt(s->var_h[j]);
     pk->ucb = s->ucb_h[j];
     pk->round = s->round++;
     s->hcount[j]++;
-    s->gsum += s->var[j]; /* BBKB global rule: batch-start variance (2.6 step 6) */
+    s->gsum += s->g.var[j]; /* BBKB global rule: batch-start variance (2.6 step 6) */
     hallucinate(s, j, 1.0);
     return 0;
 }
@@ -1165,11 +631,11 @@ static int pick_next(struct bkb *s, struct pick *pk)
  * hallucinated points. */
 static int apply_reward(struct bkb *s, int j, double y, struct ink_err *err)
 {
-    if (s->cnt[j] == 0) s->pulled[s->npulled++] = j;
-    s->cnt[j]++;
-    s->ysum[j] += y;
+    if (s->g.cnt[j] == 0) s->g.pulled[s->g.npulled++] = j;
+    s->g.cnt[j]++;
+    s->g.ysum[j] += y;
     s->t++;
-    if (s->batch) s->logdet += log1p(s->var[j]); /* 2.6 update step 1, batch-start var */
+    if (s->batch) s->logdet += log1p(s->g.var[j]); /* 2.6 update step 1, batch-start var */
     s->told_since++;
     if (!s->batch) return rebuild(s, err);
     if (batch_closed(s) && (s->bpend == 0 || s->told_since >= s->nbatch)) return rebuild(s, err);
@@ -1181,26 +647,26 @@ static int apply_reward(struct bkb *s, int j, double y, struct ink_err *err)
 static int find_arm(const struct bkb *s, const struct ink_record *r, int *j, struct ink_err *err)
 {
     if (r->flags & INK_HAS_ARM) {
-        if (r->arm < 0 || r->arm >= s->A)
+        if (r->arm < 0 || r->arm >= s->g.A)
             return ink_err_set(err, INK_EINVAL, "arm %lld out of range [0, %d)", (long long)r->arm,
-                               s->A);
+                               s->g.A);
         *j = (int)r->arm;
         return 0;
     }
     if (r->flags & INK_HAS_X) {
-        if ((int)r->dim != s->d)
+        if ((int)r->dim != s->g.d)
             return ink_err_set(err, INK_EDIM, "x has %u values, bkb takes %d (its arms' dimension)",
-                               r->dim, s->d);
-        for (int i = 0; i < s->A; i++) {
-            const double *a = s->X + (size_t)i * s->d;
+                               r->dim, s->g.d);
+        for (int i = 0; i < s->g.A; i++) {
+            const double *a = s->g.X + (size_t)i * s->g.d;
             int k = 0;
-            while (k < s->d && fabs(a[k] - r->x[k]) <= BKB_X_TOL * (1 + fabs(a[k]))) k++;
-            if (k == s->d) {
+            while (k < s->g.d && fabs(a[k] - r->x[k]) <= BKB_X_TOL * (1 + fabs(a[k]))) k++;
+            if (k == s->g.d) {
                 *j = i;
                 return 0;
             }
         }
-        return ink_err_set(err, INK_EINVAL, "x is not one of the %d arms", s->A);
+        return ink_err_set(err, INK_EINVAL, "x is not one of the %d arms", s->g.A);
     }
     int rc = bkb_svc_find_params(&s->svc, r, j, err); /* named space: `params` */
     if (rc <= 0) return rc;
@@ -1217,7 +683,7 @@ static int check_y(const struct ink_record *r, struct ink_err *err)
 static void add_common(const struct bkb *s, struct ink_record *r, int64_t round)
 {
     ink_record_add_f64(r, "beta", s->beta);
-    ink_record_add_i64(r, "dict", s->m);
+    ink_record_add_i64(r, "dict", s->g.m);
     ink_record_add_i64(r, "round", round);
 }
 
@@ -1229,8 +695,8 @@ static int emit_pick(struct bkb *s, const struct ink_record *in, const struct pi
     r.flags &= ~(uint32_t)INK_HAS_Y;
     r.flags |= INK_HAS_ARM | INK_HAS_X;
     r.arm = pk->arm;
-    r.x = s->X + (size_t)pk->arm * s->d;
-    r.dim = (uint32_t)s->d;
+    r.x = s->g.X + (size_t)pk->arm * s->g.d;
+    r.dim = (uint32_t)s->g.d;
     ink_record_add_f64(&r, "mu", pk->mu);
     ink_record_add_f64(&r, "sigma", pk->sigma);
     ink_record_add_f64(&r, "ucb", pk->ucb);
@@ -1294,7 +760,7 @@ static int ask(struct bkb *s, const struct ink_record *req, const struct ink_emi
             return ink_err_set(err, INK_ERANGE, "every arm is waiting for its reward");
         return emit_pick(s, req, &pk, out);
     }
-    int64_t nfree = s->A - s->npend;
+    int64_t nfree = s->g.A - s->npend;
     if (n < 0 || n > BKB_MAX_ASK)
         return ink_err_set(err, INK_EINVAL, "ask: n = %lld, expected 0 .. %d", (long long)n,
                            BKB_MAX_ASK);
@@ -1309,7 +775,8 @@ static int ask(struct bkb *s, const struct ink_record *req, const struct ink_emi
         struct pick pk;
         if (pick_pending(s, &pk) < 0) break;
         s->out_arms[k] = pk.arm;
-        memcpy(s->out_x + (size_t)k * s->d, s->X + (size_t)pk.arm * s->d, s->d * sizeof(double));
+        memcpy(s->out_x + (size_t)k * s->g.d, s->g.X + (size_t)pk.arm * s->g.d,
+               s->g.d * sizeof(double));
         s->out_mu[k] = pk.mu;
         s->out_sigma[k] = pk.sigma;
         s->out_ucb[k] = pk.ucb;
@@ -1323,7 +790,7 @@ static int ask(struct bkb *s, const struct ink_record *req, const struct ink_emi
     r.dim = 0;
     r.x = NULL;
     ink_record_add_i64s(&r, "arms", s->out_arms, (uint32_t)k);
-    ink_record_add_f64m(&r, "xs", s->out_x, (uint32_t)s->d, (uint32_t)k);
+    ink_record_add_f64m(&r, "xs", s->out_x, (uint32_t)s->g.d, (uint32_t)k);
     ink_record_add_f64s(&r, "mu", s->out_mu, (uint32_t)k);
     ink_record_add_f64s(&r, "sigma", s->out_sigma, (uint32_t)k);
     ink_record_add_f64s(&r, "ucb", s->out_ucb, (uint32_t)k);
@@ -1361,10 +828,10 @@ static int predict(struct bkb *s, const struct ink_record *req, const struct ink
     if ((rc = find_arm(s, req, &j, err))) return rc;
     struct ink_record r;
     ink_record_derive(&r, req);
-    double sig = sqrt(s->var[j]);
-    ink_record_add_f64(&r, "mu", s->mu[j]);
+    double sig = sqrt(s->g.var[j]);
+    ink_record_add_f64(&r, "mu", s->g.mu[j]);
     ink_record_add_f64(&r, "sigma", sig);
-    ink_record_add_f64(&r, "ucb", s->mu[j] + s->beta * sig);
+    ink_record_add_f64(&r, "ucb", s->g.mu[j] + s->beta * sig);
     add_common(s, &r, s->round);
     return ink_emit(out, &r);
 }
@@ -1379,7 +846,7 @@ static int bkb_query(void *state, const struct ink_record *req, const struct ink
                      struct ink_err *err)
 {
     struct bkb *s = state;
-    struct bkb_arms_view v = {s->A,    s->d,    s->X,      s->mu,    s->var,
+    struct bkb_arms_view v = {s->g.A,  s->g.d,  s->g.X,    s->g.mu,  s->g.var,
                               s->beta, s->pend, &s->npend, &s->bpend};
     bkb_svc_begin(&s->svc, &v, req); /* request time; pending_timeout */
     if (ink_record_op_is(req, "ask")) return ask(s, req, out, err);
@@ -1400,11 +867,11 @@ static size_t bkb_mem_bound(const void *conf)
     const struct ink_bkb_conf *c = conf;
     struct bkb s = {0};
     int A, d;
-    if (arms_dims(&c->arms, &A, &d) == 0) return plan(&s, c, A, d) + 64; /* + arena alignment */
+    if (bkb_arms_dims(&c->arms, &A, &d) == 0) return plan(&s, c, A, d) + 64; /* + arena alignment */
     /* file: sized by max_arms x max_dim; init never exceeds max_memory */
     size_t b = plan(&s, c, (int)c->arms.max_arms, (int)c->arms.max_dim);
     struct ink_carve cv = {0, 0, 64};
-    s.storeZ = true;
+    s.g.storeZ = true;
     layout(&s, &cv);
     size_t hi = cv.off < c->max_memory ? cv.off : (b > c->max_memory ? b : c->max_memory);
     return hi + 64;
@@ -1426,21 +893,24 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
     if (rc) return rc;
     int A = 0, d = 0;
     char path[4096];
-    bool from_file = arms_dims(&c->arms, &A, &d) != 0;
+    bool from_file = bkb_arms_dims(&c->arms, &A, &d) != 0;
     if (from_file) {
         if (!ink_path_resolve(ini ? ini->base_dir : NULL, c->arms.file, path, sizeof path))
             return ink_err_set(err, INK_EINVAL, "arms.file: path too long");
-        if ((rc = arms_file(path, NULL, &A, &d, c->arms.max_arms, c->arms.max_dim, err))) return rc;
+        if ((rc = bkb_arms_file(path, NULL, &A, &d, c->arms.max_arms, c->arms.max_dim, err)))
+            return rc;
     }
-    if ((rc = ink_kernel_init(&s->kern, &c->kernel, d, err))) return rc;
-    s->lambda = c->lambda;
-    s->F = c->F;
-    s->noise_var = c->noise_var;
-    s->delta = c->delta;
-    s->qbar = c->qbar;
-    s->beta_fixed = c->beta;
+    if ((rc = ink_kernel_init(&s->g.kern, &c->kernel, d, err))) return rc;
+    s->g.lambda = c->lambda;
+    s->g.qbar = c->qbar;
     s->batch = c->batch.set;
     s->ratio = c->batch.set ? c->batch.ratio : 0;
+    s->bc = (struct bkb_beta_conf){.F = c->F,
+                                   .noise_var = c->noise_var,
+                                   .delta = c->delta,
+                                   .fixed = c->beta,
+                                   .batch = s->batch,
+                                   .ratio = s->ratio};
     s->lazy = c->lazy;
     s->init_rand = c->init;
     size_t bytes = plan(s, c, A, d);
@@ -1453,39 +923,36 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
     struct ink_carve cv = {(char *)(((uintptr_t)s->arena + 63) & ~(uintptr_t)63), 0, 64};
     layout(s, &cv);
     if (c->arms.grid.set)
-        arms_grid(&c->arms.grid, s->X, A, d);
+        bkb_arms_grid(&c->arms.grid, s->g.X, A, d);
     else if (c->arms.random.set)
-        arms_random(&c->arms.random, s->X, A, d);
+        bkb_arms_random(&c->arms.random, s->g.X, A, d);
     else if (c->arms.space && s->svc.space) {
         bkb_space_parse(c->arms.space, s->svc.space, err); /* checked by bkb_check */
-        bkb_space_arms(s->svc.space, s->X);
-    }
-    else if ((rc = arms_file(path, s->X, &A, &d, c->arms.max_arms, c->arms.max_dim, err))) {
+        bkb_space_arms(s->svc.space, s->g.X);
+    } else if ((rc = bkb_arms_file(path, s->g.X, &A, &d, c->arms.max_arms, c->arms.max_dim, err))) {
         bkb_fini(s);
         return rc;
     }
-    uint64_t h = hash_bytes(1469598103934665603ULL, &s->A, sizeof s->A);
-    h = hash_bytes(h, &s->d, sizeof s->d);
-    s->arms_hash = hash_bytes(h, s->X, (size_t)A * d * sizeof(double));
-    ink_kernel_diag(&s->kern, s->X, A, s->kdiag);
-    if (!(s->qbar > 0)) {
+    s->arms_hash = bkb_arms_hash(s->g.A, s->g.d, s->g.X);
+    ink_kernel_diag(&s->g.kern, s->g.X, A, s->g.kdiag);
+    if (!(s->g.qbar > 0)) {
         double kbar = 0;
-        for (int i = 0; i < A; i++) kbar += s->kdiag[i];
-        s->qbar = ink_bkb_default_qbar(s->lambda, kbar / A);
+        for (int i = 0; i < A; i++) kbar += s->g.kdiag[i];
+        s->g.qbar = ink_bkb_default_qbar(s->g.lambda, kbar / A);
     }
-    if (s->storeZ)
-        for (int i = 0; i < A; i++) s->slot_of[i] = -1;
+    if (s->g.storeZ)
+        for (int i = 0; i < A; i++) s->g.slot_of[i] = -1;
     /* The engine's seed (rls_sketch.c: `seed` itself unkeyed, one per key
      * with key_by); c->seed for a caller without the engine. */
     uint64_t seed = ini ? ini->seed : (c->seed >= 0 ? (uint64_t)c->seed : 0);
     ink_rng_seed(&s->rng, seed);
     /* Prior: D empty, mu = 0, var = kdiag / lambda (docs/algorithms.md 2.11). */
-    s->m = s->mr = 0;
-    if ((rc = posterior(s, err))) {
+    s->g.m = s->g.mr = 0;
+    if ((rc = bkb_gp_posterior(&s->g, err))) {
         bkb_fini(s);
         return rc;
     }
-    s->beta = beta_formula(s);
+    s->beta = bkb_gp_beta(&s->g, &s->bc, s->t, s->logdet);
     set_ucb(s);
     s->gsum = 1;
     bkb_svc_init(&s->svc, c->pending_timeout);
@@ -1497,14 +964,14 @@ static int bkb_init(void *state, const void *conf, const struct ink_op_init *ini
 static int bkb_save(const void *state, msgpack_packer *pk)
 {
     const struct bkb *s = state;
-    size_t A = (size_t)s->A, blk = (size_t)s->mmax * s->mr;
+    size_t A = (size_t)s->g.A, blk = (size_t)s->g.mmax * s->g.mr;
     msgpack_pack_map(pk, 37 + BKB_SVC_SAVE_KEYS);
 #define PI64(k, v) (ink_pack_key(pk, k), msgpack_pack_int64(pk, (int64_t)(v)))
 #define PF64(k, v) (ink_pack_key(pk, k), msgpack_pack_double(pk, (v)))
     PI64("version", BKB_STATE_VERSION);
-    PI64("A", s->A);
-    PI64("d", s->d);
-    PI64("mmax", s->mmax);
+    PI64("A", s->g.A);
+    PI64("d", s->g.d);
+    PI64("mmax", s->g.mmax);
     ink_pack_key(pk, "arms_hash");
     msgpack_pack_uint64(pk, s->arms_hash);
     PI64("t", s->t);
@@ -1513,11 +980,11 @@ static int bkb_save(const void *state, msgpack_packer *pk)
     PI64("bpend", s->bpend);
     PI64("nbatch", s->nbatch);
     PI64("told_since", s->told_since);
-    PI64("npulled", s->npulled);
-    PI64("cap_hits", s->cap_hits);
-    PI64("empty_fixes", s->empty_fixes);
-    PI64("m", s->m);
-    PI64("mr", s->mr);
+    PI64("npulled", s->g.npulled);
+    PI64("cap_hits", s->g.cap_hits);
+    PI64("empty_fixes", s->g.empty_fixes);
+    PI64("m", s->g.m);
+    PI64("mr", s->g.mr);
     PI64("gen", s->gen);
     PI64("flags", (s->hall_ready ? 1 : 0) | (s->started ? 2 : 0));
     PF64("beta", s->beta);
@@ -1526,9 +993,9 @@ static int bkb_save(const void *state, msgpack_packer *pk)
     ink_pack_key(pk, "rng");
     ink_pack_rng(pk, &s->rng);
     ink_pack_key(pk, "cnt");
-    ink_pack_i64s(pk, s->cnt, A);
+    ink_pack_i64s(pk, s->g.cnt, A);
     ink_pack_key(pk, "ysum");
-    ink_pack_f64s(pk, s->ysum, A);
+    ink_pack_f64s(pk, s->g.ysum, A);
     ink_pack_key(pk, "pend");
     ink_pack_i32s(pk, s->pend, A);
     ink_pack_key(pk, "hcount");
@@ -1536,28 +1003,28 @@ static int bkb_save(const void *state, msgpack_packer *pk)
     ink_pack_key(pk, "fresh");
     ink_pack_i32s(pk, (const int32_t *)s->fresh, A);
     ink_pack_key(pk, "pulled");
-    ink_pack_i32s(pk, s->pulled, (size_t)s->npulled);
+    ink_pack_i32s(pk, s->g.pulled, (size_t)s->g.npulled);
     ink_pack_key(pk, "D");
-    ink_pack_i32s(pk, s->D, (size_t)s->m);
+    ink_pack_i32s(pk, s->g.D, (size_t)s->g.m);
     /* first mr columns (ld mmax) are contiguous */
     ink_pack_key(pk, "B");
-    ink_pack_f64s(pk, s->B, blk);
+    ink_pack_f64s(pk, s->g.B, blk);
     ink_pack_key(pk, "L");
-    ink_pack_f64s(pk, s->L, blk);
+    ink_pack_f64s(pk, s->g.L, blk);
     ink_pack_key(pk, "Lh");
-    ink_pack_f64s(pk, s->Lh, blk);
+    ink_pack_f64s(pk, s->g.Lh, blk);
     ink_pack_key(pk, "w");
-    ink_pack_f64s(pk, s->w, (size_t)s->mr);
+    ink_pack_f64s(pk, s->g.w, (size_t)s->g.mr);
     ink_pack_key(pk, "zn");
-    ink_pack_f64s(pk, s->zn, A);
+    ink_pack_f64s(pk, s->g.zn, A);
     ink_pack_key(pk, "mu");
-    ink_pack_f64s(pk, s->mu, A);
+    ink_pack_f64s(pk, s->g.mu, A);
     ink_pack_key(pk, "var");
-    ink_pack_f64s(pk, s->var, A);
+    ink_pack_f64s(pk, s->g.var, A);
     ink_pack_key(pk, "var_h");
     ink_pack_f64s(pk, s->var_h, A);
     /* ucb and ucb_h follow from mu, var, var_h, beta bit-exactly, but are cheap */
-    bkb_svc_save(&s->svc, pk, s->A);
+    bkb_svc_save(&s->svc, pk, s->g.A);
 #undef PI64
 #undef PF64
     return 0;
@@ -1618,7 +1085,7 @@ static int bkb_load(void *state, const msgpack_object *obj, struct ink_err *err)
         (rc = ink_state_i64(obj, "mmax", &mmax, err)) ||
         (rc = ink_state_u64(obj, "arms_hash", &hash, err)))
         return rc;
-    if (A != s->A || d != s->d || mmax != s->mmax || hash != s->arms_hash)
+    if (A != s->g.A || d != s->g.d || mmax != s->g.mmax || hash != s->arms_hash)
         return ink_err_set(err, INK_ESTATE,
                            "state: saved for %lld arms of dimension %lld (max_dict %lld), not "
                            "this arm set",
@@ -1659,22 +1126,22 @@ static int bkb_load(void *state, const msgpack_object *obj, struct ink_err *err)
         (rc = check_i32s(obj, "pend", A, PEND_NONE, PEND_BATCH, err)) ||
         (rc = check_i32s(obj, "hcount", A, 0, INT32_MAX, err)))
         return rc;
-    if ((rc = bkb_svc_load(&s->svc, obj, s->A, (int)ver, err))) return rc;
+    if ((rc = bkb_svc_load(&s->svc, obj, s->g.A, (int)ver, err))) return rc;
     /* Everything checked: copy (cannot fail past this point). */
-    ink_state_i64s(obj, "cnt", s->cnt, A, err);
-    ink_state_f64s(obj, "ysum", s->ysum, A, err);
+    ink_state_i64s(obj, "cnt", s->g.cnt, A, err);
+    ink_state_f64s(obj, "ysum", s->g.ysum, A, err);
     ink_state_i32s(obj, "pend", s->pend, A, err);
     ink_state_i32s(obj, "hcount", s->hcount, A, err);
     ink_state_i32s(obj, "fresh", (int32_t *)s->fresh, A, err);
-    ink_state_i32s(obj, "pulled", s->pulled, npulled, err);
-    ink_state_i32s(obj, "D", s->D, m, err);
-    ink_state_f64s(obj, "B", s->B, nb, err);
-    ink_state_f64s(obj, "L", s->L, nb, err);
-    ink_state_f64s(obj, "Lh", s->Lh, nb, err);
-    ink_state_f64s(obj, "w", s->w, mr, err);
-    ink_state_f64s(obj, "zn", s->zn, A, err);
-    ink_state_f64s(obj, "mu", s->mu, A, err);
-    ink_state_f64s(obj, "var", s->var, A, err);
+    ink_state_i32s(obj, "pulled", s->g.pulled, npulled, err);
+    ink_state_i32s(obj, "D", s->g.D, m, err);
+    ink_state_f64s(obj, "B", s->g.B, nb, err);
+    ink_state_f64s(obj, "L", s->g.L, nb, err);
+    ink_state_f64s(obj, "Lh", s->g.Lh, nb, err);
+    ink_state_f64s(obj, "w", s->g.w, mr, err);
+    ink_state_f64s(obj, "zn", s->g.zn, A, err);
+    ink_state_f64s(obj, "mu", s->g.mu, A, err);
+    ink_state_f64s(obj, "var", s->g.var, A, err);
     ink_state_f64s(obj, "var_h", s->var_h, A, err);
     s->rng = rng;
     s->t = t;
@@ -1683,34 +1150,26 @@ static int bkb_load(void *state, const msgpack_object *obj, struct ink_err *err)
     s->bpend = bpend;
     s->nbatch = nbatch;
     s->told_since = told;
-    s->npulled = npulled;
-    s->cap_hits = caph;
-    s->empty_fixes = empf;
-    s->m = (int)m;
-    s->mr = (int)mr;
+    s->g.npulled = npulled;
+    s->g.cap_hits = caph;
+    s->g.empty_fixes = empf;
+    s->g.m = (int)m;
+    s->g.mr = (int)mr;
     s->gen = (uint32_t)gen;
     s->hall_ready = flags & 1;
     s->started = (flags & 2) != 0;
     s->beta = beta;
     s->logdet = logdet;
     s->gsum = gsum;
-    gather_dict(s);
-    if (s->storeZ) { /* Kc holds the columns of D in D's order, computed as at run time */
-        for (int i = 0; i < s->A; i++) s->slot_of[i] = -1;
-        for (int j = 0; j < s->m; j++) {
-            s->slot_of[s->D[j]] = j;
-            kernel_column(s, j, s->D[j]);
-        }
-    }
-    fill_Z(s);
+    bkb_gp_restore(&s->g);
     set_ucb(s);
-    for (int i = 0; i < s->A; i++) s->ucb_h[i] = s->mu[i] + s->beta * sqrt(s->var_h[i]);
+    for (int i = 0; i < s->g.A; i++) s->ucb_h[i] = s->g.mu[i] + s->beta * sqrt(s->var_h[i]);
     return 0;
 }
 
 static double gauge_dict(const void *state)
 {
-    return ((const struct bkb *)state)->m;
+    return ((const struct bkb *)state)->g.m;
 }
 
 static double gauge_expired(const void *state)

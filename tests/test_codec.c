@@ -389,6 +389,28 @@ TEST(csv_roundtrip)
     ink_decoder_fini(&d);
 }
 
+/* ink_csv_numbers: every cell a coordinate (bkb arm files), whatever the
+ * cells would be called in a header; the CSV cell rules of the decoder. */
+TEST(csv_numbers_row)
+{
+    double v[4] = {0};
+    const char *row = " 1.5,\t-2 ,\"3e2\",0\r\n";
+    CHECK(ink_csv_numbers(row, strlen(row), v, 4) == 4);
+    CHECK(v[0] == 1.5 && v[1] == -2 && v[2] == 300 && v[3] == 0);
+    CHECK(ink_csv_numbers(row, strlen(row), NULL, 0) == 4); /* count only */
+    double w[2] = {7, 7};
+    CHECK(ink_csv_numbers("4,5,6\n", 6, w, 1) == 3 && w[0] == 4 && w[1] == 7); /* cap */
+    CHECK(ink_csv_numbers("t,key,y,arm\n", 12, v, 4) == -1); /* a header: not numbers */
+    CHECK(ink_csv_numbers("1,,2", 4, v, 4) == -1);             /* empty cell */
+    CHECK(ink_csv_numbers("1,2,", 4, v, 4) == -1);             /* trailing empty cell */
+    CHECK(ink_csv_numbers("1 2", 3, v, 4) == -1);
+    CHECK(ink_csv_numbers("1,inf", 5, v, 4) == -1);
+    CHECK(ink_csv_numbers("1,nan", 5, v, 4) == -1);
+    CHECK(ink_csv_numbers("1,1e999", 7, v, 4) == -1);
+    CHECK(ink_csv_numbers("1,\"2", 4, v, 4) == -1); /* unterminated quote */
+    CHECK(ink_csv_numbers("", 0, v, 4) == -1);
+}
+
 TEST(cross_format_same_record)
 {
     /* msgpack -> JSON -> CSV -> record: x and y bit-identical */
