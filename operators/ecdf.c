@@ -553,28 +553,9 @@ static double ratio(double a, uint64_t n)
     return n ? a / (double)n : 0.0;
 }
 
-/* Bracket of F at x from the Fenwick tree (docs/algorithms.md 4.4): F_lo at the
- * nearest node below x on every axis, F_hi at the nearest node above. */
 static void grid_bracket(const struct ecdf *s, const double *x, double *flo, double *fhi)
 {
-    const struct ink__grid *g = &s->g;
-    uint32_t lo[INK_GRID_MAX_DIM], hi[INK_GRID_MAX_DIM];
-    bool has_lo = true, over = false;
-    for (int k = 0; k < g->d; k++) {
-        uint32_t c = ink__grid_cell(g, k, x[k]);
-        if (c < g->M[k] && g->z[k][c] == x[k])
-            lo[k] = c;
-        else if (c == 0)
-            has_lo = false;
-        else
-            lo[k] = c - 1;
-        if (c == g->M[k]) over = true, c = g->M[k] - 1;
-        hi[k] = c;
-    }
-    double a = has_lo ? ink__fenwick_prefix(g, s->T, lo) : 0;
-    double b = ink__fenwick_prefix(g, s->T, hi) + (over ? s->wout : 0);
-    *flo = ratio(a, s->n);
-    *fhi = ratio(b, s->n);
+    ink__fenwick_bracket(&s->g, s->T, s->wout, s->n, x, flo, fhi);
 }
 
 static void grid_add(struct ecdf *s, const double *x, double w)

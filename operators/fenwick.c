@@ -5,6 +5,7 @@
 #include "fenwick.h"
 
 #include <math.h>
+#include <stdbool.h>
 
 /* One axis' Fenwick path: at most floor(log2 M) + 1 entries. */
 struct path {
@@ -164,4 +165,26 @@ double ink__kde_sum(const struct ink__grid *g, const double *hinv, const double 
         sum += sum_rec(trees + (size_t)s * g->size, p, g->d - 1, 0);
     }
     return sum;
+}
+
+void ink__fenwick_bracket(const struct ink__grid *g, const double *T, double wout, uint64_t n,
+                          const double *x, double *flo, double *fhi)
+{
+    uint32_t lo[INK_GRID_MAX_DIM], hi[INK_GRID_MAX_DIM];
+    bool has_lo = true, over = false;
+    for (int k = 0; k < g->d; k++) {
+        uint32_t c = ink__grid_cell(g, k, x[k]);
+        if (c < g->M[k] && g->z[k][c] == x[k])
+            lo[k] = c;
+        else if (c == 0)
+            has_lo = false;
+        else
+            lo[k] = c - 1;
+        if (c == g->M[k]) over = true, c = g->M[k] - 1;
+        hi[k] = c;
+    }
+    double a = has_lo ? ink__fenwick_prefix(g, T, lo) : 0;
+    double b = ink__fenwick_prefix(g, T, hi) + (over ? wout : 0);
+    *flo = n ? a / (double)n : 0.0;
+    *fhi = n ? b / (double)n : 0.0;
 }

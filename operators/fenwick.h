@@ -31,6 +31,11 @@ void ink__fenwick_add(const struct ink__grid *g, double *T, const uint32_t *c, d
 /* Sum of the weights of the cells <= node j componentwise, i.e. of every point
  * with x <= z_j (points below the first node sit in cell 0). */
 double ink__fenwick_prefix(const struct ink__grid *g, const double *T, const uint32_t *j);
+/* Bracket of F at x (docs/algorithms.md 4.4): F_lo at the nearest node below x on
+ * every axis, F_hi at the nearest node above; wout is the weight above the last
+ * node of some axis (not in T), n the records counted (0: both 0). */
+void ink__fenwick_bracket(const struct ink__grid *g, const double *T, double wout, uint64_t n,
+                          const double *x, double *flo, double *fhi);
 
 /* Decayed trees for the Laplacian KDE: one per orthant s in {+1,-1}^d (bit k
  * of the orthant index set = axis k reversed). hinv[k] = 1 / h_k.

@@ -376,27 +376,9 @@ static double ratio(double a, uint64_t n)
     return n ? a / (double)n : 0.0;
 }
 
-/* As ecdf's grid bracket (operators/ecdf.c): F at the nodes below / above x. */
 static void grid_bracket(const struct merge *s, const double *x, double *flo, double *fhi)
 {
-    const struct ink__grid *g = &s->g;
-    uint32_t lo[INK_GRID_MAX_DIM], hi[INK_GRID_MAX_DIM];
-    bool has_lo = true, over = false;
-    for (int k = 0; k < g->d; k++) {
-        uint32_t c = ink__grid_cell(g, k, x[k]);
-        if (c < g->M[k] && g->z[k][c] == x[k])
-            lo[k] = c;
-        else if (c == 0)
-            has_lo = false;
-        else
-            lo[k] = c - 1;
-        if (c == g->M[k]) over = true, c = g->M[k] - 1;
-        hi[k] = c;
-    }
-    double a = has_lo ? ink__fenwick_prefix(g, s->T, lo) : 0;
-    double b = ink__fenwick_prefix(g, s->T, hi) + (over ? s->wout : 0);
-    *flo = ratio(a, s->n);
-    *fhi = ratio(b, s->n);
+    ink__fenwick_bracket(&s->g, s->T, s->wout, s->n, x, flo, fhi);
 }
 
 static int merge_query(void *state, const struct ink_record *req, const struct ink_emitter *em,
