@@ -474,7 +474,8 @@ int main(int argc, char **argv)
     const char *mode = argc > 7 ? argv[7] : "regret";
     const char *algo = argc > 8 ? argv[8] : "bkb";
     if (D < 0 || A < 2 || T < 1 || seeds < 1 || !(SIGMA > 0) ||
-        (strcmp(mode, "regret") && strcmp(mode, "diag") && strcmp(mode, "exact2") && strcmp(mode, "tiny")) ||
+        (strcmp(mode, "regret") && strcmp(mode, "diag") && strcmp(mode, "exact2") &&
+         strcmp(mode, "tiny")) ||
         (strcmp(algo, "bkb") && strcmp(algo, "bbkb"))) {
         fprintf(stderr, "usage: bench_bkb_fns FUNC [A] [T] [SEEDS] [SIGMA] [QBAR|default] "
                         "[regret|diag|exact2|tiny] [bkb|bbkb]\n");
@@ -498,7 +499,8 @@ int main(int argc, char **argv)
             arms_free(&a);
             continue;
         }
-        if (!strcmp(mode, "exact2") || !strcmp(mode, "tiny")) { /* exact against exact, other init arms */
+        if (!strcmp(mode, "exact2") ||
+            !strcmp(mode, "tiny")) { /* exact against exact, other init arms */
             struct ink_rng r;
             int other[64];
             ink_rng_seed(&r, 77 + (uint64_t)s);

@@ -615,14 +615,14 @@ static void mp_fval(const uint8_t *p, struct ink_fval *v)
         return;
     }
     v->kind = INK_FV_OTHER;
-    v->what = c == 0xc2 || c == 0xc3       ? "a boolean"
-              : mp_array(&q, &n) == 0      ? "an array"
+    v->what = c == 0xc2 || c == 0xc3         ? "a boolean"
+              : mp_array(&q, &n) == 0        ? "an array"
               : (q = p, mp_map(&q, &n) == 0) ? "a map"
-                                           : "not a number";
+                                             : "not a number";
 }
 
-static enum ink_reject decode_mapped(struct ink_decoder *d, const uint8_t *buf,
-                                     const uint8_t *end, struct ink_record *rec)
+static enum ink_reject decode_mapped(struct ink_decoder *d, const uint8_t *buf, const uint8_t *end,
+                                     struct ink_record *rec)
 {
     if ((*buf < 0x80 || *buf > 0x8f) && *buf != 0xde && *buf != 0xdf)
         return rej(d, INK_REJ_NOT_MAP, "top level is not a map");

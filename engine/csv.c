@@ -317,8 +317,8 @@ static enum ink_reject csv_mapped(struct ink_decoder *d, const struct ink_csv_he
         size_t n = (size_t)l;
         trim(&p, &n);
         if (!n)
-            return rej(d, INK_REJ_MISSING, "'%s': empty cell in column %u",
-                       d->fmap->slot[i].name, col);
+            return rej(d, INK_REJ_MISSING, "'%s': empty cell in column %u", d->fmap->slot[i].name,
+                       col);
         struct ink_fval fv = {.kind = INK_FV_TEXT, .s = p, .n = n};
         r = ink__fields_put(d, (uint32_t)i, &fv, rec);
         if (r) return r;

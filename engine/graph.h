@@ -95,10 +95,10 @@ struct ink_graph {
     uint64_t src_records;  /* records read by all sources (every_records) */
     uint64_t snap_next_at; /* src_records at which the next count-based snapshot is due */
     struct ink_buf *snap_buf;
-    struct ink_buf *snap_pre; /* sources' and sinks' maps, encoded at the cut */
-    size_t *snap_off;         /* node i's bytes in snap_pre: [off[i], off[i + 1]) */
-    int snap_child;           /* pid of the writer child, 0 = none (snapshot.h) */
-    int snap_pipe;            /* its report */
+    struct ink_buf *snap_pre;          /* sources' and sinks' maps, encoded at the cut */
+    size_t *snap_off;                  /* node i's bytes in snap_pre: [off[i], off[i + 1]) */
+    int snap_child;                    /* pid of the writer child, 0 = none (snapshot.h) */
+    int snap_pipe;                     /* its report */
     double snap_cut_t, snap_cut_wall;  /* when its cut was taken (monotonic, wall) */
     double snap_pause, snap_pause_max; /* main loop stopped for the last / longest
                                           cut of a snapshot written by a child */

@@ -28,8 +28,8 @@ static long holder_pid(int fd)
         unsigned long long ino;
         char *s = strchr(line, ':');
         if (!s || strstr(line, "->")) continue; /* "->" lines are waiters */
-        if (sscanf(s + 1, "%15s %15s %15s %ld %x:%x:%llu", kind, mode, rw, &p, &maj, &min,
-                   &ino) != 7)
+        if (sscanf(s + 1, "%15s %15s %15s %ld %x:%x:%llu", kind, mode, rw, &p, &maj, &min, &ino) !=
+            7)
             continue;
         if (strcmp(kind, "FLOCK") == 0 && ino == (unsigned long long)st.st_ino &&
             maj == major(st.st_dev) && min == minor(st.st_dev) && p > 0)

@@ -91,8 +91,8 @@ int ink_record_extra_i64(const struct ink_record *r, const char *name, int64_t *
      * outside int64_t's range is undefined behaviour (and the value comes
      * from the network). */
     double f;
-    if (ink__mp_f64(&p, end, &f) == 0 && f >= -9223372036854775808.0 &&
-        f < 9223372036854775808.0 && f == floor(f)) {
+    if (ink__mp_f64(&p, end, &f) == 0 && f >= -9223372036854775808.0 && f < 9223372036854775808.0 &&
+        f == floor(f)) {
         *out = (int64_t)f;
         return 1;
     }

@@ -736,8 +736,7 @@ static void snapshot_failed(struct ink_graph *g, const char *why, const struct i
     char kept[4400];
     what_is_kept(g, kept, sizeof kept);
     fprintf(stderr, "inkflow: snapshot (%s) failed (%llu in a row, %llu in all): %s; %s\n", why,
-            (unsigned long long)g->snap_streak, (unsigned long long)g->snap_failed, err->msg,
-            kept);
+            (unsigned long long)g->snap_streak, (unsigned long long)g->snap_failed, err->msg, kept);
 }
 
 /* The writer child of the last periodic snapshot, if any: its outcome
@@ -962,8 +961,8 @@ void ink_graph_summary(const struct ink_graph *g, FILE *out)
                 "  snapshots: %llu written, %llu failed; last %llu bytes in %.3f ms; main loop "
                 "paused %.3f ms at most (%.3f ms of CPU)\n",
                 (unsigned long long)g->snap_count, (unsigned long long)g->snap_failed,
-                (unsigned long long)g->snap_bytes, 1e3 * g->snap_duration,
-                1e3 * g->snap_pause_max, 1e3 * g->snap_pause_cpu_max);
+                (unsigned long long)g->snap_bytes, 1e3 * g->snap_duration, 1e3 * g->snap_pause_max,
+                1e3 * g->snap_pause_cpu_max);
     if (g->snap_count || g->snap_failed) {
         /* the data path's CPU and the writers' apart: what the stream costs,
          * and what snapshots cost on the side (docs/state.md) */
@@ -1008,7 +1007,7 @@ void ink_graph_free(struct ink_graph *g)
 {
     if (!g) return;
     ink_snapshot_abandon(g); /* no writer child outlives its graph */
-    ink_metrics_stop(g); /* the server thread reads the graph's names */
+    ink_metrics_stop(g);     /* the server thread reads the graph's names */
     for (int i = 0; i < g->n; i++) {
         struct ink_node *n = &g->nodes[i];
         if (n->kind == INK_NODE_SOURCE && n->src && n->impl) n->src->close(n);

@@ -339,8 +339,10 @@ static int check_owner(struct ink_graph *g, struct ink_err *err)
     int fd = -1;
     if (!rc) rc = ink_snapshot_lock(g->cfg, &fd, &e);
     if (rc)
-        return ink_err_set(err, rc, "the snapshot's lock file %s is gone (directory removed?) "
-                           "and cannot be taken again: %s", lp, e.msg);
+        return ink_err_set(err, rc,
+                           "the snapshot's lock file %s is gone (directory removed?) "
+                           "and cannot be taken again: %s",
+                           lp, e.msg);
     close(g->snap_lock);
     g->snap_lock = fd;
     fprintf(stderr, "inkflow: %s had been removed: re-created, lock taken again\n", lp);
@@ -467,8 +469,7 @@ static void child_report(int fd, int rc, uint64_t bytes, const char *msg)
  * holds no inherited descriptor but its pipe (the locks and sinks stay the
  * parent's alone), dies with the parent, and renames only while the parent
  * lives: a dead parent's lock may already belong to a restore. */
-static void child_main(struct ink_graph *g, const char *path, double wall, pid_t parent,
-                       int wfd)
+static void child_main(struct ink_graph *g, const char *path, double wall, pid_t parent, int wfd)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     signal(SIGTERM, SIG_DFL);
@@ -511,8 +512,10 @@ int ink_snapshot_start(struct ink_graph *g, struct ink_err *err)
         /* no child (memory, process limit): the snapshot is still due, so
          * it is written here, the old way, and the stall said */
         close(p[0]);
-        fprintf(stderr, "inkflow: fork for the snapshot writer: %s; writing it on the main "
-                "thread\n", strerror(e));
+        fprintf(stderr,
+                "inkflow: fork for the snapshot writer: %s; writing it on the main "
+                "thread\n",
+                strerror(e));
         if ((rc = encode(g, wall, g->snap_buf, err)) || (rc = commit_file(path, g->snap_buf, err)))
             return rc;
         snapshot_done(g, wall, t0, g->snap_buf->len);
@@ -548,8 +551,9 @@ int ink_snapshot_poll(struct ink_graph *g, bool wait, struct ink_err *err)
     g->snap_pipe = -1;
     if (w < 0 || got != (ssize_t)sizeof r) {
         if (w > 0 && WIFSIGNALED(status))
-            return ink_err_set(err, INK_EIO, "the snapshot writer (pid %ld) was killed by signal %d",
-                               (long)pid, WTERMSIG(status));
+            return ink_err_set(err, INK_EIO,
+                               "the snapshot writer (pid %ld) was killed by signal %d", (long)pid,
+                               WTERMSIG(status));
         return ink_err_set(err, INK_EIO, "the snapshot writer (pid %ld) ended without a report",
                            (long)pid);
     }

@@ -105,8 +105,8 @@ int ink_state_f64(const msgpack_object *map, const char *key, double *out, struc
 
 /* The bin under key, checked to hold whole elem-byte values, in *o; or an
  * error code with err filled (and *o NULL). */
-static int bin_of(const msgpack_object *map, const char *key, size_t elem,
-                  const msgpack_object **o, struct ink_err *err)
+static int bin_of(const msgpack_object *map, const char *key, size_t elem, const msgpack_object **o,
+                  struct ink_err *err)
 {
     *o = NULL;
     const msgpack_object *b;

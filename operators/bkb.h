@@ -54,11 +54,11 @@ struct ink_bkb_conf {
     int64_t max_dict; /* m_max: dictionary cap (docs/algorithms.md 2.8) */
     double beta;      /* > 0: fixed beta; 0: the reference formula (2.4 / 2.6) */
     struct ink_bkb_batch_conf batch;
-    int64_t seed;        /* -1: the engine's per-node seed */
-    int64_t init;        /* uniformly random arms played before the first UCB suggestion */
-    int64_t arm_block;   /* rows of arms embedded at once */
-    uint64_t max_memory; /* bytes; the arms' embedding Z is stored only if it fits */
-    bool lazy;           /* lazy UCB refresh (false: full recompute, for tests and benchmarks) */
+    int64_t seed;           /* -1: the engine's per-node seed */
+    int64_t init;           /* uniformly random arms played before the first UCB suggestion */
+    int64_t arm_block;      /* rows of arms embedded at once */
+    uint64_t max_memory;    /* bytes; the arms' embedding Z is stored only if it fits */
+    bool lazy;              /* lazy UCB refresh (false: full recompute, for tests and benchmarks) */
     double pending_timeout; /* service: seconds before an asked arm is released (0: never) */
     int64_t max_trials;     /* service: finished trials kept in the history ring */
 };

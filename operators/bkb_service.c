@@ -80,7 +80,7 @@ void bkb_svc_begin(struct bkb_svc *v, const struct bkb_arms_view *a, const struc
 {
     v->now = (req->flags & INK_HAS_T) ? req->t : -1;
     if (v->now < 0 || *a->npend == 0) return;
-    for (int j = 0; j < a->A && *a->npend > 0; j++) {
+    for (int j = 0; j<a->A && * a->npend> 0; j++) {
         if (!a->pend[j]) continue;
         if (v->ask_t[j] < 0) { /* restored from a snapshot without ask times */
             v->ask_t[j] = v->now;
@@ -294,9 +294,9 @@ static int do_trials(struct bkb_svc *v, const struct bkb_arms_view *a, const str
     ink_record_add_i64(&r, "first", first);
     ink_record_add_i64(&r, "next", to);
     ink_record_add_i64(&r, "pending", *a->npend);
-    ink_record_add(&r, "trials",
-                   (struct ink_value){.type = INK_V_RAW,
-                                      .raw = {(const uint8_t *)fb.p, (uint32_t)fb.n}});
+    ink_record_add(
+        &r, "trials",
+        (struct ink_value){.type = INK_V_RAW, .raw = {(const uint8_t *)fb.p, (uint32_t)fb.n}});
     return ink_emit(out, &r);
 }
 
@@ -338,9 +338,9 @@ static int do_pending(struct bkb_svc *v, const struct bkb_arms_view *a,
     ink_record_derive(&r, req);
     ink_record_add_i64(&r, "total", *a->npend);
     ink_record_add_i64(&r, "next", start + n);
-    ink_record_add(&r, "pending",
-                   (struct ink_value){.type = INK_V_RAW,
-                                      .raw = {(const uint8_t *)fb.p, (uint32_t)fb.n}});
+    ink_record_add(
+        &r, "pending",
+        (struct ink_value){.type = INK_V_RAW, .raw = {(const uint8_t *)fb.p, (uint32_t)fb.n}});
     return ink_emit(out, &r);
 }
 
@@ -529,8 +529,10 @@ static int parse_axis(struct bkb_space *sp, struct bkb_axis *x, const char *name
         while (i < 4 && strcmp(k, kinds[i])) i++;
         if (i < 4) {
             if (kind >= 0)
-                return ink_err_set(err, INK_EINVAL, "arms.space.%s: give one of lin, log, int, "
-                                   "choice", name);
+                return ink_err_set(err, INK_EINVAL,
+                                   "arms.space.%s: give one of lin, log, int, "
+                                   "choice",
+                                   name);
             kind = i;
         } else if (strcmp(k, "n") != 0) {
             return ink_err_set(err, INK_EINVAL,
@@ -549,8 +551,10 @@ static int parse_axis(struct bkb_space *sp, struct bkb_axis *x, const char *name
             return ink_err_set(err, INK_EINVAL, "arms.space.%s: n does not apply to choice", name);
         if (!json_is_number(jn) || json_number_value(jn) < 1 || json_number_value(jn) > 1e6 ||
             json_number_value(jn) != floor(json_number_value(jn)))
-            return ink_err_set(err, INK_EINVAL, "arms.space.%s: n must be a whole number in "
-                               "[1, 1e6]", name);
+            return ink_err_set(err, INK_EINVAL,
+                               "arms.space.%s: n must be a whole number in "
+                               "[1, 1e6]",
+                               name);
         n = json_number_value(jn);
     }
     if (kind == BKB_AX_CHOICE) {
@@ -585,8 +589,10 @@ static int parse_axis(struct bkb_space *sp, struct bkb_axis *x, const char *name
             for (int j = x->ch0; j < ci; j++)
                 if (sp->ch_kind[j] == sp->ch_kind[ci] && sp->ch_num[j] == sp->ch_num[ci] &&
                     strcmp(sp->ch_str[j], sp->ch_str[ci]) == 0)
-                    return ink_err_set(err, INK_EINVAL, "arms.space.%s: choice %zu repeats one "
-                                       "before it", name, i);
+                    return ink_err_set(err, INK_EINVAL,
+                                       "arms.space.%s: choice %zu repeats one "
+                                       "before it",
+                                       name, i);
         }
         return 0;
     }
@@ -602,8 +608,10 @@ static int parse_axis(struct bkb_space *sp, struct bkb_axis *x, const char *name
         double count = x->hi - x->lo + 1;
         if (n < 0) n = count;
         if (n > count)
-            return ink_err_set(err, INK_EINVAL, "arms.space.%s: n = %g but [%g, %g] holds %g "
-                               "integers", name, n, x->lo, x->hi, count);
+            return ink_err_set(err, INK_EINVAL,
+                               "arms.space.%s: n = %g but [%g, %g] holds %g "
+                               "integers",
+                               name, n, x->lo, x->hi, count);
         if (n > 1e6)
             return ink_err_set(err, INK_EINVAL, "arms.space.%s: more than 1e6 integers: give n",
                                name);
@@ -644,8 +652,10 @@ int bkb_space_parse(const char *json, struct bkb_space *sp, struct ink_err *err)
         goto out;
     }
     if (sp->d > 1024) {
-        rc = ink_err_set(err, INK_EINVAL, "arms.space: %d coordinates (one-hot choices count "
-                         "one each), more than 1024", sp->d);
+        rc = ink_err_set(err, INK_EINVAL,
+                         "arms.space: %d coordinates (one-hot choices count "
+                         "one each), more than 1024",
+                         sp->d);
         goto out;
     }
     sp->A = (int64_t)A;
@@ -726,18 +736,18 @@ void bkb_svc_add_params(struct bkb_svc *v, struct ink_record *r, const char *nam
         pack_params(v->space, &pk, arms[i]);
     }
     if (list || k == 1) {
-        ink_record_add(r, name,
-                       (struct ink_value){.type = INK_V_RAW,
-                                          .raw = {(const uint8_t *)fb.p, (uint32_t)fb.n}});
+        ink_record_add(
+            r, name,
+            (struct ink_value){.type = INK_V_RAW, .raw = {(const uint8_t *)fb.p, (uint32_t)fb.n}});
         return;
     }
-    ink_record_add(r, "params",
-                   (struct ink_value){.type = INK_V_RAW,
-                                      .raw = {(const uint8_t *)fb.p, (uint32_t)start[1]}});
-    ink_record_add(r, "mean_params",
-                   (struct ink_value){.type = INK_V_RAW,
-                                      .raw = {(const uint8_t *)fb.p + start[1],
-                                              (uint32_t)(fb.n - start[1])}});
+    ink_record_add(
+        r, "params",
+        (struct ink_value){.type = INK_V_RAW, .raw = {(const uint8_t *)fb.p, (uint32_t)start[1]}});
+    ink_record_add(
+        r, "mean_params",
+        (struct ink_value){.type = INK_V_RAW,
+                           .raw = {(const uint8_t *)fb.p + start[1], (uint32_t)(fb.n - start[1])}});
 }
 
 static int mp_map(const uint8_t **pp, const uint8_t *end, uint32_t *n)
@@ -772,9 +782,12 @@ static int axis_index(const struct bkb_space *sp, const struct bkb_axis *ax, con
         double num;
         const uint8_t *q = p;
         int kind = -1;
-        if (ink__mp_str(&q, end, &str, &sn) == 0) kind = BKB_CH_STR;
-        else if (*p == 0xc2 || *p == 0xc3) kind = BKB_CH_BOOL, num = *p == 0xc3;
-        else if ((q = p, ink__mp_f64(&q, end, &num)) == 0) kind = BKB_CH_NUM;
+        if (ink__mp_str(&q, end, &str, &sn) == 0)
+            kind = BKB_CH_STR;
+        else if (*p == 0xc2 || *p == 0xc3)
+            kind = BKB_CH_BOOL, num = *p == 0xc3;
+        else if ((q = p, ink__mp_f64(&q, end, &num)) == 0)
+            kind = BKB_CH_NUM;
         for (int i = 0; kind >= 0 && i < ax->n; i++) {
             int c = ax->ch0 + i;
             if (sp->ch_kind[c] != kind) continue;

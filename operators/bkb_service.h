@@ -67,32 +67,32 @@ int bkb_space_axes(const char *json);
 void bkb_space_arms(const struct bkb_space *sp, double *X);
 
 struct bkb_svc {
-    double timeout_ns;         /* pending_timeout in ns; 0 = never */
-    int64_t cap;               /* max_trials: the history ring */
-    int64_t *ask_t;            /* per arm, while pending: event time of its ask (-1: unknown) */
-    int64_t *ask_trial;        /* per arm, while pending: trial number of its ask */
-    struct bkb_trial *hist;    /* ring of cap finished trials */
-    char *out;                 /* reply scratch (trials / pending pages) */
+    double timeout_ns;      /* pending_timeout in ns; 0 = never */
+    int64_t cap;            /* max_trials: the history ring */
+    int64_t *ask_t;         /* per arm, while pending: event time of its ask (-1: unknown) */
+    int64_t *ask_trial;     /* per arm, while pending: trial number of its ask */
+    struct bkb_trial *hist; /* ring of cap finished trials */
+    char *out;              /* reply scratch (trials / pending pages) */
     size_t out_cap;
-    int64_t nhist;             /* trials finished, ever; the ring holds the last cap */
+    int64_t nhist; /* trials finished, ever; the ring holds the last cap */
     int64_t told, failed, expired;
     int64_t best_arm, best_trial; /* -1 before the first tell */
     double best_y;
-    int64_t now;               /* event time of the request being served (-1: none) */
-    int space_axes;            /* parameters of the named space (0: none); set before layout */
-    struct bkb_space *space;   /* named search space, or NULL (carved when given) */
-    char *pbuf;                /* params of up to BKB_SVC_PAGE arms, msgpack */
+    int64_t now;             /* event time of the request being served (-1: none) */
+    int space_axes;          /* parameters of the named space (0: none); set before layout */
+    struct bkb_space *space; /* named search space, or NULL (carved when given) */
+    char *pbuf;              /* params of up to BKB_SVC_PAGE arms, msgpack */
     size_t pbuf_cap;
 };
 
 /* What bkb.c shows the service of its arms and posterior. */
 struct bkb_arms_view {
     int A, d;
-    const double *X;         /* d x A */
-    const double *mu, *var;  /* posterior of the last rebuild */
+    const double *X;        /* d x A */
+    const double *mu, *var; /* posterior of the last rebuild */
     double beta;
-    int32_t *pend;           /* PEND_* per arm */
-    int64_t *npend, *bpend;  /* pending arms, of which in the current BBKB batch */
+    int32_t *pend;          /* PEND_* per arm */
+    int64_t *npend, *bpend; /* pending arms, of which in the current BBKB batch */
 };
 
 /* Carve the service arrays (cap from conf, set by the caller; `space` true

@@ -554,7 +554,8 @@ static double krr_predict(struct rls_state *st, double kxx, double zz, double *v
         return 0;
     }
     memcpy(st->v, st->z, (size_t)nb * sizeof(double));
-    cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, nb, st->C, st->cap, st->v, 1);
+    cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, nb, st->C, st->cap, st->v,
+                1);
     if (var) {
         double res = kxx - zz;
         *var = (res > 0 ? res : 0) / st->mu + cblas_ddot(nb, st->v, 1, st->v, 1);
@@ -631,7 +632,7 @@ static void krr_delete(struct rls_state *st, int j)
 {
     int nb = st->nb, cap = st->cap;
     double *R = st->R, *C = st->C, *g = st->g, *cs = st->v, *sn = st->z;
-#define CU(i, l) C[(l) + (size_t)(i) * cap] /* C(i, l) of the upper factor */
+#define CU(i, l) C[(l) + (size_t)(i)*cap] /* C(i, l) of the upper factor */
     for (int l = j; l < nb - 1; l++) {
         double *col = R + (size_t)l * cap;
         memcpy(col, R + (size_t)(l + 1) * cap, (size_t)(l + 2) * sizeof(double));
@@ -1095,7 +1096,8 @@ static const double *pack_sym(const struct rls_state *st, const double *A, int n
 {
     for (int j = 0; j < n; j++)
         for (int i = 0; i < n; i++)
-            st->U[i + (size_t)j * n] = i >= j ? A[i + (size_t)j * st->cap] : A[j + (size_t)i * st->cap];
+            st->U[i + (size_t)j * n] =
+                i >= j ? A[i + (size_t)j * st->cap] : A[j + (size_t)i * st->cap];
     return st->U;
 }
 
@@ -1234,8 +1236,7 @@ static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
         return ink_err_set(err, INK_ESTATE, "state: gamma %g differs from the config's %g", gamma,
                            st->gamma);
     if (m < 0 || m > st->m_max || since < 0 || (st->b > 0 ? since >= st->b : since != 0) ||
-        nupd < 0 || nref < 0 || t < 0 ||
-        !(gamma_eff >= st->gamma) || !isfinite(gamma_eff))
+        nupd < 0 || nref < 0 || t < 0 || !(gamma_eff >= st->gamma) || !isfinite(gamma_eff))
         return ink_err_set(err, INK_ESTATE, "state: inconsistent sizes or gamma_eff");
     size_t mm = (size_t)m;
     if ((rc = ink_state_need_len(obj, "X", 8, mm * st->d, err)) ||

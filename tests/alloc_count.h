@@ -1,14 +1,12 @@
 /* Allocation counting for the unit tests: one mechanism for all of them.
  *
  * Linking tests/alloc_count.c into a test executable interposes malloc,
- * calloc, realloc, aligned_alloc and posix_memalign for the whole process. While counting is on, a call
- * is counted unless its caller (the return address of the malloc call)
- * lies inside the BLAS/LAPACK libraries: OpenBLAS picks its kernels per
- * CPU at run time and some of them allocate (0.3.21's
- * dgemm_small_kernel_b0_nn_COOPERLAKE calls malloc on AVX-512 BF16
- * machines), which is a property of the library build, not of inkflow's
- * code. Calls from the executable, libc (strdup on our behalf), msgpack-c,
- * jansson, LAPACKE's allocating wrappers and the rest all count.
+ * calloc, realloc, aligned_alloc and posix_memalign for the whole process. While counting is on, a
+ * call is counted unless its caller (the return address of the malloc call) lies inside the
+ * BLAS/LAPACK libraries: OpenBLAS picks its kernels per CPU at run time and some of them allocate
+ * (0.3.21's dgemm_small_kernel_b0_nn_COOPERLAKE calls malloc on AVX-512 BF16 machines), which is a
+ * property of the library build, not of inkflow's code. Calls from the executable, libc (strdup on
+ * our behalf), msgpack-c, jansson, LAPACKE's allocating wrappers and the rest all count.
  *
  * The libraries' address ranges are read once with dl_iterate_phdr when
  * counting starts, outside malloc; inside malloc only a range compare runs.
@@ -30,7 +28,7 @@ struct ink_alloc_counts {
 };
 
 bool ink_alloc_count_available(void);
-void ink_alloc_count_start(void);                  /* zero the counts, count from now */
+void ink_alloc_count_start(void);                   /* zero the counts, count from now */
 struct ink_alloc_counts ink_alloc_count_stop(void); /* stop counting, return the counts */
 struct ink_alloc_counts ink_alloc_count_peek(void); /* the counts so far, still counting */
 /* Stop counting for a while (a test harness's own work); returns whether

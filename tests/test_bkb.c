@@ -493,7 +493,8 @@ TEST(regret_linear_kernel_close_to_exact_gpucb)
         double nvar = 0.01 * (fmax - fmin);
         for (int t = 0; t < T; t++) noise[t] = sqrt(nvar) * gauss(&r);
         struct kctx kc = {X, A, d, 0};
-        R_gp += gpucb_exact(kcol_of, &kc, A, f, fmax, nvar, 1, nvar, 0.5, T, 2, 500 + sd, noise, NULL);
+        R_gp +=
+            gpucb_exact(kcol_of, &kc, A, f, fmax, nvar, 1, nvar, 0.5, T, 2, 500 + sd, noise, NULL);
 
         struct bandit b = {0};
         conf_defaults(&b.c);
@@ -556,7 +557,8 @@ TEST(regret_rbf_branin_close_to_exact_gpucb)
         for (int i = 0; i < A; i++) f[i] = (bmax - f[i]) / (bmax - bmin); /* max 1 */
         for (int t = 0; t < T; t++) noise[t] = sqrt(nvar) * gauss(&r);
         struct kctx kc = {X, A, d, sigma};
-        R_gp += gpucb_exact(kcol_of, &kc, A, f, 1.0, nvar, 1, nvar, 0.5, T, 2, 600 + sd, noise, NULL);
+        R_gp +=
+            gpucb_exact(kcol_of, &kc, A, f, 1.0, nvar, 1, nvar, 0.5, T, 2, 600 + sd, noise, NULL);
 
         struct bandit b = {0};
         conf_defaults(&b.c);
@@ -1250,7 +1252,8 @@ TEST(no_allocation_after_init)
             predict(&b, i);
         }
         struct ink_alloc_counts c = ink_alloc_count_stop();
-        CHECK_MSG(c.calls == 0, "%zu allocations after init (store Z: %d; %zu inside BLAS/LAPACK, not counted)",
+        CHECK_MSG(c.calls == 0,
+                  "%zu allocations after init (store Z: %d; %zu inside BLAS/LAPACK, not counted)",
                   c.calls, store, c.skipped);
         bandit_stop(&b);
     }

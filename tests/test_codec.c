@@ -401,8 +401,8 @@ TEST(csv_numbers_row)
     double w[2] = {7, 7};
     CHECK(ink_csv_numbers("4,5,6\n", 6, w, 1) == 3 && w[0] == 4 && w[1] == 7); /* cap */
     CHECK(ink_csv_numbers("t,key,y,arm\n", 12, v, 4) == -1); /* a header: not numbers */
-    CHECK(ink_csv_numbers("1,,2", 4, v, 4) == -1);             /* empty cell */
-    CHECK(ink_csv_numbers("1,2,", 4, v, 4) == -1);             /* trailing empty cell */
+    CHECK(ink_csv_numbers("1,,2", 4, v, 4) == -1);           /* empty cell */
+    CHECK(ink_csv_numbers("1,2,", 4, v, 4) == -1);           /* trailing empty cell */
     CHECK(ink_csv_numbers("1 2", 3, v, 4) == -1);
     CHECK(ink_csv_numbers("1,inf", 5, v, 4) == -1);
     CHECK(ink_csv_numbers("1,nan", 5, v, 4) == -1);
@@ -1103,14 +1103,16 @@ TEST(rfc3339_parse)
     CHECK(ink_rfc3339_parse("2026-12-05T11:30:00.25+01:30", 28, &t) == 0 &&
           t == 1796464800LL * 1000000000 + 250000000);
     CHECK(ink_rfc3339_parse("2026-12-05t10:00:00z", 20, &t) == 0); /* lower case is RFC 3339 */
-    static const char *const bad[] = {
-        "2026-12-05",            /* a date only */
-        "2026-12-05T10:00:00",   /* no offset */
-        "2026-02-29T00:00:00Z",  /* not a leap year */
-        "2026-13-01T00:00:00Z",  /* month */
-        "2026-12-05T24:00:00Z",  /* hour */
-        "2026-12-05T10:00:00.Z", /* empty fraction */
-        "2026-12-05T10:00:00+1:00", "2026-12-05T10:00:00Zjunk", "yesterday", ""};
+    static const char *const bad[] = {"2026-12-05",                /* a date only */
+                                      "2026-12-05T10:00:00",       /* no offset */
+                                      "2026-02-29T00:00:00Z",      /* not a leap year */
+                                      "2026-13-01T00:00:00Z",      /* month */
+                                      "2026-12-05T24:00:00Z",      /* hour */
+                                      "2026-12-05T10:00:00.Z",     /* empty fraction */
+                                      "2026-12-05T10:00:00+1:00",
+                                      "2026-12-05T10:00:00Zjunk",
+                                      "yesterday",
+                                      ""};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         CHECK_MSG(ink_rfc3339_parse(bad[i], strlen(bad[i]), &t) == -1, "%s", bad[i]);
 }

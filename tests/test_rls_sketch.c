@@ -594,8 +594,9 @@ static void krr_prequential_run(bool defaults)
         se_exact += (yh - y[t]) * (yh - y[t]);
     }
     double ratio = se_sketch / se_exact;
-    printf("krr%s: n %d, prequential MSE sketch %.5f exact %.5f ratio %.4f (dict %d, accepted %d)\n",
-           defaults ? " (defaults)" : "", n, se_sketch / n, se_exact / n, ratio, mfinal, accepted);
+    printf(
+        "krr%s: n %d, prequential MSE sketch %.5f exact %.5f ratio %.4f (dict %d, accepted %d)\n",
+        defaults ? " (defaults)" : "", n, se_sketch / n, se_exact / n, ratio, mfinal, accepted);
     CHECK_MSG(ratio <= 1.2, "ratio %.4f", ratio);
     /* Predict query: mean and a positive variance that shrinks where data are. */
     double xin[D] = {0.1, -0.2}, xout[D] = {8, 8};
@@ -900,7 +901,8 @@ static double inverse_drift(const struct snap *sn, int qbar, double g)
     double *A = malloc((size_t)m * m * 8);
     memcpy(A, sn->K, (size_t)m * m * 8);
     for (int j = 0; j < m; j++) A[j + (size_t)j * m] += g * qbar * sn->p[j] / sn->q[j];
-    if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', m, A, m) || LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', m, A, m)) {
+    if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', m, A, m) ||
+        LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', m, A, m)) {
         free(A);
         return INFINITY;
     }

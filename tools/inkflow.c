@@ -172,8 +172,7 @@ static int check_csv_fields(const char *cfgpath, const struct ink_config *cfg,
                             const struct ink_node_conf *n)
 {
     const struct ink_file_src_conf *c = n->conf;
-    if (strcmp(n->type->name, "file") != 0 || !c->fields.set || strcmp(c->path, "-") == 0)
-        return 0;
+    if (strcmp(n->type->name, "file") != 0 || !c->fields.set || strcmp(c->path, "-") == 0) return 0;
     char buf[4096];
     const char *path = ink_path_resolve(cfg->base_dir, c->path, buf, sizeof buf);
     int fmt = c->format == INK_FMT_AUTO ? ink_format_from_path(path, INK_FMT_JSONL) : c->format;
@@ -196,7 +195,7 @@ static int check_csv_fields(const char *cfgpath, const struct ink_config *cfg,
     free(line);
     const struct ink_fields_conf *fc = &c->fields;
     for (int i = 0; i < fc->nx + 3; i++) {
-        const char *name = i < fc->nx         ? fc->x[i]
+        const char *name = i < fc->nx        ? fc->x[i]
                            : i == fc->nx     ? fc->y
                            : i == fc->nx + 1 ? fc->key
                                              : fc->t;
@@ -213,8 +212,10 @@ static int check_csv_fields(const char *cfgpath, const struct ink_config *cfg,
             snprintf(role, sizeof role, "x[%d]", i);
         else
             snprintf(role, sizeof role, "%s", i == fc->nx ? "y" : i == fc->nx + 1 ? "key" : "t");
-        fprintf(stderr, "%s:%d:%d: error: source '%s': fields.%s: '%s' is not a column of %s (its "
-                "columns: %s)\n", cfgpath, n->line, n->col, n->name, role, name, c->path, cols);
+        fprintf(stderr,
+                "%s:%d:%d: error: source '%s': fields.%s: '%s' is not a column of %s (its "
+                "columns: %s)\n",
+                cfgpath, n->line, n->col, n->name, role, name, c->path, cols);
         errs++;
     }
     ink_csv_header_fini(&h);

@@ -17,9 +17,9 @@ enum ink_file_format { INK_FMT_AUTO, INK_FMT_CSV, INK_FMT_JSONL, INK_FMT_MSGPACK
 
 /* `type: file` source. */
 struct ink_file_src_conf {
-    char *path;  /* "-" = stdin */
-    int format;  /* enum ink_file_format; auto = from the extension */
-    double rate; /* records per second, 0 = as fast as possible */
+    char *path;                    /* "-" = stdin */
+    int format;                    /* enum ink_file_format; auto = from the extension */
+    double rate;                   /* records per second, 0 = as fast as possible */
     struct ink_fields_conf fields; /* docs/fields.md */
 };
 

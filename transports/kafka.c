@@ -202,8 +202,9 @@ static int src_check(const void *conf, struct ink_err *err)
     if (c->format != KFMT_CSV && c->csv_header)
         return ink_err_set(err, INK_EINVAL, "'csv_header' only applies to format: csv");
     if (c->fields.set && c->fields.key_topic_level)
-        return ink_err_set(err, INK_EINVAL, "fields: key from a topic level is MQTT's; a kafka "
-                                            "source keys by the message key (key: message)");
+        return ink_err_set(err, INK_EINVAL,
+                           "fields: key from a topic level is MQTT's; a kafka "
+                           "source keys by the message key (key: message)");
     if (c->fields.set && c->fields.key && c->key != KKEY_PAYLOAD)
         return ink_err_set(err, INK_EINVAL,
                            "fields: maps key from the payload, but key: %s would replace it: set "
@@ -429,7 +430,6 @@ static int topic_index(struct ksrc *k, const char *name)
     return -1;
 }
 
-
 /* Rebalances are rare and each one matters to an operator (and to the
  * tests that read them): logged every time, never suppressed by the node's
  * rate limiter, which data-path lines share. */
@@ -469,7 +469,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t code,
             }
         }
         klog_event(n, "assigned %d partition(s), %d at the position the state holds", parts->cnt,
-                 ours);
+                   ours);
         if (coop)
             e = rd_kafka_incremental_assign(rk, parts);
         else
@@ -484,7 +484,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t code,
             ink__log(n, "rebalance error: %s", rd_kafka_err2str(code));
         else
             klog_event(n, "%d partition(s) revoked%s", parts->cnt,
-                     rd_kafka_assignment_lost(rk) ? " (lost)" : "");
+                       rd_kafka_assignment_lost(rk) ? " (lost)" : "");
         if (coop)
             e = rd_kafka_incremental_unassign(rk, parts);
         else

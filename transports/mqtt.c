@@ -54,9 +54,9 @@ struct mqtt_tls_conf {
 };
 
 struct mqtt_conf {
-    char *broker;               /* host[:port] */
+    char *broker;              /* host[:port] */
     struct ink_strings topics; /* source: topic filters */
-    char *topic;                /* sink: template, {key} replaced */
+    char *topic;               /* sink: template, {key} replaced */
     int64_t qos;
     char *client_id;
     bool clean_session;

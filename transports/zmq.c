@@ -164,8 +164,9 @@ static int zmq_check(const void *conf, struct ink_err *err)
         return ink_err_set(err, INK_EINVAL,
                            "a router source needs 'reply_from' (the operator that answers)");
     if (c->socket == INK_ZMQ_ROUTER && c->fields.set)
-        return ink_err_set(err, INK_EINVAL, "'fields' applies to pull and sub sockets (a router "
-                                            "reads requests as they are)");
+        return ink_err_set(err, INK_EINVAL,
+                           "'fields' applies to pull and sub sockets (a router "
+                           "reads requests as they are)");
     if (c->socket != INK_ZMQ_ROUTER && c->reply_from)
         return ink_err_set(err, INK_EINVAL, "'reply_from' only applies to socket: router");
     const struct ink_curve_conf *k = &c->curve;

@@ -57,7 +57,7 @@ struct ink_zmq_conf {
     double eos_timeout; /* push sink: how long to wait for the acknowledgement */
     struct ink_curve_conf curve;
     struct ink_fields_conf fields; /* sources: where record fields come from (docs/fields.md) */
-    const char *base_dir; /* set at open: where relative key paths start (NULL = cwd) */
+    const char *base_dir;          /* set at open: where relative key paths start (NULL = cwd) */
 };
 
 #define INK_EOS_TAG     "INKFLOW-EOS"

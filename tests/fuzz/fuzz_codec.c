@@ -5,8 +5,8 @@
  *     -lmsgpackc -ljansson -lm -o fuzz_codec && ./fuzz_codec -max_total_time=60
  * The first byte picks the decoder (msgpack, JSON, CSV with the first line as
  * the header), plain or with a `fields:` mapping (engine/fields.h: dotted
- * paths, a key from topic level 2, t in auto format). A decoded record must encode in every format, and its msgpack
- * must decode again to the same known fields; the request-argument readers
+ * paths, a key from topic level 2, t in auto format). A decoded record must encode in every format,
+ * and its msgpack must decode again to the same known fields; the request-argument readers
  * (ink_record_extra_*) run over its extras. */
 #include <stdlib.h>
 #include <string.h>
