@@ -143,6 +143,10 @@ void ink__source_reject(struct ink_node *src, enum ink_reject why, const char *m
                         size_t rawlen);
 /* Rate-limited log line with the node's name. */
 void ink__log(struct ink_node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A rare event an operator must always see (a Kafka rebalance, a broker
+ * reconnect): logged every time, never suppressed by the node's limiter,
+ * which the data path's lines share. */
+void ink__log_event(struct ink_node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Router requests: begin capturing replies from the source's reply_from
  * node; end returns the reply to send (msgpack, owned by the graph). */

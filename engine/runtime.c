@@ -34,6 +34,15 @@ void ink__log(struct ink_node *n, const char *fmt, ...)
     va_end(ap);
 }
 
+void ink__log_event(struct ink_node *n, const char *fmt, ...)
+{
+    struct ink_ratelimit once = {0}; /* a fresh limiter lets every line through */
+    va_list ap;
+    va_start(ap, fmt);
+    ink_log_limited(&once, n->name, fmt, ap);
+    va_end(ap);
+}
+
 /* ---- dispatch ------------------------------------------------------------ */
 
 static int deliver(struct ink_node *to, const struct ink_record *rec);

@@ -430,20 +430,6 @@ static int topic_index(struct ksrc *k, const char *name)
     return -1;
 }
 
-/* Rebalances are rare and each one matters to an operator (and to the
- * tests that read them): logged every time, never suppressed by the node's
- * rate limiter, which data-path lines share. */
-static void klog_event(struct ink_node *n, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void klog_event(struct ink_node *n, const char *fmt, ...)
-{
-    struct ink_ratelimit once = {0};
-    va_list ap;
-    va_start(ap, fmt);
-    ink_log_limited(&once, n->name, fmt, ap);
-    va_end(ap);
-}
-
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t code,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -468,8 +454,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t code,
                 ours++;
             }
         }
-        klog_event(n, "assigned %d partition(s), %d at the position the state holds", parts->cnt,
-                   ours);
+        ink__log_event(n, "assigned %d partition(s), %d at the position the state holds",
+                       parts->cnt, ours);
         if (coop)
             e = rd_kafka_incremental_assign(rk, parts);
         else
@@ -483,8 +469,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t code,
         if (code != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
             ink__log(n, "rebalance error: %s", rd_kafka_err2str(code));
         else
-            klog_event(n, "%d partition(s) revoked%s", parts->cnt,
-                       rd_kafka_assignment_lost(rk) ? " (lost)" : "");
+            ink__log_event(n, "%d partition(s) revoked%s", parts->cnt,
+                           rd_kafka_assignment_lost(rk) ? " (lost)" : "");
         if (coop)
             e = rd_kafka_incremental_unassign(rk, parts);
         else

@@ -520,9 +520,10 @@ struct mqtt_src {
     uint64_t received, at_snapshot;
 };
 
-static void on_connect(struct mosquitto *m, void *obj, int rc, int flags)
+/* The CONNACK, for sources and sinks alike: a refusal is logged and retried
+ * with backoff (false); an acceptance resets the backoff (true). */
+static bool client_connected(struct ink_node *n, struct mosquitto *m, int rc, int flags)
 {
-    struct ink_node *n = obj;
     struct client *cl = n->impl;
     if (rc != 0) {
         snprintf(cl->why, sizeof cl->why, "broker %s:%d refused the connection: %s", cl->host,
@@ -531,15 +532,23 @@ static void on_connect(struct mosquitto *m, void *obj, int rc, int flags)
         cl->connected = false;
         mosquitto_disconnect(m);
         schedule_retry(cl);
-        return;
+        return false;
     }
     cl->connected = true;
     cl->connects++;
     cl->why[0] = 0;
     cl->backoff = 0.1;
     if (cl->connects > 1)
-        ink__log(n, "connected to %s:%d again%s", cl->host, cl->port,
-                 (flags & 1) ? " (session resumed)" : "");
+        ink__log_event(n, "connected to %s:%d again%s", cl->host, cl->port,
+                       (flags & 1) ? " (session resumed)" : "");
+    return true;
+}
+
+static void on_connect(struct mosquitto *m, void *obj, int rc, int flags)
+{
+    struct ink_node *n = obj;
+    if (!client_connected(n, m, rc, flags)) return;
+    struct client *cl = n->impl;
     const struct mqtt_conf *c = cl->c;
     struct mqtt_src *src = n->impl;
     src->subs_pending = 0;
@@ -786,23 +795,7 @@ struct mqtt_snk {
 
 static void on_connect_snk(struct mosquitto *m, void *obj, int rc, int flags)
 {
-    (void)flags;
-    struct ink_node *n = obj;
-    struct client *cl = n->impl;
-    if (rc != 0) {
-        snprintf(cl->why, sizeof cl->why, "broker %s:%d refused the connection: %s", cl->host,
-                 cl->port, mosquitto_connack_string(rc));
-        ink__log(n, "%s", cl->why);
-        cl->connected = false;
-        mosquitto_disconnect(m);
-        schedule_retry(cl);
-        return;
-    }
-    cl->connected = true;
-    cl->connects++;
-    cl->why[0] = 0;
-    cl->backoff = 0.1;
-    if (cl->connects > 1) ink__log(n, "connected to %s:%d again", cl->host, cl->port);
+    client_connected(obj, m, rc, flags);
 }
 
 static void on_publish(struct mosquitto *m, void *obj, int mid)
