@@ -357,20 +357,27 @@ int ink__mp_i64(const uint8_t **pp, const uint8_t *end, int64_t *v)
     return rc == 0 || rc == -3 ? 0 : -1;
 }
 
-/* Array header: 0 and *n, or -1 when not an array. */
-static inline int mp_array(const uint8_t **pp, uint32_t *n)
+/* A container header: its fix form (fix .. fix + 15) or the 16-bit (c16)
+ * and 32-bit (c16 + 1) forms; 0 and *n, or -1 when it is none of them. */
+static inline int mp_container(const uint8_t **pp, uint32_t *n, uint8_t fix, uint8_t c16)
 {
     const uint8_t *p = *pp;
     uint8_t c = *p;
-    if (c >= 0x90 && c <= 0x9f)
+    if (c >= fix && c <= fix + 0x0f)
         *n = c & 0x0f, *pp = p + 1;
-    else if (c == 0xdc)
+    else if (c == c16)
         *n = rd16(p + 1), *pp = p + 3;
-    else if (c == 0xdd)
+    else if (c == c16 + 1)
         *n = rd32(p + 1), *pp = p + 5;
     else
         return -1;
     return 0;
+}
+
+/* Array header: 0 and *n, or -1 when not an array. */
+static inline int mp_array(const uint8_t **pp, uint32_t *n)
+{
+    return mp_container(pp, n, 0x90, 0xdc);
 }
 
 int ink__mp_array(const uint8_t **pp, const uint8_t *end, uint32_t *n)
@@ -555,17 +562,7 @@ static enum ink_reject decode_map(struct ink_decoder *d, const uint8_t *p, const
 /* Map header: 0 and *n, or -1 when not a map. */
 static inline int mp_map(const uint8_t **pp, uint32_t *n)
 {
-    const uint8_t *p = *pp;
-    uint8_t c = *p;
-    if (c >= 0x80 && c <= 0x8f)
-        *n = c & 0x0f, *pp = p + 1;
-    else if (c == 0xde)
-        *n = rd16(p + 1), *pp = p + 3;
-    else if (c == 0xdf)
-        *n = rd32(p + 1), *pp = p + 5;
-    else
-        return -1;
-    return 0;
+    return mp_container(pp, n, 0x80, 0xde);
 }
 
 /* The value of key k in the map at p, or NULL. */

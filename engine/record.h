@@ -125,6 +125,20 @@ static inline void ink_record_derive(struct ink_record *out, const struct ink_re
     for (uint32_t i = 0; i < in->nfields; i++) out->fields[i] = in->fields[i];
 }
 
+/* Start an output record that keeps only the input's key, t and seq: no x,
+ * no fields, no extras (a summary record, such as a partial or a window's
+ * point). */
+static inline void ink_record_derive_meta(struct ink_record *out, const struct ink_record *in)
+{
+    __builtin_memcpy(out, in, offsetof(struct ink_record, fields));
+    out->nfields = 0;
+    out->extra = NULL;
+    out->extra_len = out->extra_n = 0;
+    out->flags &= INK_HAS_KEY | INK_HAS_T | INK_HAS_SEQ;
+    out->x = NULL;
+    out->dim = 0;
+}
+
 /* Add a field. Returns 0, or -1 when INK_MAX_FIELDS is reached (the field
  * is then not added). A field with the same name replaces the earlier one.
  * Inline, with the scalar adders: they are on every operator's per-record

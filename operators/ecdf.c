@@ -637,13 +637,7 @@ static void note_kafka(struct ecdf *s, const struct ink_record *in)
 static int emit_partial(struct ecdf *s, const struct ink_record *in, const struct ink_emitter *em)
 {
     struct ink_record out;
-    ink_record_derive(&out, in);
-    out.nfields = 0;
-    out.extra = NULL;
-    out.extra_len = out.extra_n = 0;
-    out.flags &= INK_HAS_KEY | INK_HAS_T | INK_HAS_SEQ;
-    out.x = NULL;
-    out.dim = 0;
+    ink_record_derive_meta(&out, in);
     size_t len = s->mode == INK_ECDF_KLL
                      ? ink__partial_put_kll(s->pbuf, &s->kll)
                      : ink__partial_put_grid(s->pbuf, &s->g, s->T, s->n, s->wout);
@@ -672,10 +666,7 @@ static int close_window(struct ecdf *s, const struct ink_record *in, const struc
          * closing record's gets it back (always so under key_by, where the
          * engine keeps one state per key); any other point goes out keyless. */
         struct ink_record out;
-        ink_record_derive(&out, in);
-        out.nfields = 0;
-        out.extra = NULL;
-        out.extra_len = out.extra_n = 0;
+        ink_record_derive_meta(&out, in);
         bool same_key = s->keyh[i] != 0 && s->keyh[i] == key_hash(in);
         out.flags = (same_key ? INK_HAS_KEY : 0) | (s->flags[i] & ~INK_HAS_KEY);
         out.x = s->pts + i * (size_t)s->d;

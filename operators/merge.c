@@ -332,13 +332,7 @@ static int merge_process(void *state, const struct ink_record *in, const struct 
     }
     hold(s, i < 0 ? s->nsrc : (uint32_t)i, id, idn, p, n, off, &pt);
     struct ink_record out;
-    ink_record_derive(&out, in);
-    out.nfields = 0;
-    out.extra = NULL;
-    out.extra_len = out.extra_n = 0;
-    out.flags &= INK_HAS_KEY | INK_HAS_T | INK_HAS_SEQ;
-    out.x = NULL;
-    out.dim = 0;
+    ink_record_derive_meta(&out, in);
     ink_record_add_i64(&out, "n", (int64_t)total_n(s));
     ink_record_add_i64(&out, "sources", s->nsrc);
     return ink_emit(em, &out);

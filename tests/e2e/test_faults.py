@@ -10,13 +10,12 @@ import random
 import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 
 import msgpack
 
 sys.path.insert(0, os.path.dirname(__file__))
 import inkt  # noqa: E402
+from inkprom import get  # noqa: E402
 
 N = 60000
 GRAPH = """
@@ -107,16 +106,6 @@ _, perr = owner.communicate(timeout=120)
 inkt.check(owner.returncode == 0, "the owner ran to its end, exit 0")
 inkt.check(sha(os.path.join(own_dir, "out.jsonl")) == ref_sha,
            "the owner's output is byte-identical to an undisturbed run")
-
-
-def get(port, path):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError:
-        return 0, ""
 
 
 def with_http(cfg, port):

@@ -13,11 +13,10 @@ import json
 import os
 import signal
 import sys
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import inkkafka  # noqa: E402
+import inkprom  # noqa: E402
 import inkt  # noqa: E402
 
 mock = inkkafka.Mock({"in": 2, "injson": 2, "incsv": 2, "outjson": 2, "outcsv": 2})
@@ -64,13 +63,7 @@ out = os.path.join(d, "out.jsonl")
 
 
 def get(path):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError:
-        return 0, ""
+    return inkprom.get(port, path)
 
 
 def lines(path=out):
