@@ -919,6 +919,42 @@ static void jnum(struct jbuf *b, double v)
     jput(b, t, strlen(t));
 }
 
+/* Lists of more numbers than this are kept as their first ones, their count
+ * and a hash of their bits (an explicit grid may hold millions: formatting
+ * them all for every snapshot would cost more than the snapshot). */
+#define STATE_LIST_MAX 32
+
+static uint64_t fnv_bits(uint64_t h, const double *v, int n)
+{
+    for (int i = 0; i < n; i++) {
+        double x = v[i] == 0 ? 0 : v[i]; /* -0 is 0 */
+        unsigned char c[sizeof x];
+        memcpy(c, &x, sizeof x);
+        for (size_t k = 0; k < sizeof x; k++) h = (h ^ c[k]) * 1099511628211ull;
+    }
+    return h;
+}
+
+static void jlong(struct jbuf *b, const struct ink_f64_list *ls, int nl)
+{
+    uint64_t h = 14695981039346656037ull;
+    long total = 0;
+    for (int i = 0; i < nl; i++) {
+        h = fnv_bits(h, ls[i].v, ls[i].n);
+        h = (h ^ (uint64_t)ls[i].n) * 1099511628211ull; /* where a list ends */
+        total += ls[i].n;
+    }
+    jput(b, "[", 1);
+    for (int i = 0; i < ls[0].n && i < 4; i++) {
+        if (i) jput(b, ", ", 2);
+        jnum(b, ls[0].v[i]);
+    }
+    char t[128];
+    snprintf(t, sizeof t, ", ...] (%ld numbers in %d list%s, FNV-1a %016llx)", total, nl,
+             nl == 1 ? "" : "s", (unsigned long long)h);
+    jput(b, t, strlen(t));
+}
+
 static void jlist(struct jbuf *b, const struct ink_f64_list *l)
 {
     jput(b, "[", 1);
@@ -979,11 +1015,22 @@ static bool value_text(struct jbuf *b, const struct ink_param *p, const void *fi
         jnum(b, *(const double *)field);
         jput(b, "s", 1);
         return true;
-    case INK_P_F64_LIST:
-        jlist(b, field);
+    case INK_P_F64_LIST: {
+        const struct ink_f64_list *l = field;
+        if (l->n > STATE_LIST_MAX)
+            jlong(b, l, 1);
+        else
+            jlist(b, l);
         return true;
+    }
     case INK_P_F64_LISTS: {
         const struct ink_f64_lists *l = field;
+        long total = 0;
+        for (int i = 0; i < l->n; i++) total += l->v[i].n;
+        if (total > STATE_LIST_MAX && l->n > 0) {
+            jlong(b, l->v, l->n);
+            return true;
+        }
         jput(b, "[", 1);
         for (int i = 0; i < l->n; i++) {
             if (i) jput(b, ", ", 2);
@@ -1070,7 +1117,7 @@ static int state_walk(const struct ink_param *table, const void *conf, bool oper
             return INK_ENOMEM;
         }
         if (set && b.n > STATE_TEXT_MAX) {
-            /* a long list: its head, length and hash stand for it */
+            /* a long string: its head, length and hash stand for it */
             char tail[96];
             uint64_t h = 14695981039346656037ull;
             for (size_t k = 0; k < b.n; k++) h = (h ^ (unsigned char)b.p[k]) * 1099511628211ull;

@@ -109,8 +109,9 @@ int ink_params_defaults(const struct ink_param *table, void *conf, struct ink_er
  * in table order, as canonical text: cb(ctx, name, text) for each; nested
  * tables give "parent.child" names; text is NULL for a string that is not
  * set. Equal values give equal text whatever way the config spelled them
- * (10s or 10000ms, key order inside a JSON value); a text longer than 400
- * bytes is cut, with its length and FNV-1a hash appended. operator: the
+ * (10s or 10000ms, key order inside a JSON value); a list of more than 32
+ * numbers is kept as its first 4, its count and a hash of their bits, any
+ * other text longer than 400 bytes is cut, its length and hash appended. operator: the
  * table is an operator's own (every key shapes state unless INK_PF_FREE).
  * Returns 0, or INK_ENOMEM. */
 int ink_params_state(const struct ink_param *table, const void *conf, bool operator,

@@ -152,7 +152,7 @@ static void diff(struct diffs *d, const char *fmt, ...)
     d->shown++;
 }
 
-/* A saved value as text for a message (at most 60 characters). */
+/* A saved value as text for a message (at most 100 characters). */
 static void show(char *buf, size_t n, const msgpack_object *o)
 {
     if (!o || o->type == MSGPACK_OBJECT_NIL) {
@@ -164,8 +164,8 @@ static void show(char *buf, size_t n, const msgpack_object *o)
         return;
     }
     int len = (int)o->via.str.size;
-    if (len > 60)
-        snprintf(buf, n, "%.57s...", o->via.str.ptr);
+    if (len > 100)
+        snprintf(buf, n, "%.97s...", o->via.str.ptr);
     else
         snprintf(buf, n, "%.*s", len, o->via.str.ptr);
 }
@@ -174,8 +174,8 @@ static void show_text(char *buf, size_t n, const char *s)
 {
     if (!s)
         snprintf(buf, n, "(not set)");
-    else if (strlen(s) > 60)
-        snprintf(buf, n, "%.57s...", s);
+    else if (strlen(s) > 100)
+        snprintf(buf, n, "%.97s...", s);
     else
         snprintf(buf, n, "%s", s);
 }
@@ -196,7 +196,7 @@ static void compare_keys(struct diffs *d, const char *who, const msgpack_object 
     for (int i = 0; i < now->n; i++) {
         const msgpack_object *o = get(saved, now->v[i].name);
         if (o && same_text(o, now->v[i].text)) continue;
-        char a[80], b[80];
+        char a[112], b[112];
         show_text(b, sizeof b, now->v[i].text);
         if (!o) {
             diff(d,

@@ -356,6 +356,38 @@ TEST(structure_refuses_naming_node_key_and_values)
               "%s", m);
 }
 
+/* A long explicit grid is kept as a hash of its numbers: equal grids are
+ * accepted however they are written, one number changed is refused. */
+TEST(structure_long_lists_by_hash)
+{
+    char nodes[2][4096], cfgs[3][8192];
+    for (int v = 0; v < 2; v++) {
+        size_t off = 0;
+        for (int i = 0; i < 200; i++)
+            off += (size_t)snprintf(nodes[v] + off, sizeof nodes[v] - off, "%s%g", i ? ", " : "",
+                                    v && i == 150 ? 150.5 : (double)i);
+    }
+    const char *fmt = "engine: {snapshot: {dir: snap}}\n"
+                      "sources:\n  src: {type: file, path: in.csv}\n"
+                      "operators:\n  g: {type: ecdf, inputs: [src], mode: grid,\n"
+                      "      grid: {nodes: [[%s]]}}\n"
+                      "sinks:\n  out: {type: file, path: out.jsonl, inputs: [g]}\n";
+    snprintf(cfgs[0], sizeof cfgs[0], fmt, nodes[0]);
+    snprintf(cfgs[1], sizeof cfgs[1], fmt, nodes[1]);
+    /* the same numbers written as 0.0, 1e0, ... */
+    char alt[4096];
+    size_t off = 0;
+    for (int i = 0; i < 200; i++)
+        off += (size_t)snprintf(alt + off, sizeof alt - off, "%s%.1f", i ? ", " : "", (double)i);
+    snprintf(cfgs[2], sizeof cfgs[2], fmt, alt);
+    char m[600];
+    CHECK_MSG(compare(cfgs[0], cfgs[2], m, sizeof m, NULL) == 0, "%s", m);
+    CHECK(compare(cfgs[0], cfgs[1], m, sizeof m, NULL) == INK_ESTATE);
+    CHECK_MSG(strstr(m, "node 'g' (ecdf): grid.nodes is [0, 1, 2, 3, ...] (200 numbers in 1 "
+                        "list, FNV-1a") != NULL,
+              "%s", m);
+}
+
 TEST(structure_refuses_nodes_renamed_added_removed_retyped_rewired)
 {
     REFUSED(edit_in(edit("  cdf: {", "  cdf2: {"), "inputs: [cdf]", "inputs: [cdf2]"),
