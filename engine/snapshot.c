@@ -744,6 +744,8 @@ static int verify_nodes(struct ink_snap *s, const struct ink_config *cfg, struct
     return 0;
 }
 
+static int load(struct ink_snap *s, const struct ink_config *cfg, struct ink_err *err);
+
 int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struct ink_err *err)
 {
     *out = NULL;
@@ -758,7 +760,28 @@ int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struc
      * directory is left to read_file ("nothing to restore"). */
     int rc = ink_snapshot_lock(cfg, &s->lock_fd, err);
     if (rc && !(rc == INK_EIO && errno == ENOENT)) return rc;
-    rc = read_file(s, err);
+    return load(s, cfg, err);
+}
+
+int ink_snapshot_verify(const struct ink_config *cfg, char *path, size_t n, struct ink_err *err)
+{
+    struct ink_snap *s = calloc(1, sizeof *s);
+    if (!s) return ink_err_set(err, INK_ENOMEM, "out of memory");
+    msgpack_unpacked_init(&s->u);
+    s->lock_fd = -1;
+    int rc = ink_snapshot_path(cfg, s->path, sizeof s->path)
+                 ? ink_err_set(err, INK_EINVAL, "the config has no engine.snapshot")
+                 : load(s, cfg, err);
+    snprintf(path, n, "%s", s->path);
+    ink_snapshot_free(s);
+    return rc;
+}
+
+/* Read s->path whole and verify it against cfg: envelope, structure, the
+ * payload's node list. */
+static int load(struct ink_snap *s, const struct ink_config *cfg, struct ink_err *err)
+{
+    int rc = read_file(s, err);
     if (rc) return rc;
     const uint8_t *payload = NULL;
     size_t plen = 0;

@@ -123,6 +123,11 @@ void ink_snapshot_abandon(struct ink_graph *g);
  * modified. INK_ESTATE (or INK_EIO) with a message naming the file and what
  * is wrong. */
 int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struct ink_err *err);
+/* The same checks as ink_snapshot_read, without the lock and without keeping
+ * anything (`inkflow validate CONFIG --restore`: may cfg restore the snapshot
+ * a running inkflow keeps writing?). The file's path goes to path. 0, or
+ * ink_snapshot_read's refusal. */
+int ink_snapshot_verify(const struct ink_config *cfg, char *path, size_t n, struct ink_err *err);
 /* Called by ink_graph_build_restore: operators first (in memory), then the
  * source offsets, then, once all of that succeeded, the sinks' truncation. */
 int ink_snapshot_apply(struct ink_graph *g, const struct ink_snap *s, struct ink_err *err);

@@ -9,12 +9,12 @@ two file sinks, with a snapshot every 2,000 records. Checks:
   format) exits 0 and continues: the unchanged sink is byte for byte the
   uninterrupted run's; the other holds the uninterrupted run's records up to
   the snapshot in the old format and the rest in the new one, none lost or
-  doubled;
+  doubled; `validate --restore` says so beforehand, while the graph runs;
 - a state-shaping key changed (an operator's k, a nested kernel.sigma,
   engine.seed), a node renamed, added or removed, a node's type or inputs
   changed: refused with exit 2 and one message naming the node, the key and
-  both values; the snapshot and the outputs untouched; the original config
-  still restores."""
+  both values (`validate --restore` too); the snapshot and the outputs
+  untouched; the config with only a comment added still restores."""
 import csv
 import hashlib
 import io
@@ -120,11 +120,20 @@ proc = inkt.start([inkt.INKFLOW, "run", kill_cfg])
 inkt.wait_for(lambda: os.path.exists(out) and os.path.getsize(out) >= len(ref) * 0.4
               or proc.poll() is not None, timeout=60, step=0.005)
 alive = proc.poll() is None
+# the config edited under the running process (which read it at start);
+# validate --restore reads the snapshot the process keeps writing (no lock
+# taken): the edited config can restore it
+with open(kill_cfg, "w") as f:
+    f.write(EDITED % {"port": inkt.free_port()})
+v = inkt.run([inkt.INKFLOW, "validate", kill_cfg, "--restore"], timeout=60)
+inkt.check(v.returncode == 0 and b"can restore" in v.stdout and proc.poll() is None,
+           "validate --restore while the graph runs: the edited config can restore its snapshot "
+           "(rc %d: %s)" % (v.returncode, (v.stdout + v.stderr).decode().strip()))
 if alive:
     proc.send_signal(signal.SIGKILL)
 proc.communicate(timeout=30)
 inkt.check(alive, "killed with SIGKILL mid-stream")
-with open(kill_cfg, "w") as f:
+with open(kill_cfg, "w") as f:  # the same, with a port free now
     f.write(EDITED % {"port": inkt.free_port()})
 p = inkt.run([inkt.INKFLOW, "run", kill_cfg, "--restore"], timeout=120)
 err = p.stderr.decode()
@@ -168,6 +177,10 @@ def refused(label, text, want):
     inkt.check(p.returncode == 2 and all(w in last for w in want),
                "%s: refused with exit 2 naming %s (rc %d: %s)" %
                (label, " / ".join(want), p.returncode, last))
+    v = inkt.run([inkt.INKFLOW, "validate", bad_cfg, "--restore"], timeout=60)
+    verr = v.stderr.decode()
+    inkt.check(v.returncode == 2 and all(w in verr for w in want),
+               "%s: validate --restore says the same, exit 2" % label)
     inkt.check([sha(snap), sha(os.path.join(bad_dir, "out.jsonl")),
                 sha(os.path.join(bad_dir, "out2.jsonl"))] == sums,
                "%s: snapshot and outputs unchanged" % label)
@@ -187,7 +200,8 @@ refused("a node renamed", original.replace("  cdf:", "  cdf2:").replace("[cdf]",
         ["node 'cdf' (ecdf) of the snapshot is not in the config, which has 'cdf2' (ecdf) "
          "instead"])
 refused("a sink added", original + "  out3: {type: file, path: out3.jsonl, inputs: [cdf]}\n",
-        ["node 'out3' (sink file) is not in the snapshot (added: its output would start mid-stream)"])
+        ["node 'out3' (sink file) is not in the snapshot (added: its output would start "
+         "mid-stream)"])
 refused("a sink removed",
         original.replace("  out2: {type: file, path: out2.jsonl, inputs: [rls]}\n", ""),
         ["node 'out2' (sink file) of the snapshot is not in the config (removed)"])
