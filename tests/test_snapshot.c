@@ -271,8 +271,10 @@ static const char *edit_in(const char *src, const char *from, const char *to)
     static int w;
     const char *at = strstr(src, from);
     if (!at) return "not found";
+    char tmp[4096]; /* src may be the other buffer */
+    snprintf(tmp, sizeof tmp, "%.*s%s%s", (int)(at - src), src, to, at + strlen(from));
     w ^= 1;
-    snprintf(out[w], sizeof out[w], "%.*s%s%s", (int)(at - src), src, to, at + strlen(from));
+    memcpy(out[w], tmp, sizeof tmp);
     return out[w];
 }
 
