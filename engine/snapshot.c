@@ -96,26 +96,20 @@ static uint64_t get_u64(const uint8_t *p)
     return v;
 }
 
-/* ---- the envelope: header, structure, payload, CRC (snapshot.h) ------------ */
+/* ---- the envelope: header, payload, structure, CRC (snapshot.h) ------------ */
 
-int ink_snapshot_begin(struct ink_buf *b, const struct ink_config *cfg, struct ink_err *err)
+int ink_snapshot_seal(const struct ink_config *cfg, struct ink_buf *b, struct ink_err *err)
 {
-    ink_buf_reset(b);
-    uint8_t hdr[INK_SNAP_HEADER] = {0};
-    if (ink_buf_append(b, hdr, sizeof hdr)) return ink_err_set(err, INK_ENOMEM, "out of memory");
+    if (b->len < INK_SNAP_HEADER) return ink_err_set(err, INK_EINVAL, "no room for the header");
+    size_t plen = b->len - INK_SNAP_HEADER;
     msgpack_packer pk;
     msgpack_packer_init(&pk, b, ink_buf_write);
     if (ink_structure_pack(cfg, &pk)) return ink_err_set(err, INK_ENOMEM, "out of memory");
     memcpy(b->p, magic, 8);
     put_u32(b->p + 8, INK_SNAP_VERSION);
-    put_u64(b->p + 16, (uint64_t)(b->len - INK_SNAP_HEADER));
-    return 0;
-}
-
-int ink_snapshot_end(struct ink_buf *b, struct ink_err *err)
-{
-    uint64_t slen = get_u64(b->p + 16);
-    put_u64(b->p + 24, (uint64_t)(b->len - INK_SNAP_HEADER - slen));
+    put_u32(b->p + 12, 0);
+    put_u64(b->p + 16, (uint64_t)(b->len - INK_SNAP_HEADER - plen));
+    put_u64(b->p + 24, (uint64_t)plen);
     uint8_t crc[4];
     put_u32(crc, ink_crc32c(0, b->p, b->len));
     if (ink_buf_append(b, crc, 4)) return ink_err_set(err, INK_ENOMEM, "out of memory");
@@ -174,7 +168,7 @@ int ink_snapshot_check(const char *path, const uint8_t *p, size_t len, const str
         snprintf(why, sizeof why, "corrupt: CRC32C is %08x, the file says %08x", crc, want);
         return refuse_path(path, err, why);
     }
-    *payload = p + INK_SNAP_HEADER + slen;
+    *payload = p + INK_SNAP_HEADER;
     *plen = (size_t)n;
     if (version == 2) {
         /* a hash of the config's bytes: only that very file can restore it */
@@ -193,12 +187,24 @@ int ink_snapshot_check(const char *path, const uint8_t *p, size_t len, const str
     msgpack_unpacked_init(&u);
     int rc;
     struct ink_err e = {0};
-    if (!unpack_exact(p + INK_SNAP_HEADER, (size_t)slen, &u))
+    if (!unpack_exact(p + INK_SNAP_HEADER + n, (size_t)slen, &u))
         rc = refuse_path(path, err, "its structure section is not one msgpack object");
     else if ((rc = ink_structure_check(&u.data, cfg, node_of, &e)))
         rc = ink_err_set(err, rc, "snapshot %s refused: %s", path, e.msg);
     msgpack_unpacked_destroy(&u);
     return rc;
+}
+
+int ink_snapshot_verify(const struct ink_config *cfg, const char *path, const uint8_t *p,
+                        size_t len, msgpack_unpacked *u, struct ink_err *err)
+{
+    const uint8_t *payload = NULL;
+    size_t plen = 0;
+    int rc = ink_snapshot_check(path, p, len, cfg, &payload, &plen, NULL, err);
+    if (rc) return rc;
+    if (!unpack_exact(payload, plen, u))
+        return refuse_path(path, err, "the payload is not one msgpack object");
+    return 0;
 }
 
 int ink_snapshot_path(const struct ink_config *cfg, char *buf, size_t n)
@@ -481,8 +487,9 @@ static int pack_transports(struct ink_graph *g, struct ink_err *err)
  * writer child from its copy-on-write image), transports from snap_pre. */
 static int encode(struct ink_graph *g, double wall, struct ink_buf *b, struct ink_err *err)
 {
-    int rc = ink_snapshot_begin(b, g->cfg, err);
-    if (rc) return rc;
+    ink_buf_reset(b);
+    uint8_t hdr[INK_SNAP_HEADER] = {0};
+    if (ink_buf_append(b, hdr, sizeof hdr)) return ink_err_set(err, INK_ENOMEM, "out of memory");
     msgpack_packer pk;
     msgpack_packer_init(&pk, b, ink_buf_write);
     msgpack_pack_map(&pk, 3);
@@ -493,13 +500,13 @@ static int encode(struct ink_graph *g, double wall, struct ink_buf *b, struct in
     ink_pack_key(&pk, "nodes");
     msgpack_pack_array(&pk, (size_t)g->n);
     for (int i = 0; i < g->n; i++) {
-        rc = g->nodes[i].kind == INK_NODE_OPERATOR
-                 ? pack_node(&pk, &g->nodes[i], err)
-                 : ink_buf_append(b, g->snap_pre->p + g->snap_off[i],
-                                  g->snap_off[i + 1] - g->snap_off[i]);
+        int rc = g->nodes[i].kind == INK_NODE_OPERATOR
+                     ? pack_node(&pk, &g->nodes[i], err)
+                     : ink_buf_append(b, g->snap_pre->p + g->snap_off[i],
+                                      g->snap_off[i + 1] - g->snap_off[i]);
         if (rc) return rc < 0 && err->msg[0] ? rc : ink_err_set(err, INK_ENOMEM, "out of memory");
     }
-    return ink_snapshot_end(b, err);
+    return ink_snapshot_seal(g->cfg, b, err);
 }
 
 /* Durable: transports may now commit the positions they saved; counted. */
@@ -763,7 +770,8 @@ int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struc
     return load(s, cfg, err);
 }
 
-int ink_snapshot_verify(const struct ink_config *cfg, char *path, size_t n, struct ink_err *err)
+int ink_snapshot_check_restore(const struct ink_config *cfg, char *path, size_t n,
+                               struct ink_err *err)
 {
     struct ink_snap *s = calloc(1, sizeof *s);
     if (!s) return ink_err_set(err, INK_ENOMEM, "out of memory");

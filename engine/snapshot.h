@@ -7,12 +7,13 @@
  *   12  4  zero
  *   16  8  structure length S (u64 LE)
  *   24  8  payload length N (u64 LE)
- *   32  S  structure (msgpack: ink_structure_pack, what a restore compares)
- *   32+S N payload (msgpack: every node's counters, state and position, in
+ *   32  N  payload (msgpack: every node's counters, state and position, in
  *          config order)
- *   32+S+N 4 CRC32C of bytes [0, 32+S+N) (u32 LE)
+ *   32+N S structure (msgpack: ink_structure_pack, what a restore compares)
+ *   32+N+S 4 CRC32C of bytes [0, 32+N+S) (u32 LE)
  * Header, structure and CRC are the envelope of every snapshot file
- * (ink_snapshot_begin/end/check below); the payload is the file's own.
+ * (ink_snapshot_seal / ink_snapshot_verify below); the payload is the
+ * file's own.
  * The snapshot is taken between two source records, where the synchronous
  * dispatch of engine/runtime.c makes every node's state a consistent cut. */
 #ifndef INK_SNAPSHOT_H
@@ -56,20 +57,22 @@ uint32_t ink_crc32c(uint32_t crc, const void *p, size_t n);
 uint32_t ink__crc32c_sw(uint32_t crc, const void *p, size_t n);
 
 /* ---- the envelope every snapshot file uses (this graph's file, Kafka shard
- * files): header, structure, payload, CRC ------------------------------------- */
+ * files): header, payload, structure, CRC ------------------------------------- */
 
-/* Start a snapshot file in b (reset first): the header and cfg's structure.
- * The caller appends its payload (msgpack_packer on b, ink_buf_write), then
- * calls ink_snapshot_end. 0, or INK_ENOMEM with err filled. */
-int ink_snapshot_begin(struct ink_buf *b, const struct ink_config *cfg, struct ink_err *err);
-/* Finish it: the payload's length into the header, the CRC appended. */
-int ink_snapshot_end(struct ink_buf *b, struct ink_err *err);
+/* b holds INK_SNAP_HEADER bytes (any) then the payload: append cfg's
+ * structure, fill the header in (magic, version, lengths) and append the
+ * CRC. 0, or a negative code with err filled. */
+int ink_snapshot_seal(const struct ink_config *cfg, struct ink_buf *b, struct ink_err *err);
 /* Verify a whole file's bytes against cfg: size, magic, format version,
- * lengths, CRC, then the structure (ink_structure_check). On success
- * *payload and *plen give the payload inside p, and node_of (NULL, or room
- * for cfg->nnodes) the index of each config node in the saved node list.
- * INK_ESTATE with "snapshot PATH refused: why" otherwise. A version 2 file
- * is accepted when cfg's bytes hash as it says (node_of then the identity). */
+ * lengths, CRC, then the structure (ink_structure_check); unpack its
+ * payload into u (initialised by the caller). INK_ESTATE with "snapshot
+ * PATH refused: why" otherwise. */
+int ink_snapshot_verify(const struct ink_config *cfg, const char *path, const uint8_t *p,
+                        size_t len, msgpack_unpacked *u, struct ink_err *err);
+/* The same checks without unpacking: *payload and *plen give the payload
+ * inside p, and node_of (NULL, or room for cfg->nnodes) the index of each
+ * config node in the saved node list. A version 2 file (no structure) is
+ * accepted when cfg's bytes hash as it says (node_of then the identity). */
 int ink_snapshot_check(const char *path, const uint8_t *p, size_t len, const struct ink_config *cfg,
                        const uint8_t **payload, size_t *plen, int *node_of, struct ink_err *err);
 
@@ -127,7 +130,8 @@ int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struc
  * anything (`inkflow validate CONFIG --restore`: may cfg restore the snapshot
  * a running inkflow keeps writing?). The file's path goes to path. 0, or
  * ink_snapshot_read's refusal. */
-int ink_snapshot_verify(const struct ink_config *cfg, char *path, size_t n, struct ink_err *err);
+int ink_snapshot_check_restore(const struct ink_config *cfg, char *path, size_t n,
+                               struct ink_err *err);
 /* Called by ink_graph_build_restore: operators first (in memory), then the
  * source offsets, then, once all of that succeeded, the sinks' truncation. */
 int ink_snapshot_apply(struct ink_graph *g, const struct ink_snap *s, struct ink_err *err);

@@ -161,8 +161,7 @@ TEST(other_format_version_refused)
     for (int i = 0; i < 8; i++) slen |= (uint64_t)b[16 + i] << (8 * i);
     size_t len2 = len - (size_t)slen;
     uint8_t *v2 = malloc(len2);
-    memcpy(v2, b, INK_SNAP_HEADER);
-    memcpy(v2 + INK_SNAP_HEADER, b + INK_SNAP_HEADER + slen, len2 - INK_SNAP_HEADER);
+    memcpy(v2, b, len2 - 4); /* header and payload */
     v2[8] = 2;
     for (int i = 0; i < 8; i++) v2[16 + i] = (uint8_t)(cfg.hash >> (8 * i));
     uint32_t crc = ink_crc32c(0, v2, len2 - 4);

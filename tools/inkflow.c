@@ -269,7 +269,7 @@ static int cmd_validate(int argc, char **argv)
     char snap[4096] = "";
     if (restore) {
         struct ink_err e = {0};
-        if (ink_snapshot_verify(&cfg, snap, sizeof snap, &e)) {
+        if (ink_snapshot_check_restore(&cfg, snap, sizeof snap, &e)) {
             fprintf(stderr, "inkflow: %s: --restore: %s\n", argv[0], e.msg);
             ink_config_free(&cfg);
             return 2;

@@ -1,6 +1,6 @@
 /* libFuzzer target for the snapshot loader (engine/snapshot.h): the input is
  * a snapshot payload; the harness gives it a valid envelope (header, the
- * config's structure, CRC32C: ink_snapshot_begin/end) so the fuzzer exercises what comes
+ * config's structure, CRC32C: ink_snapshot_seal) so the fuzzer exercises what comes
  * after the integrity checks: ink_snapshot_read's structure checks and
  * ink_graph_build_restore's per-operator load (rls_sketch, keyed ecdf,
  * bkb, passthrough, file source offset and sink length). A refused snapshot
@@ -49,9 +49,9 @@ static void write_seed(const char *out)
     size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
     if (f) fclose(f);
     if (n < INK_SNAP_HEADER + 4) abort();
-    uint64_t slen = get_u64(buf + 16);
-    if (slen > n - INK_SNAP_HEADER - 4) abort();
-    write_file(out, buf + INK_SNAP_HEADER + slen, n - INK_SNAP_HEADER - slen - 4);
+    uint64_t plen = get_u64(buf + 24);
+    if (plen > n - INK_SNAP_HEADER - 4) abort();
+    write_file(out, buf + INK_SNAP_HEADER, plen);
 }
 
 static char dir[] = "/tmp/inkflow-fuzz-snap-XXXXXX";
@@ -102,8 +102,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > (1u << 20)) return 0;
     struct ink_buf b = {0};
     struct ink_err e0 = {0};
-    if (ink_snapshot_begin(&b, &cfg, &e0) || ink_buf_append(&b, data, size) ||
-        ink_snapshot_end(&b, &e0))
+    uint8_t hdr[INK_SNAP_HEADER] = {0};
+    if (ink_buf_append(&b, hdr, sizeof hdr) || ink_buf_append(&b, data, size) ||
+        ink_snapshot_seal(&cfg, &b, &e0))
         abort();
     write_file(snap_path, b.p, b.len);
     ink_buf_fini(&b);
