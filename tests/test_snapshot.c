@@ -8,6 +8,7 @@
 
 #include "../engine/buf.h"
 #include "../engine/graph.h"
+#include "../engine/state.h"
 #include "ink_test.h"
 
 TEST(crc32c_known_vector)
@@ -411,6 +412,57 @@ TEST(structure_refuses_nodes_renamed_added_removed_retyped_rewired)
     snprintf(swapped, sizeof swapped, "%.*s%.*s%.*s%s", (int)(c - base), base, (int)(sinks - sk),
              sk, (int)(sk - c), c, sinks);
     REFUSED(swapped, "node 'src': its consumers come in another order");
+}
+
+/* The envelope any snapshot file uses (Kafka shard files too): a payload
+ * sealed with one config's structure verifies with that config or one
+ * edited in what does not shape state, and is refused, naming the key,
+ * after a change that does; every bit flip is refused. */
+TEST(envelope_seal_and_verify)
+{
+    struct ink_config a = {0}, b = {0};
+    struct ink_diags d = {0};
+    const char *edited = edit("k: 16,", "k: 16, quantiles: [0.5],  # edited\n    ");
+    CHECK(ink_config_load_buf("/tmp/g.yaml", base, strlen(base), &a, &d) == 0);
+    CHECK(ink_config_load_buf("/tmp/g.yaml", edited, strlen(edited), &b, &d) == 0);
+    struct ink_buf buf = {0};
+    uint8_t hdr[INK_SNAP_HEADER] = {0};
+    CHECK(ink_buf_append(&buf, hdr, sizeof hdr) == 0);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &buf, ink_buf_write);
+    msgpack_pack_map(&pk, 1);
+    ink_pack_key(&pk, "offset");
+    msgpack_pack_uint64(&pk, 12345);
+    struct ink_err err = {0};
+    CHECK(ink_snapshot_seal(&a, &buf, &err) == 0);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    CHECK_MSG(ink_snapshot_verify(&b, "shard", buf.p, buf.len, &u, &err) == 0, "%s", err.msg);
+    CHECK(u.data.type == MSGPACK_OBJECT_MAP && u.data.via.map.size == 1 &&
+          u.data.via.map.ptr[0].val.via.u64 == 12345);
+    msgpack_unpacked_destroy(&u);
+    ink_config_free(&b);
+    edited = edit("max_dict: 16", "max_dict: 32");
+    CHECK(ink_config_load_buf("/tmp/g.yaml", edited, strlen(edited), &b, &d) == 0);
+    msgpack_unpacked_init(&u);
+    CHECK(ink_snapshot_verify(&b, "shard", buf.p, buf.len, &u, &err) == INK_ESTATE);
+    CHECK_MSG(strstr(err.msg, "snapshot shard refused: taken with a different config: node "
+                              "'sketch' (rls_sketch): max_dict is 16 in the snapshot, 32") != NULL,
+              "%s", err.msg);
+    msgpack_unpacked_destroy(&u);
+    int accepted = 0;
+    for (size_t i = 0; i < buf.len; i++) {
+        buf.p[i] ^= (uint8_t)(1u << (i % 8));
+        msgpack_unpacked_init(&u);
+        accepted += ink_snapshot_verify(&a, "shard", buf.p, buf.len, &u, &err) != INK_ESTATE;
+        msgpack_unpacked_destroy(&u);
+        buf.p[i] ^= (uint8_t)(1u << (i % 8));
+    }
+    CHECK_MSG(accepted == 0, "%d of %zu flipped files accepted", accepted, buf.len);
+    ink_buf_fini(&buf);
+    ink_config_free(&a);
+    ink_config_free(&b);
+    ink_diags_free(&d);
 }
 
 int main(int argc, char **argv)
