@@ -72,9 +72,9 @@ struct sink {
     int np;
     uint8_t *p[MAXP];
     uint32_t len[MAXP];
-    int64_t pn[MAXP];
+    int64_t pn[MAXP], pkoff[MAXP]; /* a partial's n and kafka_offset */
     double tau, deff, gamma_eff, yhat, var;
-    int64_t dict, n, sources;
+    int64_t dict, n, sources, kpart, koff;
     int m;
     double pts[MAXM * D];
 };
@@ -96,6 +96,8 @@ static int capture(void *ctx, const struct ink_record *r)
         if (!strcmp(f->name, "dict")) s->dict = v->i;
         if (!strcmp(f->name, "n")) s->n = v->i;
         if (!strcmp(f->name, "sources")) s->sources = v->i;
+        if (!strcmp(f->name, "kafka_partition")) s->kpart = v->i;
+        if (!strcmp(f->name, "kafka_offset")) s->koff = v->i;
         if (!strcmp(f->name, "points") && v->fm.cols <= MAXM) {
             s->m = (int)v->fm.cols;
             memcpy(s->pts, v->fm.p, sizeof(double) * v->fm.rows * v->fm.cols);
@@ -106,6 +108,7 @@ static int capture(void *ctx, const struct ink_record *r)
         memcpy(s->p[s->np], part, plen);
         s->len[s->np] = plen;
         s->pn[s->np] = s->n;
+        s->pkoff[s->np] = s->koff;
         s->np++;
     }
     return 0;
@@ -117,6 +120,8 @@ static void sink_free(struct sink *s)
     s->np = 0;
 }
 
+static int64_t kafka_offset = -1; /* >= 0: feed tags records as from kafka partition 2 */
+
 static int feed(struct node *n, const double *x, const double *y, struct sink *out)
 {
     struct ink_record r;
@@ -125,6 +130,10 @@ static int feed(struct node *n, const double *x, const double *y, struct sink *o
     r.x = x;
     r.dim = D;
     r.y = y ? *y : 0;
+    if (kafka_offset >= 0) {
+        ink_record_add_i64(&r, "kafka_partition", 2);
+        ink_record_add_i64(&r, "kafka_offset", kafka_offset++);
+    }
     struct ink_emitter em = {capture, out};
     struct ink_err err = {0};
     int rc = n->vt->process(n->st, &r, &em, &err);
@@ -439,6 +448,73 @@ TEST(merged_predict_close_to_one_sketch)
     node_close(&one);
     node_close(&m);
     sink_free(&parts);
+}
+
+/* A sketch with publish: partials every 100 arrivals carry the kafka tag of
+ * the last record; save -> load -> continue publishes the same bytes as the
+ * uninterrupted sketch (KRR statistics included). */
+TEST(publish_tags_and_save_load)
+{
+    static double X[N * D], Y[N];
+    stream(X, 8);
+    for (int i = 0; i < N; i++) Y[i] = X[i * D] - X[i * D + 2];
+    const char *keys = "dim: 3, kernel: {type: gaussian, sigma: 1.5}, gamma: 0.5, qbar: 8, "
+                       "max_dict: 256, predict: true, publish: 100";
+    struct node a, b;
+    struct sink pa = {0}, pb = {0};
+    node_open(&a, "rls_sketch", keys, 5);
+    node_open(&b, "rls_sketch", keys, 5);
+    kafka_offset = 1000;
+    for (int i = 0; i < 250; i++) REQUIRE(feed(&a, X + (size_t)i * D, Y + i, &pa) == 0);
+    CHECK_MSG(pa.np == 2 && pa.kpart == 2 && pa.pkoff[1] == 1000 + 199 && pa.pn[1] == 200,
+              "%d partials, partition %lld, offset %lld, n %lld", pa.np, (long long)pa.kpart,
+              (long long)pa.pkoff[1], (long long)pa.pn[1]);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    REQUIRE(a.vt->save(a.st, &pk) == 0);
+    msgpack_unpacked up;
+    msgpack_unpacked_init(&up);
+    size_t off = 0;
+    REQUIRE(msgpack_unpack_next(&up, sb.data, sb.size, &off) == MSGPACK_UNPACK_SUCCESS);
+    struct ink_err err = {0};
+    CHECK_MSG(b.vt->load(b.st, &up.data, &err) == 0, "%s", err.msg);
+    int64_t o = kafka_offset;
+    for (int i = 250; i < 430; i++) REQUIRE(feed(&a, X + (size_t)i * D, Y + i, &pa) == 0);
+    flush(&a, &pa);
+    kafka_offset = o;
+    for (int i = 250; i < 430; i++) REQUIRE(feed(&b, X + (size_t)i * D, Y + i, &pb) == 0);
+    flush(&b, &pb);
+    kafka_offset = -1;
+    /* 300, 400 and the flush's 430 */
+    CHECK_MSG(pa.np == 5 && pb.np == 3, "%d %d", pa.np, pb.np);
+    for (int i = 0; i < 3 && pb.np == 3 && pa.np == 5; i++)
+        CHECK(pa.len[i + 2] == pb.len[i] && memcmp(pa.p[i + 2], pb.p[i], pb.len[i]) == 0);
+    CHECK(pb.np == 3 && pb.pkoff[2] == 1000 + 429 && pb.pn[2] == 430);
+    /* a merge of the last partial answers predict like the sketch did */
+    struct node m;
+    node_open(&m, "merge",
+              "mode: rls, dim: 3, kernel: {type: gaussian, sigma: 1.5}, gamma: 0.5, qbar: 8, "
+              "max_dict: 256, predict: true",
+              1);
+    REQUIRE(give(&m, pb.p[2], pb.len[2], "k", &err) == 0);
+    double worst = 0;
+    for (int i = 500; i < 600; i++) {
+        struct sink qa = {0}, qm = {0};
+        REQUIRE(ask(&a, "predict", X + (size_t)i * D, &qa) == 0);
+        REQUIRE(ask(&m, "predict", X + (size_t)i * D, &qm) == 0);
+        worst = fmax(worst, fabs(qa.yhat - qm.yhat));
+    }
+    printf("one partial merged: predict within %.3g of the sketch's\n", worst);
+    CHECK(worst < 1e-6);
+    msgpack_unpacked_destroy(&up);
+    msgpack_sbuffer_destroy(&sb);
+    node_close(&a);
+    node_close(&b);
+    node_close(&m);
+    sink_free(&pa);
+    sink_free(&pb);
 }
 
 int main(int argc, char **argv)
