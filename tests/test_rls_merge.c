@@ -355,13 +355,27 @@ TEST(mismatched_partials_are_refused)
             CHECK_MSG(rc == 0, "%s", err.msg);
             CHECK(give(&kll, parts.p[0], parts.len[0], "a", &err) == INK_EINVAL);
             CHECK_MSG(strstr(err.msg, "rls partial") != NULL, "%s", err.msg);
+            /* truncated, or any one byte changed: refused or taken, never read past */
+            CHECK(give(&m, parts.p[0], parts.len[0] - 4, "x", &err) == INK_EINVAL);
+            uint8_t *c = malloc(parts.len[0]);
+            int refused = 0;
+            for (uint32_t k = 0; k < parts.len[0]; k += 7) {
+                memcpy(c, parts.p[0], parts.len[0]);
+                c[k] ^= 0xa5;
+                refused += give(&m, c, parts.len[0], "x", &err) != 0;
+                struct sink r = {0};
+                ask(&m, "deff", NULL, &r);
+            }
+            printf("one byte changed at %u places: %d refused\n", (parts.len[0] + 6) / 7, refused);
+            REQUIRE(give(&m, parts.p[0], parts.len[0], "x", &err) == 0);
+            free(c);
         }
         node_close(&sk);
         sink_free(&parts);
     }
     struct sink r = {0};
     REQUIRE(ask(&m, "deff", NULL, &r) == 0);
-    CHECK(r.sources == 1 && r.n == 50);
+    CHECK(r.sources == 2 && r.n == 100); /* "a" and "x" */
     /* a kll partial to an rls merge; predict on a merge without it */
     struct node e;
     struct sink ep = {0};
