@@ -5,6 +5,7 @@
  * against one sketch over the whole stream; the refusals; the same partials
  * giving the same bytes, through save/load too; the merged KRR against one
  * sketch's. */
+#include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
 #include <msgpack.h>
@@ -210,11 +211,14 @@ static void exact_rls(const double *X, double sigma, double g, double *tau, doub
             }
             A[i + (size_t)j * N] = exp(-r2 / (2 * sigma * sigma)) + (i == j ? g : 0);
         }
+    /* [(K + g I)^-1]_ii = |column i of L^-1|^2 (L L^T = K + g I): a third fewer
+     * flops than dpotri */
     REQUIRE(LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', N, A, N) == 0);
-    REQUIRE(LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', N, A, N) == 0);
+    REQUIRE(LAPACKE_dtrtri(LAPACK_COL_MAJOR, 'L', 'N', N, A, N) == 0);
     *deff = 0;
     for (int i = 0; i < N; i++) {
-        tau[i] = 1 - g * A[i + (size_t)i * N];
+        const double *col = A + i + (size_t)i * N;
+        tau[i] = 1 - g * cblas_ddot(N - i, col, 1, col, 1);
         *deff += tau[i];
     }
     free(A);
@@ -533,5 +537,7 @@ TEST(publish_tags_and_save_load)
 
 int main(int argc, char **argv)
 {
+    openblas_set_num_threads(
+        1); /* as test_rls_sketch: no BLAS threads spinning on 2 shared cores */
     return ink_test_main(argc, argv);
 }
