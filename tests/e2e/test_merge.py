@@ -13,15 +13,17 @@
   predict and publish over 3 keys of disjoint points, a merge mode rls with a
   router: dict, tau, deff, predict answered on the DISQUEAK merge; every 4th
   merged atom's tau within [tau/alpha, tau] of exact RLS over all the points (numpy);
-  a merge with another gamma refuses every partial; cdf is refused on it.
+  a merge with another gamma refuses every partial; cdf is refused on it; the
+  final snapshot restores the merge (--restore): the same replies, bit for bit.
 """
 import bisect
 import math
-
-import numpy as np
 import os
 import random
+import re
 import signal
+
+import numpy as np
 
 import inkt
 
@@ -156,6 +158,8 @@ with open(os.path.join(d, "pts.csv"), "w") as f:
 common = "dim: 3, kernel: {type: gaussian, sigma: %g}, gamma: %g, qbar: 64, max_dict: 512" % (SIG, G)
 ep4 = inkt.endpoint()
 cfg4 = inkt.write_config(d, """
+engine:
+  snapshot: {dir: snap4, every: 0}
 sources:
   src: {type: file, path: pts.csv}
   api: {type: zmq, socket: router, bind: "%s", reply_from: all}
@@ -210,6 +214,9 @@ inkt.check(rc == 0 and rep.get("var", 0) > 0 and se < 0.2 * f2,
            "merged predict: held-out squared error %.3f against %.3f predicting 0" % (se, f2))
 rc, rep = inkt.query(ep4, {"op": "cdf", "x": [0.0]})
 inkt.check(rc != 0, "cdf on an rls merge is refused: %s" % rep)
+probe = [{"op": "dict"}, {"op": "deff"}] + [{"op": op, "x": list(x)} for x in pts[:5]
+                                           for op in ("tau", "predict")]
+before = [{k: v for k, v in inkt.query(ep4, q)[1].items() if k != "t"} for q in probe]
 g4.send_signal(signal.SIGTERM)
 _, err = g4.communicate(timeout=60)
 inkt.check(g4.returncode == 0, "rls graph exits 0 on SIGTERM")
@@ -220,4 +227,20 @@ row = inkt.summary_row(err.decode(), "g2")
 # 300 points per key, publish 100: 3 partials per key (the flush has none left)
 inkt.check(row is not None and row["rejected"] == 9,
            "a merge of gamma 2.0 refuses all 9 gamma-1.0 partials: %s" % row)
+
+# 5. The final snapshot (SIGTERM) restores the merge: the same answers, bit for bit.
+g5 = inkt.start([inkt.INKFLOW, "run", cfg4, "--restore"], cwd=d)
+inkt.check(inkt.wait_for(lambda: inkt.listening(ep4) or g5.poll() is not None, timeout=30) and
+           g5.poll() is None, "the rls graph restarts with --restore")
+after = [{k: v for k, v in inkt.query(ep4, q)[1].items() if k != "t"}  # t: the request's time
+         for q in probe] if g5.poll() is None else []
+inkt.check(after == before and before[0].get("sources") == 3,
+           "restored merge: dict, deff, tau and predict identical to before the snapshot (%d "
+           "replies)" % len(after))
+g5.send_signal(signal.SIGTERM)
+_, err = g5.communicate(timeout=60)
+m = re.search(r"restored from \S+ \((\d+) source records in\)", err.decode())
+inkt.check(g5.returncode == 0 and m and int(m.group(1)) >= NR,
+           "restored rls graph (from the snapshot: %s) exits 0 on SIGTERM" %
+           (m.group(0) if m else None))
 inkt.finish()
