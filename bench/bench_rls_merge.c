@@ -2,18 +2,16 @@
  * (issue 14; docs/rls_sketch.md#publish-and-merge), against rebuilding one
  * sketch. Prints `name value unit`.
  *
- *   bench_rls_merge [reps]
+ *   bench_rls_merge [reps [sketches]]
  *
- * Two sketches with default settings (batch 0, slack 0.1, qbar 8, eps 0.5;
- * gaussian sigma 2, gamma 50, max_dict 1024) are fed disjoint N(0, I) streams
- * until each dictionary holds 256 points; each publishes its partial (the
- * real emission path). Timed, CPU time of the process, BLAS on one thread,
- * median of `reps` (default 9):
- *   merge      parse both partials and rebuild the merged sketch (what the
- *              merge operator runs on the first query after a partial changed)
- *   union      one fresh sketch fed the union's 512 points
- *   stream     one fresh sketch fed both original streams (all the points the
- *              two sketches saw: the alternative when the data can be moved). */
+ * Two (or `sketches`, at most 8) sketches with default settings (batch 0, slack 0.1, qbar 8, eps
+ * 0.5; gaussian sigma 2, gamma 50, max_dict 1024) are fed disjoint N(0, I) streams until each
+ * dictionary holds 256 points; each publishes its partial (the real emission path). Timed, CPU time
+ * of the process, BLAS on one thread, median of `reps` (default 9): merge      parse both partials
+ * and rebuild the merged sketch (what the merge operator runs on the first query after a partial
+ * changed) union      one fresh sketch fed the union's 512 points stream     one fresh sketch fed
+ * both original streams (all the points the two sketches saw: the alternative when the data can be
+ * moved). */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -28,7 +26,7 @@
 
 void openblas_set_num_threads(int);
 
-enum { D = 8, TARGET = 256, MAXN = 200000 };
+enum { D = 8, TARGET = 256, MAXN = 200000, MAXS = 8 };
 
 static double now(void)
 {
@@ -131,17 +129,19 @@ static double median(double *v, int n)
 int main(int argc, char **argv)
 {
     int reps = argc > 1 ? atoi(argv[1]) : 9;
+    int S = argc > 2 ? atoi(argv[2]) : 2;
     if (reps < 1) reps = 1;
+    if (S < 2 || S > MAXS) S = 2;
     openblas_set_num_threads(1);
-    double *X = malloc(sizeof(double) * D * MAXN * 2);
+    double *X = malloc(sizeof(double) * D * MAXN * MAXS);
     struct ink_rng g;
     ink_rng_seed(&g, 2017);
-    for (long i = 0; i < (long)D * MAXN * 2; i++) X[i] = gauss(&g);
+    for (long i = 0; i < (long)D * MAXN * S; i++) X[i] = gauss(&g);
     /* two sketches on disjoint streams, each until it holds 256 points */
     struct ink_rls_conf cp = conf(true), c1 = conf(false);
-    struct sink part[2] = {{0}, {0}};
-    long used[2] = {0, 0};
-    for (int k = 0; k < 2; k++) {
+    struct sink part[MAXS] = {{0}};
+    long used[MAXS] = {0};
+    for (int k = 0; k < S; k++) {
         void *st = sketch(&cp, 11 + k);
         const double *Xk = X + (size_t)k * MAXN * D;
         while (used[k] < MAXN && part[k].dict != TARGET) feed(st, Xk + used[k]++ * D, &part[k]);
@@ -168,10 +168,10 @@ int main(int argc, char **argv)
     ink__rlsm_layout(&m, &mc, &cv);
     double *tm = malloc(sizeof(double) * reps), *tu = malloc(sizeof(double) * reps);
     double *ts = malloc(sizeof(double) * reps), *sdict = malloc(sizeof(double) * reps);
-    struct ink__rls_part pr[2];
+    struct ink__rls_part pr[MAXS];
     for (int r = 0; r < reps; r++) {
         double t0 = now();
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < S; k++) {
             struct ink__partial pt;
             if (ink__partial_parse(part[k].part, part[k].plen, &pt, &err) ||
                 ink__rls_partial_parse(pt.body, pt.body_len, &pr[k], &err) ||
@@ -180,7 +180,7 @@ int main(int argc, char **argv)
                 return 1;
             }
         }
-        if (ink__rlsm_rebuild(&m, pr, 2, 99, &err)) {
+        if (ink__rlsm_rebuild(&m, pr, S, 99, &err)) {
             fprintf(stderr, "merge: %s\n", err.msg);
             return 1;
         }
@@ -188,14 +188,14 @@ int main(int argc, char **argv)
     }
     int merged = m.m;
     double mdeff = m.dhat;
-    /* one sketch over the union's 512 points */
-    double *U = malloc(sizeof(double) * D * 2 * TARGET);
-    for (int k = 0; k < 2; k++) memcpy(U + (size_t)k * TARGET * D, pr[k].X, 8 * TARGET * D);
+    /* one sketch over the union's points */
+    double *U = malloc(sizeof(double) * D * S * TARGET);
+    for (int k = 0; k < S; k++) memcpy(U + (size_t)k * TARGET * D, pr[k].X, 8 * TARGET * D);
     struct sink su = {0}, ss = {0};
     for (int r = 0; r < reps; r++) {
         void *st = sketch(&c1, 21);
         double t0 = now();
-        for (int i = 0; i < 2 * TARGET; i++) feed(st, U + (size_t)i * D, &su);
+        for (int i = 0; i < S * TARGET; i++) feed(st, U + (size_t)i * D, &su);
         tu[r] = now() - t0;
         done(st);
     }
@@ -203,15 +203,20 @@ int main(int argc, char **argv)
     for (int r = 0; r < reps; r++) {
         void *st = sketch(&c1, 21 + (uint64_t)r);
         double t0 = now();
-        for (int k = 0; k < 2; k++)
+        for (int k = 0; k < S; k++)
             for (long i = 0; i < used[k]; i++) feed(st, X + ((size_t)k * MAXN + i) * D, &ss);
         ts[r] = now() - t0;
         sdict[r] = (double)ss.dict;
         done(st);
     }
     double a = median(tm, reps), b = median(tu, reps), c = median(ts, reps);
-    printf("rls_merge_points_per_sketch %ld+%ld points\n", used[0], used[1]);
-    printf("rls_merge_partial_bytes %u+%u bytes\n", part[0].plen, part[1].plen);
+    long pts = 0;
+    for (int k = 0; k < S; k++) pts += used[k];
+    printf("rls_merge_sketches %d -\n", S);
+    printf("rls_merge_points_per_sketch %ld+%ld%s points\n", used[0], used[1], S > 2 ? "+..." : "");
+    printf("rls_merge_points_total %ld points\n", pts);
+    printf("rls_merge_partial_bytes %u+%u%s bytes\n", part[0].plen, part[1].plen,
+           S > 2 ? "+..." : "");
     printf("rls_merge_time %.6f s\n", a);
     printf("rls_merge_dict %d points\n", merged);
     printf("rls_merge_deff %.3f -\n", mdeff);
@@ -229,7 +234,6 @@ int main(int argc, char **argv)
     free(tu);
     free(ts);
     free(sdict);
-    free(part[0].part);
-    free(part[1].part);
+    for (int k = 0; k < S; k++) free(part[k].part);
     return 0;
 }
