@@ -20,6 +20,8 @@
 #include "../engine/opkit.h"
 #include "../engine/rng.h"
 #include "../engine/state.h"
+#include "partial.h"
+#include "rls_merge.h"
 
 #define STATE_VERSION 2
 #define P_FLOOR       1e-12 /* 1.7: keeps s_j^2 = q/(qbar p) finite */
@@ -135,6 +137,14 @@ const struct ink_param ink_rls_params[] = {
      .choices = rls_rescores,
      .help = "re-estimation of all members: eigen (dsyevr, exact small scores) or cholesky "
              "(~2m^3/3 flops instead of ~10m^3; relative error eps_mach * cond on small scores)"},
+    {.name = "publish",
+     .type = INK_P_INT,
+     .offset = COFF(publish),
+     .def = "0",
+     .min = 0,
+     .max = 1099511627776.0,
+     .help = "every this many arrivals a state counts, and at the end of the stream, emit its "
+             "dictionary as a partial for a merge node (mode rls); 0 = never"},
     {0},
 };
 
@@ -185,6 +195,13 @@ struct rls_state {
     int64_t *bid;
     int32_t *bpos; /* dictionary position of each basis point */
     double *R, *C, *g, *z, *v, *h;
+
+    /* publish (docs/rls_sketch.md#publish-and-merge): t at the last partial */
+    int64_t publish, published;
+    double eps;
+    struct ink__partial_tag tag;
+    const char *node;
+    uint8_t *pbuf;
 
     void *arena;
 };
@@ -249,6 +266,8 @@ static size_t layout(const struct ink_rls_conf *c, struct rls_state *st, char *b
         carve(base, &off, vec + sizeof(double), &st->v);
         carve(base, &off, vec + sizeof(double), &st->h);
     }
+    if (c->publish > 0)
+        carve(base, &off, ink__rls_partial_bytes((int)d, (int)cap, c->predict), &st->pbuf);
     st->lwork = lwork;
     st->liwork = liwork;
     return ink_carve_size(&(struct ink_carve){base, off, 64});
@@ -309,6 +328,9 @@ static int rls_init(void *state, const void *conf, const struct ink_op_init *ini
     st->gamma = st->gamma_eff = c->gamma;
     st->c_est = c->est_scale > 0 ? c->est_scale : 1.0 - c->eps;
     st->mu = c->mu;
+    st->eps = c->eps;
+    st->publish = c->publish;
+    st->node = ini && ini->name ? ini->name : "rls_sketch";
     /* The engine's seed: `seed` itself when set, unkeyed; with key_by, one
      * derived from it (or from engine.seed) per key, so keys never share a
      * random stream. A caller without the engine gets c->seed. */
@@ -974,6 +996,47 @@ static int batch_arrival(struct rls_state *st, const double *x, double kxx, doub
     return 0;
 }
 
+/* The cumulative partial (docs/rls_sketch.md#publish-and-merge): the
+ * dictionary, its p and q, the parameters a merge checks and, with predict,
+ * the KRR statistics H = C^T C - mu I (formed in U, scratch between records)
+ * and g in the basis coordinates. */
+static int emit_partial(struct rls_state *st, const struct ink_record *in,
+                        const struct ink_emitter *out)
+{
+    struct ink__rls_pub v = {.d = st->d,
+                             .m = st->m,
+                             .qbar = st->qbar,
+                             .ink_mode = st->normalize,
+                             .kern = &st->kern,
+                             .gamma = st->gamma,
+                             .eps = st->eps,
+                             .c_est = st->c_est,
+                             .gamma_eff = st->gamma_eff,
+                             .dhat = st->dhat,
+                             .n = (uint64_t)st->t,
+                             .X = st->X,
+                             .p = st->p,
+                             .q = st->q,
+                             .id = st->id,
+                             .nb = -1};
+    if (st->predict) {
+        int nb = st->nb;
+        double *H = st->U;
+        for (int j = 0; j < nb; j++)
+            for (int i = 0; i < nb; i++)
+                H[i + (size_t)j * nb] = i >= j ? st->C[i + (size_t)j * st->cap] : 0;
+        if (nb > 0)
+            cblas_dtrmm(CblasColMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, nb, nb,
+                        1.0, st->C, st->cap, H, nb);
+        for (int j = 0; j < nb; j++) H[j + (size_t)j * nb] -= st->mu;
+        v.nb = nb, v.mu = st->mu, v.nobs = (uint64_t)st->nobs, v.bpos = st->bpos;
+        v.H = H, v.ldh = nb > 0 ? nb : 1, v.g = st->g;
+    }
+    size_t len = ink__rls_partial_put(st->pbuf, &v);
+    st->published = st->t;
+    return ink__partial_emit(in, st->pbuf, len, st->node, (uint64_t)st->t, &st->tag, out);
+}
+
 static int rls_process(void *state, const struct ink_record *in, const struct ink_emitter *out,
                        struct ink_err *err)
 {
@@ -1005,7 +1068,23 @@ static int rls_process(void *state, const struct ink_record *in, const struct in
     ink_record_add_f64(&o, "deff", st->dhat);
     ink_record_add_f64(&o, "gamma_eff", st->gamma_eff);
     if (learn) ink_record_add_f64(&o, "yhat", yhat);
-    return ink_emit(out, &o);
+    if (st->publish) ink__partial_note(&st->tag, in);
+    rc = ink_emit(out, &o);
+    if (rc == 0 && st->publish && st->t - st->published >= st->publish)
+        rc = emit_partial(st, in, out);
+    return rc;
+}
+
+/* The graph ended naturally: the arrivals since the last partial go out in
+ * one more (under key_by the engine puts the state's key on it). */
+static int rls_flush(void *state, const struct ink_emitter *out, struct ink_err *err)
+{
+    (void)err;
+    struct rls_state *st = state;
+    if (!st->publish || st->t <= st->published) return 0;
+    struct ink_record none;
+    memset(&none, 0, sizeof none);
+    return emit_partial(st, &none, out);
 }
 
 /* ----------------------------------------------------------------- query */
@@ -1125,7 +1204,12 @@ static int rls_save(const void *state, msgpack_packer *pk)
 {
     const struct rls_state *st = state;
     int m = st->m, nb = st->nb;
-    msgpack_pack_map(pk, st->predict ? 31 : 23);
+    msgpack_pack_map(pk, (st->predict ? 31 : 23) + (st->publish ? 1 : 0));
+    if (st->publish) {
+        ink_pack_key(pk, "publish");
+        int64_t pb[4] = {st->published, st->tag.has_kafka, st->tag.kpart, st->tag.koff};
+        ink_pack_i64s(pk, pb, 4);
+    }
     ink_pack_key(pk, "version");
     msgpack_pack_int64(pk, STATE_VERSION);
     ink_pack_key(pk, "dim");
@@ -1235,6 +1319,11 @@ static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
     if (gamma != st->gamma)
         return ink_err_set(err, INK_ESTATE, "state: gamma %g differs from the config's %g", gamma,
                            st->gamma);
+    int64_t pb[4] = {0, 0, 0, 0}; /* absent in a state saved without publish */
+    const msgpack_object *po;
+    if (st->publish && ink_state_get(obj, "publish", &po, NULL) == 0 &&
+        (rc = ink_state_i64s(obj, "publish", pb, 4, err)))
+        return rc;
     if (m < 0 || m > st->m_max || since < 0 || (st->b > 0 ? since >= st->b : since != 0) ||
         nupd < 0 || nref < 0 || t < 0 || !(gamma_eff >= st->gamma) || !isfinite(gamma_eff))
         return ink_err_set(err, INK_ESTATE, "state: inconsistent sizes or gamma_eff");
@@ -1307,6 +1396,8 @@ static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
     st->gamma_eff = gamma_eff;
     st->dhat = dhat;
     st->rng = rng;
+    st->published = pb[0];
+    st->tag = (struct ink__partial_tag){pb[1] != 0, pb[2], pb[3]};
     set_weights(st);
     return 0;
 }
@@ -1326,5 +1417,6 @@ const struct ink_op_vtable ink_op_rls_sketch = {
     .save = rls_save,
     .load = rls_load,
     .fini = rls_fini,
+    .flush = rls_flush,
     .gauges = rls_gauges,
 };
