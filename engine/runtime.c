@@ -775,9 +775,10 @@ static void pause_add(struct ink_graph *g, double t0, double c0)
 
 /* The pending snapshot is resolved (written, failed, or its cut failed):
  * its pause is counted, and traced for the bench when asked to
- * (INKFLOW_SNAPSHOT_TRACE: one line per snapshot, "start end pause cpu ok",
- * monotonic seconds, the window in which its writer ran). */
-static void pause_observe(struct ink_graph *g, bool ok)
+ * (INKFLOW_SNAPSHOT_TRACE: one line per snapshot, "start end pause cpu ok
+ * collect", monotonic seconds: the window in which its writer ran, and the
+ * part of the pause spent collecting the writer's outcome, waits included). */
+static void pause_observe(struct ink_graph *g, bool ok, double collect)
 {
     double p = g->snap_pend;
     g->snap_pause = p;
@@ -788,8 +789,8 @@ static void pause_observe(struct ink_graph *g, bool ok)
     g->snap_pause_hist[b]++;
     g->snap_pause_sum += p;
     if (g->snap_trace)
-        fprintf(g->snap_trace, "%.6f %.6f %.6f %.6f %d\n", g->snap_pause_t0, ink_now(), p,
-                g->snap_pend_cpu, ok ? 1 : 0);
+        fprintf(g->snap_trace, "%.6f %.6f %.6f %.6f %d %.6f\n", g->snap_pause_t0, ink_now(), p,
+                g->snap_pend_cpu, ok ? 1 : 0, collect);
     g->snap_pend = g->snap_pend_cpu = 0;
 }
 
@@ -807,8 +808,9 @@ static int collect_snapshot(struct ink_graph *g, bool wait, bool final)
     else if (rc == 0)
         g->snap_streak = 0;
     if (rc != 1) {
+        double collect = final ? 0 : ink_now() - t0;
         if (!final) pause_add(g, t0, c0);
-        pause_observe(g, rc == 0);
+        pause_observe(g, rc == 0, collect);
     }
     return rc;
 }
@@ -832,7 +834,7 @@ static int take_snapshot(struct ink_graph *g, const char *why, bool final)
     if (!final) {
         pause_add(g, t0, c0);
         /* no writer child: failed at the cut, or written here (fork failed) */
-        if (!g->snap_child) pause_observe(g, rc == 0);
+        if (!g->snap_child) pause_observe(g, rc == 0, 0);
     }
     const struct ink_snapshot_conf *sc = &g->cfg->engine.snapshot;
     if (sc->every_records > 0) g->snap_next_at = g->src_records + (uint64_t)sc->every_records;

@@ -8,7 +8,8 @@
   SIGTERM, after the stream) is not counted.
 - INKFLOW_SNAPSHOT_TRACE gets one line per periodic snapshot: its window
   (start, end) on the monotonic clock, in order and disjoint, each pause no
-  longer than its window, all written.
+  longer than its window and its collection part no longer than the pause,
+  all written.
 - The writer child fdatasyncs the file sink through a descriptor of its own:
   inkflow holds two descriptors of the output, and only one of them the
   lock (/proc/PID/fdinfo), so a writer outliving a killed inkflow holds no
@@ -111,9 +112,9 @@ inkt.check("snapshots: 5 written, 0 failed" in err, "4 periodic snapshots and th
 
 with open(trace) as f:
     rows = [ln.split() for ln in f]
-ok = len(rows) == 4 and all(len(r) == 5 and r[4] == "1" for r in rows)
-win = [(float(r[0]), float(r[1]), float(r[2])) for r in rows] if ok else []
-ok = ok and all(s <= e and 0 < p <= e - s + 1e-6 for s, e, p in win)
+ok = len(rows) == 4 and all(len(r) == 6 and r[4] == "1" for r in rows)
+win = [(float(r[0]), float(r[1]), float(r[2]), float(r[5])) for r in rows] if ok else []
+ok = ok and all(s <= e and 0 < p <= e - s + 1e-6 and 0 <= c <= p + 1e-6 for s, e, p, c in win)
 ok = ok and all(win[k][1] <= win[k + 1][0] for k in range(len(win) - 1))
 inkt.check(ok, "INKFLOW_SNAPSHOT_TRACE: 4 written windows, in order, each pause within its "
            "window (%s)" % rows)
