@@ -1042,7 +1042,10 @@ void ink_graph_summary(const struct ink_graph *g, FILE *out)
                     1e-6 * (double)(self.ru_utime.tv_usec + self.ru_stime.tv_usec);
         double ck = (double)kids.ru_utime.tv_sec + (double)kids.ru_stime.tv_sec +
                     1e-6 * (double)(kids.ru_utime.tv_usec + kids.ru_stime.tv_usec);
-        fprintf(out, "  cpu: %.3f s in this process, %.3f s in snapshot writers\n", cs, ck);
+        fprintf(out,
+                "  cpu: %.3f s in this process, %.3f s in snapshot writers; %ld page faults "
+                "in this process (the copy-on-write ones after each fork among them)\n",
+                cs, ck, self.ru_minflt + self.ru_majflt);
     }
 }
 
