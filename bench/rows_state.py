@@ -233,7 +233,7 @@ def gaps_run(d, yaml_text, n, trace=False):
     """Run the graph with its zmq push sink read by ink_count --gaps, which
     stores every record's arrival time: (arrival times (numpy, monotonic s),
     snapshot windows from INKFLOW_SNAPSHOT_TRACE [(start, end, pause, cpu,
-    collect)],
+    collect, voluntary switches, involuntary switches)],
     inkflow's stderr)."""
     import numpy as np
     cfg = os.path.join(d, "g.yaml")
@@ -262,7 +262,7 @@ def gaps_run(d, yaml_text, n, trace=False):
                 w = ln.split()
                 if w[4] != "1":
                     raise RuntimeError("a snapshot failed: " + ln + err)
-                wins.append(tuple(float(x) for x in w[:4]) + (float(w[5]),))
+                wins.append(tuple(float(x) for x in w[:4]) + (float(w[5]), int(w[6]), int(w[7])))
     return np.fromfile(tf, dtype=np.float64), wins, err
 
 
@@ -349,6 +349,10 @@ def row_snapshot_pause(keys=10000, per_key=60, copies=6, reps=4, every="1s"):
     pz = np.array([w[2] for w in wins]) * 1e3
     cpu = np.array([w[3] for w in wins]) * 1e3
     col = np.array([w[4] for w in wins]) * 1e3
+    # the pauses above the target: did the main thread block (a voluntary
+    # switch: waiting on something) or was it only preempted (the machine)?
+    long_ = [w for w in wins if w[2] > 5e-3]
+    blocked = sum(1 for w in long_ if w[5] > 0)
     span = sum(w[1] - w[0] for w in wins)
 
     def dist(x):
@@ -364,8 +368,11 @@ def row_snapshot_pause(keys=10000, per_key=60, copies=6, reps=4, every="1s"):
             ("the main loop's pause per snapshot, as inkflow measures it "
              "(inkflow_snapshot_pause_seconds: cut, sinks' sync, fork, collection)",
              "max %.2f ms, median %.2f ms; main-thread CPU max %.2f ms, median %.2f ms; "
-             "of which collecting the writer's outcome (waits for it included): max %.2f ms" %
-             (pz.max(), np.median(pz), cpu.max(), np.median(cpu), col.max()), "target 5 ms",
+             "of which collecting the writer's outcome (waits for it included): max %.2f ms; "
+             "%d of %d pauses over 5 ms, in %d of them the main thread blocked (a voluntary "
+             "context switch), in the others it was only preempted" %
+             (pz.max(), np.median(pz), cpu.max(), np.median(cpu), col.max(), len(long_),
+              len(wins), blocked), "target 5 ms",
              "%.2f" % (pz.max() / 5.0)),
             ("the same per run, as the summary line says: wall clock (CPU) ms",
              ", ".join(summ), "", ""),

@@ -113,9 +113,10 @@ struct ink_graph {
      * cut and fork, plus the collection of its writer's outcome (and any
      * wait for it); the final snapshot, written after the stream, is not
      * counted. Wall clock, and CPU time of the main thread. */
-    double snap_pause_t0;            /* monotonic start of the pending snapshot's cut */
-    double snap_pend, snap_pend_cpu; /* its pause so far (wall, CPU) */
-    double snap_pause_sum;           /* over every pause counted in snap_pause_hist */
+    double snap_pause_t0;                 /* monotonic start of the pending snapshot's cut */
+    double snap_pend, snap_pend_cpu;      /* its pause so far (wall, CPU) */
+    long snap_pend_vcsw, snap_pend_ivcsw; /* the main thread blocked / preempted meanwhile */
+    double snap_pause_sum;                /* over every pause counted in snap_pause_hist */
     uint64_t snap_pause_hist[INK_PAUSE_NB + 1];
     int *snap_sync;      /* descriptors the writer fdatasyncs before its rename */
     int *snap_sync_node; /* the sink node of each */

@@ -6,6 +6,7 @@
  * through every consumer (fan-out in config order) down to the sinks before
  * the next record is read, so no record is ever queued inside the engine and
  * records borrowed by a node never outlive the call. */
+#define _GNU_SOURCE /* RUSAGE_THREAD */
 #include "graph.h"
 
 #include <cblas.h>
@@ -766,18 +767,47 @@ static double thread_cpu(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* The main loop stopped from (t0, c0) until now for the pending snapshot. */
-static void pause_add(struct ink_graph *g, double t0, double c0)
+/* Context switches of the main thread: voluntary (it blocked) and not
+ * (it was preempted), so that a long pause says which it was. */
+static void thread_switches(long *v, long *iv)
 {
-    g->snap_pend += ink_now() - t0;
-    g->snap_pend_cpu += thread_cpu() - c0;
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru)) ru.ru_nvcsw = ru.ru_nivcsw = 0;
+    *v = ru.ru_nvcsw;
+    *iv = ru.ru_nivcsw;
+}
+
+/* Where a pause starts: wall, CPU and switches of the main thread. */
+struct pause_mark {
+    double t, cpu;
+    long v, iv;
+};
+
+static struct pause_mark pause_mark(void)
+{
+    struct pause_mark m = {ink_now(), thread_cpu(), 0, 0};
+    thread_switches(&m.v, &m.iv);
+    return m;
+}
+
+/* The main loop stopped from m until now for the pending snapshot. */
+static void pause_add(struct ink_graph *g, const struct pause_mark *m)
+{
+    long v, iv;
+    thread_switches(&v, &iv);
+    g->snap_pend += ink_now() - m->t;
+    g->snap_pend_cpu += thread_cpu() - m->cpu;
+    g->snap_pend_vcsw += v - m->v;
+    g->snap_pend_ivcsw += iv - m->iv;
 }
 
 /* The pending snapshot is resolved (written, failed, or its cut failed):
  * its pause is counted, and traced for the bench when asked to
  * (INKFLOW_SNAPSHOT_TRACE: one line per snapshot, "start end pause cpu ok
- * collect", monotonic seconds: the window in which its writer ran, and the
- * part of the pause spent collecting the writer's outcome, waits included). */
+ * collect vcsw ivcsw", monotonic seconds: the window in which its writer
+ * ran, the part of the pause spent collecting the writer's outcome, waits
+ * included, and the main thread's voluntary and involuntary context
+ * switches during the pause). */
 static void pause_observe(struct ink_graph *g, bool ok, double collect)
 {
     double p = g->snap_pend;
@@ -789,9 +819,10 @@ static void pause_observe(struct ink_graph *g, bool ok, double collect)
     g->snap_pause_hist[b]++;
     g->snap_pause_sum += p;
     if (g->snap_trace)
-        fprintf(g->snap_trace, "%.6f %.6f %.6f %.6f %d %.6f\n", g->snap_pause_t0, ink_now(), p,
-                g->snap_pend_cpu, ok ? 1 : 0, collect);
+        fprintf(g->snap_trace, "%.6f %.6f %.6f %.6f %d %.6f %ld %ld\n", g->snap_pause_t0, ink_now(),
+                p, g->snap_pend_cpu, ok ? 1 : 0, collect, g->snap_pend_vcsw, g->snap_pend_ivcsw);
     g->snap_pend = g->snap_pend_cpu = 0;
+    g->snap_pend_vcsw = g->snap_pend_ivcsw = 0;
 }
 
 /* The writer child of the last periodic snapshot, if any: its outcome
@@ -800,7 +831,7 @@ static void pause_observe(struct ink_graph *g, bool ok, double collect)
 static int collect_snapshot(struct ink_graph *g, bool wait, bool final)
 {
     if (!g->snap_child) return 0;
-    double t0 = ink_now(), c0 = thread_cpu();
+    struct pause_mark m = pause_mark();
     struct ink_err err = {0};
     int rc = ink_snapshot_poll(g, wait, &err);
     if (rc < 0)
@@ -808,8 +839,8 @@ static int collect_snapshot(struct ink_graph *g, bool wait, bool final)
     else if (rc == 0)
         g->snap_streak = 0;
     if (rc != 1) {
-        double collect = final ? 0 : ink_now() - t0;
-        if (!final) pause_add(g, t0, c0);
+        double collect = final ? 0 : ink_now() - m.t;
+        if (!final) pause_add(g, &m);
         pause_observe(g, rc == 0, collect);
     }
     return rc;
@@ -824,15 +855,15 @@ static int take_snapshot(struct ink_graph *g, const char *why, bool final)
     collect_snapshot(g, true, final);
     struct ink_err err = {0};
     g->snap_why = why;
-    double t0 = ink_now(), c0 = thread_cpu();
-    g->snap_pause_t0 = t0;
+    struct pause_mark m = pause_mark();
+    g->snap_pause_t0 = m.t;
     int rc = final ? ink_snapshot_write(g, &err) : ink_snapshot_start(g, &err);
     if (rc)
         snapshot_failed(g, why, &err);
     else if (final)
         g->snap_streak = 0;
     if (!final) {
-        pause_add(g, t0, c0);
+        pause_add(g, &m);
         /* no writer child: failed at the cut, or written here (fork failed) */
         if (!g->snap_child) pause_observe(g, rc == 0, 0);
     }

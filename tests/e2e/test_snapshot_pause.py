@@ -116,7 +116,8 @@ inkt.check("snapshots: 5 written, 0 failed" in err, "4 periodic snapshots and th
 
 with open(trace) as f:
     rows = [ln.split() for ln in f]
-ok = len(rows) == 4 and all(len(r) == 6 and r[4] == "1" for r in rows)
+ok = len(rows) == 4 and all(len(r) == 8 and r[4] == "1" and int(r[6]) >= 0 and int(r[7]) >= 0
+                            for r in rows)
 win = [(float(r[0]), float(r[1]), float(r[2]), float(r[5])) for r in rows] if ok else []
 ok = ok and all(s <= e and 0 < p <= e - s + 1e-6 and 0 <= c <= p + 1e-6 for s, e, p, c in win)
 ok = ok and all(win[k][1] <= win[k + 1][0] for k in range(len(win) - 1))
