@@ -96,6 +96,117 @@ static uint64_t get_u64(const uint8_t *p)
     return v;
 }
 
+/* ---- the envelope: header, payload, structure, CRC (snapshot.h) ------------ */
+
+int ink_snapshot_seal(const struct ink_config *cfg, struct ink_buf *b, struct ink_err *err)
+{
+    if (b->len < INK_SNAP_HEADER) return ink_err_set(err, INK_EINVAL, "no room for the header");
+    size_t plen = b->len - INK_SNAP_HEADER;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, b, ink_buf_write);
+    if (ink_structure_pack(cfg, &pk)) return ink_err_set(err, INK_ENOMEM, "out of memory");
+    memcpy(b->p, magic, 8);
+    put_u32(b->p + 8, INK_SNAP_VERSION);
+    put_u32(b->p + 12, 0);
+    put_u64(b->p + 16, (uint64_t)(b->len - INK_SNAP_HEADER - plen));
+    put_u64(b->p + 24, (uint64_t)plen);
+    uint8_t crc[4];
+    put_u32(crc, ink_crc32c(0, b->p, b->len));
+    if (ink_buf_append(b, crc, 4)) return ink_err_set(err, INK_ENOMEM, "out of memory");
+    return 0;
+}
+
+static int refuse_path(const char *path, struct ink_err *err, const char *why)
+{
+    return ink_err_set(err, INK_ESTATE, "snapshot %s refused: %s", path, why);
+}
+
+/* One msgpack object in exactly [p, p + n), unpacked into u. msgpack-c
+ * allocates what a container declares: a pre-scan first checks every
+ * declared length against the bytes present (fuzz finding,
+ * tests/fuzz/regress/snapshot). */
+static bool unpack_exact(const uint8_t *p, size_t n, msgpack_unpacked *u)
+{
+    size_t olen = 0, off = 0;
+    enum ink_reject why;
+    return ink_msgpack_scan(p, n, INK_DEPTH_CAP, &olen, &why) == 0 && olen == n &&
+           msgpack_unpack_next(u, (const char *)p, n, &off) == MSGPACK_UNPACK_SUCCESS && off == n;
+}
+
+int ink_snapshot_check(const char *path, const uint8_t *p, size_t len, const struct ink_config *cfg,
+                       const uint8_t **payload, size_t *plen, int *node_of, struct ink_err *err)
+{
+    char why[400];
+    if (len < INK_SNAP_HEADER + 4) {
+        snprintf(why, sizeof why, "truncated (%zu bytes, a snapshot has at least %d)", len,
+                 INK_SNAP_HEADER + 4);
+        return refuse_path(path, err, why);
+    }
+    if (memcmp(p, magic, 8) != 0)
+        return refuse_path(path, err, "not an inkflow snapshot (bad magic)");
+    uint32_t version = get_u32(p + 8);
+    if (version != INK_SNAP_VERSION && version != 2) {
+        snprintf(why, sizeof why,
+                 "format version %u, this inkflow reads versions 2 and %d only (written by "
+                 "another inkflow release: resume with that release, or start afresh without "
+                 "--restore)",
+                 version, INK_SNAP_VERSION);
+        return refuse_path(path, err, why);
+    }
+    /* version 2 had the config hash where 3 has the structure's length */
+    uint64_t slen = version == 2 ? 0 : get_u64(p + 16), n = get_u64(p + 24);
+    uint64_t room = len - INK_SNAP_HEADER - 4;
+    if (slen > room || n != room - slen) {
+        snprintf(why, sizeof why,
+                 "truncated or extended: header says %llu structure and %llu payload bytes, the "
+                 "file holds %llu",
+                 (unsigned long long)slen, (unsigned long long)n, (unsigned long long)room);
+        return refuse_path(path, err, why);
+    }
+    uint32_t crc = ink_crc32c(0, p, len - 4), want = get_u32(p + len - 4);
+    if (crc != want) {
+        snprintf(why, sizeof why, "corrupt: CRC32C is %08x, the file says %08x", crc, want);
+        return refuse_path(path, err, why);
+    }
+    *payload = p + INK_SNAP_HEADER;
+    *plen = (size_t)n;
+    if (version == 2) {
+        /* a hash of the config's bytes: only that very file can restore it */
+        if (get_u64(p + 16) != cfg->hash) {
+            snprintf(why, sizeof why,
+                     "format version 2, taken with a different config (hash %016llx, %s is "
+                     "%016llx): a version 2 snapshot restores only with the config file it was "
+                     "taken with, byte for byte (version 3 compares what shapes the state)",
+                     (unsigned long long)get_u64(p + 16), cfg->path, (unsigned long long)cfg->hash);
+            return refuse_path(path, err, why);
+        }
+        for (int i = 0; node_of && i < cfg->nnodes; i++) node_of[i] = i;
+        return 0;
+    }
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    int rc;
+    struct ink_err e = {0};
+    if (!unpack_exact(p + INK_SNAP_HEADER + n, (size_t)slen, &u))
+        rc = refuse_path(path, err, "its structure section is not one msgpack object");
+    else if ((rc = ink_structure_check(&u.data, cfg, node_of, &e)))
+        rc = ink_err_set(err, rc, "snapshot %s refused: %s", path, e.msg);
+    msgpack_unpacked_destroy(&u);
+    return rc;
+}
+
+int ink_snapshot_verify(const struct ink_config *cfg, const char *path, const uint8_t *p,
+                        size_t len, msgpack_unpacked *u, struct ink_err *err)
+{
+    const uint8_t *payload = NULL;
+    size_t plen = 0;
+    int rc = ink_snapshot_check(path, p, len, cfg, &payload, &plen, NULL, err);
+    if (rc) return rc;
+    if (!unpack_exact(payload, plen, u))
+        return refuse_path(path, err, "the payload is not one msgpack object");
+    return 0;
+}
+
 int ink_snapshot_path(const struct ink_config *cfg, char *buf, size_t n)
 {
     if (!cfg->engine.snapshot.set || !cfg->engine.snapshot.dir)
@@ -412,15 +523,7 @@ static int encode(struct ink_graph *g, double wall, struct ink_buf *b, struct in
                                       g->snap_off[i + 1] - g->snap_off[i]);
         if (rc) return rc < 0 && err->msg[0] ? rc : ink_err_set(err, INK_ENOMEM, "out of memory");
     }
-    size_t plen = b->len - INK_SNAP_HEADER;
-    memcpy(b->p, magic, 8);
-    put_u32(b->p + 8, INK_SNAP_VERSION);
-    put_u64(b->p + 16, g->cfg->hash);
-    put_u64(b->p + 24, (uint64_t)plen);
-    uint8_t crc[4];
-    put_u32(crc, ink_crc32c(0, b->p, b->len));
-    if (ink_buf_append(b, crc, 4)) return ink_err_set(err, INK_ENOMEM, "out of memory");
-    return 0;
+    return ink_snapshot_seal(g->cfg, b, err);
 }
 
 /* Make the outputs durable, encode, write the file: on this thread (parent
@@ -669,7 +772,10 @@ static int verify_nodes(struct ink_snap *s, const struct ink_config *cfg, struct
     if (nodes->via.array.size != (uint32_t)cfg->nnodes)
         return refuse(s, err, "the number of nodes differs from the config");
     for (int i = 0; i < cfg->nnodes; i++) {
-        const msgpack_object *m = &nodes->via.array.ptr[i];
+        /* the structure matched the nodes by name: the payload must agree */
+        int at = s->node_of[i];
+        if (at < 0 || at >= cfg->nnodes) return refuse(s, err, "its node list is inconsistent");
+        const msgpack_object *m = &nodes->via.array.ptr[at];
         const msgpack_object *nm = map_get(m, "name"), *kd = map_get(m, "kind");
         const char *want = cfg->nodes[i].name;
         if (!nm || nm->type != MSGPACK_OBJECT_STR || nm->via.str.size != strlen(want) ||
@@ -683,6 +789,8 @@ static int verify_nodes(struct ink_snap *s, const struct ink_config *cfg, struct
     }
     return 0;
 }
+
+static int load(struct ink_snap *s, const struct ink_config *cfg, struct ink_err *err);
 
 int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struct ink_err *err)
 {
@@ -698,52 +806,37 @@ int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struc
      * directory is left to read_file ("nothing to restore"). */
     int rc = ink_snapshot_lock(cfg, &s->lock_fd, err);
     if (rc && !(rc == INK_EIO && errno == ENOENT)) return rc;
-    rc = read_file(s, err);
+    return load(s, cfg, err);
+}
+
+int ink_snapshot_check_restore(const struct ink_config *cfg, char *path, size_t n,
+                               struct ink_err *err)
+{
+    struct ink_snap *s = calloc(1, sizeof *s);
+    if (!s) return ink_err_set(err, INK_ENOMEM, "out of memory");
+    msgpack_unpacked_init(&s->u);
+    s->lock_fd = -1;
+    int rc = ink_snapshot_path(cfg, s->path, sizeof s->path)
+                 ? ink_err_set(err, INK_EINVAL, "the config has no engine.snapshot")
+                 : load(s, cfg, err);
+    snprintf(path, n, "%s", s->path);
+    ink_snapshot_free(s);
+    return rc;
+}
+
+/* Read s->path whole and verify it against cfg: envelope, structure, the
+ * payload's node list. */
+static int load(struct ink_snap *s, const struct ink_config *cfg, struct ink_err *err)
+{
+    int rc = read_file(s, err);
     if (rc) return rc;
-    const uint8_t *p = s->bytes;
-    char why[256];
-    if (s->len < INK_SNAP_HEADER + 4) {
-        snprintf(why, sizeof why, "truncated (%zu bytes, a snapshot has at least %d)", s->len,
-                 INK_SNAP_HEADER + 4);
-        return refuse(s, err, why);
-    }
-    if (memcmp(p, magic, 8) != 0) return refuse(s, err, "not an inkflow snapshot (bad magic)");
-    if (get_u32(p + 8) != INK_SNAP_VERSION) {
-        snprintf(why, sizeof why,
-                 "format version %u, this inkflow reads version %d only (written by another "
-                 "inkflow release: resume with that release, or start afresh without --restore)",
-                 get_u32(p + 8), INK_SNAP_VERSION);
-        return refuse(s, err, why);
-    }
-    uint64_t plen = get_u64(p + 24);
-    if (plen != s->len - INK_SNAP_HEADER - 4) {
-        snprintf(why, sizeof why,
-                 "truncated or extended: header says %llu payload bytes, the file "
-                 "holds %zu",
-                 (unsigned long long)plen, s->len - INK_SNAP_HEADER - 4);
-        return refuse(s, err, why);
-    }
-    uint32_t crc = ink_crc32c(0, p, s->len - 4), want = get_u32(p + s->len - 4);
-    if (crc != want) {
-        snprintf(why, sizeof why, "corrupt: CRC32C is %08x, the file says %08x", crc, want);
-        return refuse(s, err, why);
-    }
-    if (get_u64(p + 16) != cfg->hash) {
-        snprintf(why, sizeof why, "taken with a different config (hash %016llx, %s is %016llx)",
-                 (unsigned long long)get_u64(p + 16), cfg->path, (unsigned long long)cfg->hash);
-        return refuse(s, err, why);
-    }
-    size_t off = 0, olen = 0;
-    enum ink_reject scan_why;
-    /* msgpack-c allocates what a container declares: a pre-scan first checks
-     * every declared length against the bytes present (fuzz finding,
-     * tests/fuzz/regress/snapshot). */
-    if (ink_msgpack_scan(p + INK_SNAP_HEADER, (size_t)plen, INK_DEPTH_CAP, &olen, &scan_why) != 0 ||
-        olen != plen)
-        return refuse(s, err, "the payload is not one msgpack object");
-    if (msgpack_unpack_next(&s->u, (const char *)p + INK_SNAP_HEADER, (size_t)plen, &off) !=
-            MSGPACK_UNPACK_SUCCESS ||
-        off != plen)
+    const uint8_t *payload = NULL;
+    size_t plen = 0;
+    if (!(s->node_of = calloc((size_t)cfg->nnodes + 1, sizeof *s->node_of)))
+        return ink_err_set(err, INK_ENOMEM, "out of memory");
+    rc = ink_snapshot_check(s->path, s->bytes, s->len, cfg, &payload, &plen, s->node_of, err);
+    if (rc) return rc;
+    if (!unpack_exact(payload, plen, &s->u))
         return refuse(s, err, "the payload is not one msgpack object");
     const msgpack_object *root = &s->u.data;
     s->nodes = map_get(root, "nodes");
@@ -758,6 +851,7 @@ void ink_snapshot_free(struct ink_snap *s)
     if (!s) return;
     if (s->lock_fd >= 0) close(s->lock_fd);
     msgpack_unpacked_destroy(&s->u);
+    free(s->node_of);
     free(s->bytes);
     free(s);
 }
@@ -836,16 +930,21 @@ static int apply_position(struct ink_node *n, const msgpack_object *m, struct in
     return 0;
 }
 
+/* Config node i's saved map: the nodes were matched by name. */
+static const msgpack_object *saved_of(const struct ink_snap *s, int i)
+{
+    return &s->nodes->via.array.ptr[s->node_of[i]];
+}
+
 int ink_snapshot_apply(struct ink_graph *g, const struct ink_snap *s, struct ink_err *err)
 {
-    const msgpack_object *v = s->nodes->via.array.ptr;
     /* 1. everything in memory: counters, operator states, keys */
     for (int i = 0; i < g->n; i++) {
         struct ink_node *n = &g->nodes[i];
-        if (apply_counters(n, &v[i]))
+        if (apply_counters(n, saved_of(s, i)))
             return ink_err_set(err, INK_ESTATE, "%s: counters missing", n->name);
         if (n->kind == INK_NODE_OPERATOR) {
-            int rc = apply_operator(n, &v[i], err);
+            int rc = apply_operator(n, saved_of(s, i), err);
             if (rc) return rc;
         }
     }
@@ -853,16 +952,16 @@ int ink_snapshot_apply(struct ink_graph *g, const struct ink_snap *s, struct ink
     for (int i = 0; i < g->n; i++) {
         struct ink_node *n = &g->nodes[i];
         if (n->kind != INK_NODE_SOURCE) continue;
-        if (get_u64_key(&v[i], "seq", &n->seq))
+        if (get_u64_key(saved_of(s, i), "seq", &n->seq))
             return ink_err_set(err, INK_ESTATE, "%s: seq missing", n->name);
-        int rc = apply_position(n, &v[i], err);
+        int rc = apply_position(n, saved_of(s, i), err);
         if (rc) return rc;
     }
     /* 3. only now touch outputs (a file sink is cut back to what the snapshot saw) */
     for (int i = 0; i < g->n; i++) {
         struct ink_node *n = &g->nodes[i];
         if (n->kind != INK_NODE_SINK) continue;
-        int rc = apply_position(n, &v[i], err);
+        int rc = apply_position(n, saved_of(s, i), err);
         if (rc) return rc;
     }
     g->src_records = s->src_records;
