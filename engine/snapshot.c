@@ -421,17 +421,6 @@ static int commit_file_as(const char *path, const struct ink_buf *b, pid_t paren
     return 0;
 }
 
-static int commit_file(const char *path, const struct ink_buf *b, struct ink_err *err)
-{
-    return commit_file_as(path, b, 0, err);
-}
-
-static int commit_file_checked(const char *path, const struct ink_buf *b, pid_t parent,
-                               struct ink_err *err)
-{
-    return commit_file_as(path, b, parent, err);
-}
-
 /* The lock this graph holds is still the snapshot's lock file. When the
  * directory (or the lock file) was removed while running, a snapshot
  * written there would have no owner: re-create the directory (one level,
@@ -460,26 +449,54 @@ static int check_owner(struct ink_graph *g, struct ink_err *err)
     return 0;
 }
 
-/* Sources and sinks, on the main thread: sinks make their output durable
+/* Sources and sinks, on the main thread: sinks hand their output over
  * (sync), every transport node's map is encoded into g->snap_pre, node i at
- * [snap_off[i], snap_off[i + 1]) (empty for operators). Transport hooks
- * never run in the writer child (they hold sockets, threads, buffers). */
+ * [snap_off[i], snap_off[i + 1]) (empty for operators), and the
+ * descriptors to fdatasync before the rename are listed in g->snap_sync.
+ * Transport hooks never run in the writer child (they hold sockets,
+ * threads, buffers). */
 static int pack_transports(struct ink_graph *g, struct ink_err *err)
 {
     if (!g->snap_pre && !(g->snap_pre = calloc(1, sizeof *g->snap_pre)))
         return ink_err_set(err, INK_ENOMEM, "out of memory");
     if (!g->snap_off && !(g->snap_off = calloc((size_t)g->n + 1, sizeof *g->snap_off)))
         return ink_err_set(err, INK_ENOMEM, "out of memory");
+    if (!g->snap_sync && (!(g->snap_sync = calloc((size_t)g->n + 1, sizeof *g->snap_sync)) ||
+                          !(g->snap_sync_node = calloc((size_t)g->n + 1, sizeof(int)))))
+        return ink_err_set(err, INK_ENOMEM, "out of memory");
     ink_buf_reset(g->snap_pre);
+    g->snap_nsync = 0;
     msgpack_packer pk;
     msgpack_packer_init(&pk, g->snap_pre, ink_buf_write);
     for (int i = 0; i < g->n; i++) {
+        struct ink_node *n = &g->nodes[i];
         g->snap_off[i] = g->snap_pre->len;
-        if (g->nodes[i].kind == INK_NODE_OPERATOR) continue;
-        int rc = pack_node(&pk, &g->nodes[i], err);
+        if (n->kind == INK_NODE_OPERATOR) continue;
+        int rc = pack_node(&pk, n, err);
         if (rc) return rc;
+        int fd = n->kind == INK_NODE_SINK && n->snk->durable_fd ? n->snk->durable_fd(n) : -1;
+        if (fd >= 0) {
+            g->snap_sync[g->snap_nsync] = fd;
+            g->snap_sync_node[g->snap_nsync++] = i;
+        }
     }
     g->snap_off[g->n] = g->snap_pre->len;
+    return 0;
+}
+
+/* The outputs the snapshot describes are durable before it is renamed into
+ * place: the sinks wrote them at the cut, this makes them reach the disk
+ * (the writer child, or the main thread for the final snapshot). */
+static int sync_outputs(struct ink_graph *g, struct ink_err *err)
+{
+    for (int k = 0; k < g->snap_nsync; k++) {
+        int rc;
+        while ((rc = fdatasync(g->snap_sync[k])) && errno == EINTR) {
+        }
+        if (rc)
+            return ink_err_set(err, INK_EIO, "%s: cannot sync the output: %s",
+                               g->nodes[g->snap_sync_node[k]].name, strerror(errno));
+    }
     return 0;
 }
 
@@ -507,6 +524,17 @@ static int encode(struct ink_graph *g, double wall, struct ink_buf *b, struct in
         if (rc) return rc < 0 && err->msg[0] ? rc : ink_err_set(err, INK_ENOMEM, "out of memory");
     }
     return ink_snapshot_seal(g->cfg, b, err);
+}
+
+/* Make the outputs durable, encode, write the file: on this thread (parent
+ * > 0: the writer child, see commit_file_as). */
+static int write_here(struct ink_graph *g, const char *path, double wall, pid_t parent,
+                      struct ink_err *err)
+{
+    int rc = sync_outputs(g, err);
+    if (!rc) rc = encode(g, wall, g->snap_buf, err);
+    if (!rc) rc = commit_file_as(path, g->snap_buf, parent, err);
+    return rc;
 }
 
 /* Durable: transports may now commit the positions they saved; counted. */
@@ -545,8 +573,7 @@ int ink_snapshot_write(struct ink_graph *g, struct ink_err *err)
     int rc = cut(g, path, sizeof path, err);
     if (rc) return rc;
     double wall = ink_wall();
-    if ((rc = encode(g, wall, g->snap_buf, err)) || (rc = commit_file(path, g->snap_buf, err)))
-        return rc;
+    if ((rc = write_here(g, path, wall, 0, err))) return rc;
     snapshot_done(g, wall, t0, g->snap_buf->len);
     return 0;
 }
@@ -568,26 +595,48 @@ static void child_report(int fd, int rc, uint64_t bytes, const char *msg)
     (void)w;
 }
 
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* In the child: close every descriptor but stderr, the report pipe and the
+ * outputs to fdatasync (opened apart from the locked ones: no lock is held). */
+static int close_all_but(int wfd, const int *sync, int nsync)
+{
+    int *keep = malloc(((size_t)nsync + 2) * sizeof *keep);
+    if (!keep) return -1;
+    int nk = 0;
+    keep[nk++] = 2;
+    keep[nk++] = wfd;
+    for (int k = 0; k < nsync; k++) keep[nk++] = sync[k];
+    qsort(keep, (size_t)nk, sizeof *keep, cmp_int);
+    unsigned lo = 0;
+    for (int k = 0; k < nk; k++) {
+        if ((unsigned)keep[k] > lo) close_range(lo, (unsigned)keep[k] - 1, 0);
+        lo = (unsigned)keep[k] + 1;
+    }
+    close_range(lo, ~0U, 0);
+    free(keep);
+    return 0;
+}
+
 /* The child: the parent's memory as it was at the fork, nothing else. It
- * holds no inherited descriptor but its pipe (the locks and sinks stay the
- * parent's alone), dies with the parent, and renames only while the parent
- * lives: a dead parent's lock may already belong to a restore. */
+ * holds no inherited descriptor but its pipe and the outputs' unlocked
+ * sync descriptors (the locks and sinks stay the parent's alone), dies
+ * with the parent, and renames only while the parent lives: a dead
+ * parent's lock may already belong to a restore. */
 static void child_main(struct ink_graph *g, const char *path, double wall, pid_t parent, int wfd)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     if (getppid() != parent) _exit(1);
-    if (wfd != 3) {
-        dup2(wfd, 3);
-        wfd = 3;
-    }
-    close_range(4, ~0U, 0);
-    for (int fd = 0; fd < 3; fd++)
-        if (fd != 2) close(fd);
     struct ink_err err = {0};
-    int rc = encode(g, wall, g->snap_buf, &err);
-    if (!rc) rc = commit_file_checked(path, g->snap_buf, parent, &err);
+    int rc = close_all_but(wfd, g->snap_sync, g->snap_nsync)
+                 ? ink_err_set(&err, INK_ENOMEM, "out of memory")
+                 : write_here(g, path, wall, parent, &err);
     child_report(wfd, rc, rc ? 0 : g->snap_buf->len, err.msg);
     _exit(rc ? 1 : 0);
 }
@@ -596,8 +645,6 @@ int ink_snapshot_start(struct ink_graph *g, struct ink_err *err)
 {
     if (g->snap_child > 0) return ink_err_set(err, INK_EAGAIN, "a snapshot is being written");
     double t0 = ink_now();
-    struct timespec c0, c1;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
     char path[4096];
     int rc = cut(g, path, sizeof path, err);
     if (rc) return rc;
@@ -619,8 +666,7 @@ int ink_snapshot_start(struct ink_graph *g, struct ink_err *err)
                 "inkflow: fork for the snapshot writer: %s; writing it on the main "
                 "thread\n",
                 strerror(e));
-        if ((rc = encode(g, wall, g->snap_buf, err)) || (rc = commit_file(path, g->snap_buf, err)))
-            return rc;
+        if ((rc = write_here(g, path, wall, 0, err))) return rc;
         snapshot_done(g, wall, t0, g->snap_buf->len);
         return 0;
     }
@@ -628,13 +674,6 @@ int ink_snapshot_start(struct ink_graph *g, struct ink_err *err)
     g->snap_pipe = p[0];
     g->snap_cut_t = t0;
     g->snap_cut_wall = wall;
-    g->snap_pause = ink_now() - t0;
-    if (g->snap_pause > g->snap_pause_max) g->snap_pause_max = g->snap_pause;
-    /* the same on this thread's CPU clock: what the cut costs, without the
-     * time a busy machine gives to other processes meanwhile */
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
-    double cpu = (double)(c1.tv_sec - c0.tv_sec) + 1e-9 * (double)(c1.tv_nsec - c0.tv_nsec);
-    if (cpu > g->snap_pause_cpu_max) g->snap_pause_cpu_max = cpu;
     return 0;
 }
 
