@@ -20,6 +20,7 @@
 #include "../engine/opkit.h"
 #include "../engine/rng.h"
 #include "../engine/state.h"
+#include "rls_linalg.h"
 
 #define STATE_VERSION 2
 #define P_FLOOR       1e-12 /* 1.7: keeps s_j^2 = q/(qbar p) finite */
@@ -156,6 +157,7 @@ struct rls_state {
     int m, since;          /* dictionary size, arrivals since the last re-estimation */
     int64_t nupd;          /* step path: rank-one changes to G since it was last refactored */
     int64_t refreshes;     /* step path: exact refactorisations of G (diagnostic) */
+    double yhat;           /* the last arrival's prequential prediction (not state) */
 
     /* Dictionary I_t (1.2): points, ids, p, q, weights s = sqrt(q/(qbar p)). */
     double *X;
@@ -523,8 +525,8 @@ static double residual(struct rls_state *st, double kxx)
     int m = st->m;
     if (m == 0) return kxx > 0 ? kxx : 0;
     if (st->step) { /* a^T (S K S + gamma I)^-1 a = k^T G k; leaves u = G k */
-        cblas_dsymv(CblasColMajor, CblasLower, m, 1.0, st->L, st->cap, st->kx, 1, 0.0, st->u, 1);
-        double r = kxx - cblas_ddot(m, st->kx, 1, st->u, 1);
+        ink_rls_symv_lower(m, st->L, st->cap, st->kx, st->u);
+        double r = kxx - ink_rls_dot(st->kx, st->u, m);
         return r > 0 ? r : 0;
     }
     for (int j = 0; j < m; j++) st->u[j] = st->s[j] * st->kx[j];
@@ -541,26 +543,22 @@ static double krr_embed(struct rls_state *st)
     int nb = st->nb;
     for (int i = 0; i < nb; i++) st->z[i] = st->kx[st->bpos[i]];
     if (nb == 0) return 0;
-    cblas_dtrsv(CblasColMajor, CblasUpper, CblasTrans, CblasNonUnit, nb, st->R, st->cap, st->z, 1);
-    return cblas_ddot(nb, st->z, 1, st->z, 1);
+    ink_rls_trsv_upper_t(nb, st->R, st->cap, st->z);
+    return ink_rls_dot(st->z, st->z, nb);
 }
 
-/* yhat = z^T (H + mu I)^{-1} g; *var = (k(x,x) - ||z||^2)/mu + z^T (H + mu I)^{-1} z. */
+/* The predict query: yhat = z^T (H + mu I)^{-1} g;
+ * var = (k(x,x) - ||z||^2)/mu + z^T (H + mu I)^{-1} z. yhat is summed in the
+ * order ink_rls_krr_step sums the arrival's, so the two agree bit for bit. */
 static double krr_predict(struct rls_state *st, double kxx, double zz, double *var)
 {
     int nb = st->nb;
-    if (nb == 0) {
-        if (var) *var = kxx / st->mu;
-        return 0;
-    }
     memcpy(st->v, st->z, (size_t)nb * sizeof(double));
-    cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, nb, st->C, st->cap, st->v,
-                1);
-    if (var) {
-        double res = kxx - zz;
-        *var = (res > 0 ? res : 0) / st->mu + cblas_ddot(nb, st->v, 1, st->v, 1);
-    }
-    return cblas_ddot(nb, st->v, 1, st->h, 1);
+    ink_rls_trsv_lower(nb, st->C, st->cap, st->v);
+    double res = kxx - zz, yhat = 0;
+    *var = (res > 0 ? res : 0) / st->mu + ink_rls_dot(st->v, st->v, nb);
+    for (int k = 0; k < nb; k++) yhat += st->v[k] * st->h[k];
+    return yhat;
 }
 
 /* The member just appended at dictionary position pos joins the basis when
@@ -584,28 +582,20 @@ static void krr_append(struct rls_state *st, int pos, double kxx, double zz)
     st->nb = nb + 1;
 }
 
-/* H += z z^T as a rank-one update of C (C^T C = H + mu I): rotation k
- * turns (C_kk, x_k) into (r, 0) and is applied to row k of C (column k of
- * the stored C^T, contiguous) and x; the same rotations carry (h, y) to the
- * new h = C^{-T} g (the QR update of least squares); g += y z. */
-static void krr_learn(struct rls_state *st, double y)
+/* Predict, then learn y: H += z z^T as a rank-one update of C (C^T C =
+ * H + mu I): rotation k turns (C_kk, z_k) into (r, 0) and is applied to row
+ * k of C (column k of the stored C^T, contiguous) and z; the same rotations
+ * carry (h, y) to the new h = C^{-T} g (the QR update of least squares);
+ * g += y z. The prediction z^T (H + mu I)^{-1} g with the C and h before the
+ * update (prequential) rides on the same pass over C (ink_rls_krr_step);
+ * a coordinate appended at this arrival has h = 0 and adds nothing to it.
+ * Returns the prediction; z is spent. */
+static double krr_learn(struct rls_state *st, double y)
 {
-    int nb = st->nb, cap = st->cap;
-    double *x = st->v, *h = st->h, ya = y;
-    memcpy(x, st->z, (size_t)nb * sizeof(double));
-    for (int k = 0; k < nb; k++) {
-        double *ck = st->C + (size_t)k * cap;
-        /* C_kk >= sqrt(mu) and |x_k| <= |z| stay far from overflow: no hypot. */
-        double ckk = ck[k], r = sqrt(ckk * ckk + x[k] * x[k]);
-        double c = ckk / r, s = x[k] / r;
-        ck[k] = r;
-        if (k + 1 < nb) cblas_drot(nb - k - 1, ck + k + 1, 1, x + k + 1, 1, c, s);
-        double hk = c * h[k] + s * ya;
-        ya = c * ya - s * h[k];
-        h[k] = hk;
-    }
+    int nb = st->nb;
     for (int k = 0; k < nb; k++) st->g[k] += y * st->z[k];
     st->nobs++;
+    return ink_rls_krr_step(nb, st->C, st->cap, st->z, st->v, st->h, y);
 }
 
 static void givens(double a, double b, double *c, double *s)
@@ -690,8 +680,7 @@ static void krr_sync_basis(struct rls_state *st)
         if (st->bpos[k] < 0) krr_delete(st, k);
     if (st->nb < nb0 && st->nb > 0) { /* h = C^{-T} g afresh after the rotations */
         memcpy(st->h, st->g, (size_t)st->nb * sizeof(double));
-        cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, st->nb, st->C, st->cap,
-                    st->h, 1);
+        ink_rls_trsv_lower(st->nb, st->C, st->cap, st->h);
     }
 }
 
@@ -754,40 +743,6 @@ static void g_column(const struct rls_state *st, int j, int n, double *out)
     size_t cap = (size_t)st->cap;
     for (int i = 0; i < j; i++) out[i] = G[j + i * cap];
     for (int i = j; i < n; i++) out[i] = G[i + j * cap];
-}
-
-/* G <- G - alpha c c^T on the leading n x n block. */
-static void g_rank1(struct rls_state *st, int n, double alpha, const double *c)
-{
-    cblas_dsyr(CblasColMajor, CblasLower, n, -alpha, c, 1, st->L, st->cap);
-    st->nupd++;
-}
-
-/* G <- (G^-1 + E_J diag(dl) E_J^T)^-1 = G - C S^-1 C^T with C = G E_J
- * (n x k) and S = diag(1/dl) + G_JJ (symmetric, maybe indefinite: LU),
- * applied to the lower triangle as G - (A C^T + C A^T)/2, A = C S^-1
- * (dsyr2k). Scratch in U (3 n k) and ev_work (k^2). Nonzero: not applied
- * (too many changes for the scratch, or S singular); the caller refactors. */
-static int woodbury(struct rls_state *st, int n, const int32_t *J, const double *dl, int k)
-{
-    size_t nk = (size_t)n * k;
-    if (k > 64 || 3 * nk > (size_t)st->cap * st->cap || k * k > st->lwork) return 1;
-    double *Cm = st->U, *Z = Cm + nk, *A = Z + nk, *S = st->ev_work;
-    int *ipiv = st->ev_iwork + st->cap;
-    for (int b = 0; b < k; b++) g_column(st, J[b], n, Cm + (size_t)b * n);
-    for (int b = 0; b < k; b++) {
-        for (int a = 0; a < k; a++) S[a + b * k] = Cm[J[a] + (size_t)b * n];
-        S[b + b * k] += 1.0 / dl[b];
-    }
-    for (int i = 0; i < n; i++)
-        for (int b = 0; b < k; b++) Z[b + (size_t)i * k] = Cm[i + (size_t)b * n];
-    if (LAPACKE_dgesv_work(LAPACK_COL_MAJOR, k, n, S, k, ipiv, Z, k) != 0) return 1;
-    for (int b = 0; b < k; b++)
-        for (int i = 0; i < n; i++) A[i + (size_t)b * n] = Z[b + (size_t)i * k];
-    cblas_dsyr2k(CblasColMajor, CblasLower, CblasNoTrans, n, k, -0.5, A, n, Cm, n, 1.0, st->L,
-                 st->cap);
-    st->nupd += k;
-    return 0;
 }
 
 /* batch 0, the dictionary over max_dict after an arrival's thinning (which
@@ -881,62 +836,94 @@ static int step_arrival(struct rls_state *st, const double *x, double kxx, doubl
         /* Over the cap: the full re-estimation with gamma escalation (1.7 a),
          * which refactors G. */
         append(st, x, kxx, res, zz, p, q);
-        if (learn) krr_learn(st, y);
+        if (learn) st->yhat = krr_learn(st, y);
         compact(st, false);
         set_weights(st);
         if (st->predict) krr_sync_basis(st);
         return step_escalate(st);
     }
-    bool refresh = false;
-    if (q > 0) { /* border G with x at weight w = qbar p / q */
-        double sig2 = res + gam * (st->qbar * p / q);
-        if (m > 0) {
-            g_rank1(st, m, -1.0 / sig2, st->u);
-            for (int i = 0; i < m; i++) G[m + (size_t)i * cap] = -st->u[i] / sig2;
-        }
-        G[m + (size_t)m * cap] = 1.0 / sig2;
-        append(st, x, kxx, res, zz, p, q);
-        st->nupd++;
-    }
-    if (learn) krr_learn(st, y);
+    bool border = q > 0, refresh = false;
+    double sig2 = border ? res + gam * (st->qbar * p / q) : 0;
+    if (border) append(st, x, kxx, res, zz, p, q);
+    if (learn) st->yhat = krr_learn(st, y);
+    /* Every change to G at this arrival as one update (docs/rls_sketch.md,
+     * "One pass per arrival"): x bordered in at weight qbar p / q, a change
+     * of W_jj for each member whose weight changed, the limit W_jj -> inf
+     * (Schur downdate) for each evicted one:
+     *   G_bord = [G 0; 0 0] + v v^T / sig2,  v = [u; -1],
+     *   G_new  = G_bord - C S^-1 C^T,  C = G_bord E_J,
+     *   S = diag(1 / delta_J) + G_bord_JJ  (1 / delta = 0 for an eviction),
+     * applied as G <- [G 0; 0 0] - Z M Z^T, Z = [v C], M = diag(-1/sig2, S^-1),
+     * in one pass over the triangle that also compacts out the evicted. */
     int n = st->m;
-    double *col = st->kwork;
-    /* W_jj changes of the members that stay: Sherman-Morrison for one,
-     * Woodbury (one symmetric rank-2k BLAS-3 update) for several. */
     int32_t *J = (int32_t *)st->ev_iwork, k = 0;
-    double *dl = st->u; /* u is spent once x is appended */
+    double *dl = st->kwork; /* delta of each change; 0 marks an eviction */
     for (int a = 0; a < nchg; a++) {
         int j = chg[a];
-        if (st->q[j] == 0) continue;
-        double delta = gam * (st->qbar * st->p[j] / st->q[j] - wold[j]);
-        if (delta == 0) continue;
-        if (!(1.0 + delta * G[j + (size_t)j * cap] > SM_MIN_DEN)) {
-            refresh = true;
-            break;
-        }
+        double delta = st->q[j] ? gam * (st->qbar * st->p[j] / st->q[j] - wold[j]) : 0;
+        if (st->q[j] && delta == 0) continue;
         J[k] = j;
         dl[k++] = delta;
     }
-    if (!refresh && k == 1) {
-        g_column(st, J[0], n, col);
-        g_rank1(st, n, dl[0] / (1.0 + dl[0] * G[J[0] + (size_t)J[0] * cap]), col);
-    } else if (!refresh && k > 1) {
-        refresh = woodbury(st, n, J, dl, k) != 0;
-    }
-    for (int a = 0; a < nchg && !refresh && nev > 0; a++) { /* evictions: Schur downdate */
-        int j = chg[a];
-        if (st->q[j] != 0) continue;
-        double gjj = G[j + (size_t)j * cap];
-        if (!(gjj > 0)) {
-            refresh = true;
-            break;
+    int kk = border + k;
+    if (kk > 65 || (size_t)n * kk + (size_t)kk * kk > (size_t)cap * cap || k * k > st->lwork)
+        refresh = true; /* more changes than the scratch holds: refactor */
+    double *Z = st->U, *M = Z + (size_t)n * kk, *S = st->ev_work;
+    if (!refresh && kk > 0) {
+        if (border) {
+            memcpy(Z, st->u, (size_t)m * sizeof(double));
+            Z[m] = -1;
         }
-        g_column(st, j, n, col);
-        g_rank1(st, n, 1.0 / gjj, col);
+        for (int b = 0; b < k && !refresh; b++) {
+            double *cb = Z + (size_t)(border + b) * n;
+            g_column(st, J[b], m, cb);
+            if (border) { /* column J_b of G_bord */
+                double f = st->u[J[b]] / sig2;
+                cb[m] = 0;
+                for (int i = 0; i < n; i++) cb[i] += Z[i] * f;
+            }
+            double gjj = cb[J[b]];
+            /* An eviction needs G_jj > 0, a weight change a Sherman-Morrison
+             * denominator 1 + delta G_jj away from 0; otherwise refactor. */
+            refresh = dl[b] == 0 ? !(gjj > 0) : !(1.0 + dl[b] * gjj > SM_MIN_DEN);
+        }
+        for (int b = 0; b < k && !refresh; b++)
+            for (int a = 0; a < k; a++)
+                S[a + b * k] =
+                    Z[J[a] + (size_t)(border + b) * n] + (a == b && dl[b] != 0 ? 1.0 / dl[b] : 0);
+        for (size_t i = 0; i < (size_t)kk * kk; i++) M[i] = 0;
+        if (border) M[0] = -1.0 / sig2;
+        for (int b = 0; b < k; b++)
+            M[(size_t)(border + b) * (kk + 1)] = 1; /* S^-1 solved in place */
+        if (!refresh && k > 0 &&
+            LAPACKE_dgesv_work(LAPACK_COL_MAJOR, k, k, S, k, st->ev_iwork + cap,
+                               M + (size_t)border * (kk + 1), kk) != 0)
+            refresh = true;
+        for (size_t i = 0; i < (size_t)kk * kk && !refresh; i++) refresh = !isfinite(M[i]);
     }
+    int nk = n;
     if (nev > 0) {
-        compact(st, true);
+        compact(st, false); /* all but G, which the update compacts */
         if (st->predict) krr_sync_basis(st);
+    }
+    if (!refresh && kk > 0) {
+        int *keep = NULL;
+        if (nev > 0) { /* the survivors' positions before compaction */
+            keep = (int *)st->isuppz + cap;
+            nk = 0;
+            for (int b = 0, a = 0; a < n; a++) {
+                if (b < k && J[b] == a && dl[b] == 0) {
+                    b++;
+                    continue;
+                }
+                if (b < k && J[b] == a) b++;
+                keep[nk++] = a;
+            }
+        }
+        if (border)
+            for (int i = 0; i <= m; i++) G[m + (size_t)i * cap] = 0;
+        ink_rls_lowrank_compact(n, G, cap, Z, M, kk, keep, nk, st->w);
+        st->nupd += kk;
     }
     set_weights(st);
     int64_t period = (int64_t)REFRESH_PER_MEMBER * st->m;
@@ -968,7 +955,7 @@ static int batch_arrival(struct rls_state *st, const double *x, double kxx, doub
         q = 0; /* full, and nothing may be thinned */
     }
     if (q > 0) append(st, x, kxx, res, zz, p, q);
-    if (learn) krr_learn(st, y);
+    if (learn) st->yhat = krr_learn(st, y);
     st->since++;
     if (st->since >= st->b || st->m > st->m_max) return reestimate(st);
     return 0;
@@ -984,9 +971,9 @@ static int rls_process(void *state, const struct ink_record *in, const struct in
     if (learn && !isfinite(in->y))
         return ink_err_set(err, INK_EINVAL, "rls_sketch: y is not finite");
 
-    double kxx = kernel_row(st, in->x), zz = 0, yhat = 0;
+    double kxx = kernel_row(st, in->x), zz = 0;
     if (st->predict) zz = krr_embed(st);
-    if (learn) yhat = krr_predict(st, kxx, zz, NULL); /* prequential: before learning y */
+    st->yhat = 0; /* the prediction made before learning y (krr_learn) */
 
     int64_t id = st->t;
     double tau;
@@ -1004,7 +991,7 @@ static int rls_process(void *state, const struct ink_record *in, const struct in
     ink_record_add_i64(&o, "dict", st->m);
     ink_record_add_f64(&o, "deff", st->dhat);
     ink_record_add_f64(&o, "gamma_eff", st->gamma_eff);
-    if (learn) ink_record_add_f64(&o, "yhat", yhat);
+    if (learn) ink_record_add_f64(&o, "yhat", st->yhat);
     return ink_emit(out, &o);
 }
 

@@ -1,0 +1,157 @@
+/* rls_sketch's per-arrival passes (rls_linalg.h; docs/rls_sketch.md,
+ * "Where the time goes"). Plain loops the compiler vectorises: element-wise
+ * updates give the same bits at any vector width, and the one reduction
+ * (ink_rls_dot) is written with 8 explicit lanes (vector extensions), so
+ * no reassociation is needed to vectorise it. CMakeLists.txt compiles this file with
+ * -ffp-contract=off (no FMA contraction) and the vectoriser on. */
+#include "rls_linalg.h"
+
+#include <math.h>
+#include <stddef.h>
+
+/* Eight lanes as two 4-double vectors (GCC/clang vector extensions: lane-wise
+ * arithmetic whatever the instruction set). v4du: unaligned, may alias. */
+typedef double v4d __attribute__((vector_size(32)));
+typedef double v4du __attribute__((vector_size(32), aligned(8), may_alias));
+#define LOAD4(p)     (*(const v4du *)(p))
+#define STORE4(p, v) (*(v4du *)(p) = (v))
+
+/* Each pass exists for AVX2 and for the x86-64 baseline (picked when the
+ * program loads); both compute the same bits: no FMA (-ffp-contract=off and
+ * no fma target), lane-wise arithmetic only. */
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef CLONES
+#define CLONES
+#endif
+
+static inline double dot8(const double *a, const double *b, int n)
+{
+    v4d s0 = {0, 0, 0, 0}, s1 = {0, 0, 0, 0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        s0 += LOAD4(a + i) * LOAD4(b + i);
+        s1 += LOAD4(a + i + 4) * LOAD4(b + i + 4);
+    }
+    double r = ((s0[0] + s1[0]) + (s0[1] + s1[1])) + ((s0[2] + s1[2]) + (s0[3] + s1[3]));
+    for (; i < n; i++) r += a[i] * b[i];
+    return r;
+}
+
+CLONES double ink_rls_dot(const double *a, const double *b, int n)
+{
+    return dot8(a, b, n);
+}
+
+static inline void axpy(int n, double alpha, const double *x, double *y)
+{
+    for (int i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+
+CLONES void ink_rls_symv_lower(int n, const double *A, int ld, const double *x, double *y)
+{
+    for (int i = 0; i < n; i++) y[i] = 0;
+    for (int j = 0; j < n; j++) {
+        /* Column j below the diagonal serves row j (a dot, 8 lanes as in
+         * dot8) and the rows below (an axpy), in one read. */
+        const double *a = A + (size_t)j * ld;
+        double xj = x[j];
+        v4d xv = {xj, xj, xj, xj}, s0 = {0, 0, 0, 0}, s1 = {0, 0, 0, 0};
+        int i = j + 1;
+        for (; i + 8 <= n; i += 8) {
+            v4d a0 = LOAD4(a + i), a1 = LOAD4(a + i + 4);
+            STORE4(y + i, LOAD4(y + i) + xv * a0);
+            STORE4(y + i + 4, LOAD4(y + i + 4) + xv * a1);
+            s0 += a0 * LOAD4(x + i);
+            s1 += a1 * LOAD4(x + i + 4);
+        }
+        double t = ((s0[0] + s1[0]) + (s0[1] + s1[1])) + ((s0[2] + s1[2]) + (s0[3] + s1[3]));
+        for (; i < n; i++) {
+            y[i] += xj * a[i];
+            t += a[i] * x[i];
+        }
+        y[j] += a[j] * xj + t;
+    }
+}
+
+CLONES void ink_rls_trsv_lower(int n, const double *L, int ld, double *v)
+{
+    for (int k = 0; k < n; k++) {
+        const double *l = L + (size_t)k * ld;
+        v[k] /= l[k];
+        axpy(n - k - 1, -v[k], l + k + 1, v + k + 1);
+    }
+}
+
+CLONES void ink_rls_trsv_upper_t(int n, const double *R, int ld, double *z)
+{
+    for (int j = 0; j < n; j++) {
+        const double *r = R + (size_t)j * ld;
+        z[j] = (z[j] - dot8(r, z, j)) / r[j];
+    }
+}
+
+CLONES double ink_rls_krr_step(int n, double *F, int ld, double *z, double *acc, double *h,
+                               double y)
+{
+    double yhat = 0, ya = y;
+    for (int i = 0; i < n; i++) acc[i] = z[i];
+    for (int k = 0; k < n; k++) {
+        double *f = F + (size_t)k * ld;
+        double fkk = f[k], vk = acc[k] / fkk;
+        yhat += vk * h[k];
+        /* F_kk >= sqrt(mu) and |z_k| <= |z| stay far from overflow: no hypot. */
+        double r = sqrt(fkk * fkk + z[k] * z[k]);
+        double c = fkk / r, s = z[k] / r;
+        f[k] = r;
+        for (int i = k + 1; i < n; i++) {
+            double a = f[i], b = z[i];
+            acc[i] -= vk * a;     /* the solve with the old F ... */
+            f[i] = c * a + s * b; /* ... and the rotation, in one read */
+            z[i] = c * b - s * a;
+        }
+        double hk = c * h[k] + s * ya;
+        ya = c * ya - s * h[k];
+        h[k] = hk;
+    }
+    return yhat;
+}
+
+CLONES void ink_rls_lowrank_compact(int n, double *G, int ld, const double *Z, const double *M,
+                                    int k, const int *keep, int nk, double *bz)
+{
+    if (!keep) nk = n;
+    for (int b = 0; b < nk; b++) {
+        int jb = keep ? keep[b] : b;
+        for (int p = 0; p < k; p++) {
+            double t = 0;
+            for (int l = 0; l < k; l++) t += M[p + (size_t)l * k] * Z[jb + (size_t)l * n];
+            bz[p] = t;
+        }
+        /* Column jb from the diagonal down, in place (evicted rows too:
+         * contiguous is cheaper than skipping them) ... */
+        double *g = G + (size_t)jb * ld;
+        int p = 0;
+        for (; p + 4 <= k; p += 4) { /* four terms per pass over the column */
+            const double *z0 = Z + (size_t)p * n, *z1 = z0 + n, *z2 = z1 + n, *z3 = z2 + n;
+            double b0 = bz[p], b1 = bz[p + 1], b2 = bz[p + 2], b3 = bz[p + 3];
+            for (int i = jb; i < n; i++)
+                g[i] -= (z0[i] * b0 + z1[i] * b1) + (z2[i] * b2 + z3[i] * b3);
+        }
+        for (; p + 2 <= k; p += 2) {
+            const double *z0 = Z + (size_t)p * n, *z1 = z0 + n;
+            double b0 = bz[p], b1 = bz[p + 1];
+            for (int i = jb; i < n; i++) g[i] -= z0[i] * b0 + z1[i] * b1;
+        }
+        if (p < k) axpy(n - jb, -bz[p], Z + (size_t)p * n + jb, g + jb);
+        if (!keep) continue;
+        /* ... then its kept rows to their places in column b. Destination
+         * indices never exceed source ones, and column b's old contents were
+         * read when it was the source (at an earlier or this b). */
+        double *d = G + (size_t)b * ld;
+        for (int a = b; a < nk; a++) d[a] = g[keep[a]];
+    }
+}
