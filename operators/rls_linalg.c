@@ -155,3 +155,65 @@ CLONES void ink_rls_lowrank_compact(int n, double *G, int ld, const double *Z, c
         for (int a = b; a < nk; a++) d[a] = g[keep[a]];
     }
 }
+
+/* Rotations k0..kend-1 down one vector, the running element in a register. */
+static inline void rot_chain(double *x, int k0, int kend, const double *cs, const double *sn)
+{
+    if (k0 >= kend) return;
+    double cur = x[k0];
+    for (int k = k0; k < kend; k++) {
+        double b = x[k + 1];
+        x[k] = cs[k] * cur + sn[k] * b;
+        cur = -sn[k] * cur + cs[k] * b;
+    }
+    x[kend] = cur;
+}
+
+void ink_rls_rot_chains(int nv, double *X, int ld, const int *k0, int kend, const double *cs,
+                        const double *sn)
+{
+    int r = 0;
+    for (; r + 4 <= nv; r += 4) {
+        double *x0 = X + (size_t)r * ld, *x1 = x0 + ld, *x2 = x1 + ld, *x3 = x2 + ld;
+        int ks = k0[r];
+        for (int q = 1; q < 4; q++) ks = k0[r + q] > ks ? k0[r + q] : ks;
+        if (ks >= kend) {
+            for (int q = 0; q < 4; q++) rot_chain(x0 + (size_t)q * ld, k0[r + q], kend, cs, sn);
+            continue;
+        }
+        /* Each vector up to the common start on its own, then four chains in
+         * lockstep (four independent dependency chains in flight). */
+        for (int q = 0; q < 4; q++) {
+            double *x = x0 + (size_t)q * ld;
+            for (int k = k0[r + q]; k < ks; k++) {
+                double a = x[k], b = x[k + 1];
+                x[k] = cs[k] * a + sn[k] * b;
+                x[k + 1] = -sn[k] * a + cs[k] * b;
+            }
+        }
+        double c0 = x0[ks], c1 = x1[ks], c2 = x2[ks], c3 = x3[ks];
+        for (int k = ks; k < kend; k++) {
+            double c = cs[k], s = sn[k];
+            double b0 = x0[k + 1], b1 = x1[k + 1], b2 = x2[k + 1], b3 = x3[k + 1];
+            x0[k] = c * c0 + s * b0;
+            x1[k] = c * c1 + s * b1;
+            x2[k] = c * c2 + s * b2;
+            x3[k] = c * c3 + s * b3;
+            c0 = -s * c0 + c * b0;
+            c1 = -s * c1 + c * b1;
+            c2 = -s * c2 + c * b2;
+            c3 = -s * c3 + c * b3;
+        }
+        x0[kend] = c0, x1[kend] = c1, x2[kend] = c2, x3[kend] = c3;
+    }
+    for (; r < nv; r++) rot_chain(X + (size_t)r * ld, k0[r], kend, cs, sn);
+}
+
+CLONES void ink_rls_rot_pair(int n, double *x, double *y, double c, double s)
+{
+    for (int i = 0; i < n; i++) {
+        double a = x[i], b = y[i];
+        x[i] = c * a + s * b;
+        y[i] = -s * a + c * b;
+    }
+}

@@ -38,4 +38,14 @@ double ink_rls_krr_step(int n, double *F, int ld, double *z, double *acc, double
 void ink_rls_lowrank_compact(int n, double *G, int ld, const double *Z, const double *M, int k,
                              const int *keep, int nk, double *bz);
 
+/* Vector r = X + r ld (r < nv) gets the plane rotations k = k0[r] .. kend-1
+ * in order, rotation k acting on (x_k, x_{k+1}) as
+ * (cs_k x_k + sn_k x_{k+1}, -sn_k x_k + cs_k x_{k+1}); four vectors at a time,
+ * each with the same operations as alone. */
+void ink_rls_rot_chains(int nv, double *X, int ld, const int *k0, int kend, const double *cs,
+                        const double *sn);
+
+/* (x, y) <- (c x + s y, -s x + c y), element-wise. */
+void ink_rls_rot_pair(int n, double *x, double *y, double c, double s);
+
 #endif

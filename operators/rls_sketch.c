@@ -623,14 +623,32 @@ static void krr_delete(struct rls_state *st, int j)
     int nb = st->nb, cap = st->cap;
     double *R = st->R, *C = st->C, *g = st->g, *cs = st->v, *sn = st->z;
 #define CU(i, l) C[(l) + (size_t)(i)*cap] /* C(i, l) of the upper factor */
-    for (int l = j; l < nb - 1; l++) {
+    int *k0 = (int *)st->qi, l = j;       /* qi: 2 cap ints, free outside compact() */
+    for (; l + 4 <= nb - 1; l += 4) {
+        /* Columns l..l+3 together: the rotations found before them in four
+         * chains at once (ink_rls_rot_chains), then each finishes in turn;
+         * every column sees the same operations as alone. */
+        for (int q = 0; q < 4; q++) {
+            memcpy(R + (size_t)(l + q) * cap, R + (size_t)(l + q + 1) * cap,
+                   (size_t)(l + q + 2) * sizeof(double));
+            k0[q] = j;
+        }
+        ink_rls_rot_chains(4, R + (size_t)l * cap, cap, k0, l, cs, sn);
+        for (int q = 0; q < 4; q++) {
+            double *col = R + (size_t)(l + q) * cap;
+            int a = l + q;
+            k0[0] = l;
+            ink_rls_rot_chains(1, col, cap, k0, a, cs, sn);
+            givens(col[a], col[a + 1], &cs[a], &sn[a]);
+            col[a] = cs[a] * col[a] + sn[a] * col[a + 1];
+            col[a + 1] = 0;
+        }
+    }
+    for (; l < nb - 1; l++) {
         double *col = R + (size_t)l * cap;
         memcpy(col, R + (size_t)(l + 1) * cap, (size_t)(l + 2) * sizeof(double));
-        for (int k = j; k < l; k++) {
-            double ra = col[k], rb = col[k + 1];
-            col[k] = cs[k] * ra + sn[k] * rb;
-            col[k + 1] = -sn[k] * ra + cs[k] * rb;
-        }
+        k0[0] = j;
+        ink_rls_rot_chains(1, col, cap, k0, l, cs, sn);
         givens(col[l], col[l + 1], &cs[l], &sn[l]);
         col[l] = cs[l] * col[l] + sn[l] * col[l + 1];
         col[l + 1] = 0;
@@ -640,24 +658,17 @@ static void krr_delete(struct rls_state *st, int j)
         g[k] = cs[k] * ga + sn[k] * gb;
         g[k + 1] = -sn[k] * ga + cs[k] * gb;
     }
-    for (int i = 0; i < nb; i++) { /* row i of C Q: rotations k >= i - 1 reach it */
-        double *ci = C + (size_t)i * cap;
-        int k0 = j > i - 1 ? j : i - 1;
-        if (k0 == i - 1) ci[i - 1] = 0; /* below the diagonal: stale storage */
-        for (int k = k0; k < nb - 1; k++) {
-            double a = ci[k], b = ci[k + 1];
-            ci[k] = cs[k] * a + sn[k] * b;
-            ci[k + 1] = -sn[k] * a + cs[k] * b;
-        }
+    /* Row i of C Q: rotations k >= max(j, i - 1) reach it; below the
+     * diagonal (i - 1 >= j) the storage is stale and enters as 0. */
+    for (int i = 0; i < nb; i++) {
+        k0[i] = j > i - 1 ? j : i - 1;
+        if (i - 1 >= j) C[(i - 1) + (size_t)i * cap] = 0;
     }
+    ink_rls_rot_chains(nb, C, cap, k0, nb - 1, cs, sn);
     for (int k = j; k < nb - 1; k++) {
         double c2, s2;
         givens(CU(k, k), CU(k + 1, k), &c2, &s2);
-        for (int l = k; l < nb; l++) {
-            double a = CU(k, l), b = CU(k + 1, l);
-            CU(k, l) = c2 * a + s2 * b;
-            CU(k + 1, l) = -s2 * a + c2 * b;
-        }
+        ink_rls_rot_pair(nb - k, &CU(k, k), &CU(k + 1, k), c2, s2);
         CU(k + 1, k) = 0;
     }
     memmove(st->bid + j, st->bid + j + 1, (size_t)(nb - 1 - j) * sizeof(int64_t));
