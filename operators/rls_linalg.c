@@ -27,8 +27,11 @@ typedef double v4du __attribute__((vector_size(32), aligned(8), may_alias));
 #ifndef CLONES
 #define CLONES
 #endif
+/* Helpers are inlined into each clone (a shared out-of-line copy would be
+ * built for the baseline only). */
+#define INLINE static inline __attribute__((always_inline))
 
-static inline double dot8(const double *a, const double *b, int n)
+INLINE double dot8(const double *a, const double *b, int n)
 {
     v4d s0 = {0, 0, 0, 0}, s1 = {0, 0, 0, 0};
     int i = 0;
@@ -46,35 +49,38 @@ CLONES double ink_rls_dot(const double *a, const double *b, int n)
     return dot8(a, b, n);
 }
 
-static inline void axpy(int n, double alpha, const double *x, double *y)
+INLINE void axpy(int n, double alpha, const double *x, double *y)
 {
     for (int i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+
+/* Column j of a lower-stored symmetric matrix into y = A x: below the
+ * diagonal it serves row j (a dot, 8 lanes as in dot8) and the rows below (an
+ * axpy), in one read. */
+INLINE void symv_col(int n, int j, const double *a, const double *x, double *y)
+{
+    double xj = x[j];
+    v4d xv = {xj, xj, xj, xj}, s0 = {0, 0, 0, 0}, s1 = {0, 0, 0, 0};
+    int i = j + 1;
+    for (; i + 8 <= n; i += 8) {
+        v4d a0 = LOAD4(a + i), a1 = LOAD4(a + i + 4);
+        STORE4(y + i, LOAD4(y + i) + xv * a0);
+        STORE4(y + i + 4, LOAD4(y + i + 4) + xv * a1);
+        s0 += a0 * LOAD4(x + i);
+        s1 += a1 * LOAD4(x + i + 4);
+    }
+    double t = ((s0[0] + s1[0]) + (s0[1] + s1[1])) + ((s0[2] + s1[2]) + (s0[3] + s1[3]));
+    for (; i < n; i++) {
+        y[i] += xj * a[i];
+        t += a[i] * x[i];
+    }
+    y[j] += a[j] * xj + t;
 }
 
 CLONES void ink_rls_symv_lower(int n, const double *A, int ld, const double *x, double *y)
 {
     for (int i = 0; i < n; i++) y[i] = 0;
-    for (int j = 0; j < n; j++) {
-        /* Column j below the diagonal serves row j (a dot, 8 lanes as in
-         * dot8) and the rows below (an axpy), in one read. */
-        const double *a = A + (size_t)j * ld;
-        double xj = x[j];
-        v4d xv = {xj, xj, xj, xj}, s0 = {0, 0, 0, 0}, s1 = {0, 0, 0, 0};
-        int i = j + 1;
-        for (; i + 8 <= n; i += 8) {
-            v4d a0 = LOAD4(a + i), a1 = LOAD4(a + i + 4);
-            STORE4(y + i, LOAD4(y + i) + xv * a0);
-            STORE4(y + i + 4, LOAD4(y + i + 4) + xv * a1);
-            s0 += a0 * LOAD4(x + i);
-            s1 += a1 * LOAD4(x + i + 4);
-        }
-        double t = ((s0[0] + s1[0]) + (s0[1] + s1[1])) + ((s0[2] + s1[2]) + (s0[3] + s1[3]));
-        for (; i < n; i++) {
-            y[i] += xj * a[i];
-            t += a[i] * x[i];
-        }
-        y[j] += a[j] * xj + t;
-    }
+    for (int j = 0; j < n; j++) symv_col(n, j, A + (size_t)j * ld, x, y);
 }
 
 CLONES void ink_rls_trsv_lower(int n, const double *L, int ld, double *v)
@@ -120,33 +126,41 @@ CLONES double ink_rls_krr_step(int n, double *F, int ld, double *z, double *acc,
     return yhat;
 }
 
-CLONES void ink_rls_lowrank_compact(int n, double *G, int ld, const double *Z, const double *M,
-                                    int k, const int *keep, int nk, double *bz)
+/* g[from..n) -= sum_p Z[., p] A[jb, p], four terms per pass over the column
+ * (the one per-element formula of every low-rank update, pending or not). */
+INLINE void lowrank_col(int from, int n, double *g, const double *Z, const double *A, int ldz,
+                        int jb, int k)
+{
+    int p = 0;
+    for (; p + 4 <= k; p += 4) {
+        const double *z0 = Z + (size_t)p * ldz, *z1 = z0 + ldz, *z2 = z1 + ldz, *z3 = z2 + ldz;
+        const double *a = A + (size_t)p * ldz + jb;
+        double b0 = a[0], b1 = a[ldz], b2 = a[2 * (size_t)ldz], b3 = a[3 * (size_t)ldz];
+        for (int i = from; i < n; i++)
+            g[i] -= (z0[i] * b0 + z1[i] * b1) + (z2[i] * b2 + z3[i] * b3);
+    }
+    for (; p + 2 <= k; p += 2) {
+        const double *z0 = Z + (size_t)p * ldz, *z1 = z0 + ldz;
+        double b0 = A[jb + (size_t)p * ldz], b1 = A[jb + (size_t)(p + 1) * ldz];
+        for (int i = from; i < n; i++) g[i] -= z0[i] * b0 + z1[i] * b1;
+    }
+    if (p < k) {
+        const double *z0 = Z + (size_t)p * ldz;
+        double b0 = A[jb + (size_t)p * ldz];
+        for (int i = from; i < n; i++) g[i] -= z0[i] * b0;
+    }
+}
+
+CLONES void ink_rls_lowrank_compact(int n, double *G, int ld, const double *Z, const double *A,
+                                    int ldz, int k, const int *keep, int nk)
 {
     if (!keep) nk = n;
     for (int b = 0; b < nk; b++) {
         int jb = keep ? keep[b] : b;
-        for (int p = 0; p < k; p++) {
-            double t = 0;
-            for (int l = 0; l < k; l++) t += M[p + (size_t)l * k] * Z[jb + (size_t)l * n];
-            bz[p] = t;
-        }
         /* Column jb from the diagonal down, in place (evicted rows too:
          * contiguous is cheaper than skipping them) ... */
         double *g = G + (size_t)jb * ld;
-        int p = 0;
-        for (; p + 4 <= k; p += 4) { /* four terms per pass over the column */
-            const double *z0 = Z + (size_t)p * n, *z1 = z0 + n, *z2 = z1 + n, *z3 = z2 + n;
-            double b0 = bz[p], b1 = bz[p + 1], b2 = bz[p + 2], b3 = bz[p + 3];
-            for (int i = jb; i < n; i++)
-                g[i] -= (z0[i] * b0 + z1[i] * b1) + (z2[i] * b2 + z3[i] * b3);
-        }
-        for (; p + 2 <= k; p += 2) {
-            const double *z0 = Z + (size_t)p * n, *z1 = z0 + n;
-            double b0 = bz[p], b1 = bz[p + 1];
-            for (int i = jb; i < n; i++) g[i] -= z0[i] * b0 + z1[i] * b1;
-        }
-        if (p < k) axpy(n - jb, -bz[p], Z + (size_t)p * n + jb, g + jb);
+        lowrank_col(jb, n, g, Z, A, ldz, jb, k);
         if (!keep) continue;
         /* ... then its kept rows to their places in column b. Destination
          * indices never exceed source ones, and column b's old contents were
@@ -156,8 +170,19 @@ CLONES void ink_rls_lowrank_compact(int n, double *G, int ld, const double *Z, c
     }
 }
 
+CLONES void ink_rls_symv_lower_pending(int n, double *G, int ld, const double *Z, const double *A,
+                                       int ldz, int k, const double *x, double *y)
+{
+    for (int i = 0; i < n; i++) y[i] = 0;
+    for (int j = 0; j < n; j++) {
+        double *a = G + (size_t)j * ld;
+        lowrank_col(j, n, a, Z, A, ldz, j, k); /* the column leaves L1 updated ... */
+        symv_col(n, j, a, x, y);               /* ... after serving the product */
+    }
+}
+
 /* Rotations k0..kend-1 down one vector, the running element in a register. */
-static inline void rot_chain(double *x, int k0, int kend, const double *cs, const double *sn)
+INLINE void rot_chain(double *x, int k0, int kend, const double *cs, const double *sn)
 {
     if (k0 >= kend) return;
     double cur = x[k0];

@@ -30,13 +30,19 @@ void ink_rls_trsv_upper_t(int n, const double *R, int ld, double *z);
  * basis without it. */
 double ink_rls_krr_step(int n, double *F, int ld, double *z, double *acc, double *h, double y);
 
-/* G <- G - Z M Z^T on the lower triangle of the leading n x n block, with
- * Z n x k (column-major, leading dimension n) and M k x k symmetric, then
- * compacted to the rows and columns listed in keep (nk increasing indices;
- * NULL: all n kept). One read and one write of the triangle. bz is k doubles
- * of scratch. */
-void ink_rls_lowrank_compact(int n, double *G, int ld, const double *Z, const double *M, int k,
-                             const int *keep, int nk, double *bz);
+/* G <- G - Z A^T on the lower triangle of the leading n x n block (A = Z M
+ * with M symmetric, so Z A^T = Z M Z^T), Z and A n x k with leading
+ * dimension ldz, then compacted to the rows and columns listed in keep (nk
+ * increasing indices; NULL: all n kept). One read and one write of the
+ * triangle. */
+void ink_rls_lowrank_compact(int n, double *G, int ld, const double *Z, const double *A, int ldz,
+                             int k, const int *keep, int nk);
+
+/* y = (G - Z A^T) x, and G <- G - Z A^T (lower triangle) with the same bits
+ * as ink_rls_lowrank_compact: a pending update applied in the pass that
+ * reads G for the product. */
+void ink_rls_symv_lower_pending(int n, double *G, int ld, const double *Z, const double *A, int ldz,
+                                int k, const double *x, double *y);
 
 /* Vector r = X + r ld (r < nv) gets the plane rotations k = k0[r] .. kend-1
  * in order, rotation k acting on (x_k, x_{k+1}) as

@@ -28,6 +28,10 @@
  * k(x, x) of the current basis span adds no KRR coordinate (it would make
  * the basis Cholesky factor singular). */
 #define BASIS_TOL 1e-10
+/* batch 0: an arrival's update to G of at most this many rank-one terms, with
+ * no eviction, is left pending and applied by the next arrival's product
+ * (one pass over G instead of two; docs/rls_sketch.md). */
+#define PEND_MAX 16
 
 static const char *const rls_modes[] = {"squeak", "ink", NULL};
 static const char *const rls_rescores[] = {"eigen", "cholesky", NULL};
@@ -158,6 +162,10 @@ struct rls_state {
     int64_t nupd;          /* step path: rank-one changes to G since it was last refactored */
     int64_t refreshes;     /* step path: exact refactorisations of G (diagnostic) */
     double yhat;           /* the last arrival's prequential prediction (not state) */
+    /* Step path: G's true value is G - Zd Ad^T (lower triangle) while dk > 0;
+     * the next pass over G (the residual's product) applies it. */
+    double *Zd, *Ad;
+    int dk;
 
     /* Dictionary I_t (1.2): points, ids, p, q, weights s = sqrt(q/(qbar p)). */
     double *X;
@@ -241,6 +249,10 @@ static size_t layout(const struct ink_rls_conf *c, struct rls_state *st, char *b
     carve(base, &off, vec, &st->u);
     carve(base, &off, vec + sizeof(double), &st->kwork);
     carve(base, &off, cap * sizeof(int64_t), &st->qi);
+    if (c->batch == 0) {
+        carve(base, &off, PEND_MAX * vec, &st->Zd);
+        carve(base, &off, PEND_MAX * vec, &st->Ad);
+    }
     if (c->predict) {
         carve(base, &off, cap * sizeof(int64_t), &st->bid);
         carve(base, &off, cap * sizeof(int32_t), &st->bpos);
@@ -454,6 +466,7 @@ static int refresh_inverse(struct rls_state *st)
     int m = st->m, cap = st->cap;
     double *G = st->L;
     st->nupd = 0;
+    st->dk = 0;
     if (m == 0) return 0;
     st->refreshes++;
     for (int j = 0; j < m; j++) {
@@ -525,7 +538,12 @@ static double residual(struct rls_state *st, double kxx)
     int m = st->m;
     if (m == 0) return kxx > 0 ? kxx : 0;
     if (st->step) { /* a^T (S K S + gamma I)^-1 a = k^T G k; leaves u = G k */
-        ink_rls_symv_lower(m, st->L, st->cap, st->kx, st->u);
+        if (st->dk > 0)
+            ink_rls_symv_lower_pending(m, st->L, st->cap, st->Zd, st->Ad, st->cap, st->dk, st->kx,
+                                       st->u);
+        else
+            ink_rls_symv_lower(m, st->L, st->cap, st->kx, st->u);
+        st->dk = 0;
         double r = kxx - ink_rls_dot(st->kx, st->u, m);
         return r > 0 ? r : 0;
     }
@@ -877,9 +895,9 @@ static int step_arrival(struct rls_state *st, const double *x, double kxx, doubl
         dl[k++] = delta;
     }
     int kk = border + k;
-    if (kk > 65 || (size_t)n * kk + (size_t)kk * kk > (size_t)cap * cap || k * k > st->lwork)
+    if (kk > 65 || 2 * (size_t)n * kk + (size_t)kk * kk > (size_t)cap * cap || k * k > st->lwork)
         refresh = true; /* more changes than the scratch holds: refactor */
-    double *Z = st->U, *M = Z + (size_t)n * kk, *S = st->ev_work;
+    double *Z = st->U, *M = Z + (size_t)n * kk, *A = M + (size_t)kk * kk, *S = st->ev_work;
     if (!refresh && kk > 0) {
         if (border) {
             memcpy(Z, st->u, (size_t)m * sizeof(double));
@@ -911,6 +929,15 @@ static int step_arrival(struct rls_state *st, const double *x, double kxx, doubl
                                M + (size_t)border * (kk + 1), kk) != 0)
             refresh = true;
         for (size_t i = 0; i < (size_t)kk * kk && !refresh; i++) refresh = !isfinite(M[i]);
+        for (int b = 0; b < kk && !refresh; b++) { /* A = Z M, so that Z M Z^T = Z A^T */
+            double *ab = A + (size_t)b * n;
+            for (int i = 0; i < n; i++) ab[i] = 0;
+            for (int l = 0; l < kk; l++) {
+                double f = M[l + (size_t)b * kk];
+                const double *zl = Z + (size_t)l * n;
+                for (int i = 0; i < n; i++) ab[i] += zl[i] * f;
+            }
+        }
     }
     int nk = n;
     if (nev > 0) {
@@ -933,7 +960,15 @@ static int step_arrival(struct rls_state *st, const double *x, double kxx, doubl
         }
         if (border)
             for (int i = 0; i <= m; i++) G[m + (size_t)i * cap] = 0;
-        ink_rls_lowrank_compact(n, G, cap, Z, M, kk, keep, nk, st->w);
+        if (nev == 0 && kk <= PEND_MAX) { /* left for the next product to apply */
+            for (int b = 0; b < kk; b++) {
+                memcpy(st->Zd + (size_t)b * cap, Z + (size_t)b * n, (size_t)n * sizeof(double));
+                memcpy(st->Ad + (size_t)b * cap, A + (size_t)b * n, (size_t)n * sizeof(double));
+            }
+            st->dk = kk;
+        } else {
+            ink_rls_lowrank_compact(n, G, cap, Z, A, n, kk, keep, nk);
+        }
         st->nupd += kk;
     }
     set_weights(st);
@@ -1171,7 +1206,10 @@ static int rls_save(const void *state, msgpack_packer *pk)
     ink_pack_key(pk, "K");
     ink_pack_f64s(pk, pack_sym(st, st->K, m), (size_t)m * m);
     ink_pack_key(pk, "L");
-    ink_pack_f64s(pk, pack_block(st, st->L, m), (size_t)m * m);
+    const double *Lp = pack_block(st, st->L, m);
+    if (st->dk > 0) /* G as the next product will see it (same bits): G - Zd Ad^T */
+        ink_rls_lowrank_compact(m, st->U, m, st->Zd, st->Ad, st->cap, st->dk, NULL, m);
+    ink_pack_f64s(pk, Lp, (size_t)m * m);
     if (st->predict) {
         ink_pack_key(pk, "nb");
         msgpack_pack_int64(pk, nb);
@@ -1302,6 +1340,7 @@ static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
     st->reestimations = nre;
     st->nupd = nupd;
     st->refreshes = nref;
+    st->dk = 0; /* the saved G has any pending update applied */
     st->gamma_eff = gamma_eff;
     st->dhat = dhat;
     st->rng = rng;
