@@ -18,8 +18,9 @@ typedef double v4du __attribute__((vector_size(32), aligned(8), may_alias));
 
 /* Each pass exists for AVX2 and for the x86-64 baseline (picked when the
  * program loads); both compute the same bits: no FMA (-ffp-contract=off and
- * no fma target), lane-wise arithmetic only. */
-#if defined(__x86_64__) && defined(__has_attribute)
+ * no fma target), lane-wise arithmetic only. -DINK_RLS_NO_CLONES builds the
+ * baseline only (to compare the two; docs/rls_sketch.md). */
+#if defined(__x86_64__) && defined(__has_attribute) && !defined(INK_RLS_NO_CLONES)
 #if __has_attribute(target_clones)
 #define CLONES __attribute__((target_clones("avx2", "default")))
 #endif

@@ -782,6 +782,39 @@ TEST(deterministic_and_save_load_default)
     save_load_run(0, 0);
 }
 
+/* batch 0 keeps an arrival's update to G pending until the next product
+ * (docs/rls_sketch.md, "Where the time goes"); a tau or predict query in
+ * between applies it (tau) or reads around it (predict): either way every
+ * later output is bit for bit what it is without the queries. */
+TEST(queries_between_arrivals_change_nothing_default)
+{
+    enum { N = 700, D = 3 };
+    static struct trace a[N], b[N];
+    struct ink_rls_conf c = t7_conf();
+    c.batch = 0;
+    c.slack = default_conf(D, 1).slack;
+    void *s1 = make(&c), *s2 = make(&c);
+    REQUIRE(s1 && s2);
+    run_trace(s1, 0, N, a);
+    struct ink_rng rng, qr;
+    ink_rng_seed(&rng, 4242); /* run_trace's stream */
+    ink_rng_seed(&qr, 17);
+    double x[D], q[D], y;
+    for (int t = 0; t < N; t++) {
+        for (int k = 0; k < D; k++) x[k] = gauss(&rng);
+        y = x[0] * x[1] + 0.1 * gauss(&rng);
+        for (int k = 0; k < D; k++) q[k] = gauss(&qr);
+        REQUIRE(ask(s2, t % 2 ? "tau" : "predict", q, D) == 0);
+        REQUIRE(feed(s2, x, D, &y) == 0);
+        b[t] = (struct trace){seen.tau,  seen.deff, seen.gamma_eff,
+                              seen.yhat, seen.dict, seen.accepted};
+    }
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    CHECK(a[N - 1].gamma_eff > c.gamma); /* the cap was hit: escalations, evictions */
+    destroy(s1);
+    destroy(s2);
+}
+
 /* After many evictions (Givens column deletions, 5.1) the saved basis factor
  * still satisfies R^T R = K_bb for the surviving basis points, and
  * C^T C - mu I (the projected H) is positive semidefinite. */
