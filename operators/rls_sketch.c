@@ -3,12 +3,19 @@
  * size follows the effective dimension, with a prequential Nystrom KRR on
  * top (docs/algorithms.md sections 1 and 5.1).
  *
- * Per arrival, O(m^2): the new point's score from a Cholesky factor L of
- * S K_DD S + gamma_eff I kept in step with the dictionary, thinning of the
- * new point, and the KRR prediction and update. Every `batch` arrivals (or
- * when the dictionary overflows max_dict), O(m^3): all members re-estimated
- * from the eigen form and thinned (expand / estimate / shrink, 1.5), the cap
- * enforced by doubling gamma_eff (1.7), L refactored. */
+ * Default (batch 0, step_arrival), O(m^2 + m d) per arrival: every member
+ * re-scored and re-thinned from an updated inverse G = (K_DD + gamma_eff W)^-1,
+ * all of an arrival's changes to G applied as one low-rank update (left
+ * pending for the next arrival's product when nothing was evicted), KRR
+ * predict and update in one pass; the O(m^2) passes are in rls_linalg.c
+ * (docs/rls_sketch.md, "The default path" and "Where the time goes").
+ *
+ * batch N >= 1, O(m^2) per arrival: the new point's score from a Cholesky
+ * factor L of S K_DD S + gamma_eff I kept in step with the dictionary,
+ * thinning of the new point, and the KRR prediction and update. Every `batch`
+ * arrivals (or when the dictionary overflows max_dict), O(m^3): all members
+ * re-estimated from the eigen form and thinned (expand / estimate / shrink,
+ * 1.5), the cap enforced by doubling gamma_eff (1.7), L refactored. */
 #include "rls_sketch.h"
 
 #include <cblas.h>
