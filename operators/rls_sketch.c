@@ -883,14 +883,15 @@ static int step_arrival(struct rls_state *st, const double *x, double kxx, doubl
     if (border) append(st, x, kxx, res, zz, p, q);
     if (learn) st->yhat = krr_learn(st, y);
     /* Every change to G at this arrival as one update (docs/rls_sketch.md,
-     * "One pass per arrival"): x bordered in at weight qbar p / q, a change
+     * "The default path", step 4): x bordered in at weight qbar p / q, a change
      * of W_jj for each member whose weight changed, the limit W_jj -> inf
      * (Schur downdate) for each evicted one:
      *   G_bord = [G 0; 0 0] + v v^T / sig2,  v = [u; -1],
      *   G_new  = G_bord - C S^-1 C^T,  C = G_bord E_J,
      *   S = diag(1 / delta_J) + G_bord_JJ  (1 / delta = 0 for an eviction),
      * applied as G <- [G 0; 0 0] - Z M Z^T, Z = [v C], M = diag(-1/sig2, S^-1),
-     * in one pass over the triangle that also compacts out the evicted. */
+     * in one pass over the triangle that also compacts out the evicted, or,
+     * with no eviction, left pending for the next product (Zd, Ad). */
     int n = st->m;
     int32_t *J = (int32_t *)st->ev_iwork, k = 0;
     double *dl = st->kwork; /* delta of each change; 0 marks an eviction */
