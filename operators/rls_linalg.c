@@ -16,20 +16,17 @@ typedef double v4du __attribute__((vector_size(32), aligned(8), may_alias));
 #define LOAD4(p)     (*(const v4du *)(p))
 #define STORE4(p, v) (*(v4du *)(p) = (v))
 
-/* Each pass exists for AVX2 and for the x86-64 baseline (picked when the
- * program loads); both compute the same bits: no FMA (-ffp-contract=off and
- * no fma target), lane-wise arithmetic only. -DINK_RLS_NO_CLONES builds the
- * baseline only (to compare the two; docs/rls_sketch.md). */
-#if defined(__x86_64__) && defined(__has_attribute) && !defined(INK_RLS_NO_CLONES)
-#if __has_attribute(target_clones)
-#define CLONES __attribute__((target_clones("avx2", "default")))
+/* Each pass is built twice, for AVX2 and for the x86-64 baseline, and
+ * chosen at run time (ink_rls_simd); both compute the same bits: no FMA
+ * (-ffp-contract=off, and the avx2 target does not enable FMA), lane-wise
+ * arithmetic only (tests/test_rls_sketch.c, linalg_simd_paths_same_bits).
+ * The bodies are always_inline *_impl functions, so each wrapper gets its
+ * own code. -DINK_RLS_NO_CLONES builds the baseline only. (target_clones
+ * would do the same, but clang 14 cannot call a clone set from another
+ * translation unit.) */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(INK_RLS_NO_CLONES)
+#define AVX2_PATH 1
 #endif
-#endif
-#ifndef CLONES
-#define CLONES
-#endif
-/* Helpers are inlined into each clone (a shared out-of-line copy would be
- * built for the baseline only). */
 #define INLINE static inline __attribute__((always_inline))
 
 INLINE double dot8(const double *a, const double *b, int n)
@@ -45,7 +42,7 @@ INLINE double dot8(const double *a, const double *b, int n)
     return r;
 }
 
-CLONES double ink_rls_dot(const double *a, const double *b, int n)
+INLINE double dot_impl(const double *a, const double *b, int n)
 {
     return dot8(a, b, n);
 }
@@ -78,13 +75,13 @@ INLINE void symv_col(int n, int j, const double *a, const double *x, double *y)
     y[j] += a[j] * xj + t;
 }
 
-CLONES void ink_rls_symv_lower(int n, const double *A, int ld, const double *x, double *y)
+INLINE void symv_lower_impl(int n, const double *A, int ld, const double *x, double *y)
 {
     for (int i = 0; i < n; i++) y[i] = 0;
     for (int j = 0; j < n; j++) symv_col(n, j, A + (size_t)j * ld, x, y);
 }
 
-CLONES void ink_rls_trsv_lower(int n, const double *L, int ld, double *v)
+INLINE void trsv_lower_impl(int n, const double *L, int ld, double *v)
 {
     for (int k = 0; k < n; k++) {
         const double *l = L + (size_t)k * ld;
@@ -93,7 +90,7 @@ CLONES void ink_rls_trsv_lower(int n, const double *L, int ld, double *v)
     }
 }
 
-CLONES void ink_rls_trsv_upper_t(int n, const double *R, int ld, double *z)
+INLINE void trsv_upper_t_impl(int n, const double *R, int ld, double *z)
 {
     for (int j = 0; j < n; j++) {
         const double *r = R + (size_t)j * ld;
@@ -101,8 +98,7 @@ CLONES void ink_rls_trsv_upper_t(int n, const double *R, int ld, double *z)
     }
 }
 
-CLONES double ink_rls_krr_step(int n, double *F, int ld, double *z, double *acc, double *h,
-                               double y)
+INLINE double krr_step_impl(int n, double *F, int ld, double *z, double *acc, double *h, double y)
 {
     double yhat = 0, ya = y;
     for (int i = 0; i < n; i++) acc[i] = z[i];
@@ -152,8 +148,8 @@ INLINE void lowrank_col(int from, int n, double *g, const double *Z, const doubl
     }
 }
 
-CLONES void ink_rls_lowrank_compact(int n, double *G, int ld, const double *Z, const double *A,
-                                    int ldz, int k, const int *keep, int nk)
+INLINE void lowrank_compact_impl(int n, double *G, int ld, const double *Z, const double *A,
+                                 int ldz, int k, const int *keep, int nk)
 {
     if (!keep) nk = n;
     for (int b = 0; b < nk; b++) {
@@ -171,8 +167,8 @@ CLONES void ink_rls_lowrank_compact(int n, double *G, int ld, const double *Z, c
     }
 }
 
-CLONES void ink_rls_symv_lower_pending(int n, double *G, int ld, const double *Z, const double *A,
-                                       int ldz, int k, const double *x, double *y)
+INLINE void symv_lower_pending_impl(int n, double *G, int ld, const double *Z, const double *A,
+                                    int ldz, int k, const double *x, double *y)
 {
     for (int i = 0; i < n; i++) y[i] = 0;
     for (int j = 0; j < n; j++) {
@@ -235,7 +231,7 @@ void ink_rls_rot_chains(int nv, double *X, int ld, const int *k0, int kend, cons
     for (; r < nv; r++) rot_chain(X + (size_t)r * ld, k0[r], kend, cs, sn);
 }
 
-CLONES void ink_rls_rot_pair(int n, double *x, double *y, double c, double s)
+INLINE void rot_pair_impl(int n, double *x, double *y, double c, double s)
 {
     for (int i = 0; i < n; i++) {
         double a = x[i], b = y[i];
@@ -243,3 +239,85 @@ CLONES void ink_rls_rot_pair(int n, double *x, double *y, double c, double s)
         y[i] = -s * a + c * b;
     }
 }
+
+/* ------------------------------------------------------------ dispatch */
+
+static int simd_avail(void)
+{
+#ifdef AVX2_PATH
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+/* Set once when the program loads (before any thread), changed only by
+ * ink_rls_set_simd. */
+static int simd_use;
+__attribute__((constructor)) static void simd_init(void)
+{
+    simd_use = simd_avail();
+}
+
+int ink_rls_set_simd(int on)
+{
+    if (on < 0 || on > simd_avail()) return -1;
+    simd_use = on;
+    return 0;
+}
+
+#ifdef AVX2_PATH
+#define AVX2_FN(ret, name, params, args)                                                           \
+    __attribute__((target("avx2"))) static ret name##_avx2 params                                  \
+    {                                                                                              \
+        return name##_impl args;                                                                   \
+    }
+#define AVX2_VFN(name, params, args)                                                               \
+    __attribute__((target("avx2"))) static void name##_avx2 params                                 \
+    {                                                                                              \
+        name##_impl args;                                                                          \
+    }
+#define PICK(name, args) (simd_use ? name##_avx2 args : name##_impl args)
+#define VPICK(name, args)                                                                          \
+    do {                                                                                           \
+        if (simd_use)                                                                              \
+            name##_avx2 args;                                                                      \
+        else                                                                                       \
+            name##_impl args;                                                                      \
+    } while (0)
+#else
+#define AVX2_FN(ret, name, params, args)
+#define AVX2_VFN(name, params, args)
+#define PICK(name, args)  (name##_impl args)
+#define VPICK(name, args) name##_impl args
+#endif
+
+#define PASS(ret, name, params, args)                                                              \
+    AVX2_FN(ret, name, params, args)                                                               \
+    ret ink_rls_##name params                                                                      \
+    {                                                                                              \
+        return PICK(name, args);                                                                   \
+    }
+#define VPASS(name, params, args)                                                                  \
+    AVX2_VFN(name, params, args)                                                                   \
+    void ink_rls_##name params                                                                     \
+    {                                                                                              \
+        VPICK(name, args);                                                                         \
+    }
+
+PASS(double, dot, (const double *a, const double *b, int n), (a, b, n))
+VPASS(symv_lower, (int n, const double *A, int ld, const double *x, double *y), (n, A, ld, x, y))
+VPASS(trsv_lower, (int n, const double *L, int ld, double *v), (n, L, ld, v))
+VPASS(trsv_upper_t, (int n, const double *R, int ld, double *z), (n, R, ld, z))
+PASS(double, krr_step, (int n, double *F, int ld, double *z, double *acc, double *h, double y),
+     (n, F, ld, z, acc, h, y))
+VPASS(lowrank_compact,
+      (int n, double *G, int ld, const double *Z, const double *A, int ldz, int k, const int *keep,
+       int nk),
+      (n, G, ld, Z, A, ldz, k, keep, nk))
+VPASS(symv_lower_pending,
+      (int n, double *G, int ld, const double *Z, const double *A, int ldz, int k, const double *x,
+       double *y),
+      (n, G, ld, Z, A, ldz, k, x, y))
+VPASS(rot_pair, (int n, double *x, double *y, double c, double s), (n, x, y, c, s))

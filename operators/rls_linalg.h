@@ -3,8 +3,8 @@
  * "Where the time goes"). Every result is defined by the source order of
  * its operations (reductions run in 8 fixed lanes, combined in a fixed
  * tree; no FMA contraction, see CMakeLists.txt), so the bits do not depend
- * on the vector width the compiler or the CPU picks. Matrices are
- * column-major with leading dimension ld. */
+ * on the vector width the compiler or the CPU picks (AVX2 or baseline, chosen
+ * at run time). Matrices are column-major with leading dimension ld. */
 #ifndef INK_RLS_LINALG_H
 #define INK_RLS_LINALG_H
 
@@ -53,5 +53,10 @@ void ink_rls_rot_chains(int nv, double *X, int ld, const int *k0, int kend, cons
 
 /* (x, y) <- (c x + s y, -s x + c y), element-wise. */
 void ink_rls_rot_pair(int n, double *x, double *y, double c, double s);
+
+/* Which build of the passes runs: 1 AVX2, 0 the x86-64 baseline (both give the
+ * same bits). The default is AVX2 where the CPU has it. Returns -1 (and changes
+ * nothing) when `on` is not available. For tests. */
+int ink_rls_set_simd(int on);
 
 #endif

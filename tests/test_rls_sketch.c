@@ -1378,6 +1378,33 @@ TEST(linalg_passes_match_blas)
     CHECK(memcmp(G, F2, sizeof G) == 0);
 }
 
+/* The AVX2 and baseline builds of the passes give the same bits (no FMA,
+ * lane-wise arithmetic, fixed-order reductions; docs/rls_sketch.md): the
+ * same stream (escalations, evictions, predict) through both. */
+TEST(linalg_simd_paths_same_bits)
+{
+    enum { N = 700 };
+    static struct trace a[N], b[N];
+    if (ink_rls_set_simd(1) != 0) {
+        printf("no AVX2 on this CPU: only the baseline build runs here\n");
+        return;
+    }
+    struct ink_rls_conf c = t7_conf();
+    c.batch = 0;
+    c.slack = default_conf(3, 1).slack;
+    c.max_dict = 96;
+    void *s1 = make(&c), *s2 = make(&c);
+    REQUIRE(s1 && s2);
+    run_trace(s1, 0, N, a);
+    REQUIRE(ink_rls_set_simd(0) == 0);
+    run_trace(s2, 0, N, b);
+    ink_rls_set_simd(1);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    CHECK(a[N - 1].gamma_eff > c.gamma);
+    destroy(s1);
+    destroy(s2);
+}
+
 TEST(no_allocation_after_init)
 {
 #ifdef __SANITIZE_ADDRESS__
