@@ -257,6 +257,7 @@ static void zmq_conn(struct ink_node *n, uint64_t out[INK_CONN__COUNT])
     out[INK_CONN_REFUSED_AUTH] = st.refused_auth;
     out[INK_CONN_REFUSED_HANDSHAKE] = st.refused_protocol;
     out[INK_CONN_DISCONNECTED] = st.disconnects;
+    out[INK_CONN_DROPPED] = st.dropped;
 }
 
 /* At close: what the security thread saw on this socket. */
@@ -264,13 +265,17 @@ static void log_conn_stats(struct ink_node *n)
 {
     struct ink_zmq_stats st;
     ink_zmq_stats(n->name, &st);
+    char drops[64] = "";
+    if (st.dropped)
+        snprintf(drops, sizeof drops, " (%llu dropped by the socket)",
+                 (unsigned long long)st.dropped);
     fprintf(stderr,
             "inkflow: [%s] connections: %llu accepted, %llu admitted, refused %llu "
-            "(auth %llu, handshake %llu), %llu disconnected\n",
+            "(auth %llu, handshake %llu), %llu disconnected%s\n",
             n->name, (unsigned long long)st.accepted, (unsigned long long)st.handshakes,
             (unsigned long long)(st.refused_auth + st.refused_protocol),
             (unsigned long long)st.refused_auth, (unsigned long long)st.refused_protocol,
-            (unsigned long long)st.disconnects);
+            (unsigned long long)st.disconnects, drops);
 }
 
 static int zsrc_open(struct ink_node *n, struct ink_err *err)

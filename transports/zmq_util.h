@@ -76,6 +76,8 @@ struct ink_zmq_stats {
     uint64_t refused_protocol; /* handshake failed: no CURVE, wrong server key, bad greeting */
     uint64_t disconnects;      /* connections closed after a handshake (peer left, or a frame
                                   over the socket's size cap) */
+    uint64_t dropped;          /* of those, closed by the socket itself: a frame over its cap
+                                  (4 x max_message_bytes) or a ZMTP protocol error */
 };
 
 /* As ink_zmq_open, for a graph node: `name` is the ZAP domain of a CURVE
