@@ -156,7 +156,8 @@ struct domain {
         char addr[96];
     } conn[MAX_CONNS];
     int conn_next;
-    int pending; /* handshake-failure event not yet matched with its disconnect */
+    double last_open; /* ink_now() of the last ACCEPTED/CONNECTED */
+    int pending;      /* handshake-failure event not yet matched with its disconnect */
     int pending_code;
     struct ink_ratelimit rl_mon, rl_zap; /* each logs on its own: one never hides the other */
 };
@@ -395,13 +396,18 @@ static void mon_event(struct domain *d)
     memcpy(&ev, zmq_msg_data(&a), 2);
     memcpy(&val, (uint8_t *)zmq_msg_data(&a) + 2, 4);
     char addr[96];
+    double now;
     switch (ev) {
     case ZMQ_EVENT_ACCEPTED:
+        now = ink_now();
+        __atomic_store(&d->last_open, &now, __ATOMIC_RELAXED);
         BUMP(d, accepted);
         peer_name((int)val, addr, sizeof addr);
         conn_note(d, (int)val, addr);
         break;
     case ZMQ_EVENT_CONNECTED:
+        now = ink_now();
+        __atomic_store(&d->last_open, &now, __ATOMIC_RELAXED);
         BUMP(d, accepted);
         snprintf(addr, sizeof addr, "%.*s", (int)zmq_msg_size(&b), (char *)zmq_msg_data(&b));
         conn_note(d, (int)val, addr);
@@ -671,6 +677,9 @@ void ink_zmq_stats(const char *name, struct ink_zmq_stats *out)
         out->refused_protocol = __atomic_load_n(&d->st.refused_protocol, __ATOMIC_RELAXED);
         out->disconnects = __atomic_load_n(&d->st.disconnects, __ATOMIC_RELAXED);
         out->dropped = __atomic_load_n(&d->st.dropped, __ATOMIC_RELAXED);
+        uint64_t closed = out->disconnects + out->refused_auth + out->refused_protocol;
+        out->open = out->accepted > closed ? out->accepted - closed : 0;
+        __atomic_load(&d->last_open, &out->last_open, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&sec.mu);
 }
@@ -753,6 +762,13 @@ void *ink_zmq_open_node(void *ctx, int zt, const struct ink_zmq_conf *c, const c
         zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &m, sizeof m);
     }
     if (c->conflate) setint(s, ZMQ_CONFLATE, 1);
+    /* zmq.h declares ZMQ_METADATA only with the draft API; Debian's libzmq
+     * 4.3.4 accepts it by its number */
+    if (c->metadata && zmq_setsockopt(s, 95 /* ZMQ_METADATA */, c->metadata, strlen(c->metadata)))
+        fprintf(stderr,
+                "inkflow: note: this libzmq refuses ZMQ_METADATA (%s): inkflow receivers "
+                "cannot tell that this sender sends an end of stream\n",
+                zmq_strerror(zmq_errno()));
     if (zt == ZMQ_SUB) {
         const char *topic = c->subscribe ? c->subscribe : "";
         zmq_setsockopt(s, ZMQ_SUBSCRIBE, topic, strlen(topic));
