@@ -383,14 +383,13 @@ static int exchange(void *sock, void *ack, uint64_t id, const char *told, uint64
             next_send = ink_now() + 0.5;
         }
         take(ack, id, hello, nhello, acked, &nacked, received, 100);
-        int want = hello && *nhello > need ? *nhello : need;
-        if (nacked >= want) {
+        if (nacked >= need) {
             rc = 0;
             break;
         }
     }
     if (rc == INK_EAGAIN) {
-        int want = hello && *nhello > need ? *nhello : need;
+        int want = need;
         ink_err_set(
             err, INK_EAGAIN,
             "end of stream: %d of %d receiver%s acknowledged within %.1f s (is the receiver "
@@ -464,8 +463,8 @@ int ink_eos_finish(struct ink_eos_sender *s, void *sock, int mode, uint64_t sent
         }
         if (st.open == 0 && s->nhello == 0)
             return ink_err_set(err, INK_EAGAIN,
-                               "end of stream: no receiver connected within %.1f s; the %llu "
-                               "messages sent may be lost",
+                               "end of stream: no receiver connected (handshake done) within "
+                               "%.1f s; the %llu messages sent may be lost",
                                timeout, (unsigned long long)sent);
         /* a receiver says hello once it has read a first record */
         double t_ref = s->first_send > st.last_open ? s->first_send : st.last_open;
@@ -490,6 +489,12 @@ int ink_eos_finish(struct ink_eos_sender *s, void *sock, int mode, uint64_t sent
             return 1;
         }
     }
-    return exchange(sock, s->ack, s->id, s->told, sent, timeout, mode == INK_EOS_AUTO ? 0 : 1,
-                    s->hello, &s->nhello, received, err);
+    /* Wait for the receivers connected now: a hello from one that has left
+     * (restarted, say) is not waited for, and one that acknowledges and
+     * leaves still counts. */
+    struct ink_zmq_stats st;
+    ink_zmq_stats(s->name, &st);
+    uint64_t need = st.open < (uint64_t)s->nhello ? st.open : (uint64_t)s->nhello;
+    return exchange(sock, s->ack, s->id, s->told, sent, timeout, need ? (int)need : 1, s->hello,
+                    &s->nhello, received, err);
 }

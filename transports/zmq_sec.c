@@ -156,7 +156,7 @@ struct domain {
         char addr[96];
     } conn[MAX_CONNS];
     int conn_next;
-    double last_open; /* ink_now() of the last ACCEPTED/CONNECTED */
+    double last_open; /* ink_now() of the last HANDSHAKE_SUCCEEDED */
     int pending;      /* handshake-failure event not yet matched with its disconnect */
     int pending_code;
     struct ink_ratelimit rl_mon, rl_zap; /* each logs on its own: one never hides the other */
@@ -399,20 +399,18 @@ static void mon_event(struct domain *d)
     double now;
     switch (ev) {
     case ZMQ_EVENT_ACCEPTED:
-        now = ink_now();
-        __atomic_store(&d->last_open, &now, __ATOMIC_RELAXED);
         BUMP(d, accepted);
         peer_name((int)val, addr, sizeof addr);
         conn_note(d, (int)val, addr);
         break;
     case ZMQ_EVENT_CONNECTED:
-        now = ink_now();
-        __atomic_store(&d->last_open, &now, __ATOMIC_RELAXED);
         BUMP(d, accepted);
         snprintf(addr, sizeof addr, "%.*s", (int)zmq_msg_size(&b), (char *)zmq_msg_data(&b));
         conn_note(d, (int)val, addr);
         break;
     case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        now = ink_now();
+        __atomic_store(&d->last_open, &now, __ATOMIC_RELAXED);
         BUMP(d, handshakes);
         break;
     case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
@@ -677,8 +675,8 @@ void ink_zmq_stats(const char *name, struct ink_zmq_stats *out)
         out->refused_protocol = __atomic_load_n(&d->st.refused_protocol, __ATOMIC_RELAXED);
         out->disconnects = __atomic_load_n(&d->st.disconnects, __ATOMIC_RELAXED);
         out->dropped = __atomic_load_n(&d->st.dropped, __ATOMIC_RELAXED);
-        uint64_t closed = out->disconnects + out->refused_auth + out->refused_protocol;
-        out->open = out->accepted > closed ? out->accepted - closed : 0;
+        /* a failed handshake is counted as refused, not as a disconnect */
+        out->open = out->handshakes > out->disconnects ? out->handshakes - out->disconnects : 0;
         __atomic_load(&d->last_open, &out->last_open, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&sec.mu);

@@ -86,8 +86,8 @@ struct ink_zmq_stats {
                                   over the socket's size cap) */
     uint64_t dropped;          /* of those, closed by the socket itself: a frame over its cap
                                   (4 x max_message_bytes) or a ZMTP protocol error */
-    uint64_t open;             /* connections open now (accepted, not yet closed) */
-    double last_open;          /* ink_now() when the last one opened (0 = never) */
+    uint64_t open;             /* connections open now (handshake done, not yet closed) */
+    double last_open;          /* ink_now() of the last handshake done (0 = never) */
 };
 
 /* As ink_zmq_open, for a graph node: `name` is the ZAP domain of a CURVE
