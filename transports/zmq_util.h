@@ -153,13 +153,17 @@ struct ink_eos_seen {
     uint64_t rid;        /* this receiver's id in acks and hellos (set on first use) */
     uint64_t hellos[64]; /* senders greeted */
     int nh, nexth;
-    uint64_t last_sender; /* the sender of the previous data message (fast path) */
+    const char *last_prop; /* the property of the previous data message, and its id: a */
+    char last_id[16];      /* message of the same sender skips the parsing */
 };
 int ink_eos_handle(void *ctx, void *sock, zmq_msg_t *tag, uint64_t received,
                    struct ink_eos_seen *seen, int *fresh, struct ink_err *err);
 /* Every data message of a pull receiver: when it comes from a sender that
  * negotiates and was not greeted yet, say hello to it. 1 when a hello was
- * sent, 0 nothing to do, <0 with err (a refused ack endpoint). */
+ * sent, 0 nothing to do, <0 with err (a refused ack endpoint). Costs one
+ * zmq_msg_gets (a map lookup in libzmq) per message: libzmq 4.3 offers no
+ * cheaper way to tell which connection a message came from (ZMQ_SRCFD costs
+ * the same). */
 int ink_eos_notice(void *ctx, zmq_msg_t *m, struct ink_eos_seen *seen, struct ink_err *err);
 
 /* zmq_setsockopt of an int (zmq_sec.c, zmq_eos.c). */
