@@ -208,11 +208,10 @@ int ink_eos_handle(void *ctx, void *sock, zmq_msg_t *tag, uint64_t received,
 int ink_eos_notice(void *ctx, zmq_msg_t *m, struct ink_eos_seen *seen, struct ink_err *err)
 {
     const char *v = zmq_msg_gets(m, INK_EOS_PROPERTY);
-    if (!v) return 0;
+    if (!v || v[0] != '1' || v[1] != ' ') return 0;
     /* the same sender as the previous message (the pointer alone could be a
      * freed property's address reused by another connection) */
-    if (v == seen->last_prop && memcmp(v + 2, seen->last_id, 16) == 0) return 0;
-    if (v[0] != '1' || v[1] != ' ') return 0;
+    if (v == seen->last_prop && strncmp(v + 2, seen->last_id, 16) == 0) return 0;
     char *end;
     uint64_t id = strtoull(v + 2, &end, 16);
     if (end != v + 18 || *end != ' ') return 0;
