@@ -7,8 +7,9 @@
 - End of stream only where it is understood (`eos: auto`, the default): a
   plain pyzmq PULL consumer reads a push sink, and `inkflow send`, to the end
   with a strict decoder and sees no frame that is not a record; the graph
-  exits by itself or on SIGINT within 3 s (it used to wait 5 s for an
-  acknowledgement that never came); two `inkflow recv` receivers of one push
+  exits by itself within 4 s (at most the 1 s hello window; it used to wait
+  the 5 s eos_timeout for an acknowledgement that never came), on SIGINT
+  within 3 s, and `inkflow send` exits 0 within 4 s (it waited 10 s, exit 1); two `inkflow recv` receivers of one push
   sink both get the marker and acknowledge, and end by themselves.
 """
 import os
@@ -159,7 +160,7 @@ got, errors = consumer.join()
 inkt.check(len(got) == N and [r.get("y") for r in got] == list(range(N)) and not errors,
            "plain PULL consumer: all %d records of the sink, nothing else (%d, errors %s)"
            % (N, len(got), errors[:2]))
-inkt.check(rc == 0 and took < 3.0, "the graph ended by itself within 3 s (rc %s, %.2f s): %s"
+inkt.check(rc == 0 and took < 4.0, "the graph ended by itself within 4 s (rc %s, %.2f s): %s"
            % (rc, took, err[-600:]))
 inkt.check("end of stream not sent" in err and "acknowledg" not in err,
            "its log says the marker was not sent, and waits for no acknowledgement")
@@ -201,11 +202,22 @@ s = inkt.run([B, "send", ep, data], timeout=60)
 took = time.time() - t0
 got, errors = consumer.join()
 serr = s.stderr.decode()
-inkt.check(s.returncode == 0 and took < 3.0, "inkflow send to a plain consumer: exit 0 within "
-           "3 s (rc %d, %.2f s): %s" % (s.returncode, took, serr.strip()))
+inkt.check(s.returncode == 0 and took < 4.0, "inkflow send to a plain consumer: exit 0 within "
+           "4 s (rc %d, %.2f s): %s" % (s.returncode, took, serr.strip()))
 inkt.check(len(got) == N and not errors, "the plain consumer read %d records, nothing else "
            "(%d, %s)" % (N, len(got), errors[:2]))
 inkt.check("end of stream not sent" in serr, "send says it sent no end of stream")
+r = inkt.run([B, "send", ep, data, "--eos", "maybe"])
+inkt.check(r.returncode == 2 and b"--eos" in r.stderr, "send --eos maybe: refused, exit 2")
+bad = inkt.write_config(d, """
+sources:
+  src: {type: file, path: %s}
+sinks:
+  out: {type: zmq, socket: push, bind: "%s", inputs: [src], eos: maybe}
+""" % (data, ep), name="bad_eos.yaml")
+r = inkt.run([B, "validate", bad])
+inkt.check(r.returncode == 2 and b"auto, true, false" in r.stderr,
+           "eos: maybe is a config error naming the choices: %s" % r.stderr.decode().strip())
 
 # --- 3. inkflow -> inkflow: two receivers of one push sink both end ---------------------
 e_in, e_out = inkt.endpoint(), inkt.endpoint()
