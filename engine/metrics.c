@@ -216,16 +216,18 @@ static void render_operators(struct ink_buf *b, const struct ink_metrics *m)
 
 static void render_connections(struct ink_buf *b, const struct ink_metrics *m)
 {
-    static const char *const ev[INK_CONN__COUNT] = {[INK_CONN_ACCEPTED] = "accepted",
-                                                    [INK_CONN_ADMITTED] = "admitted",
-                                                    [INK_CONN_REFUSED_AUTH] = "refused_auth",
-                                                    [INK_CONN_REFUSED_HANDSHAKE] =
-                                                        "refused_handshake",
-                                                    [INK_CONN_DISCONNECTED] = "disconnected"};
+    static const char *const ev[INK_CONN__COUNT] = {
+        [INK_CONN_ACCEPTED] = "accepted",
+        [INK_CONN_ADMITTED] = "admitted",
+        [INK_CONN_REFUSED_AUTH] = "refused_auth",
+        [INK_CONN_REFUSED_HANDSHAKE] = "refused_handshake",
+        [INK_CONN_DISCONNECTED] = "disconnected",
+        [INK_CONN_DROPPED] = "dropped"};
     head(b, "inkflow_connections_total", "counter",
          "connection events of a transport's sockets: accepted or made, admitted "
          "(handshake done), refused by authentication (zmq: CURVE/ZAP) or a failed "
-         "handshake, disconnected");
+         "handshake, disconnected, and of those dropped by the socket itself (zmq: a "
+         "frame over its cap)");
     char e[512];
     for (int i = 0; i < m->n; i++)
         if (m->nodes[i].has_conn)

@@ -55,6 +55,8 @@ enum {
     INK_CONN_REFUSED_AUTH,
     INK_CONN_REFUSED_HANDSHAKE,
     INK_CONN_DISCONNECTED,
+    INK_CONN_DROPPED, /* of the disconnects, the ones the transport made (zmq: a frame over the cap)
+                       */
     INK_CONN__COUNT
 };
 
