@@ -493,9 +493,15 @@ static int sync_outputs(struct ink_graph *g, struct ink_err *err)
         int rc;
         while ((rc = fdatasync(g->snap_sync[k])) && errno == EINTR) {
         }
-        if (rc)
+        if (rc) {
+            /* The kernel reports a failed writeback once per file: a later
+             * fdatasync may succeed with the data lost, so no later snapshot
+             * may claim this output (cut() refuses from now on). */
+            int e = errno;
+            g->snap_lost = g->snap_sync_node[k] + 1;
             return ink_err_set(err, INK_EIO, "%s: cannot sync the output: %s",
-                               g->nodes[g->snap_sync_node[k]].name, strerror(errno));
+                               g->nodes[g->snap_sync_node[k]].name, strerror(e));
+        }
     }
     return 0;
 }
@@ -559,6 +565,12 @@ static int cut(struct ink_graph *g, char *path, size_t n, struct ink_err *err)
 {
     if (ink_snapshot_path(g->cfg, path, n))
         return ink_err_set(err, INK_EINVAL, "no engine.snapshot");
+    if (g->snap_lost)
+        return ink_err_set(err, INK_EIO,
+                           "%s: an earlier sync of its output failed, so what it wrote may not "
+                           "be on disk; no snapshot can cover it (restart from the last good "
+                           "snapshot with --restore)",
+                           g->nodes[g->snap_lost - 1].name);
     int rc = check_owner(g, err);
     if (!rc) rc = pack_transports(g, err);
     if (!rc && !g->snap_buf && !(g->snap_buf = calloc(1, sizeof *g->snap_buf)))
@@ -583,13 +595,14 @@ int ink_snapshot_write(struct ink_graph *g, struct ink_err *err)
 /* What the writer child reports on its pipe (one write, < PIPE_BUF). */
 struct child_report {
     int rc;
+    int lost; /* the child's g->snap_lost */
     uint64_t bytes;
     char msg[sizeof(((struct ink_err *)0)->msg)];
 };
 
-static void child_report(int fd, int rc, uint64_t bytes, const char *msg)
+static void child_report(int fd, int rc, int lost, uint64_t bytes, const char *msg)
 {
-    struct child_report r = {.rc = rc, .bytes = bytes};
+    struct child_report r = {.rc = rc, .lost = lost, .bytes = bytes};
     snprintf(r.msg, sizeof r.msg, "%s", msg);
     ssize_t w = write(fd, &r, sizeof r);
     (void)w;
@@ -637,7 +650,7 @@ static void child_main(struct ink_graph *g, const char *path, double wall, pid_t
     int rc = close_all_but(wfd, g->snap_sync, g->snap_nsync)
                  ? ink_err_set(&err, INK_ENOMEM, "out of memory")
                  : write_here(g, path, wall, parent, &err);
-    child_report(wfd, rc, rc ? 0 : g->snap_buf->len, err.msg);
+    child_report(wfd, rc, g->snap_lost, rc ? 0 : g->snap_buf->len, err.msg);
     _exit(rc ? 1 : 0);
 }
 
@@ -699,6 +712,7 @@ int ink_snapshot_poll(struct ink_graph *g, bool wait, struct ink_err *err)
         return ink_err_set(err, INK_EIO, "the snapshot writer (pid %ld) ended without a report",
                            (long)pid);
     }
+    if (r.lost > 0 && r.lost <= g->n && !g->snap_lost) g->snap_lost = r.lost;
     if (r.rc) return ink_err_set(err, r.rc, "%s", r.msg);
     snapshot_done(g, g->snap_cut_wall, g->snap_cut_t, r.bytes);
     return 0;

@@ -177,6 +177,7 @@ const struct ink_source_type ink_source_testfd = {
 
 struct testfd_sink_conf {
     int64_t fd, ack_fd;
+    bool durable; /* give fd to the snapshot writer to fdatasync (a pipe: it fails) */
 };
 
 static const struct ink_param testfd_sink_params[] = {
@@ -194,6 +195,11 @@ static const struct ink_param testfd_sink_params[] = {
      .min = 0,
      .max = 1048576,
      .help = "file descriptor polled for acknowledgements (bytes, counted)"},
+    {.name = "durable",
+     .type = INK_P_BOOL,
+     .offset = offsetof(struct testfd_sink_conf, durable),
+     .def = "false",
+     .help = "hand fd to the snapshot writer as the output to fdatasync (durable_fd)"},
     {0},
 };
 
@@ -246,6 +252,12 @@ static void tsnk_service(struct ink_node *n)
     while ((r = read(k->ack_fd, b, sizeof b)) > 0) k->acks += (uint64_t)r;
 }
 
+static int tsnk_durable_fd(struct ink_node *n)
+{
+    const struct testfd_sink_conf *c = n->nc->conf;
+    return c->durable ? ((struct testfd_sink *)n->impl)->fd : -1;
+}
+
 static void tsnk_metrics(struct ink_node *n, struct ink_buf *out)
 {
     struct testfd_sink *k = n->impl;
@@ -275,4 +287,5 @@ const struct ink_sink_type ink_sink_testfd = {
     .pollitem = tsnk_pollitem,
     .service = tsnk_service,
     .metrics = tsnk_metrics,
+    .durable_fd = tsnk_durable_fd,
 };

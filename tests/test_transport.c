@@ -459,6 +459,40 @@ TEST(sink_pollitem_serviced_by_the_loop)
     cleanup();
 }
 
+/* A sink whose output fails to sync (fdatasync on a pipe: EINVAL): the
+ * snapshot fails, and every later one is refused too, even if a later
+ * fdatasync would succeed (the kernel reports a lost writeback once); the run
+ * ends non-zero and no snapshot file claims the output. */
+TEST(a_failed_output_sync_fails_every_later_snapshot)
+{
+    setup("lostsync");
+    write_file("in.jsonl", lines);
+    int out[2], ack[2];
+    REQUIRE(pipe(out) == 0 && pipe(ack) == 0);
+    char yaml[512];
+    snprintf(yaml, sizeof yaml,
+             "engine: {snapshot: {dir: snap, every: 0, every_records: 2}}\n"
+             "sources:\n  src: {type: file, path: in.jsonl}\n"
+             "sinks:\n  k: {type: testfd, fd: %d, ack_fd: %d, durable: true, inputs: [src]}\n",
+             out[1], ack[0]);
+    struct ink_config cfg = {0};
+    REQUIRE(load(&cfg, yaml) == 0);
+    struct ink_err err = {0};
+    struct ink_graph *g = NULL;
+    REQUIRE(ink_graph_build(&g, &cfg, &err) == 0);
+    CHECK(ink_graph_run(g) != 0); /* the last (final) snapshot failed */
+    CHECK(g->snap_count == 0);
+    CHECK_MSG(g->snap_failed >= 2, "%llu", (unsigned long long)g->snap_failed);
+    CHECK(g->snap_lost == 2); /* 1 + the sink's node index */
+    CHECK_MSG(strstr(g->snap_error, "an earlier sync of its output failed"), "%s", g->snap_error);
+    CHECK(g->nodes[1].c.out == 5);
+    ink_graph_free(g);
+    CHECK(access("snap/graph.snap", F_OK) != 0);
+    close(out[0]), close(out[1]), close(ack[0]), close(ack[1]);
+    ink_config_free(&cfg);
+    cleanup();
+}
+
 /* Every registered node type is a descriptor with its required hooks. */
 TEST(registry_descriptors_complete)
 {
