@@ -315,6 +315,11 @@ static int commit_file(const char *path, const struct ink_buf *b, struct ink_err
     return commit_file_as(path, b, 0, err);
 }
 
+int ink_snapshot_commit_file(const char *path, const struct ink_buf *b, struct ink_err *err)
+{
+    return commit_file(path, b, err);
+}
+
 static int commit_file_checked(const char *path, const struct ink_buf *b, pid_t parent,
                                struct ink_err *err)
 {
@@ -395,10 +400,15 @@ static int encode(struct ink_graph *g, double wall, struct ink_buf *b, struct in
                                       g->snap_off[i + 1] - g->snap_off[i]);
         if (rc) return rc < 0 && err->msg[0] ? rc : ink_err_set(err, INK_ENOMEM, "out of memory");
     }
+    return ink_snapshot_seal(g->cfg, b, err);
+}
+
+int ink_snapshot_seal(const struct ink_config *cfg, struct ink_buf *b, struct ink_err *err)
+{
     size_t plen = b->len - INK_SNAP_HEADER;
     memcpy(b->p, magic, 8);
     put_u32(b->p + 8, INK_SNAP_VERSION);
-    put_u64(b->p + 16, g->cfg->hash);
+    put_u64(b->p + 16, cfg->hash);
     put_u64(b->p + 24, (uint64_t)plen);
     uint8_t crc[4];
     put_u32(crc, ink_crc32c(0, b->p, b->len));
@@ -588,9 +598,14 @@ static const msgpack_object *map_get(const msgpack_object *m, const char *key)
     return NULL;
 }
 
+static int refuse_path(const char *path, struct ink_err *err, const char *why)
+{
+    return ink_err_set(err, INK_ESTATE, "snapshot %s refused: %s", path, why);
+}
+
 static int refuse(struct ink_snap *s, struct ink_err *err, const char *why)
 {
-    return ink_err_set(err, INK_ESTATE, "snapshot %s refused: %s", s->path, why);
+    return refuse_path(s->path, err, why);
 }
 
 static int read_file(struct ink_snap *s, struct ink_err *err)
@@ -645,6 +660,57 @@ static int verify_nodes(struct ink_snap *s, const struct ink_config *cfg, struct
     return 0;
 }
 
+int ink_snapshot_verify(const struct ink_config *cfg, const char *path, const uint8_t *p,
+                        size_t len, msgpack_unpacked *u, struct ink_err *err)
+{
+    char why[256];
+    if (len < INK_SNAP_HEADER + 4) {
+        snprintf(why, sizeof why, "truncated (%zu bytes, a snapshot has at least %d)", len,
+                 INK_SNAP_HEADER + 4);
+        return refuse_path(path, err, why);
+    }
+    if (memcmp(p, magic, 8) != 0)
+        return refuse_path(path, err, "not an inkflow snapshot (bad magic)");
+    if (get_u32(p + 8) != INK_SNAP_VERSION) {
+        snprintf(why, sizeof why,
+                 "format version %u, this inkflow reads version %d only (written by another "
+                 "inkflow release: resume with that release, or start afresh without --restore)",
+                 get_u32(p + 8), INK_SNAP_VERSION);
+        return refuse_path(path, err, why);
+    }
+    uint64_t plen = get_u64(p + 24);
+    if (plen != len - INK_SNAP_HEADER - 4) {
+        snprintf(why, sizeof why,
+                 "truncated or extended: header says %llu payload bytes, the file "
+                 "holds %zu",
+                 (unsigned long long)plen, len - INK_SNAP_HEADER - 4);
+        return refuse_path(path, err, why);
+    }
+    uint32_t crc = ink_crc32c(0, p, len - 4), want = get_u32(p + len - 4);
+    if (crc != want) {
+        snprintf(why, sizeof why, "corrupt: CRC32C is %08x, the file says %08x", crc, want);
+        return refuse_path(path, err, why);
+    }
+    if (get_u64(p + 16) != cfg->hash) {
+        snprintf(why, sizeof why, "taken with a different config (hash %016llx, %s is %016llx)",
+                 (unsigned long long)get_u64(p + 16), cfg->path, (unsigned long long)cfg->hash);
+        return refuse_path(path, err, why);
+    }
+    size_t off = 0, olen = 0;
+    enum ink_reject scan_why;
+    /* msgpack-c allocates what a container declares: a pre-scan first checks
+     * every declared length against the bytes present (fuzz finding,
+     * tests/fuzz/regress/snapshot). */
+    if (ink_msgpack_scan(p + INK_SNAP_HEADER, (size_t)plen, INK_DEPTH_CAP, &olen, &scan_why) != 0 ||
+        olen != plen)
+        return refuse_path(path, err, "the payload is not one msgpack object");
+    if (msgpack_unpack_next(u, (const char *)p + INK_SNAP_HEADER, (size_t)plen, &off) !=
+            MSGPACK_UNPACK_SUCCESS ||
+        off != plen)
+        return refuse_path(path, err, "the payload is not one msgpack object");
+    return 0;
+}
+
 int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struct ink_err *err)
 {
     *out = NULL;
@@ -661,51 +727,8 @@ int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struc
     if (rc && !(rc == INK_EIO && errno == ENOENT)) return rc;
     rc = read_file(s, err);
     if (rc) return rc;
-    const uint8_t *p = s->bytes;
-    char why[256];
-    if (s->len < INK_SNAP_HEADER + 4) {
-        snprintf(why, sizeof why, "truncated (%zu bytes, a snapshot has at least %d)", s->len,
-                 INK_SNAP_HEADER + 4);
-        return refuse(s, err, why);
-    }
-    if (memcmp(p, magic, 8) != 0) return refuse(s, err, "not an inkflow snapshot (bad magic)");
-    if (get_u32(p + 8) != INK_SNAP_VERSION) {
-        snprintf(why, sizeof why,
-                 "format version %u, this inkflow reads version %d only (written by another "
-                 "inkflow release: resume with that release, or start afresh without --restore)",
-                 get_u32(p + 8), INK_SNAP_VERSION);
-        return refuse(s, err, why);
-    }
-    uint64_t plen = get_u64(p + 24);
-    if (plen != s->len - INK_SNAP_HEADER - 4) {
-        snprintf(why, sizeof why,
-                 "truncated or extended: header says %llu payload bytes, the file "
-                 "holds %zu",
-                 (unsigned long long)plen, s->len - INK_SNAP_HEADER - 4);
-        return refuse(s, err, why);
-    }
-    uint32_t crc = ink_crc32c(0, p, s->len - 4), want = get_u32(p + s->len - 4);
-    if (crc != want) {
-        snprintf(why, sizeof why, "corrupt: CRC32C is %08x, the file says %08x", crc, want);
-        return refuse(s, err, why);
-    }
-    if (get_u64(p + 16) != cfg->hash) {
-        snprintf(why, sizeof why, "taken with a different config (hash %016llx, %s is %016llx)",
-                 (unsigned long long)get_u64(p + 16), cfg->path, (unsigned long long)cfg->hash);
-        return refuse(s, err, why);
-    }
-    size_t off = 0, olen = 0;
-    enum ink_reject scan_why;
-    /* msgpack-c allocates what a container declares: a pre-scan first checks
-     * every declared length against the bytes present (fuzz finding,
-     * tests/fuzz/regress/snapshot). */
-    if (ink_msgpack_scan(p + INK_SNAP_HEADER, (size_t)plen, INK_DEPTH_CAP, &olen, &scan_why) != 0 ||
-        olen != plen)
-        return refuse(s, err, "the payload is not one msgpack object");
-    if (msgpack_unpack_next(&s->u, (const char *)p + INK_SNAP_HEADER, (size_t)plen, &off) !=
-            MSGPACK_UNPACK_SUCCESS ||
-        off != plen)
-        return refuse(s, err, "the payload is not one msgpack object");
+    rc = ink_snapshot_verify(cfg, s->path, s->bytes, s->len, &s->u, err);
+    if (rc) return rc;
     const msgpack_object *root = &s->u.data;
     s->nodes = map_get(root, "nodes");
     const msgpack_object *w = map_get(root, "wall"), *sr = map_get(root, "src_records");

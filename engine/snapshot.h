@@ -91,4 +91,19 @@ int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struc
 int ink_snapshot_apply(struct ink_graph *g, const struct ink_snap *s, struct ink_err *err);
 void ink_snapshot_free(struct ink_snap *s);
 
+/* Shared with the shard files of shard mode (engine/shard.c), so that both
+ * carry the same header and pass the same checks. */
+struct ink_buf;
+/* b holds INK_SNAP_HEADER zero bytes then the payload: fill the header in
+ * (magic, version, cfg's compatibility stamp, length) and append the CRC. */
+int ink_snapshot_seal(const struct ink_config *cfg, struct ink_buf *b, struct ink_err *err);
+/* Verify a whole file's bytes against cfg (size, magic, version, length,
+ * CRC, compatibility with cfg) and unpack its payload into u (initialised
+ * by the caller). INK_ESTATE with a message naming path and what is wrong. */
+int ink_snapshot_verify(const struct ink_config *cfg, const char *path, const uint8_t *p,
+                        size_t len, msgpack_unpacked *u, struct ink_err *err);
+/* Replace path atomically by b: a temporary file, fsync, rename, fsync of
+ * the directory. */
+int ink_snapshot_commit_file(const char *path, const struct ink_buf *b, struct ink_err *err);
+
 #endif
