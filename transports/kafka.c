@@ -597,12 +597,16 @@ static void pause_one(struct ksrc *k, const char *topic, int32_t p, bool pause)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-/* Commit the offsets of the shards just made durable (asynchronously:
- * on_commit counts failures). */
-static void commit_list(struct ink_node *n, struct ksrc *k, rd_kafka_topic_partition_list_t *l)
+/* Commit the offsets of the shards just made durable (on_commit counts
+ * failures). A handover commits synchronously: an asynchronous commit
+ * would still be in flight when the group moves on to its next
+ * generation, and be refused (ILLEGAL_GENERATION), ending the assignment
+ * this process keeps. */
+static void commit_list(struct ink_node *n, struct ksrc *k, rd_kafka_topic_partition_list_t *l,
+                        bool sync)
 {
     if (l->cnt > 0) {
-        rd_kafka_resp_err_t e = rd_kafka_commit(k->rk, l, 1);
+        rd_kafka_resp_err_t e = rd_kafka_commit(k->rk, l, sync ? 0 : 1);
         k->commits++;
         if (e) {
             k->commit_failures++;
@@ -725,7 +729,7 @@ static void rebalance_shards(struct ink_node *n, struct ksrc *k, rd_kafka_t *rk,
         if (lost)
             rd_kafka_topic_partition_list_destroy(done);
         else
-            commit_list(n, k, done);
+            commit_list(n, k, done, true);
         if (coop)
             e = rd_kafka_incremental_unassign(rk, parts);
         else
@@ -794,7 +798,7 @@ static int ksrc_checkpoint(struct ink_node *n, bool final, struct ink_err *err)
                 kp->commit_sent = kp->written;
             }
         }
-    commit_list(n, k, done);
+    commit_list(n, k, done, false);
     if (failed) return ink_err_set(err, INK_EIO, "%d shard(s) not written: %s", failed, first.msg);
     return 0;
 }
