@@ -504,8 +504,14 @@ static void *keyed_state(struct ink_node *n, const struct ink_record *rec, struc
     } else if (n->nc->common.on_new_key == 1 && !query) {
         s = n->lru_tail;
         struct ink_keyslot *old = &n->slots[s];
-        /* what the evicted state holds back goes out first, with its key */
-        if (n->vt->flush) flush_state(n, old->state, old);
+        /* what the evicted state holds back goes out first, with its key
+         * (and, in shard mode, its shard) */
+        if (n->vt->flush) {
+            int32_t cur = n->g->shard_cur;
+            if (n->g->sharded) n->g->shard_cur = old->shard;
+            flush_state(n, old->state, old);
+            n->g->shard_cur = cur;
+        }
         int64_t oh = hash_find(n, old->key, old->len, old->shard, NULL);
         if (oh >= 0) n->hash[oh] = -2;
         lru_unlink(n, s);
@@ -806,8 +812,11 @@ static void flush_operators(struct ink_graph *g)
             flush_state(n, n->state, NULL);
             continue;
         }
-        for (int64_t s = ink__keyed_first(n); s >= 0; s = n->slots[s].next)
+        for (int64_t s = ink__keyed_first(n); s >= 0; s = n->slots[s].next) {
+            if (g->sharded) g->shard_cur = n->slots[s].shard;
             flush_state(n, n->slots[s].state, &n->slots[s]);
+        }
+        g->shard_cur = -1;
     }
 }
 
