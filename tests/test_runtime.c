@@ -375,6 +375,25 @@ TEST(shards_hold_keys_apart_and_move_whole)
     CHECK(cdf->keys_used == 2 && count_of(cdf, 2, "a") == 1 && count_of(cdf, 2, "b") == 1);
     emit(in, 2, "a", 8);
     CHECK(count_of(cdf, 2, "a") == 2);
+    /* a request from outside the sharded source finds a key in the shard
+     * that holds it, and never creates one */
+    uint64_t refused = cdf->c.rejected[INK_REJ_INVALID];
+    double v = 3.5;
+    struct ink_record q;
+    memset(&q, 0, sizeof q);
+    q.flags = INK_HAS_KEY | INK_HAS_X | INK_HAS_OP;
+    q.op = "cdf";
+    q.op_len = 3;
+    q.x = &v;
+    q.dim = 1;
+    q.key = "b";
+    q.key_len = 1;
+    CHECK(ink__source_emit(in, &q) == 0);
+    CHECK(cdf->c.rejected[INK_REJ_INVALID] == refused);
+    q.key = "zz";
+    q.key_len = 2;
+    CHECK(ink__source_emit(in, &q) == 0);
+    CHECK(cdf->c.rejected[INK_REJ_INVALID] == refused + 1 && cdf->keys_used == 2);
     ink_graph_free(g);
     ink_config_free(&cfg);
 }
