@@ -168,11 +168,8 @@ cfg = config("scale", "scale", "snap")
 produce(chunks[0])
 # the reference reads along in a group of its own (one process, never interrupted)
 ref = Proc(config("ref", "ref", "snap_ref"))
-A = Proc(cfg)
-inkt.check(inkt.wait_for(lambda: owned(A) == 4, 60, 0.1), "A alone owns the 4 partitions")
-B = Proc(cfg)
-inkt.check(inkt.wait_for(both(A, B, 2, 2), 60, 0.1),
-           "B joins: cooperative rebalance, each owns 2 partitions")
+A, B = Proc(cfg), Proc(cfg)  # started together: one generation takes both
+inkt.check(inkt.wait_for(both(A, B, 2, 2), 60, 0.1), "A and B: each owns 2 partitions")
 produce([r for c in chunks[1:5] for r in c])
 inkt.check(inkt.wait_for(lambda: committed_all("scale"), 120, 0.2),
            "chunks 1-4 read; their shards durable and committed")
@@ -180,7 +177,7 @@ before = records_in(B)
 A.read()
 log_at_kill = len(A.log)
 replayed_before = A.metric("inkflow_kafka_records_replayed_total")
-produce(chunks[5] + chunks[6])
+mock.produce("in", chunks[5] + chunks[6])  # ends() after the kill: B is reading now
 inkt.wait_for(lambda: records_in(B) > before, 60, 0.02)
 B.p.send_signal(signal.SIGKILL)
 B.p.wait()
@@ -191,6 +188,7 @@ for path in glob.glob(os.path.join(d, "snap", "scale.in.*.shard")):
     s = shard_file(path)
     if s["pid"] == B.p.pid:
         dead[int(path.rsplit(".", 2)[1])] = (s["offset"], s["final"])
+END.update(ends())
 at_kill = dict(END)
 inkt.check(len(dead) == 2, "kill -9 B mid-stream (after %d records); its last shards: %s"
            % (before, sorted(dead.items())))
