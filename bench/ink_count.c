@@ -2,7 +2,10 @@
  * between the first and the last: "count N seconds S rate R". With --gaps,
  * also the largest time between two consecutive records and how many gaps
  * exceeded 1 ms and 5 ms: "maxgap_ms G over1ms A over5ms B" (a snapshot
- * that stalls the sender shows here). Exit 1 when fewer than N arrive
+ * that stalls the sender shows here); with --gaps FILE, also every record's
+ * arrival time (CLOCK_MONOTONIC seconds, native doubles) into FILE, for
+ * bench/rows_state.py to lay over inkflow's snapshot windows
+ * (INKFLOW_SNAPSHOT_TRACE, docs/state.md). Exit 1 when fewer than N arrive
  * within the timeout. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,12 +17,18 @@
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: ink_count ENDPOINT N [TIMEOUT_S [--gaps]]\n");
+        fprintf(stderr, "usage: ink_count ENDPOINT N [TIMEOUT_S [--gaps [TIMES_FILE]]]\n");
         return 2;
     }
     long long n = atoll(argv[2]);
     double timeout = argc > 3 ? atof(argv[3]) : 60;
     int gaps = argc > 4 && strcmp(argv[4], "--gaps") == 0;
+    const char *times_path = gaps && argc > 5 ? argv[5] : NULL;
+    double *times = NULL;
+    if (times_path && n > 0 && !(times = malloc((size_t)n * sizeof *times))) {
+        fprintf(stderr, "ink_count: out of memory for %lld times\n", n);
+        return 1;
+    }
     double prev = 0, maxgap = 0;
     long long over1 = 0, over5 = 0;
     void *ctx = zmq_ctx_new();
@@ -55,6 +64,7 @@ int main(int argc, char **argv)
                 over5 += gap > 5e-3;
             }
             prev = t;
+            if (times) times[got] = t;
         }
         got++;
     }
@@ -63,6 +73,14 @@ int main(int argc, char **argv)
     printf("count %lld seconds %.6f rate %.1f\n", got, t1 - t0,
            got > 1 ? (double)(got - 1) / (t1 - t0) : 0.0);
     if (gaps) printf("maxgap_ms %.3f over1ms %lld over5ms %lld\n", 1e3 * maxgap, over1, over5);
+    if (times) {
+        FILE *f = fopen(times_path, "wb");
+        if (!f || fwrite(times, sizeof *times, (size_t)got, f) != (size_t)got || fclose(f)) {
+            fprintf(stderr, "ink_count: %s: cannot write the times\n", times_path);
+            return 1;
+        }
+        free(times);
+    }
     zmq_close(s);
     zmq_ctx_term(ctx);
     return got == n ? 0 : 1;

@@ -28,6 +28,9 @@ struct ink_metrics;
 /* Processing-latency histogram buckets (seconds, upper bounds; +Inf implied). */
 #define INK_LAT_NB 12
 extern const double ink_lat_bounds[INK_LAT_NB];
+/* Snapshot pauses of the main loop (seconds, upper bounds; +Inf implied). */
+#define INK_PAUSE_NB 10
+extern const double ink_pause_bounds[INK_PAUSE_NB];
 
 /* Keyed operator state: one state per key value (ink_op_common_conf.key_by). */
 struct ink_keyslot {
@@ -111,7 +114,7 @@ struct ink_graph {
     int snap_pipe;                     /* its report */
     double snap_cut_t, snap_cut_wall;  /* when its cut was taken (monotonic, wall) */
     double snap_pause, snap_pause_max; /* main loop stopped for the last / longest
-                                          cut of a snapshot written by a child */
+                                          periodic snapshot (below) */
     double snap_pause_cpu_max;         /* the longest, in CPU time of the main thread */
     const char *snap_why;              /* what the snapshot in the child was for */
     int snap_lock; /* the snapshot's lock (snapshot.h), held for the graph's life; -1 none */
@@ -120,6 +123,20 @@ struct ink_graph {
     int32_t shard_cur;          /* the shard of the record being dispatched, or -1 */
     struct ink_shard_slot *shd; /* the shards open (locked) in this process */
     int nshd, shd_cap;
+
+    /* The main loop's pause per periodic snapshot (engine/runtime.c): its
+     * cut and fork, plus the collection of its writer's outcome (and any
+     * wait for it); the final snapshot, written after the stream, is not
+     * counted. Wall clock, and CPU time of the main thread. */
+    double snap_pause_t0;                 /* monotonic start of the pending snapshot's cut */
+    double snap_pend, snap_pend_cpu;      /* its pause so far (wall, CPU) */
+    long snap_pend_vcsw, snap_pend_ivcsw; /* the main thread blocked / preempted meanwhile */
+    double snap_pause_sum;                /* over every pause counted in snap_pause_hist */
+    uint64_t snap_pause_hist[INK_PAUSE_NB + 1];
+    int *snap_sync;      /* descriptors the writer fdatasyncs before its rename */
+    int *snap_sync_node; /* the sink node of each */
+    int snap_nsync;
+    FILE *snap_trace;            /* INKFLOW_SNAPSHOT_TRACE (docs/state.md), or NULL */
     struct ink_metrics *metrics; /* NULL without engine.http */
 };
 

@@ -23,6 +23,8 @@
 
 const double ink_lat_bounds[INK_LAT_NB] = {1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5,
                                            1e-4, 2.5e-4, 1e-3, 1e-2, 0.1,    1.0};
+const double ink_pause_bounds[INK_PAUSE_NB] = {5e-4, 1e-3, 2e-3, 5e-3, 1e-2,
+                                               2e-2, 5e-2, 0.1,  0.25, 1.0};
 
 /* One node as last published by the main loop. */
 struct node_copy {
@@ -51,6 +53,8 @@ struct ink_metrics {
     bool ready;
     double snap_wall, snap_duration;
     uint64_t snap_bytes, snap_count, snap_failed;
+    double snap_pause, snap_pause_max, snap_pause_sum;
+    uint64_t snap_pause_hist[INK_PAUSE_NB + 1];
     uint64_t snap_streak, snap_max_failures; /* consecutive failures; the /health bound */
     char snap_error[512];                    /* the last failure */
 };
@@ -130,6 +134,29 @@ static void render_latency(struct ink_buf *b, const struct ink_metrics *m)
     }
 }
 
+/* How long each periodic snapshot stopped the data path (docs/state.md). */
+static void render_pause(struct ink_buf *b, const struct ink_metrics *m)
+{
+    head(b, "inkflow_snapshot_pause_seconds", "histogram",
+         "main-loop pause per periodic snapshot: cut, fork, collection of the writer's outcome");
+    uint64_t cum = 0;
+    for (int k = 0; k < INK_PAUSE_NB; k++) {
+        cum += m->snap_pause_hist[k];
+        out(b, "inkflow_snapshot_pause_seconds_bucket{le=\"%g\"} %llu\n", ink_pause_bounds[k],
+            (unsigned long long)cum);
+    }
+    cum += m->snap_pause_hist[INK_PAUSE_NB];
+    out(b, "inkflow_snapshot_pause_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    out(b, "inkflow_snapshot_pause_seconds_sum %.9g\n", m->snap_pause_sum);
+    out(b, "inkflow_snapshot_pause_seconds_count %llu\n", (unsigned long long)cum);
+    head(b, "inkflow_snapshot_pause_last_seconds", "gauge",
+         "main-loop pause of the last periodic snapshot");
+    out(b, "inkflow_snapshot_pause_last_seconds %.9f\n", m->snap_pause);
+    head(b, "inkflow_snapshot_pause_max_seconds", "gauge",
+         "longest main-loop pause of a periodic snapshot in this run");
+    out(b, "inkflow_snapshot_pause_max_seconds %.9f\n", m->snap_pause_max);
+}
+
 static void gauge_val(struct ink_buf *b, const char *name, const char *node, double v)
 {
     if (isnan(v))
@@ -189,16 +216,18 @@ static void render_operators(struct ink_buf *b, const struct ink_metrics *m)
 
 static void render_connections(struct ink_buf *b, const struct ink_metrics *m)
 {
-    static const char *const ev[INK_CONN__COUNT] = {[INK_CONN_ACCEPTED] = "accepted",
-                                                    [INK_CONN_ADMITTED] = "admitted",
-                                                    [INK_CONN_REFUSED_AUTH] = "refused_auth",
-                                                    [INK_CONN_REFUSED_HANDSHAKE] =
-                                                        "refused_handshake",
-                                                    [INK_CONN_DISCONNECTED] = "disconnected"};
+    static const char *const ev[INK_CONN__COUNT] = {
+        [INK_CONN_ACCEPTED] = "accepted",
+        [INK_CONN_ADMITTED] = "admitted",
+        [INK_CONN_REFUSED_AUTH] = "refused_auth",
+        [INK_CONN_REFUSED_HANDSHAKE] = "refused_handshake",
+        [INK_CONN_DISCONNECTED] = "disconnected",
+        [INK_CONN_DROPPED] = "dropped"};
     head(b, "inkflow_connections_total", "counter",
          "connection events of a transport's sockets: accepted or made, admitted "
          "(handshake done), refused by authentication (zmq: CURVE/ZAP) or a failed "
-         "handshake, disconnected");
+         "handshake, disconnected, and of those dropped by the socket itself (zmq: a "
+         "frame over its cap)");
     char e[512];
     for (int i = 0; i < m->n; i++)
         if (m->nodes[i].has_conn)
@@ -242,6 +271,7 @@ static void render(struct ink_metrics *m, struct ink_buf *b)
         m->snap_wall > 0 ? ink_wall() - m->snap_wall : NAN);
     head(b, "inkflow_snapshot_duration_seconds", "gauge", "time the last snapshot took");
     out(b, "inkflow_snapshot_duration_seconds %.9f\n", m->snap_duration);
+    render_pause(b, m);
     head(b, "inkflow_snapshot_bytes", "gauge", "size of the last snapshot file");
     out(b, "inkflow_snapshot_bytes %llu\n", (unsigned long long)m->snap_bytes);
     head(b, "inkflow_snapshots_total", "counter", "snapshots written");
@@ -511,6 +541,10 @@ void ink_metrics_publish(struct ink_graph *g)
     }
     m->snap_wall = g->snap_wall;
     m->snap_duration = g->snap_duration;
+    m->snap_pause = g->snap_pause;
+    m->snap_pause_max = g->snap_pause_max;
+    m->snap_pause_sum = g->snap_pause_sum;
+    memcpy(m->snap_pause_hist, g->snap_pause_hist, sizeof m->snap_pause_hist);
     m->snap_bytes = g->snap_bytes;
     m->snap_count = g->snap_count;
     m->snap_failed = g->snap_failed;

@@ -13,6 +13,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <jansson.h>
 #include <libfyaml.h>
 #include <math.h>
 #include <stdarg.h>
@@ -906,4 +907,234 @@ void ink_params_free(const struct ink_param *table, void *conf)
     if (!conf) return;
     for (int i = 0; table && table[i].name; i++)
         free_value(&table[i], (char *)conf + table[i].offset);
+}
+
+/* ------------------------------------------------------------------ */
+/* Keys that shape state, as canonical text (restore compatibility)    */
+
+static void jnum(struct jbuf *b, double v)
+{
+    char t[64];
+    fmt_num(t, sizeof t, v);
+    jput(b, t, strlen(t));
+}
+
+/* Lists of more numbers than this are kept as their first ones, their count
+ * and a hash of their bits (an explicit grid may hold millions: formatting
+ * them all for every snapshot would cost more than the snapshot). */
+#define STATE_LIST_MAX 32
+
+static uint64_t fnv_bits(uint64_t h, const double *v, int n)
+{
+    for (int i = 0; i < n; i++) {
+        double x = v[i] == 0 ? 0 : v[i]; /* -0 is 0 */
+        unsigned char c[sizeof x];
+        memcpy(c, &x, sizeof x);
+        for (size_t k = 0; k < sizeof x; k++) h = (h ^ c[k]) * 1099511628211ull;
+    }
+    return h;
+}
+
+static void jlong(struct jbuf *b, const struct ink_f64_list *ls, int nl)
+{
+    uint64_t h = 14695981039346656037ull;
+    long total = 0;
+    for (int i = 0; i < nl; i++) {
+        h = fnv_bits(h, ls[i].v, ls[i].n);
+        h = (h ^ (uint64_t)ls[i].n) * 1099511628211ull; /* where a list ends */
+        total += ls[i].n;
+    }
+    jput(b, "[", 1);
+    for (int i = 0; i < ls[0].n && i < 4; i++) {
+        if (i) jput(b, ", ", 2);
+        jnum(b, ls[0].v[i]);
+    }
+    char t[128];
+    snprintf(t, sizeof t, ", ...] (%ld numbers in %d list%s, FNV-1a %016llx)", total, nl,
+             nl == 1 ? "" : "s", (unsigned long long)h);
+    jput(b, t, strlen(t));
+}
+
+static void jlist(struct jbuf *b, const struct ink_f64_list *l)
+{
+    jput(b, "[", 1);
+    for (int i = 0; i < l->n; i++) {
+        if (i) jput(b, ", ", 2);
+        jnum(b, l->v[i]);
+    }
+    jput(b, "]", 1);
+}
+
+/* A JSON value with its object keys sorted: equal values, equal text. */
+static void jjson(struct jbuf *b, const char *text)
+{
+    json_error_t e;
+    json_t *j = json_loads(text, JSON_DECODE_ANY, &e);
+    char *s = j ? json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    jput(b, s ? s : text, strlen(s ? s : text));
+    free(s);
+    json_decref(j);
+}
+
+/* The value of one key as text into b; false: not set (a NULL string). */
+static bool value_text(struct jbuf *b, const struct ink_param *p, const void *field)
+{
+    char t[64];
+    switch (p->type) {
+    case INK_P_BOOL: {
+        bool v = p->flags & INK_PF_I64 ? *(const int64_t *)field != 0 : *(const bool *)field;
+        jput(b, v ? "true" : "false", v ? 4 : 5);
+        return true;
+    }
+    case INK_P_INT:
+        snprintf(t, sizeof t, "%lld", (long long)*(const int64_t *)field);
+        jput(b, t, strlen(t));
+        return true;
+    case INK_P_DOUBLE:
+        jnum(b, *(const double *)field);
+        return true;
+    case INK_P_ENUM: {
+        int v = *(const int *)field, nc = 0;
+        while (p->choices[nc]) nc++;
+        if (v >= 0 && v < nc) {
+            jput(b, p->choices[v], strlen(p->choices[v]));
+        } else {
+            snprintf(t, sizeof t, "#%d", v);
+            jput(b, t, strlen(t));
+        }
+        return true;
+    }
+    case INK_P_SIZE: {
+        uint64_t v = *(const uint64_t *)field;
+        ink__fmt_size(t, sizeof t, v);
+        if (strchr(t, '.')) snprintf(t, sizeof t, "%lluB", (unsigned long long)v);
+        jput(b, t, strlen(t));
+        return true;
+    }
+    case INK_P_DURATION:
+        jnum(b, *(const double *)field);
+        jput(b, "s", 1);
+        return true;
+    case INK_P_F64_LIST: {
+        const struct ink_f64_list *l = field;
+        if (l->n > STATE_LIST_MAX)
+            jlong(b, l, 1);
+        else
+            jlist(b, l);
+        return true;
+    }
+    case INK_P_F64_LISTS: {
+        const struct ink_f64_lists *l = field;
+        long total = 0;
+        for (int i = 0; i < l->n; i++) total += l->v[i].n;
+        if (total > STATE_LIST_MAX && l->n > 0) {
+            jlong(b, l->v, l->n);
+            return true;
+        }
+        jput(b, "[", 1);
+        for (int i = 0; i < l->n; i++) {
+            if (i) jput(b, ", ", 2);
+            jlist(b, &l->v[i]);
+        }
+        jput(b, "]", 1);
+        return true;
+    }
+    case INK_P_STRING: {
+        const char *s = *(char *const *)field;
+        if (!s) return false;
+        jput(b, s, strlen(s));
+        return true;
+    }
+    case INK_P_JSON: {
+        const char *s = *(char *const *)field;
+        if (!s) return false;
+        jjson(b, s);
+        return true;
+    }
+    case INK_P_STRINGS: {
+        const struct ink_strings *l = field;
+        jput(b, "[", 1);
+        for (int i = 0; i < l->n; i++) {
+            if (i) jput(b, ", ", 2);
+            jput(b, l->v[i], strlen(l->v[i]));
+        }
+        jput(b, "]", 1);
+        return true;
+    }
+    case INK_P_STRMAP: {
+        /* names sorted: the order they were written in means nothing */
+        const struct ink_strmap *m = field;
+        jput(b, "{", 1);
+        const char *last = NULL;
+        for (int k = 0; k < m->n; k++) {
+            int best = -1;
+            for (int i = 0; i < m->n; i++)
+                if ((!last || strcmp(m->key[i], last) > 0) &&
+                    (best < 0 || strcmp(m->key[i], m->key[best]) < 0))
+                    best = i;
+            if (best < 0) break;
+            if (k) jput(b, ", ", 2);
+            jput(b, m->key[best], strlen(m->key[best]));
+            jput(b, ": ", 2);
+            jput(b, m->val[best], strlen(m->val[best]));
+            last = m->key[best];
+        }
+        jput(b, "}", 1);
+        return true;
+    }
+    case INK_P_FIELDS: /* a source's mapping: never state (the positions are checked) */
+    case INK_P_OBJECT: /* walked key by key */
+        break;
+    }
+    jput(b, "?", 1);
+    return true;
+}
+
+#define STATE_TEXT_MAX 400
+
+static int state_walk(const struct ink_param *table, const void *conf, bool operator,
+                      const char * prefix, int (*cb)(void *ctx, const char *name, const char *text),
+                      void *ctx)
+{
+    for (int i = 0; table && table[i].name; i++) {
+        const struct ink_param *p = &table[i];
+        const void *field = (const char *)conf + p->offset;
+        bool state = operator? !(p->flags & INK_PF_FREE) : (p->flags &INK_PF_STATE) != 0;
+        char name[256];
+        snprintf(name, sizeof name, "%s%s%s", prefix, *prefix ? "." : "", p->name);
+        if (p->type == INK_P_OBJECT) {
+            /* a nested table: all of it when the key shapes state, else its
+             * own marked keys */
+            int rc = state_walk(p->sub, field, operator&& state, name, cb, ctx);
+            if (rc) return rc;
+            continue;
+        }
+        if (!state || p->type == INK_P_FIELDS) continue;
+        struct jbuf b = {0};
+        bool set = value_text(&b, p, field);
+        if (b.oom) {
+            free(b.p);
+            return INK_ENOMEM;
+        }
+        if (set && b.n > STATE_TEXT_MAX) {
+            /* a long string: its head, length and hash stand for it */
+            char tail[96];
+            uint64_t h = 14695981039346656037ull;
+            for (size_t k = 0; k < b.n; k++) h = (h ^ (unsigned char)b.p[k]) * 1099511628211ull;
+            snprintf(tail, sizeof tail, " ... (%zu characters, FNV-1a %016llx)", b.n,
+                     (unsigned long long)h);
+            b.n = 120;
+            jput(&b, tail, strlen(tail));
+        }
+        int rc = b.oom ? INK_ENOMEM : cb(ctx, name, set ? (b.p ? b.p : "") : NULL);
+        free(b.p);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+int ink_params_state(const struct ink_param *table, const void *conf, bool operator,
+                     int (*cb)(void *ctx, const char *name, const char *text), void *ctx)
+{
+    return state_walk(table, conf, operator, "", cb, ctx);
 }

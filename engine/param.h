@@ -58,6 +58,15 @@ struct ink_f64_lists {
 enum {
     INK_PF_REQUIRED = 1u << 0, /* no default: must be given */
     INK_PF_I64 = 1u << 1,      /* INK_P_BOOL stored as int64_t 0/1 instead of bool */
+    /* Restore compatibility (docs/state.md, "What a restore compares"): a key
+     * that shapes a node's state is kept in every snapshot, and --restore
+     * refuses a config that changes it. An operator's own table (and the
+     * tables nested in it) shapes state key by key unless INK_PF_FREE says
+     * otherwise, so that a new operator key is safe by default; in every
+     * other table (engine, the keys common to operators, transports) only the
+     * keys marked INK_PF_STATE do. */
+    INK_PF_STATE = 1u << 2, /* shapes the state */
+    INK_PF_FREE = 1u << 3,  /* in an operator's table: does not shape the state */
 };
 
 struct ink_param {
@@ -95,6 +104,18 @@ void ink_params_free(const struct ink_param *table, void *conf);
  * in code). Returns 0 or a negative code (a default that does not parse is a
  * programmer error). */
 int ink_params_defaults(const struct ink_param *table, void *conf, struct ink_err *err);
+
+/* The keys of a table that shape state (INK_PF_STATE / INK_PF_FREE above),
+ * in table order, as canonical text: cb(ctx, name, text) for each; nested
+ * tables give "parent.child" names; text is NULL for a string that is not
+ * set. Equal values give equal text whatever way the config spelled them
+ * (10s or 10000ms, key order inside a JSON value); a list of more than 32
+ * numbers is kept as its first 4, its count and a hash of their bits, any
+ * other text longer than 400 bytes is cut, its length and hash appended. operator: the
+ * table is an operator's own (every key shapes state unless INK_PF_FREE).
+ * Returns 0, or INK_ENOMEM. */
+int ink_params_state(const struct ink_param *table, const void *conf, bool operator,
+                     int (*cb)(void *ctx, const char *name, const char *text), void *ctx);
 
 /* Print the help of a node type (as `inkflow help TYPE`). */
 void ink_params_help(const struct ink_node_type *nt, FILE *out);

@@ -6,9 +6,11 @@
  * through every consumer (fan-out in config order) down to the sinks before
  * the next record is read, so no record is ever queued inside the engine and
  * records borrowed by a node never outlive the call. */
+#define _GNU_SOURCE /* RUSAGE_THREAD */
 #include "graph.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -665,6 +667,14 @@ static int build(struct ink_graph **out, const struct ink_config *cfg, struct in
     g->snap_pipe = -1;
     g->shard_cur = -1;
     g->sharded = cfg->sharded;
+    const char *trace = getenv("INKFLOW_SNAPSHOT_TRACE");
+    if (trace && *trace && cfg->engine.snapshot.set) {
+        g->snap_trace = fopen(trace, "ae");
+        if (!g->snap_trace)
+            return ink_err_set(err, INK_EIO, "INKFLOW_SNAPSHOT_TRACE %s: %s", trace,
+                               strerror(errno));
+        setvbuf(g->snap_trace, NULL, _IOLBF, 0);
+    }
     g->restoring = snap != NULL;
     openblas_set_num_threads((int)(cfg->engine.blas_threads > 0 ? cfg->engine.blas_threads : 1));
     g->reply_buf = calloc(1, sizeof *g->reply_buf);
@@ -852,17 +862,91 @@ static void snapshot_failed(struct ink_graph *g, const char *why, const struct i
             (unsigned long long)g->snap_streak, (unsigned long long)g->snap_failed, err->msg, kept);
 }
 
+/* ---- the data path's pause per snapshot (docs/state.md) -------------------- */
+
+static double thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Context switches of the main thread: voluntary (it blocked) and not
+ * (it was preempted), so that a long pause says which it was. */
+static void thread_switches(long *v, long *iv)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru)) ru.ru_nvcsw = ru.ru_nivcsw = 0;
+    *v = ru.ru_nvcsw;
+    *iv = ru.ru_nivcsw;
+}
+
+/* Where a pause starts: wall, CPU and switches of the main thread. */
+struct pause_mark {
+    double t, cpu;
+    long v, iv;
+};
+
+static struct pause_mark pause_mark(void)
+{
+    struct pause_mark m = {ink_now(), thread_cpu(), 0, 0};
+    thread_switches(&m.v, &m.iv);
+    return m;
+}
+
+/* The main loop stopped from m until now for the pending snapshot. */
+static void pause_add(struct ink_graph *g, const struct pause_mark *m)
+{
+    long v, iv;
+    thread_switches(&v, &iv);
+    g->snap_pend += ink_now() - m->t;
+    g->snap_pend_cpu += thread_cpu() - m->cpu;
+    g->snap_pend_vcsw += v - m->v;
+    g->snap_pend_ivcsw += iv - m->iv;
+}
+
+/* The pending snapshot is resolved (written, failed, or its cut failed):
+ * its pause is counted, and traced for the bench when asked to
+ * (INKFLOW_SNAPSHOT_TRACE: one line per snapshot, "start end pause cpu ok
+ * collect vcsw ivcsw", monotonic seconds: the window in which its writer
+ * ran, the part of the pause spent collecting the writer's outcome, waits
+ * included, and the main thread's voluntary and involuntary context
+ * switches during the pause). */
+static void pause_observe(struct ink_graph *g, bool ok, double collect)
+{
+    double p = g->snap_pend;
+    g->snap_pause = p;
+    if (p > g->snap_pause_max) g->snap_pause_max = p;
+    if (g->snap_pend_cpu > g->snap_pause_cpu_max) g->snap_pause_cpu_max = g->snap_pend_cpu;
+    int b = 0;
+    while (b < INK_PAUSE_NB && p > ink_pause_bounds[b]) b++;
+    g->snap_pause_hist[b]++;
+    g->snap_pause_sum += p;
+    if (g->snap_trace)
+        fprintf(g->snap_trace, "%.6f %.6f %.6f %.6f %d %.6f %ld %ld\n", g->snap_pause_t0, ink_now(),
+                p, g->snap_pend_cpu, ok ? 1 : 0, collect, g->snap_pend_vcsw, g->snap_pend_ivcsw);
+    g->snap_pend = g->snap_pend_cpu = 0;
+    g->snap_pend_vcsw = g->snap_pend_ivcsw = 0;
+}
+
 /* The writer child of the last periodic snapshot, if any: its outcome
- * (0 also when none runs; 1 still writing, only when !wait). */
-static int collect_snapshot(struct ink_graph *g, bool wait)
+ * (0 also when none runs; 1 still writing, only when !wait). The time spent
+ * here counts in that snapshot's pause, unless the stream is over (final). */
+static int collect_snapshot(struct ink_graph *g, bool wait, bool final)
 {
     if (!g->snap_child) return 0;
+    struct pause_mark m = pause_mark();
     struct ink_err err = {0};
     int rc = ink_snapshot_poll(g, wait, &err);
     if (rc < 0)
         snapshot_failed(g, g->snap_why, &err);
     else if (rc == 0)
         g->snap_streak = 0;
+    if (rc != 1) {
+        double collect = final ? 0 : ink_now() - m.t;
+        if (!final) pause_add(g, &m);
+        pause_observe(g, rc == 0, collect);
+    }
     return rc;
 }
 
@@ -872,9 +956,11 @@ static int collect_snapshot(struct ink_graph *g, bool wait)
  * count). The final one is written here: there is nothing left to overlap. */
 static int take_snapshot(struct ink_graph *g, const char *why, bool final)
 {
-    collect_snapshot(g, true);
+    collect_snapshot(g, true, final);
     struct ink_err err = {0};
     g->snap_why = why;
+    struct pause_mark m = pause_mark();
+    g->snap_pause_t0 = m.t;
     int rc = g->sharded ? ink_shard_checkpoint(g, final, &err)
              : final    ? ink_snapshot_write(g, &err)
                         : ink_snapshot_start(g, &err);
@@ -882,6 +968,11 @@ static int take_snapshot(struct ink_graph *g, const char *why, bool final)
         snapshot_failed(g, why, &err);
     else if (final)
         g->snap_streak = 0;
+    if (!final) {
+        pause_add(g, &m);
+        /* no writer child: failed at the cut, or written here (fork failed) */
+        if (!g->snap_child) pause_observe(g, rc == 0, 0);
+    }
     const struct ink_snapshot_conf *sc = &g->cfg->engine.snapshot;
     if (sc->every_records > 0) g->snap_next_at = g->src_records + (uint64_t)sc->every_records;
     /* the period runs from the cut; a failure retries at the next period */
@@ -903,7 +994,7 @@ static void maybe_snapshot(struct ink_graph *g)
 {
     const struct ink_snapshot_conf *sc = &g->cfg->engine.snapshot;
     if (!sc->set) return;
-    collect_snapshot(g, false);
+    collect_snapshot(g, false, false);
     if (sc->every_records > 0 && g->src_records >= g->snap_next_at)
         take_snapshot(g, "every_records", false);
     else if (sc->every > 0 && ink_now() - g->snap_last >= sc->every)
@@ -1020,7 +1111,7 @@ int ink_graph_run(struct ink_graph *g)
     /* drained (end of input, or a signal between two records): the final cut */
     /* a run whose last snapshot failed does not end as a success */
     if (g->cfg->engine.snapshot.set && rc == 0) rc = take_snapshot(g, "final", true);
-    collect_snapshot(g, true); /* after a failure: the child's outcome all the same */
+    collect_snapshot(g, true, true); /* after a failure: the child's outcome all the same */
     if (g->metrics) ink_metrics_publish(g);
     for (int i = 0; i < g->n; i++)
         if (g->nodes[i].kind == INK_NODE_SINK) g->nodes[i].snk->finish(&g->nodes[i]);
@@ -1088,7 +1179,10 @@ void ink_graph_summary(const struct ink_graph *g, FILE *out)
                     1e-6 * (double)(self.ru_utime.tv_usec + self.ru_stime.tv_usec);
         double ck = (double)kids.ru_utime.tv_sec + (double)kids.ru_stime.tv_sec +
                     1e-6 * (double)(kids.ru_utime.tv_usec + kids.ru_stime.tv_usec);
-        fprintf(out, "  cpu: %.3f s in this process, %.3f s in snapshot writers\n", cs, ck);
+        fprintf(out,
+                "  cpu: %.3f s in this process, %.3f s in snapshot writers; %ld page faults "
+                "in this process (the copy-on-write ones after each fork among them)\n",
+                cs, ck, self.ru_minflt + self.ru_majflt);
     }
 }
 
@@ -1148,6 +1242,9 @@ void ink_graph_free(struct ink_graph *g)
     free(g->nodes);
     ink_shard_close_all(g);
     if (g->snap_lock >= 0) close(g->snap_lock);
+    if (g->snap_trace) fclose(g->snap_trace);
+    free(g->snap_sync);
+    free(g->snap_sync_node);
     if (g->reply_buf) ink_buf_fini(g->reply_buf);
     free(g->reply_buf);
     if (g->snap_buf) ink_buf_fini(g->snap_buf);

@@ -96,6 +96,117 @@ static uint64_t get_u64(const uint8_t *p)
     return v;
 }
 
+/* ---- the envelope: header, payload, structure, CRC (snapshot.h) ------------ */
+
+int ink_snapshot_seal(const struct ink_config *cfg, struct ink_buf *b, struct ink_err *err)
+{
+    if (b->len < INK_SNAP_HEADER) return ink_err_set(err, INK_EINVAL, "no room for the header");
+    size_t plen = b->len - INK_SNAP_HEADER;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, b, ink_buf_write);
+    if (ink_structure_pack(cfg, &pk)) return ink_err_set(err, INK_ENOMEM, "out of memory");
+    memcpy(b->p, magic, 8);
+    put_u32(b->p + 8, INK_SNAP_VERSION);
+    put_u32(b->p + 12, 0);
+    put_u64(b->p + 16, (uint64_t)(b->len - INK_SNAP_HEADER - plen));
+    put_u64(b->p + 24, (uint64_t)plen);
+    uint8_t crc[4];
+    put_u32(crc, ink_crc32c(0, b->p, b->len));
+    if (ink_buf_append(b, crc, 4)) return ink_err_set(err, INK_ENOMEM, "out of memory");
+    return 0;
+}
+
+static int refuse_path(const char *path, struct ink_err *err, const char *why)
+{
+    return ink_err_set(err, INK_ESTATE, "snapshot %s refused: %s", path, why);
+}
+
+/* One msgpack object in exactly [p, p + n), unpacked into u. msgpack-c
+ * allocates what a container declares: a pre-scan first checks every
+ * declared length against the bytes present (fuzz finding,
+ * tests/fuzz/regress/snapshot). */
+static bool unpack_exact(const uint8_t *p, size_t n, msgpack_unpacked *u)
+{
+    size_t olen = 0, off = 0;
+    enum ink_reject why;
+    return ink_msgpack_scan(p, n, INK_DEPTH_CAP, &olen, &why) == 0 && olen == n &&
+           msgpack_unpack_next(u, (const char *)p, n, &off) == MSGPACK_UNPACK_SUCCESS && off == n;
+}
+
+int ink_snapshot_check(const char *path, const uint8_t *p, size_t len, const struct ink_config *cfg,
+                       const uint8_t **payload, size_t *plen, int *node_of, struct ink_err *err)
+{
+    char why[400];
+    if (len < INK_SNAP_HEADER + 4) {
+        snprintf(why, sizeof why, "truncated (%zu bytes, a snapshot has at least %d)", len,
+                 INK_SNAP_HEADER + 4);
+        return refuse_path(path, err, why);
+    }
+    if (memcmp(p, magic, 8) != 0)
+        return refuse_path(path, err, "not an inkflow snapshot (bad magic)");
+    uint32_t version = get_u32(p + 8);
+    if (version != INK_SNAP_VERSION && version != 2) {
+        snprintf(why, sizeof why,
+                 "format version %u, this inkflow reads versions 2 and %d only (written by "
+                 "another inkflow release: resume with that release, or start afresh without "
+                 "--restore)",
+                 version, INK_SNAP_VERSION);
+        return refuse_path(path, err, why);
+    }
+    /* version 2 had the config hash where 3 has the structure's length */
+    uint64_t slen = version == 2 ? 0 : get_u64(p + 16), n = get_u64(p + 24);
+    uint64_t room = len - INK_SNAP_HEADER - 4;
+    if (slen > room || n != room - slen) {
+        snprintf(why, sizeof why,
+                 "truncated or extended: header says %llu structure and %llu payload bytes, the "
+                 "file holds %llu",
+                 (unsigned long long)slen, (unsigned long long)n, (unsigned long long)room);
+        return refuse_path(path, err, why);
+    }
+    uint32_t crc = ink_crc32c(0, p, len - 4), want = get_u32(p + len - 4);
+    if (crc != want) {
+        snprintf(why, sizeof why, "corrupt: CRC32C is %08x, the file says %08x", crc, want);
+        return refuse_path(path, err, why);
+    }
+    *payload = p + INK_SNAP_HEADER;
+    *plen = (size_t)n;
+    if (version == 2) {
+        /* a hash of the config's bytes: only that very file can restore it */
+        if (get_u64(p + 16) != cfg->hash) {
+            snprintf(why, sizeof why,
+                     "format version 2, taken with a different config (hash %016llx, %s is "
+                     "%016llx): a version 2 snapshot restores only with the config file it was "
+                     "taken with, byte for byte (version 3 compares what shapes the state)",
+                     (unsigned long long)get_u64(p + 16), cfg->path, (unsigned long long)cfg->hash);
+            return refuse_path(path, err, why);
+        }
+        for (int i = 0; node_of && i < cfg->nnodes; i++) node_of[i] = i;
+        return 0;
+    }
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    int rc;
+    struct ink_err e = {0};
+    if (!unpack_exact(p + INK_SNAP_HEADER + n, (size_t)slen, &u))
+        rc = refuse_path(path, err, "its structure section is not one msgpack object");
+    else if ((rc = ink_structure_check(&u.data, cfg, node_of, &e)))
+        rc = ink_err_set(err, rc, "snapshot %s refused: %s", path, e.msg);
+    msgpack_unpacked_destroy(&u);
+    return rc;
+}
+
+int ink_snapshot_verify(const struct ink_config *cfg, const char *path, const uint8_t *p,
+                        size_t len, msgpack_unpacked *u, struct ink_err *err)
+{
+    const uint8_t *payload = NULL;
+    size_t plen = 0;
+    int rc = ink_snapshot_check(path, p, len, cfg, &payload, &plen, NULL, err);
+    if (rc) return rc;
+    if (!unpack_exact(payload, plen, u))
+        return refuse_path(path, err, "the payload is not one msgpack object");
+    return 0;
+}
+
 int ink_snapshot_path(const struct ink_config *cfg, char *buf, size_t n)
 {
     if (!cfg->engine.snapshot.set || !cfg->engine.snapshot.dir)
@@ -310,20 +421,9 @@ static int commit_file_as(const char *path, const struct ink_buf *b, pid_t paren
     return 0;
 }
 
-static int commit_file(const char *path, const struct ink_buf *b, struct ink_err *err)
-{
-    return commit_file_as(path, b, 0, err);
-}
-
 int ink_snapshot_commit_file(const char *path, const struct ink_buf *b, struct ink_err *err)
 {
-    return commit_file(path, b, err);
-}
-
-static int commit_file_checked(const char *path, const struct ink_buf *b, pid_t parent,
-                               struct ink_err *err)
-{
-    return commit_file_as(path, b, parent, err);
+    return commit_file_as(path, b, 0, err);
 }
 
 /* The lock this graph holds is still the snapshot's lock file. When the
@@ -354,26 +454,54 @@ static int check_owner(struct ink_graph *g, struct ink_err *err)
     return 0;
 }
 
-/* Sources and sinks, on the main thread: sinks make their output durable
+/* Sources and sinks, on the main thread: sinks hand their output over
  * (sync), every transport node's map is encoded into g->snap_pre, node i at
- * [snap_off[i], snap_off[i + 1]) (empty for operators). Transport hooks
- * never run in the writer child (they hold sockets, threads, buffers). */
+ * [snap_off[i], snap_off[i + 1]) (empty for operators), and the
+ * descriptors to fdatasync before the rename are listed in g->snap_sync.
+ * Transport hooks never run in the writer child (they hold sockets,
+ * threads, buffers). */
 static int pack_transports(struct ink_graph *g, struct ink_err *err)
 {
     if (!g->snap_pre && !(g->snap_pre = calloc(1, sizeof *g->snap_pre)))
         return ink_err_set(err, INK_ENOMEM, "out of memory");
     if (!g->snap_off && !(g->snap_off = calloc((size_t)g->n + 1, sizeof *g->snap_off)))
         return ink_err_set(err, INK_ENOMEM, "out of memory");
+    if (!g->snap_sync && (!(g->snap_sync = calloc((size_t)g->n + 1, sizeof *g->snap_sync)) ||
+                          !(g->snap_sync_node = calloc((size_t)g->n + 1, sizeof(int)))))
+        return ink_err_set(err, INK_ENOMEM, "out of memory");
     ink_buf_reset(g->snap_pre);
+    g->snap_nsync = 0;
     msgpack_packer pk;
     msgpack_packer_init(&pk, g->snap_pre, ink_buf_write);
     for (int i = 0; i < g->n; i++) {
+        struct ink_node *n = &g->nodes[i];
         g->snap_off[i] = g->snap_pre->len;
-        if (g->nodes[i].kind == INK_NODE_OPERATOR) continue;
-        int rc = pack_node(&pk, &g->nodes[i], err);
+        if (n->kind == INK_NODE_OPERATOR) continue;
+        int rc = pack_node(&pk, n, err);
         if (rc) return rc;
+        int fd = n->kind == INK_NODE_SINK && n->snk->durable_fd ? n->snk->durable_fd(n) : -1;
+        if (fd >= 0) {
+            g->snap_sync[g->snap_nsync] = fd;
+            g->snap_sync_node[g->snap_nsync++] = i;
+        }
     }
     g->snap_off[g->n] = g->snap_pre->len;
+    return 0;
+}
+
+/* The outputs the snapshot describes are durable before it is renamed into
+ * place: the sinks wrote them at the cut, this makes them reach the disk
+ * (the writer child, or the main thread for the final snapshot). */
+static int sync_outputs(struct ink_graph *g, struct ink_err *err)
+{
+    for (int k = 0; k < g->snap_nsync; k++) {
+        int rc;
+        while ((rc = fdatasync(g->snap_sync[k])) && errno == EINTR) {
+        }
+        if (rc)
+            return ink_err_set(err, INK_EIO, "%s: cannot sync the output: %s",
+                               g->nodes[g->snap_sync_node[k]].name, strerror(errno));
+    }
     return 0;
 }
 
@@ -403,17 +531,15 @@ static int encode(struct ink_graph *g, double wall, struct ink_buf *b, struct in
     return ink_snapshot_seal(g->cfg, b, err);
 }
 
-int ink_snapshot_seal(const struct ink_config *cfg, struct ink_buf *b, struct ink_err *err)
+/* Make the outputs durable, encode, write the file: on this thread (parent
+ * > 0: the writer child, see commit_file_as). */
+static int write_here(struct ink_graph *g, const char *path, double wall, pid_t parent,
+                      struct ink_err *err)
 {
-    size_t plen = b->len - INK_SNAP_HEADER;
-    memcpy(b->p, magic, 8);
-    put_u32(b->p + 8, INK_SNAP_VERSION);
-    put_u64(b->p + 16, cfg->hash);
-    put_u64(b->p + 24, (uint64_t)plen);
-    uint8_t crc[4];
-    put_u32(crc, ink_crc32c(0, b->p, b->len));
-    if (ink_buf_append(b, crc, 4)) return ink_err_set(err, INK_ENOMEM, "out of memory");
-    return 0;
+    int rc = sync_outputs(g, err);
+    if (!rc) rc = encode(g, wall, g->snap_buf, err);
+    if (!rc) rc = commit_file_as(path, g->snap_buf, parent, err);
+    return rc;
 }
 
 /* Durable: transports may now commit the positions they saved; counted. */
@@ -452,8 +578,7 @@ int ink_snapshot_write(struct ink_graph *g, struct ink_err *err)
     int rc = cut(g, path, sizeof path, err);
     if (rc) return rc;
     double wall = ink_wall();
-    if ((rc = encode(g, wall, g->snap_buf, err)) || (rc = commit_file(path, g->snap_buf, err)))
-        return rc;
+    if ((rc = write_here(g, path, wall, 0, err))) return rc;
     snapshot_done(g, wall, t0, g->snap_buf->len);
     return 0;
 }
@@ -475,26 +600,48 @@ static void child_report(int fd, int rc, uint64_t bytes, const char *msg)
     (void)w;
 }
 
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* In the child: close every descriptor but stderr, the report pipe and the
+ * outputs to fdatasync (opened apart from the locked ones: no lock is held). */
+static int close_all_but(int wfd, const int *sync, int nsync)
+{
+    int *keep = malloc(((size_t)nsync + 2) * sizeof *keep);
+    if (!keep) return -1;
+    int nk = 0;
+    keep[nk++] = 2;
+    keep[nk++] = wfd;
+    for (int k = 0; k < nsync; k++) keep[nk++] = sync[k];
+    qsort(keep, (size_t)nk, sizeof *keep, cmp_int);
+    unsigned lo = 0;
+    for (int k = 0; k < nk; k++) {
+        if ((unsigned)keep[k] > lo) close_range(lo, (unsigned)keep[k] - 1, 0);
+        lo = (unsigned)keep[k] + 1;
+    }
+    close_range(lo, ~0U, 0);
+    free(keep);
+    return 0;
+}
+
 /* The child: the parent's memory as it was at the fork, nothing else. It
- * holds no inherited descriptor but its pipe (the locks and sinks stay the
- * parent's alone), dies with the parent, and renames only while the parent
- * lives: a dead parent's lock may already belong to a restore. */
+ * holds no inherited descriptor but its pipe and the outputs' unlocked
+ * sync descriptors (the locks and sinks stay the parent's alone), dies
+ * with the parent, and renames only while the parent lives: a dead
+ * parent's lock may already belong to a restore. */
 static void child_main(struct ink_graph *g, const char *path, double wall, pid_t parent, int wfd)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     if (getppid() != parent) _exit(1);
-    if (wfd != 3) {
-        dup2(wfd, 3);
-        wfd = 3;
-    }
-    close_range(4, ~0U, 0);
-    for (int fd = 0; fd < 3; fd++)
-        if (fd != 2) close(fd);
     struct ink_err err = {0};
-    int rc = encode(g, wall, g->snap_buf, &err);
-    if (!rc) rc = commit_file_checked(path, g->snap_buf, parent, &err);
+    int rc = close_all_but(wfd, g->snap_sync, g->snap_nsync)
+                 ? ink_err_set(&err, INK_ENOMEM, "out of memory")
+                 : write_here(g, path, wall, parent, &err);
     child_report(wfd, rc, rc ? 0 : g->snap_buf->len, err.msg);
     _exit(rc ? 1 : 0);
 }
@@ -503,8 +650,6 @@ int ink_snapshot_start(struct ink_graph *g, struct ink_err *err)
 {
     if (g->snap_child > 0) return ink_err_set(err, INK_EAGAIN, "a snapshot is being written");
     double t0 = ink_now();
-    struct timespec c0, c1;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
     char path[4096];
     int rc = cut(g, path, sizeof path, err);
     if (rc) return rc;
@@ -526,8 +671,7 @@ int ink_snapshot_start(struct ink_graph *g, struct ink_err *err)
                 "inkflow: fork for the snapshot writer: %s; writing it on the main "
                 "thread\n",
                 strerror(e));
-        if ((rc = encode(g, wall, g->snap_buf, err)) || (rc = commit_file(path, g->snap_buf, err)))
-            return rc;
+        if ((rc = write_here(g, path, wall, 0, err))) return rc;
         snapshot_done(g, wall, t0, g->snap_buf->len);
         return 0;
     }
@@ -535,13 +679,6 @@ int ink_snapshot_start(struct ink_graph *g, struct ink_err *err)
     g->snap_pipe = p[0];
     g->snap_cut_t = t0;
     g->snap_cut_wall = wall;
-    g->snap_pause = ink_now() - t0;
-    if (g->snap_pause > g->snap_pause_max) g->snap_pause_max = g->snap_pause;
-    /* the same on this thread's CPU clock: what the cut costs, without the
-     * time a busy machine gives to other processes meanwhile */
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
-    double cpu = (double)(c1.tv_sec - c0.tv_sec) + 1e-9 * (double)(c1.tv_nsec - c0.tv_nsec);
-    if (cpu > g->snap_pause_cpu_max) g->snap_pause_cpu_max = cpu;
     return 0;
 }
 
@@ -598,14 +735,9 @@ static const msgpack_object *map_get(const msgpack_object *m, const char *key)
     return NULL;
 }
 
-static int refuse_path(const char *path, struct ink_err *err, const char *why)
-{
-    return ink_err_set(err, INK_ESTATE, "snapshot %s refused: %s", path, why);
-}
-
 static int refuse(struct ink_snap *s, struct ink_err *err, const char *why)
 {
-    return refuse_path(s->path, err, why);
+    return ink_err_set(err, INK_ESTATE, "snapshot %s refused: %s", s->path, why);
 }
 
 static int read_file(struct ink_snap *s, struct ink_err *err)
@@ -645,7 +777,10 @@ static int verify_nodes(struct ink_snap *s, const struct ink_config *cfg, struct
     if (nodes->via.array.size != (uint32_t)cfg->nnodes)
         return refuse(s, err, "the number of nodes differs from the config");
     for (int i = 0; i < cfg->nnodes; i++) {
-        const msgpack_object *m = &nodes->via.array.ptr[i];
+        /* the structure matched the nodes by name: the payload must agree */
+        int at = s->node_of[i];
+        if (at < 0 || at >= cfg->nnodes) return refuse(s, err, "its node list is inconsistent");
+        const msgpack_object *m = &nodes->via.array.ptr[at];
         const msgpack_object *nm = map_get(m, "name"), *kd = map_get(m, "kind");
         const char *want = cfg->nodes[i].name;
         if (!nm || nm->type != MSGPACK_OBJECT_STR || nm->via.str.size != strlen(want) ||
@@ -660,56 +795,7 @@ static int verify_nodes(struct ink_snap *s, const struct ink_config *cfg, struct
     return 0;
 }
 
-int ink_snapshot_verify(const struct ink_config *cfg, const char *path, const uint8_t *p,
-                        size_t len, msgpack_unpacked *u, struct ink_err *err)
-{
-    char why[256];
-    if (len < INK_SNAP_HEADER + 4) {
-        snprintf(why, sizeof why, "truncated (%zu bytes, a snapshot has at least %d)", len,
-                 INK_SNAP_HEADER + 4);
-        return refuse_path(path, err, why);
-    }
-    if (memcmp(p, magic, 8) != 0)
-        return refuse_path(path, err, "not an inkflow snapshot (bad magic)");
-    if (get_u32(p + 8) != INK_SNAP_VERSION) {
-        snprintf(why, sizeof why,
-                 "format version %u, this inkflow reads version %d only (written by another "
-                 "inkflow release: resume with that release, or start afresh without --restore)",
-                 get_u32(p + 8), INK_SNAP_VERSION);
-        return refuse_path(path, err, why);
-    }
-    uint64_t plen = get_u64(p + 24);
-    if (plen != len - INK_SNAP_HEADER - 4) {
-        snprintf(why, sizeof why,
-                 "truncated or extended: header says %llu payload bytes, the file "
-                 "holds %zu",
-                 (unsigned long long)plen, len - INK_SNAP_HEADER - 4);
-        return refuse_path(path, err, why);
-    }
-    uint32_t crc = ink_crc32c(0, p, len - 4), want = get_u32(p + len - 4);
-    if (crc != want) {
-        snprintf(why, sizeof why, "corrupt: CRC32C is %08x, the file says %08x", crc, want);
-        return refuse_path(path, err, why);
-    }
-    if (get_u64(p + 16) != cfg->hash) {
-        snprintf(why, sizeof why, "taken with a different config (hash %016llx, %s is %016llx)",
-                 (unsigned long long)get_u64(p + 16), cfg->path, (unsigned long long)cfg->hash);
-        return refuse_path(path, err, why);
-    }
-    size_t off = 0, olen = 0;
-    enum ink_reject scan_why;
-    /* msgpack-c allocates what a container declares: a pre-scan first checks
-     * every declared length against the bytes present (fuzz finding,
-     * tests/fuzz/regress/snapshot). */
-    if (ink_msgpack_scan(p + INK_SNAP_HEADER, (size_t)plen, INK_DEPTH_CAP, &olen, &scan_why) != 0 ||
-        olen != plen)
-        return refuse_path(path, err, "the payload is not one msgpack object");
-    if (msgpack_unpack_next(u, (const char *)p + INK_SNAP_HEADER, (size_t)plen, &off) !=
-            MSGPACK_UNPACK_SUCCESS ||
-        off != plen)
-        return refuse_path(path, err, "the payload is not one msgpack object");
-    return 0;
-}
+static int load(struct ink_snap *s, const struct ink_config *cfg, struct ink_err *err);
 
 int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struct ink_err *err)
 {
@@ -725,10 +811,38 @@ int ink_snapshot_read(const struct ink_config *cfg, struct ink_snap **out, struc
      * directory is left to read_file ("nothing to restore"). */
     int rc = ink_snapshot_lock(cfg, &s->lock_fd, err);
     if (rc && !(rc == INK_EIO && errno == ENOENT)) return rc;
-    rc = read_file(s, err);
+    return load(s, cfg, err);
+}
+
+int ink_snapshot_check_restore(const struct ink_config *cfg, char *path, size_t n,
+                               struct ink_err *err)
+{
+    struct ink_snap *s = calloc(1, sizeof *s);
+    if (!s) return ink_err_set(err, INK_ENOMEM, "out of memory");
+    msgpack_unpacked_init(&s->u);
+    s->lock_fd = -1;
+    int rc = ink_snapshot_path(cfg, s->path, sizeof s->path)
+                 ? ink_err_set(err, INK_EINVAL, "the config has no engine.snapshot")
+                 : load(s, cfg, err);
+    snprintf(path, n, "%s", s->path);
+    ink_snapshot_free(s);
+    return rc;
+}
+
+/* Read s->path whole and verify it against cfg: envelope, structure, the
+ * payload's node list. */
+static int load(struct ink_snap *s, const struct ink_config *cfg, struct ink_err *err)
+{
+    int rc = read_file(s, err);
     if (rc) return rc;
-    rc = ink_snapshot_verify(cfg, s->path, s->bytes, s->len, &s->u, err);
+    const uint8_t *payload = NULL;
+    size_t plen = 0;
+    if (!(s->node_of = calloc((size_t)cfg->nnodes + 1, sizeof *s->node_of)))
+        return ink_err_set(err, INK_ENOMEM, "out of memory");
+    rc = ink_snapshot_check(s->path, s->bytes, s->len, cfg, &payload, &plen, s->node_of, err);
     if (rc) return rc;
+    if (!unpack_exact(payload, plen, &s->u))
+        return refuse(s, err, "the payload is not one msgpack object");
     const msgpack_object *root = &s->u.data;
     s->nodes = map_get(root, "nodes");
     const msgpack_object *w = map_get(root, "wall"), *sr = map_get(root, "src_records");
@@ -742,6 +856,7 @@ void ink_snapshot_free(struct ink_snap *s)
     if (!s) return;
     if (s->lock_fd >= 0) close(s->lock_fd);
     msgpack_unpacked_destroy(&s->u);
+    free(s->node_of);
     free(s->bytes);
     free(s);
 }
@@ -820,16 +935,21 @@ static int apply_position(struct ink_node *n, const msgpack_object *m, struct in
     return 0;
 }
 
+/* Config node i's saved map: the nodes were matched by name. */
+static const msgpack_object *saved_of(const struct ink_snap *s, int i)
+{
+    return &s->nodes->via.array.ptr[s->node_of[i]];
+}
+
 int ink_snapshot_apply(struct ink_graph *g, const struct ink_snap *s, struct ink_err *err)
 {
-    const msgpack_object *v = s->nodes->via.array.ptr;
     /* 1. everything in memory: counters, operator states, keys */
     for (int i = 0; i < g->n; i++) {
         struct ink_node *n = &g->nodes[i];
-        if (apply_counters(n, &v[i]))
+        if (apply_counters(n, saved_of(s, i)))
             return ink_err_set(err, INK_ESTATE, "%s: counters missing", n->name);
         if (n->kind == INK_NODE_OPERATOR) {
-            int rc = apply_operator(n, &v[i], err);
+            int rc = apply_operator(n, saved_of(s, i), err);
             if (rc) return rc;
         }
     }
@@ -837,16 +957,16 @@ int ink_snapshot_apply(struct ink_graph *g, const struct ink_snap *s, struct ink
     for (int i = 0; i < g->n; i++) {
         struct ink_node *n = &g->nodes[i];
         if (n->kind != INK_NODE_SOURCE) continue;
-        if (get_u64_key(&v[i], "seq", &n->seq))
+        if (get_u64_key(saved_of(s, i), "seq", &n->seq))
             return ink_err_set(err, INK_ESTATE, "%s: seq missing", n->name);
-        int rc = apply_position(n, &v[i], err);
+        int rc = apply_position(n, saved_of(s, i), err);
         if (rc) return rc;
     }
     /* 3. only now touch outputs (a file sink is cut back to what the snapshot saw) */
     for (int i = 0; i < g->n; i++) {
         struct ink_node *n = &g->nodes[i];
         if (n->kind != INK_NODE_SINK) continue;
-        int rc = apply_position(n, &v[i], err);
+        int rc = apply_position(n, saved_of(s, i), err);
         if (rc) return rc;
     }
     g->src_records = s->src_records;

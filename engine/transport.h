@@ -19,7 +19,8 @@
  *   snapshot    sinks: sync, then every source's and sink's save (between
  *               two records), always on the main thread: the operators'
  *               state is then encoded and written by a forked child
- *               (engine/snapshot.h), which calls no transport hook;
+ *               (engine/snapshot.h), which calls no transport hook (it
+ *               fdatasyncs the sinks' durable_fd before its rename);
  *               committed, on the main thread, once the file is durable
  *   finish(n)   sinks, once, when the graph has ended (natural end or signal)
  *   close(n)    always, even after a failed open: safe on zeroed impl */
@@ -54,6 +55,8 @@ enum {
     INK_CONN_REFUSED_AUTH,
     INK_CONN_REFUSED_HANDSHAKE,
     INK_CONN_DISCONNECTED,
+    INK_CONN_DROPPED, /* of the disconnects, the ones the transport made (zmq: a frame over the cap)
+                       */
     INK_CONN__COUNT
 };
 
@@ -120,6 +123,12 @@ struct ink_sink_type {
     /* Optional: before a snapshot, everything written so far is durable
      * (file: fdatasync; a broker: every record acknowledged). */
     int (*sync)(struct ink_node *n, struct ink_err *err);
+    /* Optional: a descriptor of the output whose fdatasync makes what sync
+     * wrote durable, or -1. When a sink gives one, its sync only hands its
+     * buffer to the kernel (write) and the snapshot writer fdatasyncs the
+     * descriptor before its rename, off the data path (docs/state.md). It
+     * must not hold the output's lock (another open of the file). */
+    int (*durable_fd)(struct ink_node *n);
     void (*finish)(struct ink_node *n); /* the graph has ended: flush, end of stream */
     void (*close)(struct ink_node *n);
     /* Optional: something to poll (a broker connection that needs service

@@ -103,6 +103,7 @@ static const struct ink_param ecdf_params[] = {
     {.name = "max_query_points",
      .type = INK_P_INT,
      .offset = COFF(max_query_points),
+     .flags = INK_PF_FREE, /* sizes a query buffer, not the state */
      .def = "1024",
      .min = 0,
      .max = MAX_WINDOW,
@@ -137,6 +138,7 @@ static const struct ink_param ecdf_params[] = {
     {.name = "quantiles",
      .type = INK_P_F64_LIST,
      .offset = COFF(quantiles),
+     .flags = INK_PF_FREE, /* read from the sketch at output */
      .min = 0,
      .max = 1,
      .len_min = 1,
@@ -197,8 +199,7 @@ struct ecdf {
     uint64_t publish, published; /* published: n at the last partial */
     uint8_t *pbuf;               /* the partial's bin object */
     const char *node;            /* node name: the partial's source */
-    bool has_kafka;              /* kafka_partition/offset of the last record counted */
-    int64_t kpart, koff;
+    struct ink__partial_tag tag; /* kafka_partition/offset of the last record counted */
     /* reply scratch */
     double qnode[INK_GRID_MAX_DIM];
     int64_t shape[INK_GRID_MAX_DIM];
@@ -616,41 +617,17 @@ static uint64_t key_hash(const struct ink_record *r)
     return h ? h : 1;
 }
 
-/* kafka_partition / kafka_offset of a record (fields the kafka source adds):
- * the partial says which partition and offset it covers. */
-static void note_kafka(struct ecdf *s, const struct ink_record *in)
-{
-    int got = 0;
-    for (uint32_t i = 0; i < in->nfields; i++) {
-        const struct ink_field *f = &in->fields[i];
-        if (f->v.type != INK_V_I64) continue;
-        if (!strcmp(f->name, "kafka_partition")) s->kpart = f->v.i, got |= 1;
-        if (!strcmp(f->name, "kafka_offset")) s->koff = f->v.i, got |= 2;
-    }
-    if (got == 3) s->has_kafka = true;
-}
-
 /* The cumulative partial (docs/ecdf.md#global-answers-by-merging): one record
  * with the state's key (in's; under key_by the engine sets it on flush), t and
  * seq, and the fields partial (msgpack bin, operators/partial.h), source (the
  * node), n, and kafka_partition / kafka_offset when the records carry them. */
 static int emit_partial(struct ecdf *s, const struct ink_record *in, const struct ink_emitter *em)
 {
-    struct ink_record out;
-    ink_record_derive_meta(&out, in);
     size_t len = s->mode == INK_ECDF_KLL
                      ? ink__partial_put_kll(s->pbuf, &s->kll)
                      : ink__partial_put_grid(s->pbuf, &s->g, s->T, s->n, s->wout);
-    ink_record_add(&out, "partial",
-                   (struct ink_value){.type = INK_V_RAW, .raw = {s->pbuf, (uint32_t)len}});
-    ink_record_add_str(&out, "source", s->node, (uint32_t)strlen(s->node));
-    ink_record_add_i64(&out, "n", (int64_t)s->n);
-    if (s->has_kafka) {
-        ink_record_add_i64(&out, "kafka_partition", s->kpart);
-        ink_record_add_i64(&out, "kafka_offset", s->koff);
-    }
     s->published = s->n;
-    return ink_emit(em, &out);
+    return ink__partial_emit(in, s->pbuf, len, s->node, s->n, &s->tag, em);
 }
 
 /* Exact mode: the window is full (or the stream ended: flush); emit every
@@ -737,7 +714,7 @@ static int ecdf_process(void *state, const struct ink_record *in, const struct i
         grid_add(s, x, w);
     }
     s->n++;
-    if (s->publish) note_kafka(s, in);
+    if (s->publish) ink__partial_note(&s->tag, in);
     rc = ink_emit(outp, &out);
     if (rc == 0 && s->publish && s->n - s->published >= s->publish) rc = emit_partial(s, in, outp);
     return rc;
@@ -943,7 +920,7 @@ static void save_fields(const void *state, struct ink_map *m)
     ink_map_i64(m, "mode", s->mode);
     ink_map_i64(m, "d", s->d);
     if (s->publish) {
-        int64_t pk[4] = {(int64_t)s->published, s->has_kafka, s->kpart, s->koff};
+        int64_t pk[4] = {(int64_t)s->published, s->tag.has_kafka, s->tag.kpart, s->tag.koff};
         ink_map_i64s(m, "publish", pk, 4);
     }
     if (s->mode == INK_ECDF_KLL) {
@@ -1107,9 +1084,9 @@ static int ecdf_load(void *state, const msgpack_object *o, struct ink_err *err)
             (rc = ink_state_i64s(o, "publish", pk, 4, err)))
             return rc;
         s->published = (uint64_t)pk[0];
-        s->has_kafka = pk[1] != 0;
-        s->kpart = pk[2];
-        s->koff = pk[3];
+        s->tag.has_kafka = pk[1] != 0;
+        s->tag.kpart = pk[2];
+        s->tag.koff = pk[3];
     }
     switch (s->mode) {
     case INK_ECDF_KLL:

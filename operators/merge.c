@@ -1,5 +1,7 @@
 /* merge: global answers from the partials of many keyed ecdf states
- * (docs/ecdf.md#global-answers-by-merging). Each record carrying a
+ * (docs/ecdf.md#global-answers-by-merging) or rls_sketch states
+ * (docs/rls_sketch.md#publish-and-merge: the DISQUEAK merge, in
+ * operators/rls_merge.c). Each record carrying a
  * `partial` (operators/partial.h: an ecdf's cumulative KLL sketch or Fenwick
  * counts) replaces the partial held for its source, the triple (source,
  * key, kafka_partition), so a replayed partial replaces rather than adds;
@@ -22,6 +24,7 @@
 #include "fenwick.h"
 #include "kll.h"
 #include "partial.h"
+#include "rls_merge.h"
 
 #define STATE_VERSION 1
 #define ID_MAX        320 /* source (<= 63 bytes kept) + key (<= 255) + partition */
@@ -29,9 +32,15 @@
 struct merge_conf {
     struct ink_ecdf_conf e; /* mode (kll or grid), k, grid: checked by the ecdf check */
     int64_t max_sources;
+    /* mode rls: what every partial must match */
+    struct ink_kernel_conf kernel;
+    int64_t dim, qbar, max_dict;
+    double gamma, eps;
+    bool predict;
 };
 
-static const char *const merge_modes[] = {"kll", "grid", NULL};
+enum { MERGE_RLS = 2 }; /* modes 0 and 1 are the ecdf's kll and grid */
+static const char *const merge_modes[] = {"kll", "grid", "rls", NULL};
 
 #define MOFF(f) offsetof(struct merge_conf, f)
 
@@ -41,7 +50,8 @@ static const struct ink_param merge_params[] = {
      .offset = MOFF(e.mode),
      .def = "kll",
      .choices = merge_modes,
-     .help = "kll (merge KLL sketches) or grid (add Fenwick counts): the publishing ecdf's mode"},
+     .help = "kll (merge KLL sketches) or grid (add Fenwick counts): the publishing ecdf's mode; "
+             "rls: the DISQUEAK merge of rls_sketch dictionaries"},
     {.name = "k",
      .type = INK_P_INT,
      .offset = MOFF(e.k),
@@ -61,6 +71,53 @@ static const struct ink_param merge_params[] = {
      .min = 1,
      .max = 65536,
      .help = "most sources (publishing node, key, kafka partition) held; one more is refused"},
+    {.name = "dim",
+     .type = INK_P_INT,
+     .offset = MOFF(dim),
+     .def = "0",
+     .min = 0,
+     .max = 1 << 20,
+     .help = "rls (required): the publishers' dim"},
+    {.name = "kernel",
+     .type = INK_P_OBJECT,
+     .offset = MOFF(kernel),
+     .sub = ink_kernel_params,
+     .help = "rls: the publishers' kernel (others are refused)"},
+    {.name = "gamma",
+     .type = INK_P_DOUBLE,
+     .offset = MOFF(gamma),
+     .def = "1.0",
+     .min = 1e-12,
+     .max = 1e12,
+     .help = "rls: the publishers' gamma (others are refused)"},
+    {.name = "eps",
+     .type = INK_P_DOUBLE,
+     .offset = MOFF(eps),
+     .def = "0.5",
+     .min = 1e-6,
+     .max = 0.999,
+     .help = "rls: the publishers' eps (others are refused)"},
+    {.name = "qbar",
+     .type = INK_P_INT,
+     .offset = MOFF(qbar),
+     .def = "8",
+     .min = 1,
+     .max = 100000,
+     .help = "rls: the publishers' qbar (others are refused)"},
+    {.name = "max_dict",
+     .type = INK_P_INT,
+     .offset = MOFF(max_dict),
+     .def = "1024",
+     .min = 1,
+     .max = 16384,
+     .help = "rls: largest dictionary a partial may carry, and the merged dictionary's cap "
+             "(reaching it doubles gamma_eff)"},
+    {.name = "predict",
+     .type = INK_P_BOOL,
+     .offset = MOFF(predict),
+     .def = "false",
+     .help = "rls: answer predict from the partials' KRR statistics (publishers with predict: "
+             "true)"},
     {0},
 };
 
@@ -83,6 +140,9 @@ struct merge {
     double *nodes, *T, wout;
     uint64_t n;
     double rv[8], qv[8];
+    /* rls */
+    struct ink__rlsm rls;
+    struct ink__rls_part *parts; /* max: the held partials, parsed at rebuild */
 };
 
 static int merge_check(const void *conf, struct ink_err *err)
@@ -90,6 +150,15 @@ static int merge_check(const void *conf, struct ink_err *err)
     const struct merge_conf *c = conf;
     if (c->max_sources < 1 || c->max_sources > 65536)
         return ink_err_set(err, INK_ERANGE, "max_sources: 1..65536");
+    if (c->e.mode == MERGE_RLS) {
+        if (c->dim < 1)
+            return ink_err_set(err, INK_EINVAL, "mode rls needs dim: the publishers' dim");
+        if (c->e.grid.set) return ink_err_set(err, INK_EINVAL, "grid: only for mode grid");
+        struct ink_kernel k;
+        return ink_kernel_init(&k, &c->kernel, (int)c->dim, err);
+    }
+    if (c->dim != 0 || c->kernel.set || c->predict)
+        return ink_err_set(err, INK_EINVAL, "dim, kernel, predict: only for mode rls");
     if (c->e.mode == INK_ECDF_KLL && c->e.grid.set)
         return ink_err_set(err, INK_EINVAL, "grid: only for mode grid");
     return ink_ecdf_check(&c->e, err);
@@ -113,7 +182,18 @@ static size_t layout(struct merge *s, const struct merge_conf *c)
     struct ink_carve cv = {s->mem, 0, 8};
     size_t max = (size_t)c->max_sources, nn = 0, cells = 0;
     int d = 1;
-    if (c->e.mode == INK_ECDF_KLL) {
+    struct ink__rlsm_conf rc = {0};
+    if (c->e.mode == MERGE_RLS) {
+        ink_kernel_init(&rc.kern, &c->kernel, (int)c->dim, NULL);
+        rc.d = (int)c->dim;
+        rc.max_dict = (int)c->max_dict;
+        rc.qbar = (int)c->qbar;
+        rc.gamma = c->gamma;
+        rc.eps = c->eps;
+        rc.predict = c->predict;
+        /* without predict, a partial's KRR statistics are dropped on arrival */
+        s->pmax = ink__rls_partial_bytes(rc.d, rc.max_dict, rc.predict);
+    } else if (c->e.mode == INK_ECDF_KLL) {
         s->pmax = ink__partial_kll_bytes((uint32_t)c->e.k);
     } else {
         d = c->e.grid.nodes.n > 0 ? c->e.grid.nodes.n : c->e.grid.lo.n;
@@ -133,6 +213,9 @@ static size_t layout(struct merge *s, const struct merge_conf *c)
         void *b = ink_carve_take(&cv, ink__kll_bytes(k, true));
         if (a) ink__kll_init(&s->one, k, 0, a, false);
         if (b) ink__kll_init(&s->all, k, s->seed, b, true);
+    } else if (c->e.mode == MERGE_RLS) {
+        s->parts = ink_carve_take(&cv, max * sizeof(struct ink__rls_part));
+        ink__rlsm_layout(&s->rls, &rc, &cv);
     } else {
         s->nodes = ink_carve_take(&cv, nn * 8);
         s->T = ink_carve_take(&cv, cells * 8);
@@ -178,7 +261,7 @@ static int merge_init(void *state, const void *conf, const struct ink_op_init *i
         }
         ink__grid_setup(&s->g);
     } else {
-        s->d = 1;
+        s->d = s->mode == MERGE_RLS ? (int)c->dim : 1;
     }
     s->dirty = true;
     return 0;
@@ -190,6 +273,23 @@ static int admit(const struct merge *s, const uint8_t *p, size_t len, struct ink
 {
     int rc = ink__partial_parse(p, len, pt, err);
     if (rc) return rc;
+    if (s->mode == MERGE_RLS || pt->kind == INK_PARTIAL_RLS) {
+        if (s->mode != MERGE_RLS)
+            return ink_err_set(err, INK_EINVAL, "partial: an rls partial, this merge is mode %s",
+                               merge_modes[s->mode]);
+        if (pt->kind != INK_PARTIAL_RLS)
+            return ink_err_set(err, INK_EINVAL, "partial: a %s partial, this merge is mode rls",
+                               pt->kind == INK_PARTIAL_KLL ? "kll" : "grid");
+        struct ink__rls_part rp, ref;
+        if ((rc = ink__rls_partial_parse(pt->body, pt->body_len, &rp, err))) return rc;
+        pt->n = rp.n;
+        if (s->nsrc == 0) return ink__rlsm_admit(&s->rls, &rp, NULL, err);
+        struct ink__partial p0;
+        if (ink__partial_parse(s->pay, s->plen[0], &p0, NULL) ||
+            ink__rls_partial_parse(p0.body, p0.body_len, &ref, NULL))
+            return ink_err_set(err, INK_EINVAL, "merge: held partial 0 unreadable");
+        return ink__rlsm_admit(&s->rls, &rp, &ref, err);
+    }
     if (s->mode == INK_ECDF_KLL) {
         if (pt->kind != INK_PARTIAL_KLL)
             return ink_err_set(err, INK_EINVAL, "partial: a grid partial, this merge is mode kll");
@@ -296,7 +396,22 @@ static void hold(struct merge *s, uint32_t i, const char *id, uint32_t idn, cons
 {
     memcpy(s->ids + (size_t)i * ID_MAX, id, idn);
     s->idlen[i] = idn;
-    memcpy(s->pay + (size_t)i * s->pmax, p, n);
+    uint8_t *slot = s->pay + (size_t)i * s->pmax;
+    struct ink__rls_part rp;
+    if (s->mode == MERGE_RLS && !s->rls.c.predict &&
+        ink__rls_partial_parse(pt->body, pt->body_len, &rp, NULL) == 0 &&
+        (rp.flags & INK_RLS_PART_KRR)) {
+        /* KRR statistics this merge does not use: kept without them (the
+         * slot is sized for partials without) */
+        size_t hdr = (size_t)(pt->body - p), keep = (size_t)(rp.q + 4 * (size_t)rp.m - pt->body);
+        uint8_t *o = ink__partial_begin(slot, INK_PARTIAL_RLS);
+        memcpy(o, p + hdr, keep);
+        uint32_t fl = rp.flags & ~INK_RLS_PART_KRR;
+        memcpy(o + 12, &fl, 4); /* u32 d, m, qbar, then flags */
+        n = ink__partial_end(slot, o + keep);
+    } else {
+        memcpy(slot, p, n);
+    }
     s->plen[i] = (uint32_t)n;
     s->off[i] = off;
     s->sn[i] = pt->n;
@@ -340,11 +455,21 @@ static int merge_process(void *state, const struct ink_record *in, const struct 
 
 /* ---- the merged answer, rebuilt when a partial changed ---- */
 
-static void rebuild(struct merge *s)
+static int rebuild(struct merge *s, struct ink_err *err)
 {
-    if (!s->dirty) return;
+    if (!s->dirty) return 0;
     struct ink__partial pt;
-    if (s->mode == INK_ECDF_KLL) {
+    if (s->mode == MERGE_RLS) {
+        int n = 0;
+        for (uint32_t i = 0; i < s->nsrc; i++) {
+            if (ink__partial_parse(s->pay + (size_t)i * s->pmax, s->plen[i], &pt, NULL) ||
+                ink__rls_partial_parse(pt.body, pt.body_len, &s->parts[n], NULL))
+                continue;
+            n++;
+        }
+        int rc = ink__rlsm_rebuild(&s->rls, s->parts, n, s->seed, err);
+        if (rc) return rc;
+    } else if (s->mode == INK_ECDF_KLL) {
         ink__kll_init(&s->all, s->k, s->seed, s->all.items, true);
         for (uint32_t i = 0; i < s->nsrc; i++) {
             if (ink__partial_parse(s->pay + (size_t)i * s->pmax, s->plen[i], &pt, NULL)) continue;
@@ -363,6 +488,7 @@ static void rebuild(struct merge *s)
         }
     }
     s->dirty = false;
+    return 0;
 }
 
 static double ratio(double a, uint64_t n)
@@ -375,17 +501,74 @@ static void grid_bracket(const struct merge *s, const double *x, double *flo, do
     ink__fenwick_bracket(&s->g, s->T, s->wout, s->n, x, flo, fhi);
 }
 
+/* mode rls: the merged sketch answers as one rls_sketch would (tau, predict,
+ * deff, dict), plus the number of sources. */
+static int rls_query(struct merge *s, const struct ink_record *req, const struct ink_emitter *em,
+                     struct ink_err *err)
+{
+    struct ink__rlsm *r = &s->rls;
+    struct ink_record out;
+    ink_record_derive(&out, req);
+    bool tau = ink_record_op_is(req, "tau"), pred = ink_record_op_is(req, "predict");
+    bool deff = ink_record_op_is(req, "deff"), dict = ink_record_op_is(req, "dict");
+    if (!tau && !pred && !deff && !dict)
+        return ink_err_set(err, INK_ENOTSUP, "merge: unknown op '%.*s' (tau, predict, deff, dict)",
+                           (int)req->op_len, req->op ? req->op : "");
+    if (pred && !r->c.predict)
+        return ink_err_set(err, INK_ENOTSUP,
+                           "merge: predict is off for this node (predict: true, "
+                           "with partials from sketches with predict: true)");
+    if (tau || pred) {
+        if (!(req->flags & INK_HAS_X) || !req->x)
+            return ink_err_set(err, INK_ENOX, "%s needs x", tau ? "tau" : "predict");
+        if (req->dim != (uint32_t)s->d)
+            return ink_err_set(err, INK_EDIM, "x has %u values, expected %d", req->dim, s->d);
+        for (int k = 0; k < s->d; k++)
+            if (!isfinite(req->x[k])) return ink_err_set(err, INK_EINVAL, "x[%d] is not finite", k);
+    }
+    int rc = rebuild(s, err);
+    if (rc) return rc;
+    if (tau) {
+        double t, tn;
+        ink__rlsm_tau(r, req->x, &t, &tn);
+        ink_record_add_f64(&out, "tau", t);
+        ink_record_add_f64(&out, "tau_new", tn);
+    } else if (pred) {
+        double yhat, var;
+        ink__rlsm_predict(r, req->x, &yhat, &var);
+        ink_record_add_f64(&out, "yhat", yhat);
+        ink_record_add_f64(&out, "var", var);
+    } else if (deff) {
+        ink_record_add_f64(&out, "deff", r->dhat);
+    } else {
+        int64_t *qi = (int64_t *)(void *)r->isuppz; /* 2 cap int32: room for cap int64 */
+        for (int j = 0; j < r->m; j++) qi[j] = r->q[j];
+        ink_record_add_f64m(&out, "points", r->X, (uint32_t)s->d, (uint32_t)r->m);
+        ink_record_add_f64s(&out, "weights", r->s, (uint32_t)r->m);
+        ink_record_add_f64s(&out, "p", r->p, (uint32_t)r->m);
+        ink_record_add_i64s(&out, "q", qi, (uint32_t)r->m);
+        ink_record_add_i64(&out, "escalations", r->escalations);
+    }
+    ink_record_add_i64(&out, "dict", r->m);
+    ink_record_add_f64(&out, "gamma_eff", r->gamma_eff);
+    ink_record_add_i64(&out, "n", (int64_t)r->n);
+    ink_record_add_i64(&out, "sources", s->nsrc);
+    return ink_emit(em, &out);
+}
+
 static int merge_query(void *state, const struct ink_record *req, const struct ink_emitter *em,
                        struct ink_err *err)
 {
     struct merge *s = state;
+    if (s->mode == MERGE_RLS) return rls_query(s, req, em, err);
     struct ink_record out;
     ink_record_derive(&out, req);
     bool cdf = ink_record_op_is(req, "cdf"), quant = ink_record_op_is(req, "quantile");
     if (!cdf && !quant)
         return ink_err_set(err, INK_ENOTSUP, "merge: unknown op '%.*s' (cdf, quantile)",
                            (int)req->op_len, req->op ? req->op : "");
-    rebuild(s);
+    int rc = rebuild(s, err);
+    if (rc) return rc;
     uint64_t n = s->mode == INK_ECDF_KLL ? s->all.n : s->n;
     if (cdf) {
         if (!(req->flags & INK_HAS_X) || !req->x) return ink_err_set(err, INK_ENOX, "cdf needs x");
@@ -539,8 +722,8 @@ static const struct ink_op_gauge merge_gauges[] = {
 const struct ink_op_vtable ink_op_merge = {
     .name = "merge",
     .kind = INK_NODE_OPERATOR,
-    .summary = "global ecdf answers from the latest partial of every source (KLL merge, Fenwick "
-               "addition)",
+    .summary = "global answers from the latest partial of every source (ecdf: KLL merge, Fenwick "
+               "addition; rls_sketch: DISQUEAK merge)",
     .params = merge_params,
     .conf_size = sizeof(struct merge_conf),
     .state_size = sizeof(struct merge),

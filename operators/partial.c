@@ -30,6 +30,49 @@ static uint8_t *put_hdr(uint8_t *o, int kind)
     return put(o + 5, h, HDR);
 }
 
+uint8_t *ink__partial_begin(uint8_t *out, int kind)
+{
+    return put_hdr(out, kind);
+}
+
+static size_t close_bin(uint8_t *out, uint8_t *end);
+
+size_t ink__partial_end(uint8_t *out, uint8_t *end)
+{
+    return close_bin(out, end);
+}
+
+void ink__partial_note(struct ink__partial_tag *t, const struct ink_record *in)
+{
+    int got = 0;
+    int64_t part = 0, off = 0;
+    for (uint32_t i = 0; i < in->nfields; i++) {
+        const struct ink_field *f = &in->fields[i];
+        if (f->v.type != INK_V_I64) continue;
+        if (!strcmp(f->name, "kafka_partition")) part = f->v.i, got |= 1;
+        if (!strcmp(f->name, "kafka_offset")) off = f->v.i, got |= 2;
+    }
+    if (got & 1) t->kpart = part;
+    if (got & 2) t->koff = off;
+    if (got == 3) t->has_kafka = true;
+}
+
+int ink__partial_emit(const struct ink_record *in, const uint8_t *bin, size_t len, const char *node,
+                      uint64_t n, const struct ink__partial_tag *t, const struct ink_emitter *em)
+{
+    struct ink_record out;
+    ink_record_derive_meta(&out, in);
+    ink_record_add(&out, "partial",
+                   (struct ink_value){.type = INK_V_RAW, .raw = {bin, (uint32_t)len}});
+    ink_record_add_str(&out, "source", node, (uint32_t)strlen(node));
+    ink_record_add_i64(&out, "n", (int64_t)n);
+    if (t->has_kafka) {
+        ink_record_add_i64(&out, "kafka_partition", t->kpart);
+        ink_record_add_i64(&out, "kafka_offset", t->koff);
+    }
+    return ink_emit(em, &out);
+}
+
 static size_t close_bin(uint8_t *out, uint8_t *end)
 {
     uint32_t len = (uint32_t)(end - out - 5);
@@ -177,6 +220,10 @@ int ink__partial_parse(const uint8_t *p, size_t len, struct ink__partial *out, s
         out->wout = f64(&c);
         if (!c.bad) out->nodes = take(&c, 8 * out->nn);
         if (!c.bad) out->T = take(&c, 8 * out->cells);
+    } else if (out->kind == INK_PARTIAL_RLS) {
+        out->body = c.p; /* parsed by ink__rls_partial_parse (operators/rls_merge.h) */
+        out->body_len = (size_t)(c.end - c.p);
+        c.p = c.end;
     } else {
         return ink_err_set(err, INK_EINVAL, "partial: unknown kind %d", out->kind);
     }

@@ -6,6 +6,8 @@
  *         u32 size[nlevels], f64 items[sum size] (level 0 first)
  *   grid: u32 d, u32 M[d], u64 n, f64 wout, f64 nodes[sum M], f64 T[prod M]
  *         (T: the Fenwick tree, axis 0 fastest; wout: weight above the grid)
+ *   rls:  the rls_sketch dictionary; body laid out and parsed by
+ *         operators/rls_merge.h (docs/rls_sketch.md#publish-and-merge)
  * Nothing here allocates; the parser checks every length against the
  * payload, so a corrupt partial is refused, never read past. */
 #ifndef INK_PARTIAL_H
@@ -15,10 +17,11 @@
 #include <stdint.h>
 
 #include "../engine/err.h"
+#include "../engine/op.h"
 #include "fenwick.h"
 #include "kll.h"
 
-enum { INK_PARTIAL_KLL = 1, INK_PARTIAL_GRID = 2 };
+enum { INK_PARTIAL_KLL = 1, INK_PARTIAL_GRID = 2, INK_PARTIAL_RLS = 3 };
 #define INK_PARTIAL_VERSION 1
 
 /* Largest bin object (5-byte bin 32 header included) for a sketch of k / a grid. */
@@ -28,6 +31,23 @@ size_t ink__partial_grid_bytes(int d, size_t nodes, size_t cells);
 size_t ink__partial_put_kll(uint8_t *out, const struct ink__kll *s);
 size_t ink__partial_put_grid(uint8_t *out, const struct ink__grid *g, const double *T, uint64_t n,
                              double wout);
+
+/* The bin object's header for a partial of `kind` into out; returns where
+ * the body goes. ink__partial_end closes the bin at `end` and returns its size. */
+uint8_t *ink__partial_begin(uint8_t *out, int kind);
+size_t ink__partial_end(uint8_t *out, uint8_t *end);
+
+/* Which kafka partition and offset a publishing state's partial covers: the
+ * fields kafka_partition / kafka_offset of the last record it counted. */
+struct ink__partial_tag {
+    bool has_kafka;
+    int64_t kpart, koff;
+};
+void ink__partial_note(struct ink__partial_tag *t, const struct ink_record *in);
+/* Emits the partial record: in's meta (key, t, seq), `partial` (the bin
+ * object [bin, bin + len)), `source` (node), `n`, and the kafka tag if any. */
+int ink__partial_emit(const struct ink_record *in, const uint8_t *bin, size_t len, const char *node,
+                      uint64_t n, const struct ink__partial_tag *t, const struct ink_emitter *em);
 
 /* A parsed payload: pointers into it (unaligned: read with memcpy). */
 struct ink__partial {
@@ -44,6 +64,9 @@ struct ink__partial {
     size_t nn, cells;
     double wout;
     const uint8_t *nodes, *T;
+    /* rls: the body after the header, parsed by ink__rls_partial_parse */
+    const uint8_t *body;
+    size_t body_len;
 };
 
 /* The bin object [p, p + len): its payload parsed into *out; 0, or INK_EINVAL

@@ -3,12 +3,19 @@
  * size follows the effective dimension, with a prequential Nystrom KRR on
  * top (docs/algorithms.md sections 1 and 5.1).
  *
- * Per arrival, O(m^2): the new point's score from a Cholesky factor L of
- * S K_DD S + gamma_eff I kept in step with the dictionary, thinning of the
- * new point, and the KRR prediction and update. Every `batch` arrivals (or
- * when the dictionary overflows max_dict), O(m^3): all members re-estimated
- * from the eigen form and thinned (expand / estimate / shrink, 1.5), the cap
- * enforced by doubling gamma_eff (1.7), L refactored. */
+ * Default (batch 0, step_arrival), O(m^2 + m d) per arrival: every member
+ * re-scored and re-thinned from an updated inverse G = (K_DD + gamma_eff W)^-1,
+ * all of an arrival's changes to G applied as one low-rank update (left
+ * pending for the next arrival's product when nothing was evicted), KRR
+ * predict and update in one pass; the O(m^2) passes are in rls_linalg.c
+ * (docs/rls_sketch.md, "The default path" and "Where the time goes").
+ *
+ * batch N >= 1, O(m^2) per arrival: the new point's score from a Cholesky
+ * factor L of S K_DD S + gamma_eff I kept in step with the dictionary,
+ * thinning of the new point, and the KRR prediction and update. Every `batch`
+ * arrivals (or when the dictionary overflows max_dict), O(m^3): all members
+ * re-estimated from the eigen form and thinned (expand / estimate / shrink,
+ * 1.5), the cap enforced by doubling gamma_eff (1.7), L refactored. */
 #include "rls_sketch.h"
 
 #include <cblas.h>
@@ -20,6 +27,9 @@
 #include "../engine/opkit.h"
 #include "../engine/rng.h"
 #include "../engine/state.h"
+#include "partial.h"
+#include "rls_linalg.h"
+#include "rls_merge.h"
 
 #define STATE_VERSION 2
 #define P_FLOOR       1e-12 /* 1.7: keeps s_j^2 = q/(qbar p) finite */
@@ -27,6 +37,10 @@
  * k(x, x) of the current basis span adds no KRR coordinate (it would make
  * the basis Cholesky factor singular). */
 #define BASIS_TOL 1e-10
+/* batch 0: an arrival's update to G of at most this many rank-one terms, with
+ * no eviction, is left pending and applied by the next arrival's product
+ * (one pass over G instead of two; docs/rls_sketch.md). */
+#define PEND_MAX 16
 
 static const char *const rls_modes[] = {"squeak", "ink", NULL};
 static const char *const rls_rescores[] = {"eigen", "cholesky", NULL};
@@ -135,6 +149,14 @@ const struct ink_param ink_rls_params[] = {
      .choices = rls_rescores,
      .help = "re-estimation of all members: eigen (dsyevr, exact small scores) or cholesky "
              "(~2m^3/3 flops instead of ~10m^3; relative error eps_mach * cond on small scores)"},
+    {.name = "publish",
+     .type = INK_P_INT,
+     .offset = COFF(publish),
+     .def = "0",
+     .min = 0,
+     .max = 1099511627776.0,
+     .help = "every this many arrivals a state counts, and at the end of the stream, emit its "
+             "dictionary as a partial for a merge node (mode rls); 0 = never"},
     {0},
 };
 
@@ -156,6 +178,11 @@ struct rls_state {
     int m, since;          /* dictionary size, arrivals since the last re-estimation */
     int64_t nupd;          /* step path: rank-one changes to G since it was last refactored */
     int64_t refreshes;     /* step path: exact refactorisations of G (diagnostic) */
+    double yhat;           /* the last arrival's prequential prediction (not state) */
+    /* Step path: G's true value is G - Zd Ad^T (lower triangle) while dk > 0;
+     * the next pass over G (the residual's product) applies it. */
+    double *Zd, *Ad;
+    int dk;
 
     /* Dictionary I_t (1.2): points, ids, p, q, weights s = sqrt(q/(qbar p)). */
     double *X;
@@ -185,6 +212,13 @@ struct rls_state {
     int64_t *bid;
     int32_t *bpos; /* dictionary position of each basis point */
     double *R, *C, *g, *z, *v, *h;
+
+    /* publish (docs/rls_sketch.md#publish-and-merge): t at the last partial */
+    int64_t publish, published;
+    double eps;
+    struct ink__partial_tag tag;
+    const char *node;
+    uint8_t *pbuf;
 
     void *arena;
 };
@@ -239,6 +273,10 @@ static size_t layout(const struct ink_rls_conf *c, struct rls_state *st, char *b
     carve(base, &off, vec, &st->u);
     carve(base, &off, vec + sizeof(double), &st->kwork);
     carve(base, &off, cap * sizeof(int64_t), &st->qi);
+    if (c->batch == 0) {
+        carve(base, &off, PEND_MAX * vec, &st->Zd);
+        carve(base, &off, PEND_MAX * vec, &st->Ad);
+    }
     if (c->predict) {
         carve(base, &off, cap * sizeof(int64_t), &st->bid);
         carve(base, &off, cap * sizeof(int32_t), &st->bpos);
@@ -249,6 +287,8 @@ static size_t layout(const struct ink_rls_conf *c, struct rls_state *st, char *b
         carve(base, &off, vec + sizeof(double), &st->v);
         carve(base, &off, vec + sizeof(double), &st->h);
     }
+    if (c->publish > 0)
+        carve(base, &off, ink__rls_partial_bytes((int)d, (int)cap, c->predict), &st->pbuf);
     st->lwork = lwork;
     st->liwork = liwork;
     return ink_carve_size(&(struct ink_carve){base, off, 64});
@@ -309,6 +349,9 @@ static int rls_init(void *state, const void *conf, const struct ink_op_init *ini
     st->gamma = st->gamma_eff = c->gamma;
     st->c_est = c->est_scale > 0 ? c->est_scale : 1.0 - c->eps;
     st->mu = c->mu;
+    st->eps = c->eps;
+    st->publish = c->publish;
+    st->node = ini && ini->name ? ini->name : "rls_sketch";
     /* The engine's seed: `seed` itself when set, unkeyed; with key_by, one
      * derived from it (or from engine.seed) per key, so keys never share a
      * random stream. A caller without the engine gets c->seed. */
@@ -452,6 +495,7 @@ static int refresh_inverse(struct rls_state *st)
     int m = st->m, cap = st->cap;
     double *G = st->L;
     st->nupd = 0;
+    st->dk = 0;
     if (m == 0) return 0;
     st->refreshes++;
     for (int j = 0; j < m; j++) {
@@ -523,8 +567,13 @@ static double residual(struct rls_state *st, double kxx)
     int m = st->m;
     if (m == 0) return kxx > 0 ? kxx : 0;
     if (st->step) { /* a^T (S K S + gamma I)^-1 a = k^T G k; leaves u = G k */
-        cblas_dsymv(CblasColMajor, CblasLower, m, 1.0, st->L, st->cap, st->kx, 1, 0.0, st->u, 1);
-        double r = kxx - cblas_ddot(m, st->kx, 1, st->u, 1);
+        if (st->dk > 0)
+            ink_rls_symv_lower_pending(m, st->L, st->cap, st->Zd, st->Ad, st->cap, st->dk, st->kx,
+                                       st->u);
+        else
+            ink_rls_symv_lower(m, st->L, st->cap, st->kx, st->u);
+        st->dk = 0;
+        double r = kxx - ink_rls_dot(st->kx, st->u, m);
         return r > 0 ? r : 0;
     }
     for (int j = 0; j < m; j++) st->u[j] = st->s[j] * st->kx[j];
@@ -541,26 +590,22 @@ static double krr_embed(struct rls_state *st)
     int nb = st->nb;
     for (int i = 0; i < nb; i++) st->z[i] = st->kx[st->bpos[i]];
     if (nb == 0) return 0;
-    cblas_dtrsv(CblasColMajor, CblasUpper, CblasTrans, CblasNonUnit, nb, st->R, st->cap, st->z, 1);
-    return cblas_ddot(nb, st->z, 1, st->z, 1);
+    ink_rls_trsv_upper_t(nb, st->R, st->cap, st->z);
+    return ink_rls_dot(st->z, st->z, nb);
 }
 
-/* yhat = z^T (H + mu I)^{-1} g; *var = (k(x,x) - ||z||^2)/mu + z^T (H + mu I)^{-1} z. */
+/* The predict query: yhat = z^T (H + mu I)^{-1} g;
+ * var = (k(x,x) - ||z||^2)/mu + z^T (H + mu I)^{-1} z. yhat is summed in the
+ * order ink_rls_krr_step sums the arrival's, so the two agree bit for bit. */
 static double krr_predict(struct rls_state *st, double kxx, double zz, double *var)
 {
     int nb = st->nb;
-    if (nb == 0) {
-        if (var) *var = kxx / st->mu;
-        return 0;
-    }
     memcpy(st->v, st->z, (size_t)nb * sizeof(double));
-    cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, nb, st->C, st->cap, st->v,
-                1);
-    if (var) {
-        double res = kxx - zz;
-        *var = (res > 0 ? res : 0) / st->mu + cblas_ddot(nb, st->v, 1, st->v, 1);
-    }
-    return cblas_ddot(nb, st->v, 1, st->h, 1);
+    ink_rls_trsv_lower(nb, st->C, st->cap, st->v);
+    double res = kxx - zz, yhat = 0;
+    *var = (res > 0 ? res : 0) / st->mu + ink_rls_dot(st->v, st->v, nb);
+    for (int k = 0; k < nb; k++) yhat += st->v[k] * st->h[k];
+    return yhat;
 }
 
 /* The member just appended at dictionary position pos joins the basis when
@@ -584,28 +629,20 @@ static void krr_append(struct rls_state *st, int pos, double kxx, double zz)
     st->nb = nb + 1;
 }
 
-/* H += z z^T as a rank-one update of C (C^T C = H + mu I): rotation k
- * turns (C_kk, x_k) into (r, 0) and is applied to row k of C (column k of
- * the stored C^T, contiguous) and x; the same rotations carry (h, y) to the
- * new h = C^{-T} g (the QR update of least squares); g += y z. */
-static void krr_learn(struct rls_state *st, double y)
+/* Predict, then learn y: H += z z^T as a rank-one update of C (C^T C =
+ * H + mu I): rotation k turns (C_kk, z_k) into (r, 0) and is applied to row
+ * k of C (column k of the stored C^T, contiguous) and z; the same rotations
+ * carry (h, y) to the new h = C^{-T} g (the QR update of least squares);
+ * g += y z. The prediction z^T (H + mu I)^{-1} g with the C and h before the
+ * update (prequential) rides on the same pass over C (ink_rls_krr_step);
+ * a coordinate appended at this arrival has h = 0 and adds nothing to it.
+ * Returns the prediction; z is spent. */
+static double krr_learn(struct rls_state *st, double y)
 {
-    int nb = st->nb, cap = st->cap;
-    double *x = st->v, *h = st->h, ya = y;
-    memcpy(x, st->z, (size_t)nb * sizeof(double));
-    for (int k = 0; k < nb; k++) {
-        double *ck = st->C + (size_t)k * cap;
-        /* C_kk >= sqrt(mu) and |x_k| <= |z| stay far from overflow: no hypot. */
-        double ckk = ck[k], r = sqrt(ckk * ckk + x[k] * x[k]);
-        double c = ckk / r, s = x[k] / r;
-        ck[k] = r;
-        if (k + 1 < nb) cblas_drot(nb - k - 1, ck + k + 1, 1, x + k + 1, 1, c, s);
-        double hk = c * h[k] + s * ya;
-        ya = c * ya - s * h[k];
-        h[k] = hk;
-    }
+    int nb = st->nb;
     for (int k = 0; k < nb; k++) st->g[k] += y * st->z[k];
     st->nobs++;
+    return ink_rls_krr_step(nb, st->C, st->cap, st->z, st->v, st->h, y);
 }
 
 static void givens(double a, double b, double *c, double *s)
@@ -633,14 +670,32 @@ static void krr_delete(struct rls_state *st, int j)
     int nb = st->nb, cap = st->cap;
     double *R = st->R, *C = st->C, *g = st->g, *cs = st->v, *sn = st->z;
 #define CU(i, l) C[(l) + (size_t)(i)*cap] /* C(i, l) of the upper factor */
-    for (int l = j; l < nb - 1; l++) {
+    int *k0 = (int *)st->qi, l = j;       /* qi: 2 cap ints, free outside compact() */
+    for (; l + 4 <= nb - 1; l += 4) {
+        /* Columns l..l+3 together: the rotations found before them in four
+         * chains at once (ink_rls_rot_chains), then each finishes in turn;
+         * every column sees the same operations as alone. */
+        for (int q = 0; q < 4; q++) {
+            memcpy(R + (size_t)(l + q) * cap, R + (size_t)(l + q + 1) * cap,
+                   (size_t)(l + q + 2) * sizeof(double));
+            k0[q] = j;
+        }
+        ink_rls_rot_chains(4, R + (size_t)l * cap, cap, k0, l, cs, sn);
+        for (int q = 0; q < 4; q++) {
+            double *col = R + (size_t)(l + q) * cap;
+            int a = l + q;
+            k0[0] = l;
+            ink_rls_rot_chains(1, col, cap, k0, a, cs, sn);
+            givens(col[a], col[a + 1], &cs[a], &sn[a]);
+            col[a] = cs[a] * col[a] + sn[a] * col[a + 1];
+            col[a + 1] = 0;
+        }
+    }
+    for (; l < nb - 1; l++) {
         double *col = R + (size_t)l * cap;
         memcpy(col, R + (size_t)(l + 1) * cap, (size_t)(l + 2) * sizeof(double));
-        for (int k = j; k < l; k++) {
-            double ra = col[k], rb = col[k + 1];
-            col[k] = cs[k] * ra + sn[k] * rb;
-            col[k + 1] = -sn[k] * ra + cs[k] * rb;
-        }
+        k0[0] = j;
+        ink_rls_rot_chains(1, col, cap, k0, l, cs, sn);
         givens(col[l], col[l + 1], &cs[l], &sn[l]);
         col[l] = cs[l] * col[l] + sn[l] * col[l + 1];
         col[l + 1] = 0;
@@ -650,24 +705,17 @@ static void krr_delete(struct rls_state *st, int j)
         g[k] = cs[k] * ga + sn[k] * gb;
         g[k + 1] = -sn[k] * ga + cs[k] * gb;
     }
-    for (int i = 0; i < nb; i++) { /* row i of C Q: rotations k >= i - 1 reach it */
-        double *ci = C + (size_t)i * cap;
-        int k0 = j > i - 1 ? j : i - 1;
-        if (k0 == i - 1) ci[i - 1] = 0; /* below the diagonal: stale storage */
-        for (int k = k0; k < nb - 1; k++) {
-            double a = ci[k], b = ci[k + 1];
-            ci[k] = cs[k] * a + sn[k] * b;
-            ci[k + 1] = -sn[k] * a + cs[k] * b;
-        }
+    /* Row i of C Q: rotations k >= max(j, i - 1) reach it; below the
+     * diagonal (i - 1 >= j) the storage is stale and enters as 0. */
+    for (int i = 0; i < nb; i++) {
+        k0[i] = j > i - 1 ? j : i - 1;
+        if (i - 1 >= j) C[(i - 1) + (size_t)i * cap] = 0;
     }
+    ink_rls_rot_chains(nb, C, cap, k0, nb - 1, cs, sn);
     for (int k = j; k < nb - 1; k++) {
         double c2, s2;
         givens(CU(k, k), CU(k + 1, k), &c2, &s2);
-        for (int l = k; l < nb; l++) {
-            double a = CU(k, l), b = CU(k + 1, l);
-            CU(k, l) = c2 * a + s2 * b;
-            CU(k + 1, l) = -s2 * a + c2 * b;
-        }
+        ink_rls_rot_pair(nb - k, &CU(k, k), &CU(k + 1, k), c2, s2);
         CU(k + 1, k) = 0;
     }
     memmove(st->bid + j, st->bid + j + 1, (size_t)(nb - 1 - j) * sizeof(int64_t));
@@ -690,8 +738,7 @@ static void krr_sync_basis(struct rls_state *st)
         if (st->bpos[k] < 0) krr_delete(st, k);
     if (st->nb < nb0 && st->nb > 0) { /* h = C^{-T} g afresh after the rotations */
         memcpy(st->h, st->g, (size_t)st->nb * sizeof(double));
-        cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, st->nb, st->C, st->cap,
-                    st->h, 1);
+        ink_rls_trsv_lower(st->nb, st->C, st->cap, st->h);
     }
 }
 
@@ -754,40 +801,6 @@ static void g_column(const struct rls_state *st, int j, int n, double *out)
     size_t cap = (size_t)st->cap;
     for (int i = 0; i < j; i++) out[i] = G[j + i * cap];
     for (int i = j; i < n; i++) out[i] = G[i + j * cap];
-}
-
-/* G <- G - alpha c c^T on the leading n x n block. */
-static void g_rank1(struct rls_state *st, int n, double alpha, const double *c)
-{
-    cblas_dsyr(CblasColMajor, CblasLower, n, -alpha, c, 1, st->L, st->cap);
-    st->nupd++;
-}
-
-/* G <- (G^-1 + E_J diag(dl) E_J^T)^-1 = G - C S^-1 C^T with C = G E_J
- * (n x k) and S = diag(1/dl) + G_JJ (symmetric, maybe indefinite: LU),
- * applied to the lower triangle as G - (A C^T + C A^T)/2, A = C S^-1
- * (dsyr2k). Scratch in U (3 n k) and ev_work (k^2). Nonzero: not applied
- * (too many changes for the scratch, or S singular); the caller refactors. */
-static int woodbury(struct rls_state *st, int n, const int32_t *J, const double *dl, int k)
-{
-    size_t nk = (size_t)n * k;
-    if (k > 64 || 3 * nk > (size_t)st->cap * st->cap || k * k > st->lwork) return 1;
-    double *Cm = st->U, *Z = Cm + nk, *A = Z + nk, *S = st->ev_work;
-    int *ipiv = st->ev_iwork + st->cap;
-    for (int b = 0; b < k; b++) g_column(st, J[b], n, Cm + (size_t)b * n);
-    for (int b = 0; b < k; b++) {
-        for (int a = 0; a < k; a++) S[a + b * k] = Cm[J[a] + (size_t)b * n];
-        S[b + b * k] += 1.0 / dl[b];
-    }
-    for (int i = 0; i < n; i++)
-        for (int b = 0; b < k; b++) Z[b + (size_t)i * k] = Cm[i + (size_t)b * n];
-    if (LAPACKE_dgesv_work(LAPACK_COL_MAJOR, k, n, S, k, ipiv, Z, k) != 0) return 1;
-    for (int b = 0; b < k; b++)
-        for (int i = 0; i < n; i++) A[i + (size_t)b * n] = Z[b + (size_t)i * k];
-    cblas_dsyr2k(CblasColMajor, CblasLower, CblasNoTrans, n, k, -0.5, A, n, Cm, n, 1.0, st->L,
-                 st->cap);
-    st->nupd += k;
-    return 0;
 }
 
 /* batch 0, the dictionary over max_dict after an arrival's thinning (which
@@ -881,62 +894,112 @@ static int step_arrival(struct rls_state *st, const double *x, double kxx, doubl
         /* Over the cap: the full re-estimation with gamma escalation (1.7 a),
          * which refactors G. */
         append(st, x, kxx, res, zz, p, q);
-        if (learn) krr_learn(st, y);
+        if (learn) st->yhat = krr_learn(st, y);
         compact(st, false);
         set_weights(st);
         if (st->predict) krr_sync_basis(st);
         return step_escalate(st);
     }
-    bool refresh = false;
-    if (q > 0) { /* border G with x at weight w = qbar p / q */
-        double sig2 = res + gam * (st->qbar * p / q);
-        if (m > 0) {
-            g_rank1(st, m, -1.0 / sig2, st->u);
-            for (int i = 0; i < m; i++) G[m + (size_t)i * cap] = -st->u[i] / sig2;
-        }
-        G[m + (size_t)m * cap] = 1.0 / sig2;
-        append(st, x, kxx, res, zz, p, q);
-        st->nupd++;
-    }
-    if (learn) krr_learn(st, y);
+    bool border = q > 0, refresh = false;
+    double sig2 = border ? res + gam * (st->qbar * p / q) : 0;
+    if (border) append(st, x, kxx, res, zz, p, q);
+    if (learn) st->yhat = krr_learn(st, y);
+    /* Every change to G at this arrival as one update (docs/rls_sketch.md,
+     * "The default path", step 4): x bordered in at weight qbar p / q, a change
+     * of W_jj for each member whose weight changed, the limit W_jj -> inf
+     * (Schur downdate) for each evicted one:
+     *   G_bord = [G 0; 0 0] + v v^T / sig2,  v = [u; -1],
+     *   G_new  = G_bord - C S^-1 C^T,  C = G_bord E_J,
+     *   S = diag(1 / delta_J) + G_bord_JJ  (1 / delta = 0 for an eviction),
+     * applied as G <- [G 0; 0 0] - Z M Z^T, Z = [v C], M = diag(-1/sig2, S^-1),
+     * in one pass over the triangle that also compacts out the evicted, or,
+     * with no eviction, left pending for the next product (Zd, Ad). */
     int n = st->m;
-    double *col = st->kwork;
-    /* W_jj changes of the members that stay: Sherman-Morrison for one,
-     * Woodbury (one symmetric rank-2k BLAS-3 update) for several. */
     int32_t *J = (int32_t *)st->ev_iwork, k = 0;
-    double *dl = st->u; /* u is spent once x is appended */
+    double *dl = st->kwork; /* delta of each change; 0 marks an eviction */
     for (int a = 0; a < nchg; a++) {
         int j = chg[a];
-        if (st->q[j] == 0) continue;
-        double delta = gam * (st->qbar * st->p[j] / st->q[j] - wold[j]);
-        if (delta == 0) continue;
-        if (!(1.0 + delta * G[j + (size_t)j * cap] > SM_MIN_DEN)) {
-            refresh = true;
-            break;
-        }
+        double delta = st->q[j] ? gam * (st->qbar * st->p[j] / st->q[j] - wold[j]) : 0;
+        if (st->q[j] && delta == 0) continue;
         J[k] = j;
         dl[k++] = delta;
     }
-    if (!refresh && k == 1) {
-        g_column(st, J[0], n, col);
-        g_rank1(st, n, dl[0] / (1.0 + dl[0] * G[J[0] + (size_t)J[0] * cap]), col);
-    } else if (!refresh && k > 1) {
-        refresh = woodbury(st, n, J, dl, k) != 0;
-    }
-    for (int a = 0; a < nchg && !refresh && nev > 0; a++) { /* evictions: Schur downdate */
-        int j = chg[a];
-        if (st->q[j] != 0) continue;
-        double gjj = G[j + (size_t)j * cap];
-        if (!(gjj > 0)) {
-            refresh = true;
-            break;
+    int kk = border + k;
+    if (kk > 65 || 2 * (size_t)n * kk + (size_t)kk * kk > (size_t)cap * cap || k * k > st->lwork)
+        refresh = true; /* more changes than the scratch holds: refactor */
+    double *Z = st->U, *M = Z + (size_t)n * kk, *A = M + (size_t)kk * kk, *S = st->ev_work;
+    if (!refresh && kk > 0) {
+        if (border) {
+            memcpy(Z, st->u, (size_t)m * sizeof(double));
+            Z[m] = -1;
         }
-        g_column(st, j, n, col);
-        g_rank1(st, n, 1.0 / gjj, col);
+        for (int b = 0; b < k && !refresh; b++) {
+            double *cb = Z + (size_t)(border + b) * n;
+            g_column(st, J[b], m, cb);
+            if (border) { /* column J_b of G_bord */
+                double f = st->u[J[b]] / sig2;
+                cb[m] = 0;
+                for (int i = 0; i < n; i++) cb[i] += Z[i] * f;
+            }
+            double gjj = cb[J[b]];
+            /* An eviction needs G_jj > 0, a weight change a Sherman-Morrison
+             * denominator 1 + delta G_jj away from 0; otherwise refactor. */
+            refresh = dl[b] == 0 ? !(gjj > 0) : !(1.0 + dl[b] * gjj > SM_MIN_DEN);
+        }
+        for (int b = 0; b < k && !refresh; b++)
+            for (int a = 0; a < k; a++)
+                S[a + b * k] =
+                    Z[J[a] + (size_t)(border + b) * n] + (a == b && dl[b] != 0 ? 1.0 / dl[b] : 0);
+        for (size_t i = 0; i < (size_t)kk * kk; i++) M[i] = 0;
+        if (border) M[0] = -1.0 / sig2;
+        for (int b = 0; b < k; b++)
+            M[(size_t)(border + b) * (kk + 1)] = 1; /* S^-1 solved in place */
+        if (!refresh && k > 0 &&
+            LAPACKE_dgesv_work(LAPACK_COL_MAJOR, k, k, S, k, st->ev_iwork + cap,
+                               M + (size_t)border * (kk + 1), kk) != 0)
+            refresh = true;
+        for (size_t i = 0; i < (size_t)kk * kk && !refresh; i++) refresh = !isfinite(M[i]);
+        for (int b = 0; b < kk && !refresh; b++) { /* A = Z M, so that Z M Z^T = Z A^T */
+            double *ab = A + (size_t)b * n;
+            for (int i = 0; i < n; i++) ab[i] = 0;
+            for (int l = 0; l < kk; l++) {
+                double f = M[l + (size_t)b * kk];
+                const double *zl = Z + (size_t)l * n;
+                for (int i = 0; i < n; i++) ab[i] += zl[i] * f;
+            }
+        }
     }
+    int nk = n;
     if (nev > 0) {
-        compact(st, true);
+        compact(st, false); /* all but G, which the update compacts */
         if (st->predict) krr_sync_basis(st);
+    }
+    if (!refresh && kk > 0) {
+        int *keep = NULL;
+        if (nev > 0) { /* the survivors' positions before compaction */
+            keep = (int *)st->isuppz + cap;
+            nk = 0;
+            for (int b = 0, a = 0; a < n; a++) {
+                if (b < k && J[b] == a && dl[b] == 0) {
+                    b++;
+                    continue;
+                }
+                if (b < k && J[b] == a) b++;
+                keep[nk++] = a;
+            }
+        }
+        if (border)
+            for (int i = 0; i <= m; i++) G[m + (size_t)i * cap] = 0;
+        if (nev == 0 && kk <= PEND_MAX) { /* left for the next product to apply */
+            for (int b = 0; b < kk; b++) {
+                memcpy(st->Zd + (size_t)b * cap, Z + (size_t)b * n, (size_t)n * sizeof(double));
+                memcpy(st->Ad + (size_t)b * cap, A + (size_t)b * n, (size_t)n * sizeof(double));
+            }
+            st->dk = kk;
+        } else {
+            ink_rls_lowrank_compact(n, G, cap, Z, A, n, kk, keep, nk);
+        }
+        st->nupd += kk;
     }
     set_weights(st);
     int64_t period = (int64_t)REFRESH_PER_MEMBER * st->m;
@@ -968,10 +1031,51 @@ static int batch_arrival(struct rls_state *st, const double *x, double kxx, doub
         q = 0; /* full, and nothing may be thinned */
     }
     if (q > 0) append(st, x, kxx, res, zz, p, q);
-    if (learn) krr_learn(st, y);
+    if (learn) st->yhat = krr_learn(st, y);
     st->since++;
     if (st->since >= st->b || st->m > st->m_max) return reestimate(st);
     return 0;
+}
+
+/* The cumulative partial (docs/rls_sketch.md#publish-and-merge): the
+ * dictionary, its p and q, the parameters a merge checks and, with predict,
+ * the KRR statistics H = C^T C - mu I (formed in U, scratch between records)
+ * and g in the basis coordinates. */
+static int emit_partial(struct rls_state *st, const struct ink_record *in,
+                        const struct ink_emitter *out)
+{
+    struct ink__rls_pub v = {.d = st->d,
+                             .m = st->m,
+                             .qbar = st->qbar,
+                             .ink_mode = st->normalize,
+                             .kern = &st->kern,
+                             .gamma = st->gamma,
+                             .eps = st->eps,
+                             .c_est = st->c_est,
+                             .gamma_eff = st->gamma_eff,
+                             .dhat = st->dhat,
+                             .n = (uint64_t)st->t,
+                             .X = st->X,
+                             .p = st->p,
+                             .q = st->q,
+                             .id = st->id,
+                             .nb = -1};
+    if (st->predict) {
+        int nb = st->nb;
+        double *H = st->U;
+        for (int j = 0; j < nb; j++)
+            for (int i = 0; i < nb; i++)
+                H[i + (size_t)j * nb] = i >= j ? st->C[i + (size_t)j * st->cap] : 0;
+        if (nb > 0)
+            cblas_dtrmm(CblasColMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, nb, nb,
+                        1.0, st->C, st->cap, H, nb);
+        for (int j = 0; j < nb; j++) H[j + (size_t)j * nb] -= st->mu;
+        v.nb = nb, v.mu = st->mu, v.nobs = (uint64_t)st->nobs, v.bpos = st->bpos;
+        v.H = H, v.ldh = nb > 0 ? nb : 1, v.g = st->g;
+    }
+    size_t len = ink__rls_partial_put(st->pbuf, &v);
+    st->published = st->t;
+    return ink__partial_emit(in, st->pbuf, len, st->node, (uint64_t)st->t, &st->tag, out);
 }
 
 static int rls_process(void *state, const struct ink_record *in, const struct ink_emitter *out,
@@ -984,9 +1088,9 @@ static int rls_process(void *state, const struct ink_record *in, const struct in
     if (learn && !isfinite(in->y))
         return ink_err_set(err, INK_EINVAL, "rls_sketch: y is not finite");
 
-    double kxx = kernel_row(st, in->x), zz = 0, yhat = 0;
+    double kxx = kernel_row(st, in->x), zz = 0;
     if (st->predict) zz = krr_embed(st);
-    if (learn) yhat = krr_predict(st, kxx, zz, NULL); /* prequential: before learning y */
+    st->yhat = 0; /* the prediction made before learning y (krr_learn) */
 
     int64_t id = st->t;
     double tau;
@@ -1004,8 +1108,24 @@ static int rls_process(void *state, const struct ink_record *in, const struct in
     ink_record_add_i64(&o, "dict", st->m);
     ink_record_add_f64(&o, "deff", st->dhat);
     ink_record_add_f64(&o, "gamma_eff", st->gamma_eff);
-    if (learn) ink_record_add_f64(&o, "yhat", yhat);
-    return ink_emit(out, &o);
+    if (learn) ink_record_add_f64(&o, "yhat", st->yhat);
+    if (st->publish) ink__partial_note(&st->tag, in);
+    rc = ink_emit(out, &o);
+    if (rc == 0 && st->publish && st->t - st->published >= st->publish)
+        rc = emit_partial(st, in, out);
+    return rc;
+}
+
+/* The graph ended naturally: the arrivals since the last partial go out in
+ * one more (under key_by the engine puts the state's key on it). */
+static int rls_flush(void *state, const struct ink_emitter *out, struct ink_err *err)
+{
+    (void)err;
+    struct rls_state *st = state;
+    if (!st->publish || st->t <= st->published) return 0;
+    struct ink_record none;
+    memset(&none, 0, sizeof none);
+    return emit_partial(st, &none, out);
 }
 
 /* ----------------------------------------------------------------- query */
@@ -1125,7 +1245,12 @@ static int rls_save(const void *state, msgpack_packer *pk)
 {
     const struct rls_state *st = state;
     int m = st->m, nb = st->nb;
-    msgpack_pack_map(pk, st->predict ? 31 : 23);
+    msgpack_pack_map(pk, (st->predict ? 31 : 23) + (st->publish ? 1 : 0));
+    if (st->publish) {
+        ink_pack_key(pk, "publish");
+        int64_t pb[4] = {st->published, st->tag.has_kafka, st->tag.kpart, st->tag.koff};
+        ink_pack_i64s(pk, pb, 4);
+    }
     ink_pack_key(pk, "version");
     msgpack_pack_int64(pk, STATE_VERSION);
     ink_pack_key(pk, "dim");
@@ -1173,7 +1298,10 @@ static int rls_save(const void *state, msgpack_packer *pk)
     ink_pack_key(pk, "K");
     ink_pack_f64s(pk, pack_sym(st, st->K, m), (size_t)m * m);
     ink_pack_key(pk, "L");
-    ink_pack_f64s(pk, pack_block(st, st->L, m), (size_t)m * m);
+    const double *Lp = pack_block(st, st->L, m);
+    if (st->dk > 0) /* G as the next product will see it (same bits): G - Zd Ad^T */
+        ink_rls_lowrank_compact(m, st->U, m, st->Zd, st->Ad, st->cap, st->dk, NULL, m);
+    ink_pack_f64s(pk, Lp, (size_t)m * m);
     if (st->predict) {
         ink_pack_key(pk, "nb");
         msgpack_pack_int64(pk, nb);
@@ -1235,6 +1363,11 @@ static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
     if (gamma != st->gamma)
         return ink_err_set(err, INK_ESTATE, "state: gamma %g differs from the config's %g", gamma,
                            st->gamma);
+    int64_t pb[4] = {0, 0, 0, 0}; /* absent in a state saved without publish */
+    const msgpack_object *po;
+    if (st->publish && ink_state_get(obj, "publish", &po, NULL) == 0 &&
+        (rc = ink_state_i64s(obj, "publish", pb, 4, err)))
+        return rc;
     if (m < 0 || m > st->m_max || since < 0 || (st->b > 0 ? since >= st->b : since != 0) ||
         nupd < 0 || nref < 0 || t < 0 || !(gamma_eff >= st->gamma) || !isfinite(gamma_eff))
         return ink_err_set(err, INK_ESTATE, "state: inconsistent sizes or gamma_eff");
@@ -1304,9 +1437,12 @@ static int rls_load(void *state, const msgpack_object *obj, struct ink_err *err)
     st->reestimations = nre;
     st->nupd = nupd;
     st->refreshes = nref;
+    st->dk = 0; /* the saved G has any pending update applied */
     st->gamma_eff = gamma_eff;
     st->dhat = dhat;
     st->rng = rng;
+    st->published = pb[0];
+    st->tag = (struct ink__partial_tag){pb[1] != 0, pb[2], pb[3]};
     set_weights(st);
     return 0;
 }
@@ -1326,5 +1462,6 @@ const struct ink_op_vtable ink_op_rls_sketch = {
     .save = rls_save,
     .load = rls_load,
     .fini = rls_fini,
+    .flush = rls_flush,
     .gauges = rls_gauges,
 };

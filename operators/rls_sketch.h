@@ -35,6 +35,7 @@ struct ink_rls_conf {
     double mu;        /* KRR regulariser */
     bool shrink;      /* false: keep every point with p = 1 (diagnostic, 1.8 T6) */
     int rescore;      /* enum ink_rls_rescore: how the batch re-estimation scores members */
+    int64_t publish;  /* every this many arrivals, emit the dictionary as a partial (0: never) */
 };
 
 extern const struct ink_param ink_rls_params[];

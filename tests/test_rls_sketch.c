@@ -6,6 +6,7 @@
 
 #include "../engine/config.h"
 #include "../engine/state.h"
+#include "../operators/rls_linalg.h"
 #include "../operators/rls_sketch.h"
 #include "ink_test.h"
 
@@ -782,6 +783,39 @@ TEST(deterministic_and_save_load_default)
     save_load_run(0, 0);
 }
 
+/* batch 0 keeps an arrival's update to G pending until the next product
+ * (docs/rls_sketch.md, "Where the time goes"); a tau or predict query in
+ * between applies it (tau) or reads around it (predict): either way every
+ * later output is bit for bit what it is without the queries. */
+TEST(queries_between_arrivals_change_nothing_default)
+{
+    enum { N = 700, D = 3 };
+    static struct trace a[N], b[N];
+    struct ink_rls_conf c = t7_conf();
+    c.batch = 0;
+    c.slack = default_conf(D, 1).slack;
+    void *s1 = make(&c), *s2 = make(&c);
+    REQUIRE(s1 && s2);
+    run_trace(s1, 0, N, a);
+    struct ink_rng rng, qr;
+    ink_rng_seed(&rng, 4242); /* run_trace's stream */
+    ink_rng_seed(&qr, 17);
+    double x[D], q[D], y;
+    for (int t = 0; t < N; t++) {
+        for (int k = 0; k < D; k++) x[k] = gauss(&rng);
+        y = x[0] * x[1] + 0.1 * gauss(&rng);
+        for (int k = 0; k < D; k++) q[k] = gauss(&qr);
+        REQUIRE(ask(s2, t % 2 ? "tau" : "predict", q, D) == 0);
+        REQUIRE(feed(s2, x, D, &y) == 0);
+        b[t] = (struct trace){seen.tau,  seen.deff, seen.gamma_eff,
+                              seen.yhat, seen.dict, seen.accepted};
+    }
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    CHECK(a[N - 1].gamma_eff > c.gamma); /* the cap was hit: escalations, evictions */
+    destroy(s1);
+    destroy(s2);
+}
+
 /* After many evictions (Givens column deletions, 5.1) the saved basis factor
  * still satisfies R^T R = K_bb for the surviving basis points, and
  * C^T C - mu I (the projected H) is positive semidefinite. */
@@ -1224,6 +1258,153 @@ TEST(ink_mode_default)
 }
 
 /* mem_bound is what init allocates, and process/query allocate nothing. */
+/* ------------------------------------------ the passes of rls_linalg.c */
+
+static double max_rel(const double *a, const double *b, int n)
+{
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++) num = fmax(num, fabs(a[i] - b[i])), den = fmax(den, fabs(b[i]));
+    return den > 0 ? num / den : num;
+}
+
+/* Each hand-written pass against BLAS (or the loop it replaced), at sizes
+ * that leave every vector tail, with a leading dimension above n. */
+TEST(linalg_passes_match_blas)
+{
+    enum { N = 37, LD = 41, K = 7 };
+    static double G[LD * LD], R[LD * LD], F[LD * LD], F2[LD * LD], Z[N * K], A[N * K], M[K * K];
+    static double x[LD], y[LD], y2[LD], v[LD], v2[LD], h[LD], h2[LD], acc[LD], ref[LD * LD];
+    struct ink_rng rng;
+    ink_rng_seed(&rng, 5);
+    for (int i = 0; i < LD * LD; i++) G[i] = gauss(&rng), R[i] = gauss(&rng), F[i] = gauss(&rng);
+    for (int j = 0; j < N; j++) { /* well-conditioned triangles */
+        R[j + j * LD] = 3 + fabs(R[j + j * LD]);
+        F[j + j * LD] = 3 + fabs(F[j + j * LD]);
+    }
+    for (int i = 0; i < N; i++) x[i] = gauss(&rng), h[i] = gauss(&rng);
+    for (int i = 0; i < N * K; i++) Z[i] = gauss(&rng);
+    for (int a = 0; a < K; a++) /* A = Z M, M symmetric */
+        for (int b = 0; b <= a; b++) M[a + b * K] = M[b + a * K] = gauss(&rng);
+    for (int b = 0; b < K; b++)
+        for (int i = 0; i < N; i++) {
+            A[i + b * N] = 0;
+            for (int l = 0; l < K; l++) A[i + b * N] += Z[i + l * N] * M[l + b * K];
+        }
+    CHECK(fabs(ink_rls_dot(x, h, N) - cblas_ddot(N, x, 1, h, 1)) < 1e-13);
+
+    ink_rls_symv_lower(N, G, LD, x, y);
+    cblas_dsymv(CblasColMajor, CblasLower, N, 1.0, G, LD, x, 1, 0.0, y2, 1);
+    CHECK_MSG(max_rel(y, y2, N) < 1e-14, "%.3g", max_rel(y, y2, N));
+
+    /* Pending update: y = (G - Z M Z^T) x and G left updated, against plain
+     * loops and dsymv. */
+    memcpy(ref, G, sizeof G);
+    for (int j = 0; j < N; j++)
+        for (int i = j; i < N; i++)
+            for (int p = 0; p < K; p++) ref[i + j * LD] -= Z[i + p * N] * A[j + p * N];
+    cblas_dsymv(CblasColMajor, CblasLower, N, 1.0, ref, LD, x, 1, 0.0, y2, 1);
+    memcpy(F2, G, sizeof G);
+    ink_rls_symv_lower_pending(N, G, LD, Z, A, N, K, x, y);
+    CHECK_MSG(max_rel(y, y2, N) < 1e-13, "%.3g", max_rel(y, y2, N));
+    double worst = 0;
+    for (int j = 0; j < N; j++)
+        worst = fmax(worst, max_rel(G + j * LD + j, ref + j * LD + j, N - j));
+    CHECK_MSG(worst < 1e-13, "%.3g", worst);
+    /* ... the same bits as the eager update, here with a compaction. */
+    ink_rls_lowrank_compact(N, F2, LD, Z, A, N, K, NULL, N);
+    for (int j = 0; j < N; j++) CHECK(memcmp(F2 + j * LD + j, G + j * LD + j, (N - j) * 8) == 0);
+    int keep[N], nk = 0;
+    for (int i = 0; i < N; i++)
+        if (i % 5 != 2) keep[nk++] = i;
+    memcpy(F2, G, sizeof G); /* the compacting update: the update, then the moves */
+    ink_rls_lowrank_compact(N, F2, LD, Z, A, N, K, NULL, N);
+    static double F3[LD * LD];
+    memcpy(F3, G, sizeof G);
+    ink_rls_lowrank_compact(N, F3, LD, Z, A, N, K, keep, nk);
+    worst = 0;
+    for (int b = 0; b < nk; b++)
+        for (int a = b; a < nk; a++)
+            worst = fmax(worst, fabs(F3[a + b * LD] - F2[keep[a] + keep[b] * LD]));
+    CHECK_MSG(worst == 0, "%.3g", worst);
+
+    memcpy(v, x, sizeof x);
+    memcpy(v2, x, sizeof x);
+    ink_rls_trsv_lower(N, F, LD, v);
+    cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, N, F, LD, v2, 1);
+    CHECK_MSG(max_rel(v, v2, N) < 1e-13, "%.3g", max_rel(v, v2, N));
+    memcpy(v, x, sizeof x);
+    memcpy(v2, x, sizeof x);
+    ink_rls_trsv_upper_t(N, R, LD, v);
+    cblas_dtrsv(CblasColMajor, CblasUpper, CblasTrans, CblasNonUnit, N, R, LD, v2, 1);
+    CHECK_MSG(max_rel(v, v2, N) < 1e-13, "%.3g", max_rel(v, v2, N));
+
+    /* KRR step: the prediction with the old factor, then the QR update as the
+     * separate dtrsv + drot loop did it. */
+    memcpy(F2, F, sizeof F);
+    memcpy(v2, x, sizeof x);
+    cblas_dtrsv(CblasColMajor, CblasLower, CblasNoTrans, CblasNonUnit, N, F2, LD, v2, 1);
+    double yref = cblas_ddot(N, v2, 1, h, 1), ya = 0.7;
+    memcpy(h2, h, sizeof h);
+    memcpy(v2, x, sizeof x);
+    for (int k = 0; k < N; k++) {
+        double *ck = F2 + k * LD, r = sqrt(ck[k] * ck[k] + v2[k] * v2[k]);
+        double c = ck[k] / r, sn = v2[k] / r;
+        ck[k] = r;
+        if (k + 1 < N) cblas_drot(N - k - 1, ck + k + 1, 1, v2 + k + 1, 1, c, sn);
+        double hk = c * h2[k] + sn * ya;
+        ya = c * ya - sn * h2[k];
+        h2[k] = hk;
+    }
+    memcpy(v, x, sizeof x);
+    double yh = ink_rls_krr_step(N, F, LD, v, acc, h, 0.7);
+    CHECK_MSG(fabs(yh - yref) < 1e-13 * (1 + fabs(yref)), "%.3g vs %.3g", yh, yref);
+    CHECK(max_rel(h, h2, N) < 1e-13);
+    worst = 0;
+    for (int j = 0; j < N; j++)
+        worst = fmax(worst, max_rel(F + j * LD + j, F2 + j * LD + j, N - j));
+    CHECK_MSG(worst < 1e-13, "%.3g", worst);
+
+    /* Rotation chains four at a time: the same bits as one at a time. */
+    double cs[N], sn[N];
+    int k0[9];
+    for (int k = 0; k < N; k++) {
+        double t = gauss(&rng);
+        cs[k] = cos(t), sn[k] = sin(t);
+    }
+    for (int r = 0; r < 9; r++) k0[r] = r < 5 ? 3 : r + 1;
+    memcpy(F2, G, sizeof G);
+    ink_rls_rot_chains(9, G, LD, k0, N - 1, cs, sn);
+    for (int r = 0; r < 9; r++) ink_rls_rot_chains(1, F2 + r * LD, LD, k0 + r, N - 1, cs, sn);
+    CHECK(memcmp(G, F2, sizeof G) == 0);
+}
+
+/* The AVX2 and baseline builds of the passes give the same bits (no FMA,
+ * lane-wise arithmetic, fixed-order reductions; docs/rls_sketch.md): the
+ * same stream (escalations, evictions, predict) through both. */
+TEST(linalg_simd_paths_same_bits)
+{
+    enum { N = 700 };
+    static struct trace a[N], b[N];
+    if (ink_rls_set_simd(1) != 0) {
+        printf("no AVX2 on this CPU: only the baseline build runs here\n");
+        return;
+    }
+    struct ink_rls_conf c = t7_conf();
+    c.batch = 0;
+    c.slack = default_conf(3, 1).slack;
+    c.max_dict = 96;
+    void *s1 = make(&c), *s2 = make(&c);
+    REQUIRE(s1 && s2);
+    run_trace(s1, 0, N, a);
+    REQUIRE(ink_rls_set_simd(0) == 0);
+    run_trace(s2, 0, N, b);
+    ink_rls_set_simd(1);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    CHECK(a[N - 1].gamma_eff > c.gamma);
+    destroy(s1);
+    destroy(s2);
+}
+
 TEST(no_allocation_after_init)
 {
 #ifdef __SANITIZE_ADDRESS__

@@ -21,7 +21,7 @@ static const char usage[] =
     "usage: inkflow COMMAND ...\n"
     "\n"
     "  run CONFIG [--restore[=auto]] run the graph described by CONFIG\n"
-    "  validate CONFIG               check CONFIG; print every error; exit 2 if any\n"
+    "  validate CONFIG [--restore]   check CONFIG; print every error; exit 2 if any\n"
     "  help [TYPE | --markdown]      list node types, or the keys of one type\n"
     "  send ENDPOINT [FILE]          send a CSV / JSONL / msgpack file (or stdin) to a socket\n"
     "  recv ENDPOINT [--count N]     print records from a socket as JSON Lines\n"
@@ -231,12 +231,20 @@ static int check_csv_fields(const char *cfgpath, const struct ink_config *cfg,
 
 static int cmd_validate(int argc, char **argv)
 {
-    int c;
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
+    int c, restore = 0;
+    static const struct option opts[] = {
+        {"restore", no_argument, NULL, 'r'}, {"help", no_argument, NULL, 'h'}, {0}};
     optind = 1;
     while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (c == 'r') {
+            restore = 1;
+            continue;
+        }
         if (c != 'h') return ink_opt_error("validate", c, optind, argv);
-        printf("usage: inkflow validate CONFIG\n");
+        printf("usage: inkflow validate CONFIG [--restore]\n"
+               "--restore also checks that CONFIG can restore the snapshot of\n"
+               "engine.snapshot (read only: a running inkflow may own it): what shapes the\n"
+               "state is unchanged (docs/state.md, \"What a restore compares\")\n");
         return 0;
     }
     if (argc - optind != 1) return ink_usage("validate: give exactly one CONFIG");
@@ -265,10 +273,20 @@ static int cmd_validate(int argc, char **argv)
             mem += b + (vt && vt->scratch_bytes ? vt->scratch_bytes(n->conf) : 0);
         }
     }
+    char snap[4096] = "";
+    if (restore) {
+        struct ink_err e = {0};
+        if (ink_snapshot_check_restore(&cfg, snap, sizeof snap, &e)) {
+            fprintf(stderr, "inkflow: %s: --restore: %s\n", argv[0], e.msg);
+            ink_config_free(&cfg);
+            return 2;
+        }
+    }
     printf("%s: ok: %d source%s, %d operator%s, %d sink%s; operator memory bound %.1f MiB of "
            "%.1f MiB\n",
            argv[0], ns, ns == 1 ? "" : "s", no, no == 1 ? "" : "s", nk, nk == 1 ? "" : "s",
            (double)mem / 1048576.0, (double)cfg.engine.memory_limit / 1048576.0);
+    if (restore) printf("%s: can restore %s\n", argv[0], snap);
     ink_config_free(&cfg);
     return 0;
 }

@@ -197,15 +197,18 @@ static int sniff_stdin(pthread_t *th, struct replay *r)
 
 static const char send_usage[] =
     "usage: inkflow send ENDPOINT [FILE] [--format csv|jsonl|msgpack] [--bind] [--hwm N]\n"
-    "                    [--eos-timeout SECONDS] [CURVE options]\n"
+    "                    [--eos auto|true|false] [--eos-timeout SECONDS] [CURVE options]\n"
     "Sends every record of FILE (or standard input) as one msgpack frame on a PUSH socket,\n"
-    "then an end-of-stream marker that the receiving inkflow source acknowledges, so the tail\n"
-    "of the stream is never lost. Exit 0 when acknowledged, 1 otherwise.\n" CURVE_USAGE;
+    "then an end-of-stream marker that each receiving inkflow source acknowledges, so the\n"
+    "tail of the stream is never lost. --eos auto (the default) sends the marker only when\n"
+    "every connected receiver is an inkflow source (a plain PULL consumer never sees it);\n"
+    "true always, false never. Exit 0 when acknowledged or not sent on purpose, 1 "
+    "otherwise.\n" CURVE_USAGE;
 
 int ink_cmd_send(int argc, char **argv)
 {
     const char *ep = NULL, *file = "-";
-    int format = INK_FMT_AUTO, bind = 0;
+    int format = INK_FMT_AUTO, bind = 0, eos = INK_EOS_AUTO;
     long hwm = 10000;
     double eos_timeout = 10;
     struct ink_curve_conf curve = {0};
@@ -213,6 +216,7 @@ int ink_cmd_send(int argc, char **argv)
                                          {"bind", no_argument, NULL, 'b'},
                                          {"hwm", required_argument, NULL, 'H'},
                                          {"eos-timeout", required_argument, NULL, 'e'},
+                                         {"eos", required_argument, NULL, 'E'},
                                          CURVE_OPTIONS,
                                          {0}};
     int c;
@@ -223,6 +227,16 @@ int ink_cmd_send(int argc, char **argv)
         case OPT_HELP:
             fputs(send_usage, stdout);
             return 0;
+        case 'E':
+            if (strcmp(optarg, "auto") == 0)
+                eos = INK_EOS_AUTO;
+            else if (strcmp(optarg, "true") == 0)
+                eos = INK_EOS_ON;
+            else if (strcmp(optarg, "false") == 0)
+                eos = INK_EOS_OFF;
+            else
+                return ink_usage("send: bad --eos '%s' (auto, true or false)", optarg);
+            break;
         case 'f':
             format = parse_format(optarg);
             if (format < 0 || format == INK_FMT_TEXT)
@@ -268,10 +282,18 @@ int ink_cmd_send(int argc, char **argv)
         zc.bind = (char *)ep;
     else
         zc.connect = (char *)ep;
-    void *s = ink_zmq_open(ctx, ZMQ_PUSH, &zc, &err);
+    /* the ack socket first: the data socket tells receivers where it is;
+     * "send" names the socket's connection counts (ink_zmq_stats) */
+    static struct ink_eos_sender es;
+    void *s = NULL;
+    if (eos == INK_EOS_OFF || ink_eos_sender_open(&es, ctx, ep, "send", &err) == 0) {
+        zc.metadata = es.meta[0] ? es.meta : NULL;
+        s = ink_zmq_open_node(ctx, ZMQ_PUSH, &zc, "send", &err);
+    }
     if (!s) {
         fprintf(stderr, "inkflow send: %s\n", err.msg);
         ink_file_reader_close(&r);
+        ink_eos_sender_close(&es);
         zmq_ctx_term(ctx);
         return 1;
     }
@@ -307,12 +329,18 @@ int ink_cmd_send(int argc, char **argv)
             break;
         }
         if (rc || interrupted) break;
+        if (!sent) es.first_send = ink_now();
         sent++;
     }
     if (interrupted) rc = 1;
     uint64_t got = 0;
-    int e = ink_eos_send(ctx, s, ep, sent, eos_timeout, &got, &err);
-    if (e) {
+    char note[300] = "";
+    int e = 1;
+    if (eos != INK_EOS_OFF)
+        e = ink_eos_finish(&es, s, eos, sent, eos_timeout, interrupted, &got, note, sizeof note,
+                           &err);
+    if (e == 1 && note[0]) fprintf(stderr, "inkflow send: %s\n", note);
+    if (e < 0) {
         fprintf(stderr, "inkflow send: %s\n", err.msg);
         rc = 1;
     }
@@ -333,6 +361,7 @@ int ink_cmd_send(int argc, char **argv)
         free(rep.head);
     }
     zmq_close(s);
+    ink_eos_sender_close(&es);
     zmq_ctx_term(ctx);
     return rc;
 }
@@ -445,6 +474,8 @@ int ink_cmd_recv(int argc, char **argv)
             if (e > 0 && fresh && count < 0) break; /* end of stream */
             continue;
         }
+        if (!sub && ink_eos_notice(ctx, &m, &seen, &err) < 0)
+            fprintf(stderr, "inkflow recv: %s\n", err.msg);
         struct ink_record rec;
         enum ink_reject why = ink_decode_msgpack(&dec, zmq_msg_data(&m), zmq_msg_size(&m), &rec);
         if (why != INK_REJ_NONE) {

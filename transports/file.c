@@ -572,6 +572,8 @@ struct file_snk {
     struct ink_file_writer w;
     const struct ink_file_sink_conf *c;
     uint64_t seen;
+    int sync_fd1; /* 1 + a second, unlocked descriptor of a regular output
+                     (the snapshot writer fdatasyncs it); 0 = none */
     bool failed;
     char why[128]; /* the first failed write's reason (errno) */
 };
@@ -597,7 +599,26 @@ static int fsnk_open(struct ink_node *n, struct ink_err *err)
      * One owner: a regular file is locked before anything is written to it
      * (docs/state.md), so a second instance is refused, not interleaved. */
     bool append = fk->c->append || n->g->restoring;
-    return ink_file_writer_open(&fk->w, p, fk->c->format, append, true, err);
+    int rc = ink_file_writer_open(&fk->w, p, fk->c->format, append, true, err);
+    if (rc || fk->w.is_stdout || !fk->w.f) return rc;
+    /* The output's durability is the snapshot writer's (docs/state.md): it
+     * gets a descriptor of the same file that does not carry the lock, so
+     * that a writer outliving a killed inkflow for a moment holds no lock a
+     * restore needs. Through /proc, the very file opened above; without
+     * /proc, the main thread fdatasyncs as before. */
+    struct stat st;
+    char self[64];
+    int fd = fileno(fk->w.f);
+    snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        int sfd = open(self, O_RDONLY | O_CLOEXEC);
+        struct stat st2;
+        if (sfd >= 0 && fstat(sfd, &st2) == 0 && st2.st_dev == st.st_dev && st2.st_ino == st.st_ino)
+            fk->sync_fd1 = sfd + 1;
+        else if (sfd >= 0)
+            close(sfd);
+    }
+    return 0;
 }
 
 static int fsnk_write(struct ink_node *n, const struct ink_record *rec)
@@ -639,10 +660,20 @@ static void fsnk_close(struct ink_node *n)
 {
     struct file_snk *fk = n->impl;
     ink_file_writer_close(&fk->w);
+    if (fk->sync_fd1) close(fk->sync_fd1 - 1);
+    fk->sync_fd1 = 0;
 }
 
-/* Before a snapshot: what was written is on disk, so the length saved next
- * is what a crash leaves behind. */
+static int fsnk_durable_fd(struct ink_node *n)
+{
+    struct file_snk *fk = n->impl;
+    return fk->sync_fd1 - 1;
+}
+
+/* Before a snapshot: what was written is handed to the kernel, so the
+ * length saved next is what the snapshot writer makes durable (through
+ * fsnk_durable_fd) before its rename; without that descriptor, it is made
+ * durable here. */
 static int fsnk_sync(struct ink_node *n, struct ink_err *err)
 {
     struct file_snk *fk = n->impl;
@@ -654,7 +685,8 @@ static int fsnk_sync(struct ink_node *n, struct ink_err *err)
     if (fk->w.is_stdout || !fk->w.f) return 0;
     struct stat st;
     int fd = fileno(fk->w.f);
-    if (ink_file_writer_flush(&fk->w) || fstat(fd, &st) || (S_ISREG(st.st_mode) && fdatasync(fd)))
+    if (ink_file_writer_flush(&fk->w) ||
+        (!fk->sync_fd1 && (fstat(fd, &st) || (S_ISREG(st.st_mode) && fdatasync(fd)))))
         return ink_err_set(err, INK_EIO, "cannot flush and sync the output: %s", strerror(errno));
     return 0;
 }
@@ -723,6 +755,7 @@ const struct ink_sink_type ink_sink_file = {
     .write = fsnk_write,
     .flush = fsnk_flush,
     .sync = fsnk_sync,
+    .durable_fd = fsnk_durable_fd,
     .finish = fsnk_finish,
     .close = fsnk_close,
     .save = fsnk_save,

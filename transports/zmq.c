@@ -14,6 +14,7 @@
 
 static const char *const src_sockets[] = {"pull", "sub", "router", NULL};
 static const char *const sink_sockets[] = {"push", "pub", NULL};
+static const char *const eos_modes[] = {"auto", "true", "false", NULL}; /* enum ink_eos_mode */
 
 #define COFF(f) (offsetof(struct ink_zmq_conf, curve) + offsetof(struct ink_curve_conf, f))
 static const struct ink_param curve_params[] = {
@@ -139,11 +140,14 @@ static const struct ink_param zmq_sink_params[] = {
      .def = "false",
      .help = "keep only the newest message"},
     {.name = "eos",
-     .type = INK_P_BOOL,
+     .type = INK_P_ENUM,
      .offset = ZOFF(eos),
-     .def = "true",
-     .help = "push: when the graph ends, send an end-of-stream marker and wait for the receiver's "
-             "acknowledgement"},
+     .def = "auto",
+     .choices = eos_modes,
+     .help = "push: when the graph ends, send an end-of-stream marker and wait for each "
+             "receiver's acknowledgement: auto = only when every connected receiver is an "
+             "inkflow source that takes part (a plain PULL consumer never sees it), true = "
+             "always, false = never"},
     {.name = "eos_timeout",
      .type = INK_P_DURATION,
      .offset = ZOFF(eos_timeout),
@@ -257,6 +261,7 @@ static void zmq_conn(struct ink_node *n, uint64_t out[INK_CONN__COUNT])
     out[INK_CONN_REFUSED_AUTH] = st.refused_auth;
     out[INK_CONN_REFUSED_HANDSHAKE] = st.refused_protocol;
     out[INK_CONN_DISCONNECTED] = st.disconnects;
+    out[INK_CONN_DROPPED] = st.dropped;
 }
 
 /* At close: what the security thread saw on this socket. */
@@ -264,13 +269,17 @@ static void log_conn_stats(struct ink_node *n)
 {
     struct ink_zmq_stats st;
     ink_zmq_stats(n->name, &st);
+    char drops[64] = "";
+    if (st.dropped)
+        snprintf(drops, sizeof drops, " (%llu dropped by the socket)",
+                 (unsigned long long)st.dropped);
     fprintf(stderr,
             "inkflow: [%s] connections: %llu accepted, %llu admitted, refused %llu "
-            "(auth %llu, handshake %llu), %llu disconnected\n",
+            "(auth %llu, handshake %llu), %llu disconnected%s\n",
             n->name, (unsigned long long)st.accepted, (unsigned long long)st.handshakes,
             (unsigned long long)(st.refused_auth + st.refused_protocol),
             (unsigned long long)st.refused_auth, (unsigned long long)st.refused_protocol,
-            (unsigned long long)st.disconnects);
+            (unsigned long long)st.disconnects, drops);
 }
 
 static int zsrc_open(struct ink_node *n, struct ink_err *err)
@@ -414,6 +423,10 @@ static int zsrc_pump(struct ink_node *n, int budget)
             }
         } else {
             z->received++;
+            if (z->c->socket == INK_ZMQ_PULL) {
+                struct ink_err err = {0};
+                if (ink_eos_notice(z->ctx, &m, &z->seen, &err) < 0) ink__log(n, "%s", err.msg);
+            }
             rc = handle_payload(n, z, &m);
         }
         zmq_msg_close(&m);
@@ -474,6 +487,7 @@ struct zmq_snk {
     struct ink_zmq_conf conf; /* a copy, with base_dir set */
     double stop_deadline;
     bool pub; /* else push */
+    struct ink_eos_sender eos;
 };
 
 static int zsnk_open(struct ink_node *n, struct ink_err *err)
@@ -484,6 +498,12 @@ static int zsnk_open(struct ink_node *n, struct ink_err *err)
     /* a sink's `socket` indexes its own choices: 0 push, 1 pub */
     z->pub = z->c->socket == INK_ZMQ_SINK_PUB;
     z->conf = *z->c;
+    if (!z->pub && z->c->eos != INK_EOS_OFF) {
+        /* the ack socket first: the data socket tells receivers where it is */
+        const char *ep = z->c->bind ? z->c->bind : z->c->connect;
+        if (ink_eos_sender_open(&z->eos, z->ctx, ep, n->name, err)) return err->code;
+        z->conf.metadata = z->eos.meta;
+    }
     z->sock = open_node(n, z->ctx, z->pub ? ZMQ_PUB : ZMQ_PUSH, &z->conf, err);
     return z->sock ? 0 : INK_EIO;
 }
@@ -497,7 +517,10 @@ static int zsnk_write(struct ink_node *n, const struct ink_record *rec)
         return 1;
     }
     for (;;) {
-        if (zmq_send(z->sock, z->buf.p, z->buf.len, ZMQ_DONTWAIT) >= 0) return 0;
+        if (zmq_send(z->sock, z->buf.p, z->buf.len, ZMQ_DONTWAIT) >= 0) {
+            if (!z->eos.first_send) z->eos.first_send = ink_now();
+            return 0;
+        }
         int e = zmq_errno();
         if (e == EINTR) continue;
         if (e != EAGAIN || z->pub) {
@@ -528,14 +551,18 @@ static void zsnk_flush(struct ink_node *n)
 static void zsnk_finish(struct ink_node *n)
 {
     struct zmq_snk *z = n->impl;
-    if (z->pub || !z->c->eos) return;
+    if (z->pub || z->c->eos == INK_EOS_OFF) return;
     double timeout = z->c->eos_timeout;
     if (n->g->stop && timeout > n->g->cfg->engine.grace) timeout = n->g->cfg->engine.grace;
     struct ink_err err = {0};
     uint64_t got = 0;
-    const char *ep = z->c->bind ? z->c->bind : z->c->connect;
-    int rc = ink_eos_send(z->ctx, z->sock, ep, n->c.out, timeout, &got, &err);
-    if (rc) ink__log(n, "%s", err.msg);
+    char note[300];
+    int rc = ink_eos_finish(&z->eos, z->sock, z->c->eos, n->c.out, timeout, n->g->stop, &got, note,
+                            sizeof note, &err);
+    if (rc == 1)
+        ink__log(n, "%s", note);
+    else if (rc)
+        ink__log(n, "%s", err.msg);
 }
 
 static void zsnk_close(struct ink_node *n)
@@ -543,6 +570,7 @@ static void zsnk_close(struct ink_node *n)
     struct zmq_snk *z = n->impl;
     if (z->sock) log_conn_stats(n);
     if (z->sock) zmq_close(z->sock);
+    ink_eos_sender_close(&z->eos);
     ink_buf_fini(&z->buf);
     if (z->ctx) ctx_release();
     memset(z, 0, sizeof *z);

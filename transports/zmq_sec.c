@@ -149,12 +149,15 @@ struct domain {
     int64_t maxmsg;          /* the socket's ZMQ_MAXMSGSIZE, for messages */
     void *mon;               /* PAIR connected to the socket's monitor */
     struct ink_zmq_stats st; /* written by the thread with atomics */
+    bool zap_sync;           /* every handshake waits for the ZAP handler (see conn_note) */
     struct {
         int fd;
+        int dup; /* our duplicate of the connection's socket, -1 = none */
         char addr[96];
     } conn[MAX_CONNS];
     int conn_next;
-    int pending; /* handshake-failure event not yet matched with its disconnect */
+    double last_open; /* ink_now() of the last HANDSHAKE_SUCCEEDED */
+    int pending;      /* handshake-failure event not yet matched with its disconnect */
     int pending_code;
     struct ink_ratelimit rl_mon, rl_zap; /* each logs on its own: one never hides the other */
 };
@@ -198,8 +201,31 @@ static int key_allowed(const struct domain *d, const uint8_t *k)
  * mechanism, credentials. Replies 200 for an authorised CURVE key of a
  * known domain, 400 otherwise (an unknown or empty domain is refused: this
  * is the domain enforcement, done here as well as by libzmq). */
+static void mon_event(struct domain *d);
+
+/* The monitor events already queued: a connection's ACCEPTED or CONNECTED
+ * event is queued before its handshake asks for ZAP, so handling them here
+ * first lets conn_note duplicate its socket while libzmq still holds it open
+ * (the handshake waits for this reply). */
+static void mon_drain(void)
+{
+    struct domain *who[MAX_DOMAINS];
+    int k = 0;
+    pthread_mutex_lock(&sec.mu);
+    for (int i = 0; i < sec.n; i++)
+        if (sec.d[i].mon) who[k++] = &sec.d[i];
+    pthread_mutex_unlock(&sec.mu);
+    for (int i = 0; i < k; i++)
+        for (;;) {
+            zmq_pollitem_t it = {.socket = who[i]->mon, .events = ZMQ_POLLIN};
+            if (zmq_poll(&it, 1, 0) <= 0) break;
+            mon_event(who[i]);
+        }
+}
+
 static void zap_serve(void *zap)
 {
+    mon_drain();
     zmq_msg_t f[8];
     int nf = 0, more = 1;
     while (more && nf < 8) {
@@ -224,7 +250,7 @@ static void zap_serve(void *zap)
     char user[41] = "", addr[64] = "?";
     if (nf >= 2) {
         pthread_mutex_lock(&sec.mu);
-        struct domain *d = nf >= 7 ? find_domain(zmq_msg_data(&f[2]), zmq_msg_size(&f[2])) : NULL;
+        struct domain *d = nf >= 6 ? find_domain(zmq_msg_data(&f[2]), zmq_msg_size(&f[2])) : NULL;
         if (nf >= 4) {
             size_t al =
                 zmq_msg_size(&f[3]) < sizeof addr - 1 ? zmq_msg_size(&f[3]) : sizeof addr - 1;
@@ -233,8 +259,13 @@ static void zap_serve(void *zap)
         }
         bool curve = nf >= 7 && zmq_msg_size(&f[5]) == 5 &&
                      !memcmp(zmq_msg_data(&f[5]), "CURVE", 5) && zmq_msg_size(&f[6]) == 32;
+        bool null = nf == 6 && zmq_msg_size(&f[5]) == 4 && !memcmp(zmq_msg_data(&f[5]), "NULL", 4);
         if (curve) zmq_z85_encode(user, zmq_msg_data(&f[6]), 32);
-        if (!d || !d->server) {
+        if (d && !d->server && d->zap_sync && null) {
+            /* a plain socket asking only so that its connection is watched */
+            status = "200";
+            text = "OK";
+        } else if (!d || !d->server) {
             text = "unknown ZAP domain";
             fprintf(stderr, "inkflow: refused a %s handshake from %s: unknown ZAP domain\n",
                     curve ? "CURVE" : "non-CURVE", addr);
@@ -281,22 +312,56 @@ static const char *fail_reason(int ev, int code)
     }
 }
 
-static void conn_note(struct domain *d, int fd, const char *addr)
+static void conn_forget(struct domain *d, int i)
 {
-    d->conn[d->conn_next].fd = fd;
-    snprintf(d->conn[d->conn_next].addr, sizeof d->conn[0].addr, "%s", addr);
-    d->conn_next = (d->conn_next + 1) % MAX_CONNS;
+    if (d->conn[i].dup >= 0) close(d->conn[i].dup);
+    d->conn[i].dup = -1;
+    d->conn[i].fd = -1;
+    d->conn[i].addr[0] = 0;
 }
 
-static const char *conn_addr(struct domain *d, int fd, char *buf, size_t n)
+/* A new connection on socket fd. On a socket with a size cap whose
+ * handshakes wait for the ZAP handler, keep a duplicate of the socket: when
+ * libzmq later reports the disconnect, conn_dropped looks at what is left
+ * on it (libzmq 4.3 gives the same events for both, docs/security.md). */
+static void conn_note(struct domain *d, int fd, const char *addr)
 {
     for (int i = 0; i < MAX_CONNS; i++)
-        if (d->conn[i].fd == fd && d->conn[i].addr[0]) {
+        if (d->conn[i].fd == fd) conn_forget(d, i); /* a stale entry of a reused fd */
+    int i = d->conn_next;
+    conn_forget(d, i);
+    d->conn[i].fd = fd;
+    if (d->maxmsg > 0 && d->zap_sync) d->conn[i].dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    snprintf(d->conn[i].addr, sizeof d->conn[0].addr, "%s", addr);
+    d->conn_next = (i + 1) % MAX_CONNS;
+}
+
+/* The connection on fd has ended: its address, and whether libzmq closed it
+ * on its own (1: the peer had neither closed it nor reset it, so the socket
+ * gave up on a frame over its cap or on a protocol error), 0 when the peer
+ * closed it (or we cannot tell). */
+static int conn_end(struct domain *d, int fd, char *buf, size_t n)
+{
+    snprintf(buf, n, "an unknown address");
+    for (int i = 0; i < MAX_CONNS; i++)
+        if (d->conn[i].fd == fd) {
             snprintf(buf, n, "%s", d->conn[i].addr);
-            d->conn[i].addr[0] = 0;
-            return buf;
+            int dropped = 0;
+            if (d->conn[i].dup >= 0) {
+                char c;
+                ssize_t r = recv(d->conn[i].dup, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+                /* unread bytes, or nothing yet and no end of stream */
+                dropped = r > 0 || (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+            }
+            conn_forget(d, i);
+            return dropped;
         }
-    return "an unknown address";
+    return 0;
+}
+
+static void conn_forget_all(struct domain *d)
+{
+    for (int i = 0; i < MAX_CONNS; i++) conn_forget(d, i);
 }
 
 static void peer_name(int fd, char *buf, size_t n)
@@ -331,6 +396,7 @@ static void mon_event(struct domain *d)
     memcpy(&ev, zmq_msg_data(&a), 2);
     memcpy(&val, (uint8_t *)zmq_msg_data(&a) + 2, 4);
     char addr[96];
+    double now;
     switch (ev) {
     case ZMQ_EVENT_ACCEPTED:
         BUMP(d, accepted);
@@ -343,6 +409,8 @@ static void mon_event(struct domain *d)
         conn_note(d, (int)val, addr);
         break;
     case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        now = ink_now();
+        __atomic_store(&d->last_open, &now, __ATOMIC_RELAXED);
         BUMP(d, handshakes);
         break;
     case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
@@ -356,8 +424,8 @@ static void mon_event(struct domain *d)
         d->pending = ev;
         d->pending_code = (int)val;
         break;
-    case ZMQ_EVENT_DISCONNECTED:
-        conn_addr(d, (int)val, addr, sizeof addr);
+    case ZMQ_EVENT_DISCONNECTED: {
+        int dropped = conn_end(d, (int)val, addr, sizeof addr);
         if (d->pending == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
             d->pending = 0; /* the ZAP handler logged it, with the key */
         } else if (d->pending) {
@@ -366,13 +434,20 @@ static void mon_event(struct domain *d)
                  fail_reason(d->pending, d->pending_code));
             d->pending = 0;
         } else {
+            /* a peer that leaves is counted, not logged */
             BUMP(d, disconnects);
-            if (d->maxmsg > 0)
+            if (dropped) {
+                BUMP(d, dropped);
                 dlog(d, &d->rl_mon,
-                     "connection from %s closed (by the peer, or for a frame over the "
-                     "socket's cap of %lld bytes)",
+                     "dropped the connection from %s: a frame over the socket's cap of %lld "
+                     "bytes (4 x max_message_bytes), or a ZMTP protocol error",
                      addr, (long long)d->maxmsg);
+            }
         }
+        break;
+    }
+    case ZMQ_EVENT_MONITOR_STOPPED: /* the socket is closing: let its connections go */
+        conn_forget_all(d);
         break;
     default:
         break;
@@ -414,6 +489,7 @@ static void *sec_thread(void *arg)
     socks[ns++] = sec.zap;
     for (int i = 0; i < sec.n; i++) {
         if (sec.d[i].mon) socks[ns++] = sec.d[i].mon;
+        conn_forget_all(&sec.d[i]);
         free(sec.d[i].keys);
     }
     memset(sec.d, 0, sizeof sec.d);
@@ -598,6 +674,10 @@ void ink_zmq_stats(const char *name, struct ink_zmq_stats *out)
         out->refused_auth = __atomic_load_n(&d->st.refused_auth, __ATOMIC_RELAXED);
         out->refused_protocol = __atomic_load_n(&d->st.refused_protocol, __ATOMIC_RELAXED);
         out->disconnects = __atomic_load_n(&d->st.disconnects, __ATOMIC_RELAXED);
+        out->dropped = __atomic_load_n(&d->st.dropped, __ATOMIC_RELAXED);
+        /* a failed handshake is counted as refused, not as a disconnect */
+        out->open = out->handshakes > out->disconnects ? out->handshakes - out->disconnects : 0;
+        __atomic_load(&d->last_open, &out->last_open, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&sec.mu);
 }
@@ -614,13 +694,14 @@ static struct domain *sec_domain(void *ctx, void *s, const char *name, int64_t m
     struct domain *d = &sec.d[sec.n];
     memset(d, 0, sizeof *d);
     snprintf(d->name, sizeof d->name, "%s", name);
-    for (int i = 0; i < MAX_CONNS; i++) d->conn[i].fd = -1;
+    for (int i = 0; i < MAX_CONNS; i++) d->conn[i].fd = d->conn[i].dup = -1;
     d->maxmsg = maxmsg;
     char ep[64];
     snprintf(ep, sizeof ep, "inproc://inkflow-monitor-%d", sec.mon_seq++);
     int events = ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED |
                  ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+                 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                 ZMQ_EVENT_MONITOR_STOPPED;
     void *mon = NULL;
     if (zmq_socket_monitor(s, ep, events) == 0 && (mon = zmq_socket(ctx, ZMQ_PAIR)) &&
         zmq_connect(mon, ep) == 0) {
@@ -652,6 +733,14 @@ void *ink_zmq_open_node(void *ctx, int zt, const struct ink_zmq_conf *c, const c
         struct domain *d = sec_domain(ctx, s, name, (int64_t)c->max_message_bytes, err);
         int rc = d ? 0 : INK_EIO;
         if (d && c->curve.set) rc = curve_setup(s, c, d, err);
+        if (!rc && d->server) d->zap_sync = true;
+        /* A capped plain socket asks the ZAP handler too (which admits it):
+         * that holds each handshake until the monitor has seen the
+         * connection, so conn_note's duplicate is of the right socket. */
+        if (!rc && !c->curve.set && d->maxmsg > 0) {
+            if (zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, d->name, strlen(d->name)) == 0)
+                d->zap_sync = true;
+        }
         pthread_mutex_unlock(&sec.mu);
         if (rc) {
             zmq_close(s);
@@ -671,6 +760,13 @@ void *ink_zmq_open_node(void *ctx, int zt, const struct ink_zmq_conf *c, const c
         zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &m, sizeof m);
     }
     if (c->conflate) setint(s, ZMQ_CONFLATE, 1);
+    /* zmq.h declares ZMQ_METADATA only with the draft API; Debian's libzmq
+     * 4.3.4 accepts it by its number */
+    if (c->metadata && zmq_setsockopt(s, 95 /* ZMQ_METADATA */, c->metadata, strlen(c->metadata)))
+        fprintf(stderr,
+                "inkflow: note: this libzmq refuses ZMQ_METADATA (%s): inkflow receivers "
+                "cannot tell that this sender sends an end of stream\n",
+                zmq_strerror(zmq_errno()));
     if (zt == ZMQ_SUB) {
         const char *topic = c->subscribe ? c->subscribe : "";
         zmq_setsockopt(s, ZMQ_SUBSCRIBE, topic, strlen(topic));

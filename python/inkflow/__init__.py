@@ -39,6 +39,8 @@ __version__ = "0.1.0"
 
 EOS_TAG = b"INKFLOW-EOS"
 EOS_ACK_TAG = b"INKFLOW-EOS-ACK"
+EOS_HELLO_TAG = b"INKFLOW-EOS-HELLO"
+EOS_PROPERTY = "X-Inkflow-Eos"  # docs/wire-format.md#end-of-stream
 
 
 class InkflowError(Exception):
@@ -377,6 +379,28 @@ def send(endpoint: str, records: Iterable[Mapping[str, Any]], bind: bool = False
         s.close()
 
 
+def _eos_hello(ctx: zmq.Context, frame: zmq.Frame, greeted: set, rid: int) -> None:
+    """A sender that takes part in the end-of-stream exchange names its ack
+    socket in a ZMTP property; say hello there once, so that it sends this
+    receiver its end-of-stream marker (docs/wire-format.md#end-of-stream)."""
+    try:
+        prop = frame.get(EOS_PROPERTY)
+    except zmq.ZMQError:
+        return
+    parts = prop.split(" ", 2) if isinstance(prop, str) else []
+    if len(parts) != 3 or parts[0] != "1" or parts[1] in greeted:
+        return
+    greeted.add(parts[1])
+    ack_ep = parts[2]
+    if "@peer" in ack_ep:
+        ack_ep = ack_ep.replace("@peer", frame.get("Peer-Address") or "127.0.0.1")
+    a = ctx.socket(zmq.PUSH)
+    a.setsockopt(zmq.LINGER, 1000)
+    a.connect(ack_ep)
+    a.send_multipart([EOS_HELLO_TAG, _pack({"id": int(parts[1], 16), "rid": rid})])
+    a.close()
+
+
 def recv(endpoint: str, count: Optional[int] = None, bind: bool = False, timeout: float = 0.0,
          sub: bool = False) -> Iterator[Dict[str, Any]]:
     """Yield records (dicts) from a graph's ``zmq`` push (or pub, ``sub=True``)
@@ -390,6 +414,8 @@ def recv(endpoint: str, count: Optional[int] = None, bind: bool = False, timeout
         s.setsockopt(zmq.SUBSCRIBE, b"")
     (s.bind if bind else s.connect)(endpoint)
     got = 0
+    rid = random.getrandbits(63) | 1
+    greeted = set()
     try:
         while count is None or got < count:
             if not s.poll(int(timeout * 1000) if timeout > 0 else None):
@@ -397,6 +423,8 @@ def recv(endpoint: str, count: Optional[int] = None, bind: bool = False, timeout
             frames = s.recv_multipart(copy=False)
             if len(frames) == 1:
                 got += 1
+                if not sub:
+                    _eos_hello(ctx, frames[0], greeted, rid)
                 yield _unpack(frames[0].bytes)
                 continue
             if frames[0].bytes == EOS_TAG and len(frames) == 2:
@@ -409,7 +437,8 @@ def recv(endpoint: str, count: Optional[int] = None, bind: bool = False, timeout
                     a = ctx.socket(zmq.PUSH)
                     a.setsockopt(zmq.LINGER, 1000)
                     a.connect(ack_ep)
-                    a.send_multipart([EOS_ACK_TAG, _pack({"id": body.get("id"), "received": got})])
+                    a.send_multipart([EOS_ACK_TAG, _pack({"id": body.get("id"), "received": got,
+                                                          "rid": rid})])
                     a.close()
                 if count is None:
                     return

@@ -265,11 +265,12 @@ snap = os.path.join(d, "snap", "sig.snap")
 inkt.check(os.path.exists(snap) and held(snap, "e") == 2,
            "SIGTERM wrote the snapshot, the 2 points of the partial window in it (cnt %s)" %
            (held(snap, "e") if os.path.exists(snap) else "-"))
-# Resume: the 2 held points are in the restored state; an empty stream ends the graph.
+# Resume: the 2 held points are in the restored state; an empty stream ends the graph
+# (--eos true: with nothing sent, `auto` cannot learn that the receiver is inkflow).
 graph = inkt.start([inkt.INKFLOW, "run", cfg, "--restore"])
 empty = os.path.join(d, "empty.jsonl")
 open(empty, "w").close()
-s = inkt.run([inkt.INKFLOW, "send", ep, empty], timeout=60)
+s = inkt.run([inkt.INKFLOW, "send", ep, empty, "--eos", "true"], timeout=60)
 inkt.check(s.returncode == 0, "empty send exits 0 (%s)" % s.stderr.decode().strip())
 rc, err = wait_graph(graph)
 inkt.check(rc == 0, "restored graph ends by itself (rc %s%s)" % (rc, "" if rc == 0 else ": " +
@@ -282,7 +283,7 @@ inkt.check(got_of(got) == want, "after --restore and the end of stream: the 2 he
 inkt.check(held(snap, "e") == 0, "the natural end's snapshot holds the flushed window: cnt %s" %
            held(snap, "e"))
 graph = inkt.start([inkt.INKFLOW, "run", cfg, "--restore"])
-s = inkt.run([inkt.INKFLOW, "send", ep, empty], timeout=60)
+s = inkt.run([inkt.INKFLOW, "send", ep, empty, "--eos", "true"], timeout=60)
 rc, _ = wait_graph(graph)
 inkt.check(s.returncode == 0 and rc == 0 and got_of(load("sig_out.jsonl")) == want,
            "restoring the natural end's snapshot flushes nothing twice (%d records)" %

@@ -120,7 +120,8 @@ def ends():
 def shard_file(path):
     with open(path, "rb") as f:
         b = f.read()
-    return msgpack.unpackb(b[32:-4], raw=False, strict_map_key=False)
+    plen = int.from_bytes(b[24:32], "little")  # the snapshot envelope (docs/state.md)
+    return msgpack.unpackb(b[32:32 + plen], raw=False, strict_map_key=False)
 
 
 def sketches(snapdir, group):

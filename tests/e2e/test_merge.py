@@ -9,12 +9,21 @@
 - The end of a stream whose count is not a multiple of publish: the flush
   sends the last partial (n = 20,000 on the merge's last record).
 - A merge of another k refuses the partials (counted as rejected).
+- rls_sketch (docs/rls_sketch.md#publish-and-merge): a keyed rls_sketch with
+  predict and publish over 3 keys of disjoint points, a merge mode rls with a
+  router: dict, tau, deff, predict answered on the DISQUEAK merge; every 4th
+  merged atom's tau within [tau/alpha, tau] of exact RLS over all the points (numpy);
+  a merge with another gamma refuses every partial; cdf is refused on it; the
+  final snapshot restores the merge (--restore): the same replies, bit for bit.
 """
 import bisect
 import math
 import os
 import random
+import re
 import signal
+
+import numpy as np
 
 import inkt
 
@@ -134,4 +143,104 @@ inkt.check(r.returncode == 0 and out and out[-1].get("n") == N and out[-1].get("
 row = inkt.summary_row(r.stderr.decode(), "k64")
 inkt.check(row is not None and row["rejected"] == 4 * 4,
            "a merge of k 64 refuses all 16 k-200 partials: %s" % row)
+
+# 4. rls_sketch partials -> merge mode rls, answered through a router.
+NR, SIG, G = 900, 1.5, 1.0
+rnd = random.Random(15)
+P = [[rnd.gauss(0, 1) for _ in range(3)] for _ in range(NR)]
+for i in range(0, NR, 3):
+    P[i] = [2.0 + 0.1 * v for v in P[i]]
+with open(os.path.join(d, "pts.csv"), "w") as f:
+    f.write("key,a,b,c,y\n")
+    for i, p in enumerate(P):
+        y = math.sin(2 * p[0]) + p[1] * p[2] + rnd.gauss(0, 0.1)
+        f.write("p%d,%.17g,%.17g,%.17g,%.17g\n" % (i * 3 // NR, p[0], p[1], p[2], y))
+common = "dim: 3, kernel: {type: gaussian, sigma: %g}, gamma: %g, qbar: 64, max_dict: 512" % (SIG, G)
+ep4 = inkt.endpoint()
+cfg4 = inkt.write_config(d, """
+engine:
+  snapshot: {dir: snap4, every: 0}
+sources:
+  src: {type: file, path: pts.csv}
+  api: {type: zmq, socket: router, bind: "%s", reply_from: all}
+operators:
+  sketch: {type: rls_sketch, inputs: [src], key_by: key, max_keys: 4, %s, predict: true,
+           mu: 0.1, publish: 100}
+  all: {type: merge, inputs: [sketch, api], mode: rls, %s, predict: true, max_sources: 4}
+  g2: {type: merge, inputs: [sketch], mode: rls, dim: 3, kernel: {type: gaussian, sigma: %g},
+       gamma: 2.0, qbar: 64, max_dict: 512}
+sinks:
+  parts: {type: file, path: rls_parts.mp, format: msgpack, inputs: [sketch]}
+""" % (ep4, common, common, SIG), "rls.yaml")
+g4 = inkt.start([inkt.INKFLOW, "run", cfg4], cwd=d)
+inkt.check(inkt.wait_for(lambda: inkt.listening(ep4) or g4.poll() is not None, timeout=30) and
+           g4.poll() is None, "the rls graph runs")
+if g4.poll() is not None:
+    print(g4.communicate()[1].decode()[-2000:])
+    inkt.finish()
+inkt.check(inkt.wait_for(lambda: inkt.query(ep4, {"op": "deff"})[1].get("n") == NR, timeout=60,
+                         step=0.2), "rls merge of the 3 keyed sketches reaches n = %d" % NR)
+rc, dic = inkt.query(ep4, {"op": "dict"})
+pts = np.array(dic.get("points") or [[0, 0, 0]])
+A = np.array(P)
+r2 = ((A[:, None, :] - A[None, :, :]) ** 2).sum(-1)
+K = np.exp(-r2 / (2 * SIG * SIG))
+exact = 1 - G * np.diag(np.linalg.inv(K + G * np.eye(NR)))
+ratios, missing = [], 0
+for x in pts[::4]:  # a quarter of them (one `inkflow query` each); tests/test_rls_merge.c: all
+    i = np.where((A == x).all(axis=1))[0]
+    if len(i) != 1:
+        missing += 1
+        continue
+    rc, rep = inkt.query(ep4, {"op": "tau", "x": list(x)})
+    ratios.append(rep.get("tau", -1) / exact[i[0]])
+inkt.check(rc == 0 and dic.get("sources") == 3 and dic.get("dict") == len(pts) > 0 and missing == 0,
+           "dict over 3 sources: %d atoms, all stream points (%d not)" % (len(pts), missing))
+inkt.check(ratios and min(ratios) >= 1 / 3 - 1e-9 and max(ratios) <= 1 + 1e-9,
+           "every 4th merged atom's tau (%d) in [tau/3, tau] of exact RLS over %d points: "
+           "[%.4f, %.4f]" % (len(ratios), NR, min(ratios or [0]), max(ratios or [0])))
+rc, rep = inkt.query(ep4, {"op": "deff"})
+deff = float(exact.sum())
+inkt.check(rc == 0 and deff / 3 * 0.8 <= rep.get("deff", 0) <= deff * 1.2,
+           "deff %.2f against exact d_eff %.2f" % (rep.get("deff", 0), deff))
+se = f2 = 0.0
+for _ in range(20):
+    x = [rnd.gauss(0, 1) for _ in range(3)]
+    fx = math.sin(2 * x[0]) + x[1] * x[2]
+    rc, rep = inkt.query(ep4, {"op": "predict", "x": x})
+    se += (rep.get("yhat", 1e9) - fx) ** 2
+    f2 += fx * fx
+inkt.check(rc == 0 and rep.get("var", 0) > 0 and se < 0.2 * f2,
+           "merged predict: held-out squared error %.3f against %.3f predicting 0" % (se, f2))
+rc, rep = inkt.query(ep4, {"op": "cdf", "x": [0.0]})
+inkt.check(rc != 0, "cdf on an rls merge is refused: %s" % rep)
+probe = [{"op": "dict"}, {"op": "deff"}] + [{"op": op, "x": list(x)} for x in pts[:5]
+                                           for op in ("tau", "predict")]
+before = [{k: v for k, v in inkt.query(ep4, q)[1].items() if k != "t"} for q in probe]
+g4.send_signal(signal.SIGTERM)
+_, err = g4.communicate(timeout=60)
+inkt.check(g4.returncode == 0, "rls graph exits 0 on SIGTERM")
+row = inkt.summary_row(err.decode(), "all")
+inkt.check(row is not None and row["rejected"] == 1,
+           "rls merge took every partial (its one rejection is the cdf request): %s" % row)
+row = inkt.summary_row(err.decode(), "g2")
+# 300 points per key, publish 100: 3 partials per key (the flush has none left)
+inkt.check(row is not None and row["rejected"] == 9,
+           "a merge of gamma 2.0 refuses all 9 gamma-1.0 partials: %s" % row)
+
+# 5. The final snapshot (SIGTERM) restores the merge: the same answers, bit for bit.
+g5 = inkt.start([inkt.INKFLOW, "run", cfg4, "--restore"], cwd=d)
+inkt.check(inkt.wait_for(lambda: inkt.listening(ep4) or g5.poll() is not None, timeout=30) and
+           g5.poll() is None, "the rls graph restarts with --restore")
+after = [{k: v for k, v in inkt.query(ep4, q)[1].items() if k != "t"}  # t: the request's time
+         for q in probe] if g5.poll() is None else []
+inkt.check(after == before and before[0].get("sources") == 3,
+           "restored merge: dict, deff, tau and predict identical to before the snapshot (%d "
+           "replies)" % len(after))
+g5.send_signal(signal.SIGTERM)
+_, err = g5.communicate(timeout=60)
+m = re.search(r"restored from \S+ \((\d+) source records in\)", err.decode())
+inkt.check(g5.returncode == 0 and m and int(m.group(1)) >= NR,
+           "restored rls graph (from the snapshot: %s) exits 0 on SIGTERM" %
+           (m.group(0) if m else None))
 inkt.finish()

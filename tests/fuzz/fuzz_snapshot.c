@@ -1,6 +1,6 @@
 /* libFuzzer target for the snapshot loader (engine/snapshot.h): the input is
- * a snapshot payload; the harness gives it a valid header (magic, version,
- * the config's hash, length, CRC32C) so the fuzzer exercises what comes
+ * a snapshot payload; the harness gives it a valid envelope (header, the
+ * config's structure, CRC32C: ink_snapshot_seal) so the fuzzer exercises what comes
  * after the integrity checks: ink_snapshot_read's structure checks and
  * ink_graph_build_restore's per-operator load (rls_sketch, keyed ecdf,
  * bkb, passthrough, file source offset and sink length). A refused snapshot
@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../../engine/buf.h"
 #include "../../engine/config.h"
 #include "../../engine/graph.h"
 #include "../../engine/snapshot.h"
@@ -21,13 +22,11 @@
 static struct ink_config cfg;
 static char snap_path[4096];
 
-static void put_u32(uint8_t *p, uint32_t v)
+static uint64_t get_u64(const uint8_t *p)
 {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+    return v;
 }
 
 static void write_file(const char *path, const void *p, size_t n)
@@ -50,7 +49,9 @@ static void write_seed(const char *out)
     size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
     if (f) fclose(f);
     if (n < INK_SNAP_HEADER + 4) abort();
-    write_file(out, buf + INK_SNAP_HEADER, n - INK_SNAP_HEADER - 4);
+    uint64_t plen = get_u64(buf + 24);
+    if (plen > n - INK_SNAP_HEADER - 4) abort();
+    write_file(out, buf + INK_SNAP_HEADER, plen);
 }
 
 static char dir[] = "/tmp/inkflow-fuzz-snap-XXXXXX";
@@ -99,17 +100,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > (1u << 20)) return 0;
-    size_t n = INK_SNAP_HEADER + size + 4;
-    uint8_t *b = malloc(n);
-    memcpy(b, "INKSNAP\0", 8);
-    put_u32(b + 8, INK_SNAP_VERSION);
-    put_u32(b + 12, 0);
-    put_u64(b + 16, cfg.hash);
-    put_u64(b + 24, size);
-    if (size) memcpy(b + INK_SNAP_HEADER, data, size);
-    put_u32(b + n - 4, ink_crc32c(0, b, n - 4));
-    write_file(snap_path, b, n);
-    free(b);
+    struct ink_buf b = {0};
+    struct ink_err e0 = {0};
+    uint8_t hdr[INK_SNAP_HEADER] = {0};
+    if (ink_buf_append(&b, hdr, sizeof hdr) || ink_buf_append(&b, data, size) ||
+        ink_snapshot_seal(&cfg, &b, &e0))
+        abort();
+    write_file(snap_path, b.p, b.len);
+    ink_buf_fini(&b);
     struct ink_snap *s = NULL;
     struct ink_err err = {0};
     if (ink_snapshot_read(&cfg, &s, &err) == 0) {
