@@ -100,4 +100,169 @@ def row_kafka(n=200000, reps=3):
              "C librdkafka consume -> produce loop: %.0f rec/s" % b, "%.2f" % (e / b))]
 
 
-ROWS = {"kafka": row_kafka}
+SHARD_CFG = """
+engine:
+  snapshot: {dir: %(snap)s, every: 1s}
+  http: {listen: "127.0.0.1:0"}
+sources:
+  feed:
+    type: kafka
+    brokers: "%(boot)s"
+    topic: %(topic)s
+    group: %(group)s
+    shards: true
+    options: {session.timeout.ms: %(session)d, heartbeat.interval.ms: 300}
+operators:
+  pct: {type: ecdf, inputs: [feed], mode: kll, k: 200, key_by: key, max_keys: 1000}
+sinks:
+  out: {type: kafka, brokers: "%(boot)s", topic: %(out)s, inputs: [pct]}
+"""
+
+
+class Member:
+    """One inkflow process of a sharded group; its stderr goes to a file."""
+
+    def __init__(self, d, cfg, i):
+        self.err = os.path.join(d, "member%d.log" % i)
+        self.p = subprocess.Popen([INKFLOW, "run", cfg], stdout=subprocess.DEVNULL,
+                                  stderr=open(self.err, "w"), start_new_session=True)
+        self.port = None
+
+    def log(self):
+        with open(self.err, errors="replace") as f:
+            return f.read()
+
+    def owned(self):
+        import re
+        import urllib.request
+        if self.port is None:
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log())
+            if not m:
+                return 0
+            self.port = int(m.group(1))
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.port, timeout=5) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith("inkflow_kafka_partitions_owned{"):
+                        return int(float(line.split()[-1]))
+        except OSError:
+            return 0
+        return 0
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.p.poll() is None:
+            os.killpg(self.p.pid, sig)
+        try:
+            self.p.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.p.pid, signal.SIGKILL)
+            self.p.wait()
+
+
+def wait(pred, what, timeout=180):
+    deadline = time.time() + timeout
+    while not pred():
+        if time.time() > deadline:
+            raise RuntimeError("timed out: " + what)
+        time.sleep(0.1)
+
+
+def shard_group(d, boot, tag, procs, n, data, session=3000, kill_at=None):
+    """procs inkflow processes in one fresh group on the 8-partition topic in_TAG, filled
+    with the n records beforehand. The processes start together: the mock's group join
+    (a few seconds) takes them all into its first generation, so no rebalance falls
+    inside the measured span (checked: each logs one assignment, no revocation).
+    Returns the records/s over the span of the output topic's timestamps, whether the
+    first generation had them all, and with kill_at (a fraction of n), the seconds from
+    the kill -9 of one process to the survivor's first record of the first and of the
+    last partition it took over."""
+    import re
+    snap = os.path.join(d, "snap_" + tag)
+    os.makedirs(snap)
+    cfg = os.path.join(d, "shards_%s.yaml" % tag)
+    with open(cfg, "w") as f:
+        f.write(SHARD_CFG % {"snap": snap, "boot": boot, "topic": "in_" + tag,
+                             "group": "g_" + tag, "out": "out_" + tag, "session": session})
+    tool("produce", boot, "in_" + tag, input=data)
+    ms = []
+    try:
+        ms = [Member(d, cfg, i) for i in range(procs)]
+        takeover = None
+        if kill_at is not None:
+            wait(lambda: int(tool("count", boot, "out_" + tag)) >= kill_at * n, "progress")
+            victim, survivor = ms[1], ms[0]
+            mark = len(survivor.log())
+            t_kill = time.time()
+            victim.stop(signal.SIGKILL)
+            pat = (r"first record, offset \d+, [\d.]+ s after the assignment "
+                   r"\(Unix time ([\d.]+)\)")
+            wait(lambda: survivor.owned() == 8 and
+                 len(re.findall(pat, survivor.log()[mark:])) >= 4,
+                 "the survivor's first records of the partitions it took over")
+            ts = [float(t) for t in re.findall(pat, survivor.log()[mark:])]
+            takeover = (min(ts) - t_kill, max(ts) - t_kill)
+        wait(lambda: int(tool("count", boot, "out_" + tag)) >= n, "every record's output", 600)
+        for m in ms:
+            m.stop()
+        logs = [m.log() for m in ms]
+        one_gen = all(len(re.findall(r"assigned [1-9]\d* partition", lg)) == 1 and
+                      "lost" not in lg for lg in logs)
+        cpu = sum(float(c) for lg in logs for c in re.findall(r"cpu: ([\d.]+) s in this", lg))
+        return span_rate(boot, "out_" + tag, n), one_gen, takeover, cpu
+    finally:
+        for m in ms:
+            m.stop()
+
+
+def row_kafka_shards(n=200000, reps=3):
+    """Keyed ecdf (KLL per key, 1000 keys) over 8 partitions with shards: 1, 2, 3
+    processes of one group on this 2-core machine; and the takeover time after a
+    kill -9 (session.timeout.ms 3000). The topic is filled first; the processes start
+    together and share the 2 cores with the mock broker."""
+    d = tempfile.mkdtemp(prefix="inkbench-shards-")
+    tags = ["p%d_%d" % (p, r) for p in (1, 2, 3) for r in range(reps)] + \
+        ["kill%d" % r for r in range(reps)]
+    topics = sum((["in_%s:8" % t, "out_%s:8" % t] for t in tags), [])
+    mock = subprocess.Popen([MOCK, "serve"] + topics, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        boot = mock.stdout.readline().decode().strip()
+        data = b"".join(msgpack.packb({"key": "k%03d" % (i % 1000), "x": [float(i % 97)]})
+                        for i in range(n))
+        rate = {1: [], 2: [], 3: []}
+        cpu = {1: [], 2: [], 3: []}
+        gens = 0
+        for r in range(reps):  # alternating: the machine's load shifts under all alike
+            for p in (1, 2, 3):
+                got = shard_group(d, boot, "p%d_%d" % (p, r), p, n, data)
+                rate[p].append(got[0])
+                cpu[p].append(got[3])
+                gens += got[1]
+        takes = [shard_group(d, boot, "kill%d" % r, 2, n, data, kill_at=0.4)[2]
+                 for r in range(reps)]
+    finally:
+        os.killpg(mock.pid, signal.SIGKILL)
+        mock.wait()
+    one = statistics.median(rate[1])
+    rows = []
+    for p in (1, 2, 3):
+        m = statistics.median(rate[p])
+        rows.append(("keyed ecdf (KLL, 1000 keys), shards, 8 partitions, %d records: %d "
+                     "process(es) of one group, 2 cores shared with the mock broker" % (n, p),
+                     "%.0f rec/s (runs: %s); %.0f records per CPU second of the processes"
+                     % (m, ", ".join("%.0f" % x for x in rate[p]),
+                        n / statistics.median(cpu[p])),
+                     "1 process, same run: %.0f rec/s (%d of %d runs in one generation)"
+                     % (one, gens, 3 * reps),
+                     "%.2fx (%.0f%% of %dx)" % (m / one, 100 * m / one / p, p)))
+    first = statistics.median(t[0] for t in takes)
+    last = statistics.median(t[1] for t in takes)
+    rows.append(("kill -9 of 1 of 2 processes mid-stream: to the survivor's first record of "
+                 "the taken-over partitions (session.timeout.ms 3000)",
+                 "first partition %.2f s, last %.2f s (median of %d)" % (first, last, reps),
+                 "session timeout: 3.00 s", "%.2f" % (last / 3.0)))
+    return rows
+
+
+ROWS = {"kafka": row_kafka, "kafka_shards": row_kafka_shards}

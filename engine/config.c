@@ -884,6 +884,66 @@ static void check_memory(struct loader *L)
     ink__diag_add(L->d, k ? k->line : 1, k ? k->col : 1, "%s", msg);
 }
 
+/* Shard mode (engine/shard.h): one sharded source per graph, snapshots in a
+ * directory, and every stateful operator it feeds (directly or not) keyed by
+ * the record's key, which a sharded source takes from the message key: a
+ * key's state then lives in the partition Kafka put the key in. An
+ * unkeyed state would mix partitions, which move between processes. */
+static void check_shards(struct loader *L, const struct edges *e)
+{
+    struct ink_config *cfg = L->cfg;
+    int n = cfg->nnodes, src = -1;
+    for (int i = 0; i < n; i++) {
+        const struct ink_node_conf *nc = &cfg->nodes[i];
+        const struct ink_source_type *st = ink_source_of(nc->type);
+        if (!st || !st->sharded || !L->ok[i] || !st->sharded(nc->conf)) continue;
+        if (src >= 0) {
+            ink__diag_add(L->d, nc->line, nc->col,
+                          "sources.%s: shards: only one sharded source per graph ('%s' is one)",
+                          nc->name, cfg->nodes[src].name);
+            continue;
+        }
+        src = i;
+        if (!cfg->engine.snapshot.set || !cfg->engine.snapshot.dir)
+            ink__diag_add(L->d, nc->line, nc->col,
+                          "sources.%s: shards: true keeps the state in shard files under "
+                          "engine.snapshot.dir (a directory every process of the group mounts): "
+                          "set engine.snapshot",
+                          nc->name);
+    }
+    if (src < 0) return;
+    cfg->sharded = true;
+    bool *seen = calloc((size_t)n + 1, sizeof *seen);
+    int *stack = calloc((size_t)n + 1, sizeof *stack);
+    int sp = 0;
+    if (!seen || !stack) goto out;
+    stack[sp++] = src;
+    seen[src] = true;
+    while (sp > 0) {
+        int u = stack[--sp];
+        for (int k = e->start[u]; k < e->start[u + 1]; k++) {
+            int v = e->to[k];
+            if (seen[v]) continue;
+            seen[v] = true;
+            stack[sp++] = v;
+            const struct ink_node_conf *c = &cfg->nodes[v];
+            const struct ink_op_vtable *vt = ink_op_of(c->type);
+            if (c->kind != INK_NODE_OPERATOR || !vt || !vt->save || c->common.key_by) continue;
+            ink__diag_add(L->d, c->line, c->col,
+                          "operators.%s: keeps one state for every record, but source '%s' "
+                          "keeps state per partition (shards: true) and partitions move "
+                          "between processes: give it key_by: key (the message key), or, to key "
+                          "by another field or keep one global state, repartition first: a "
+                          "kafka sink keyed by that field into a topic, and a second graph "
+                          "reading it (docs/kafka.md#scale-out)",
+                          c->name, cfg->nodes[src].name);
+        }
+    }
+out:
+    free(seen);
+    free(stack);
+}
+
 /* Kahn's algorithm, always taking the ready node of lowest index, so sources
  * come first and ties follow file order. */
 static int build_topo(struct ink_config *cfg, const struct edges *e)
@@ -961,6 +1021,7 @@ int ink_config_load_buf(const char *path, const char *buf, size_t len, struct in
             check_cycles(&L, &e);
             check_reply_from(&L, &e);
             check_memory(&L);
+            check_shards(&L, &e);
             if (diags->n == n0) rc = build_topo(cfg, &e);
         }
         edges_free(&e);

@@ -77,6 +77,7 @@ struct ink_config {
     int nnodes;
     struct ink_node_conf *nodes; /* sources first, then operators, then sinks, each in file order */
     int *topo;                   /* node indices in a topological order (sources first) */
+    bool sharded;                /* a source keeps keyed state per partition (engine/shard.h) */
 };
 
 /* One diagnostic, printed as FILE:LINE:COL: error: message. */

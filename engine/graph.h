@@ -34,11 +34,20 @@ extern const double ink_pause_bounds[INK_PAUSE_NB];
 
 /* Keyed operator state: one state per key value (ink_op_common_conf.key_by). */
 struct ink_keyslot {
-    char *key; /* NUL-terminated copy, NULL = free */
+    char *key; /* NUL-terminated copy */
     uint32_t len;
+    int32_t shard; /* the shard the key lives in (INK_SHARD_NONE outside shard mode) */
+    bool live;     /* holds a key's state (else on the free list) */
     void *state;
-    int64_t prev, next; /* LRU list, most recent at head */
+    int64_t prev, next; /* LRU list, most recent at head; free slots: next free */
 };
+
+/* Shard mode (docs/kafka.md#scale-out): a key's identity is (shard, key).
+ * Outside shard mode every slot is in INK_SHARD_NONE; in shard mode a
+ * lookup without a shard (a request from a query socket) matches the key
+ * in whichever shard holds it (INK_SHARD_ANY) and never creates it. */
+#define INK_SHARD_NONE (-1)
+#define INK_SHARD_ANY  (-2)
 
 struct ink_node {
     struct ink_graph *g;
@@ -57,6 +66,7 @@ struct ink_node {
     struct ink_keyslot *slots; /* keyed: max_keys slots */
     int64_t *hash;             /* keyed: open addressing, 2*max_keys entries, -1 empty */
     int64_t nslots, hcap, lru_head, lru_tail, keys_used;
+    int64_t free_head, fresh; /* freed slots (a dropped shard's), then never-used ones */
     uint64_t evicted;
     struct ink_buf *keys_buf; /* {"op": "keys"} reply scratch, grown on first use */
     int64_t *keys_counts;
@@ -108,6 +118,11 @@ struct ink_graph {
     double snap_pause_cpu_max;         /* the longest, in CPU time of the main thread */
     const char *snap_why;              /* what the snapshot in the child was for */
     int snap_lock; /* the snapshot's lock (snapshot.h), held for the graph's life; -1 none */
+    /* shard mode (engine/shard.h): the graph's keyed state is kept per shard */
+    bool sharded;
+    int32_t shard_cur;          /* the shard of the record being dispatched, or -1 */
+    struct ink_shard_slot *shd; /* the shards open (locked) in this process */
+    int nshd, shd_cap;
 
     /* The main loop's pause per periodic snapshot (engine/runtime.c): its
      * cut and fork, plus the collection of its writer's outcome (and any
@@ -173,10 +188,19 @@ void ink__request_fail(struct ink_graph *g, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 const uint8_t *ink__request_end(struct ink_graph *g, size_t *len);
 
+/* Shard mode: emit a record of shard `shard` (every keyed state it reaches
+ * is that shard's). */
+int ink__source_emit_shard(struct ink_node *src, struct ink_record *rec, int32_t shard);
+
 /* Keyed state restore: a fresh slot for key (most recently used so far),
  * initialised; its state in *state for the operator's load. */
 int ink__keyed_restore_slot(struct ink_node *n, const char *key, uint32_t len, void **state,
                             struct ink_err *err);
+/* The same in a shard (engine/shard.c loads a shard file with it). */
+int ink__keyed_load_slot(struct ink_node *n, int32_t shard, const char *key, uint32_t len,
+                         void **state, struct ink_err *err);
+/* Free every key slot of a shard (states released, slots reusable). */
+void ink__keyed_drop_shard(struct ink_node *n, int32_t shard);
 /* Key slots from the most recently used on: first, then next. */
 int64_t ink__keyed_first(const struct ink_node *n);
 

@@ -488,6 +488,15 @@ int ink_metrics_start(struct ink_graph *g, struct ink_err *err)
     if (!m->d)
         return ink_err_set(err, INK_EIO, "engine.http.listen %s: cannot listen there",
                            g->cfg->engine.http.listen);
+    if (sa.sin_port == 0) {
+        /* port 0: the kernel picks one (several processes on one config,
+         * as a consumer group's members); say which */
+        const union MHD_DaemonInfo *di = MHD_get_daemon_info(m->d, MHD_DAEMON_INFO_BIND_PORT);
+        char host[INET_ADDRSTRLEN] = "?";
+        inet_ntop(AF_INET, &sa.sin_addr, host, sizeof host);
+        fprintf(stderr, "inkflow: engine.http: listening on %s:%u\n", host,
+                di ? (unsigned)di->port : 0u);
+    }
     return 0;
 }
 

@@ -26,6 +26,7 @@
 #include "codec.h"
 #include "metrics.h"
 #include "rng.h"
+#include "shard.h"
 #include "snapshot.h"
 
 void ink__log(struct ink_node *n, const char *fmt, ...)
@@ -248,6 +249,14 @@ int ink__source_emit(struct ink_node *src, struct ink_record *rec)
     return fan_out(src, rec);
 }
 
+int ink__source_emit_shard(struct ink_node *src, struct ink_record *rec, int32_t shard)
+{
+    src->g->shard_cur = shard;
+    int rc = ink__source_emit(src, rec);
+    src->g->shard_cur = -1;
+    return rc;
+}
+
 static const char hexd[] = "0123456789abcdef";
 
 void ink__source_reject(struct ink_node *src, enum ink_reject why, const char *msg, const void *raw,
@@ -374,7 +383,10 @@ static void lru_push_front(struct ink_node *n, int64_t s)
     if (n->lru_tail < 0) n->lru_tail = s;
 }
 
-static int64_t hash_find(struct ink_node *n, const char *k, uint32_t len, int64_t *ins)
+/* The entry of (shard, key), or -1 with *ins where to insert it. A shard of
+ * INK_SHARD_ANY matches the key in any shard. */
+static int64_t hash_find(struct ink_node *n, const char *k, uint32_t len, int32_t shard,
+                         int64_t *ins)
 {
     uint64_t h = key_hash(k, len) & (uint64_t)(n->hcap - 1);
     int64_t tomb = -1;
@@ -386,7 +398,8 @@ static int64_t hash_find(struct ink_node *n, const char *k, uint32_t len, int64_
         }
         if (e == -2) {
             if (tomb < 0) tomb = (int64_t)h;
-        } else if (n->slots[e].len == len && memcmp(n->slots[e].key, k, len) == 0) {
+        } else if (n->slots[e].len == len && memcmp(n->slots[e].key, k, len) == 0 &&
+                   (shard == INK_SHARD_ANY || n->slots[e].shard == shard)) {
             return (int64_t)h;
         }
         h = (h + 1) & (uint64_t)(n->hcap - 1);
@@ -395,7 +408,28 @@ static int64_t hash_find(struct ink_node *n, const char *k, uint32_t len, int64_
     return -1;
 }
 
-static int slot_init(struct ink_node *n, int64_t s, const char *key, uint32_t len,
+/* A slot for a new key: a freed one (a dropped shard's), else one never
+ * used; -1 when all max_keys are live. */
+static int64_t slot_alloc(struct ink_node *n)
+{
+    if (n->free_head >= 0) {
+        int64_t s = n->free_head;
+        n->free_head = n->slots[s].next;
+        n->slots[s].next = -1;
+        return s;
+    }
+    return n->fresh < n->nslots ? n->fresh++ : -1;
+}
+
+static void slot_free(struct ink_node *n, int64_t s)
+{
+    n->slots[s].live = false;
+    n->slots[s].prev = -1;
+    n->slots[s].next = n->free_head;
+    n->free_head = s;
+}
+
+static int slot_init(struct ink_node *n, int64_t s, const char *key, uint32_t len, int32_t shard,
                      struct ink_err *err)
 {
     struct ink_keyslot *ks = &n->slots[s];
@@ -416,7 +450,17 @@ static int slot_init(struct ink_node *n, int64_t s, const char *key, uint32_t le
     memcpy(ks->key, key, len);
     ks->key[len] = 0;
     ks->len = len;
+    ks->shard = shard;
+    ks->live = true;
     return 0;
+}
+
+/* The shard a record's key lives in: the one being dispatched, any (a
+ * request from outside the sharded source), or none outside shard mode. */
+static int32_t shard_of(const struct ink_node *n)
+{
+    if (!n->g->sharded) return INK_SHARD_NONE;
+    return n->g->shard_cur >= 0 ? n->g->shard_cur : INK_SHARD_ANY;
 }
 
 static void *keyed_state(struct ink_node *n, const struct ink_record *rec, struct ink_err *err,
@@ -433,8 +477,15 @@ static void *keyed_state(struct ink_node *n, const struct ink_record *rec, struc
         return NULL;
     }
     int64_t ins = -1;
-    int64_t h = hash_find(n, rec->key, rec->key_len, &ins);
+    int32_t shard = shard_of(n);
+    int64_t h = hash_find(n, rec->key, rec->key_len, shard, &ins);
     bool query = (rec->flags & INK_HAS_OP) != 0;
+    if (h < 0 && shard == INK_SHARD_ANY) { /* no partition to create it in */
+        *why = INK_REJ_INVALID;
+        ink_err_set(err, INK_EINVAL, "unknown key '%.*s' (in no partition this process owns)",
+                    (int)rec->key_len, rec->key);
+        return NULL;
+    }
     /* a query never evicts, and creates state only when the operator says so (op.h) */
     if (h < 0 && query && !(n->vt->query_creates && n->vt->query_creates(rec))) {
         *why = INK_REJ_INVALID;
@@ -451,35 +502,45 @@ static void *keyed_state(struct ink_node *n, const struct ink_record *rec, struc
     }
     int64_t s;
     if (n->keys_used < n->nslots) {
-        s = n->keys_used++;
+        s = slot_alloc(n);
     } else if (n->nc->common.on_new_key == 1 && !query) {
         s = n->lru_tail;
         struct ink_keyslot *old = &n->slots[s];
-        /* what the evicted state holds back goes out first, with its key */
-        if (n->vt->flush) flush_state(n, old->state, old);
-        int64_t oh = hash_find(n, old->key, old->len, NULL);
+        /* what the evicted state holds back goes out first, with its key
+         * (and, in shard mode, its shard) */
+        if (n->vt->flush) {
+            int32_t cur = n->g->shard_cur;
+            if (n->g->sharded) n->g->shard_cur = old->shard;
+            flush_state(n, old->state, old);
+            n->g->shard_cur = cur;
+        }
+        int64_t oh = hash_find(n, old->key, old->len, old->shard, NULL);
         if (oh >= 0) n->hash[oh] = -2;
         lru_unlink(n, s);
         ink__op_fini(n->vt, old->state);
+        old->live = false;
+        n->keys_used--;
         n->evicted++;
         ink__log(n, "key '%s' evicted (max_keys %lld reached)", old->key, (long long)n->nslots);
-        h = hash_find(n, rec->key, rec->key_len, &ins);
+        h = hash_find(n, rec->key, rec->key_len, shard, &ins);
     } else {
         *why = INK_REJ_KEYS;
         ink_err_set(err, INK_EINVAL, "new key '%.*s' refused: max_keys (%lld) reached",
                     (int)rec->key_len, rec->key, (long long)n->nslots);
         return NULL;
     }
-    if (ins < 0) { /* cannot happen: the table has twice as many entries as slots */
+    if (ins < 0 || s < 0) { /* cannot happen: the table has twice as many entries as slots */
         *why = INK_REJ_INVALID;
         ink_err_set(err, INK_EINVAL, "key table full");
         return NULL;
     }
-    int rc = slot_init(n, s, rec->key, rec->key_len, err);
+    int rc = slot_init(n, s, rec->key, rec->key_len, shard, err);
     if (rc) {
+        slot_free(n, s);
         *why = INK_REJ_INVALID;
         return NULL;
     }
+    n->keys_used++;
     n->hash[ins] = s;
     lru_push_front(n, s);
     return n->slots[s].state;
@@ -488,18 +549,25 @@ static void *keyed_state(struct ink_node *n, const struct ink_record *rec, struc
 int ink__keyed_restore_slot(struct ink_node *n, const char *key, uint32_t len, void **state,
                             struct ink_err *err)
 {
+    return ink__keyed_load_slot(n, INK_SHARD_NONE, key, len, state, err);
+}
+
+int ink__keyed_load_slot(struct ink_node *n, int32_t shard, const char *key, uint32_t len,
+                         void **state, struct ink_err *err)
+{
     if (len > 255) return ink_err_set(err, INK_ESTATE, "key longer than 255 bytes");
     int64_t ins = -1;
-    if (hash_find(n, key, len, &ins) >= 0)
+    if (hash_find(n, key, len, shard, &ins) >= 0)
         return ink_err_set(err, INK_ESTATE, "key '%.*s' saved twice", (int)len, key);
-    if (n->keys_used >= n->nslots || ins < 0)
-        return ink_err_set(err, INK_ESTATE, "more keys than max_keys");
-    int64_t s = n->keys_used++;
-    int rc = slot_init(n, s, key, len, err);
+    int64_t s = n->keys_used < n->nslots && ins >= 0 ? slot_alloc(n) : -1;
+    if (s < 0)
+        return ink_err_set(err, INK_ESTATE, "more keys than max_keys (%lld)", (long long)n->nslots);
+    int rc = slot_init(n, s, key, len, shard, err);
     if (rc) {
-        n->keys_used--;
+        slot_free(n, s);
         return rc;
     }
+    n->keys_used++;
     n->hash[ins] = s;
     lru_push_front(n, s);
     *state = n->slots[s].state;
@@ -509,6 +577,32 @@ int ink__keyed_restore_slot(struct ink_node *n, const char *key, uint32_t len, v
 int64_t ink__keyed_first(const struct ink_node *n)
 {
     return n->lru_head;
+}
+
+void ink__keyed_drop_shard(struct ink_node *n, int32_t shard)
+{
+    if (!n->slots) return;
+    int64_t dropped = 0;
+    for (int64_t s = n->lru_head; s >= 0;) {
+        int64_t next = n->slots[s].next;
+        if (n->slots[s].shard == shard) {
+            lru_unlink(n, s);
+            ink__op_fini(n->vt, n->slots[s].state);
+            slot_free(n, s);
+            n->keys_used--;
+            dropped++;
+        }
+        s = next;
+    }
+    if (!dropped) return;
+    /* rebuilt rather than tombstoned: drops are rare (a rebalance), and
+     * probes stay short however many shards come and go */
+    for (int64_t i = 0; i < n->hcap; i++) n->hash[i] = -1;
+    for (int64_t s = n->lru_head; s >= 0; s = n->slots[s].next) {
+        int64_t ins = -1;
+        hash_find(n, n->slots[s].key, n->slots[s].len, n->slots[s].shard, &ins);
+        if (ins >= 0) n->hash[ins] = s;
+    }
 }
 
 /* ---- build ------------------------------------------------------------------ */
@@ -538,7 +632,7 @@ static int build_operator(struct ink_node *n, struct ink_err *err)
             if (!n->slots[i].key || !n->slots[i].state)
                 return ink_err_set(err, INK_ENOMEM, "out of memory");
         }
-        n->lru_head = n->lru_tail = -1;
+        n->lru_head = n->lru_tail = n->free_head = -1;
         return 0;
     }
     n->state = calloc(1, n->vt->state_size);
@@ -571,6 +665,8 @@ static int build(struct ink_graph **out, const struct ink_config *cfg, struct in
     g->t0 = ink_now();
     g->snap_lock = -1;
     g->snap_pipe = -1;
+    g->shard_cur = -1;
+    g->sharded = cfg->sharded;
     const char *trace = getenv("INKFLOW_SNAPSHOT_TRACE");
     if (trace && *trace && cfg->engine.snapshot.set) {
         g->snap_trace = fopen(trace, "ae");
@@ -597,7 +693,10 @@ static int build(struct ink_graph **out, const struct ink_config *cfg, struct in
         /* one owner: the lock comes before any output is opened */
         int rc = ink_snapshot_prepare(cfg, err);
         if (rc) return rc;
-        if (snap && snap->lock_fd >= 0) {
+        if (g->sharded) {
+            /* shard mode: the directory is the group's; each shard has its
+             * own lock, taken when its partition is assigned (shard.h) */
+        } else if (snap && snap->lock_fd >= 0) {
             g->snap_lock = snap->lock_fd; /* taken by the read, kept since */
             snap->lock_fd = -1;
         } else if ((rc = ink_snapshot_lock(cfg, &g->snap_lock, err))) {
@@ -723,8 +822,11 @@ static void flush_operators(struct ink_graph *g)
             flush_state(n, n->state, NULL);
             continue;
         }
-        for (int64_t s = ink__keyed_first(n); s >= 0; s = n->slots[s].next)
+        for (int64_t s = ink__keyed_first(n); s >= 0; s = n->slots[s].next) {
+            if (g->sharded) g->shard_cur = n->slots[s].shard;
             flush_state(n, n->slots[s].state, &n->slots[s]);
+        }
+        g->shard_cur = -1;
     }
 }
 
@@ -735,7 +837,9 @@ static void what_is_kept(const struct ink_graph *g, char *buf, size_t n)
 {
     char path[4096];
     struct stat st;
-    if (ink_snapshot_path(g->cfg, path, sizeof path) || stat(path, &st))
+    if (g->sharded)
+        snprintf(buf, n, "each shard file keeps the last state its partition's owner wrote");
+    else if (ink_snapshot_path(g->cfg, path, sizeof path) || stat(path, &st))
         snprintf(buf, n, "there is no snapshot on disk: a crash now leaves nothing to restore");
     else if (g->snap_count)
         snprintf(buf, n, "the previous snapshot %s, written %.1f s ago, is kept", path,
@@ -857,7 +961,9 @@ static int take_snapshot(struct ink_graph *g, const char *why, bool final)
     g->snap_why = why;
     struct pause_mark m = pause_mark();
     g->snap_pause_t0 = m.t;
-    int rc = final ? ink_snapshot_write(g, &err) : ink_snapshot_start(g, &err);
+    int rc = g->sharded ? ink_shard_checkpoint(g, final, &err)
+             : final    ? ink_snapshot_write(g, &err)
+                        : ink_snapshot_start(g, &err);
     if (rc)
         snapshot_failed(g, why, &err);
     else if (final)
@@ -1119,7 +1225,7 @@ void ink_graph_free(struct ink_graph *g)
         if (n->kind == INK_NODE_OPERATOR && n->vt) {
             if (n->state) ink__op_fini(n->vt, n->state);
             for (int64_t s = 0; s < n->nslots && n->slots; s++) {
-                if (s < n->keys_used && n->slots[s].state) ink__op_fini(n->vt, n->slots[s].state);
+                if (n->slots[s].live && n->slots[s].state) ink__op_fini(n->vt, n->slots[s].state);
                 free(n->slots[s].state);
                 free(n->slots[s].key);
             }
@@ -1134,6 +1240,7 @@ void ink_graph_free(struct ink_graph *g)
         free(n->out);
     }
     free(g->nodes);
+    ink_shard_close_all(g);
     if (g->snap_lock >= 0) close(g->snap_lock);
     if (g->snap_trace) fclose(g->snap_trace);
     free(g->snap_sync);

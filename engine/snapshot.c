@@ -421,6 +421,11 @@ static int commit_file_as(const char *path, const struct ink_buf *b, pid_t paren
     return 0;
 }
 
+int ink_snapshot_commit_file(const char *path, const struct ink_buf *b, struct ink_err *err)
+{
+    return commit_file_as(path, b, 0, err);
+}
+
 /* The lock this graph holds is still the snapshot's lock file. When the
  * directory (or the lock file) was removed while running, a snapshot
  * written there would have no owner: re-create the directory (one level,

@@ -137,4 +137,11 @@ int ink_snapshot_check_restore(const struct ink_config *cfg, char *path, size_t 
 int ink_snapshot_apply(struct ink_graph *g, const struct ink_snap *s, struct ink_err *err);
 void ink_snapshot_free(struct ink_snap *s);
 
+/* Shard files (engine/shard.c) use the envelope above (seal, verify) and
+ * this: */
+struct ink_buf;
+/* Replace path atomically by b: a temporary file, fsync, rename, fsync of
+ * the directory. */
+int ink_snapshot_commit_file(const char *path, const struct ink_buf *b, struct ink_err *err);
+
 #endif

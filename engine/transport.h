@@ -99,6 +99,16 @@ struct ink_source_type {
     void (*metrics)(struct ink_node *n, struct ink_buf *out);
     /* Optional: connection events so far (INK_CONN_*). Main thread. */
     void (*conn)(struct ink_node *n, uint64_t out[INK_CONN__COUNT]);
+    /* Optional, shard mode (engine/shard.h, docs/kafka.md#scale-out): true
+     * when this source keeps the keyed state of its graph per partition. The
+     * loader then requires engine.snapshot and refuses stateful operators
+     * fed by the source without key_by; the engine takes no whole-graph
+     * snapshot and calls checkpoint instead. */
+    bool (*sharded)(const void *conf);
+    /* Shard mode: the graph's snapshot is due (periodic, or final), sinks
+     * are synced: write every shard the source owns (ink_shard_write), then
+     * commit their positions upstream. */
+    int (*checkpoint)(struct ink_node *n, bool final, struct ink_err *err);
 };
 
 struct ink_sink_type {

@@ -9,7 +9,10 @@
  *   - a record an operator refuses is counted by reason and sent to the
  *     node's dead_letter sink with _reject, _node and _error; the others flow;
  *   - fan-out and fan-in: one source feeds two operators, each feeds its own
- *     sink and a shared one. */
+ *     sink and a shared one;
+ *   - shard mode (engine/shard.h): a key's identity is (shard, key); a shard
+ *     is written, fenced by a higher offset on disk, dropped (its slots free
+ *     for others, max_keys the bound), locked while open, and loaded back. */
 #define _GNU_SOURCE
 #include <jansson.h>
 #include <stdio.h>
@@ -19,6 +22,8 @@
 
 #include "engine/config.h"
 #include "engine/graph.h"
+#include "engine/lock.h"
+#include "engine/shard.h"
 #include "ink_test.h"
 
 static char dir[256];
@@ -267,6 +272,130 @@ TEST(fan_out_and_fan_in)
     json_decref(a);
     json_decref(b);
     json_decref(both);
+}
+
+/* A record of `key` with x = v, emitted by src as one of shard's. */
+static int emit(struct ink_node *src, int32_t shard, const char *key, double v)
+{
+    struct ink_record r;
+    memset(&r, 0, sizeof r);
+    r.flags = INK_HAS_KEY | INK_HAS_X;
+    r.key = key;
+    r.key_len = (uint32_t)strlen(key);
+    r.x = &v;
+    r.dim = 1;
+    return ink__source_emit_shard(src, &r, shard);
+}
+
+static uint64_t count_of(struct ink_node *n, int32_t shard, const char *key)
+{
+    for (int64_t s = ink__keyed_first(n); s >= 0; s = n->slots[s].next)
+        if (n->slots[s].shard == shard && strcmp(n->slots[s].key, key) == 0)
+            return n->vt->records(n->slots[s].state);
+    return 0;
+}
+
+TEST(shards_hold_keys_apart_and_move_whole)
+{
+    write_file("none.jsonl", "");
+    write_file("graph.yaml",
+               "engine:\n"
+               "  snapshot: {dir: shards, every: 0}\n"
+               "sources:\n"
+               "  in: {type: file, path: none.jsonl, format: jsonl}\n"
+               "operators:\n"
+               "  cdf: {type: ecdf, inputs: [in], mode: kll, k: 16,\n"
+               "        key_by: key, max_keys: 4, on_new_key: evict}\n"
+               "sinks:\n"
+               "  out: {type: file, path: shards.jsonl, format: jsonl, inputs: [cdf]}\n");
+    char path[512], lock[600], file[600];
+    snprintf(path, sizeof path, "%s/graph.yaml", dir);
+    snprintf(lock, sizeof lock, "%s/shards/s2.lock", dir);
+    snprintf(file, sizeof file, "%s/shards/s2.shard", dir);
+    struct ink_diags d = {0};
+    struct ink_config cfg = {0};
+    REQUIRE(ink_config_load(path, &cfg, &d) == 0);
+    ink_diags_free(&d);
+    struct ink_graph *g = NULL;
+    struct ink_err err = {0};
+    REQUIRE(ink_graph_build(&g, &cfg, &err) == 0);
+    g->sharded = true; /* as a sharded source's config would set it */
+    struct ink_node *in = node(g, "in"), *cdf = node(g, "cdf");
+    REQUIRE(in && cdf);
+    struct ink_shard_pos pos;
+    CHECK(ink_shard_open(g, 1, "s1", &pos, &err) == 0 && pos.offset == -1);
+    CHECK(ink_shard_open(g, 2, "s2", &pos, &err) == 0 && pos.offset == -1);
+    /* the same key in two shards is two keys */
+    emit(in, 1, "a", 1);
+    emit(in, 1, "a", 2);
+    emit(in, 2, "a", 3);
+    emit(in, 2, "b", 4);
+    CHECK_MSG(cdf->keys_used == 3, "keys %lld", (long long)cdf->keys_used);
+    CHECK(count_of(cdf, 1, "a") == 2 && count_of(cdf, 2, "a") == 1 && ink_shard_keys(g, 2) == 2);
+    /* written; a lower offset than the file's is fenced, also when another
+     * process replaced the file (a new inode) */
+    struct ink_shard_pos at = {.offset = 10};
+    CHECK(ink_shard_write(g, 2, &at, &err) == 0);
+    at.offset = 9;
+    CHECK(ink_shard_write(g, 2, &at, &err) == INK_SHARD_FENCED);
+    char tmp[700], buf[65536];
+    snprintf(tmp, sizeof tmp, "%s.x", file);
+    FILE *src = fopen(file, "rb"), *dst = fopen(tmp, "wb");
+    REQUIRE(src && dst);
+    size_t got = fread(buf, 1, sizeof buf, src);
+    CHECK(got > 0 && got < sizeof buf && fwrite(buf, 1, got, dst) == got);
+    fclose(src);
+    fclose(dst);
+    CHECK(rename(tmp, file) == 0);
+    CHECK(ink_shard_write(g, 2, &at, &err) == INK_SHARD_FENCED);
+    at.offset = 12;
+    CHECK(ink_shard_write(g, 2, &at, &err) == 0);
+    /* held: another open of its lock is refused while the shard is open */
+    int fd = -1;
+    CHECK(ink_lock_file(lock, "test", &fd, &err) == INK_EBUSY);
+    /* dropped: its keys' slots serve others, without eviction */
+    ink_shard_drop(g, 2);
+    CHECK(cdf->keys_used == 1 && ink_shard_keys(g, 2) == 0);
+    CHECK(ink_lock_file(lock, "test", &fd, &err) == 0);
+    close(fd);
+    emit(in, 1, "c", 5);
+    emit(in, 1, "d", 6);
+    emit(in, 1, "e", 7);
+    CHECK(cdf->keys_used == 4 && cdf->evicted == 0);
+    /* no room for its two keys: refused whole, nothing loaded, lock released */
+    CHECK(ink_shard_open(g, 2, "s2", &pos, &err) == INK_ESTATE);
+    CHECK(cdf->keys_used == 4 && ink_shard_keys(g, 2) == 0);
+    CHECK(ink_lock_file(lock, "test", &fd, &err) == 0);
+    close(fd);
+    /* once shard 1 goes, shard 2 comes back as it was written */
+    ink_shard_drop(g, 1);
+    CHECK(cdf->keys_used == 0);
+    CHECK(ink_shard_open(g, 2, "s2", &pos, &err) == 0);
+    CHECK_MSG(pos.offset == 12 && !pos.final, "offset %lld", (long long)pos.offset);
+    CHECK(cdf->keys_used == 2 && count_of(cdf, 2, "a") == 1 && count_of(cdf, 2, "b") == 1);
+    emit(in, 2, "a", 8);
+    CHECK(count_of(cdf, 2, "a") == 2);
+    /* a request from outside the sharded source finds a key in the shard
+     * that holds it, and never creates one */
+    uint64_t refused = cdf->c.rejected[INK_REJ_INVALID];
+    double v = 3.5;
+    struct ink_record q;
+    memset(&q, 0, sizeof q);
+    q.flags = INK_HAS_KEY | INK_HAS_X | INK_HAS_OP;
+    q.op = "cdf";
+    q.op_len = 3;
+    q.x = &v;
+    q.dim = 1;
+    q.key = "b";
+    q.key_len = 1;
+    CHECK(ink__source_emit(in, &q) == 0);
+    CHECK(cdf->c.rejected[INK_REJ_INVALID] == refused);
+    q.key = "zz";
+    q.key_len = 2;
+    CHECK(ink__source_emit(in, &q) == 0);
+    CHECK(cdf->c.rejected[INK_REJ_INVALID] == refused + 1 && cdf->keys_used == 2);
+    ink_graph_free(g);
+    ink_config_free(&cfg);
 }
 
 int main(int argc, char **argv)

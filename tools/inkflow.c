@@ -106,6 +106,13 @@ static int cmd_run(int argc, char **argv)
     if (!path) return ink_usage("run: missing CONFIG");
     struct ink_config cfg = {0};
     if (load_config(path, &cfg)) return 2;
+    if (restore && cfg.sharded) {
+        /* shard mode: each partition's state is loaded from its shard file
+         * when the group assigns it (docs/kafka.md#scale-out) */
+        fprintf(stderr, "inkflow: --restore: shard mode loads each partition's shard when it is "
+                        "assigned; nothing else to restore\n");
+        restore = 0;
+    }
     struct ink_snap *snap = NULL;
     char snap_path[4096];
     struct stat st;

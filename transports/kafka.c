@@ -33,6 +33,7 @@
 #include "../engine/codec.h"
 #include "../engine/graph.h"
 #include "../engine/path.h"
+#include "../engine/shard.h"
 #include "../engine/transport.h"
 
 enum kfmt { KFMT_MSGPACK, KFMT_JSON, KFMT_CSV };
@@ -50,6 +51,7 @@ struct kafka_src_conf {
     struct ink_strmap options;
     struct ink_strmap secret_files;
     struct ink_fields_conf fields; /* where record fields come from (docs/fields.md) */
+    bool shards; /* keyed state per partition, in shard files (docs/kafka.md#scale-out) */
 };
 
 /* `type: kafka` sink. */
@@ -124,6 +126,13 @@ static const struct ink_param src_params[] = {
      .offset = SOFF(secret_files),
      .help = SECRETS_HELP},
     INK_FIELDS_PARAM(struct kafka_src_conf),
+    {.name = "shards",
+     .type = INK_P_BOOL,
+     .offset = SOFF(shards),
+     .def = "false",
+     .help = "scale out: keep the keyed state per partition in shard files under "
+             "engine.snapshot.dir, shared by every process of the group, so that it moves with "
+             "its partition (cooperative-sticky rebalancing; docs/kafka.md#scale-out)"},
     {0},
 };
 
@@ -205,6 +214,12 @@ static int src_check(const void *conf, struct ink_err *err)
         return ink_err_set(err, INK_EINVAL,
                            "fields: key from a topic level is MQTT's; a kafka "
                            "source keys by the message key (key: message)");
+    if (c->shards && c->key != KKEY_MESSAGE)
+        return ink_err_set(err, INK_EINVAL,
+                           "shards: true needs key: message: a key's state lives in the "
+                           "partition Kafka put the key in; to key by another field, repartition "
+                           "first (a kafka sink keyed by it into a topic, then a second graph: "
+                           "docs/kafka.md#scale-out)");
     if (c->fields.set && c->fields.key && c->key != KKEY_PAYLOAD)
         return ink_err_set(err, INK_EINVAL,
                            "fields: maps key from the payload, but key: %s would replace it: set "
@@ -229,6 +244,7 @@ struct kstate {
     char fatal[256];   /* a fatal client error: never ready again */
     char problem[256]; /* another reason not to be ready (an unknown topic) */
     uint64_t errors;   /* client errors reported (error_cb) */
+    bool rebalancing;  /* consumer: the group is not steady (statistics' cgrp join_state) */
 };
 
 static int conf_set(rd_kafka_conf_t *rc, const char *k, const char *v, struct ink_err *err)
@@ -332,6 +348,9 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
         const char *st = json_string_value(json_object_get(b, "state"));
         if (st && strcmp(st, "UP") == 0) up = true;
     }
+    const char *js =
+        json_string_value(json_object_get(json_object_get(root, "cgrp"), "join_state"));
+    s->rebalancing = js && strcmp(js, "steady") != 0;
     json_decref(root);
     if (up && !s->up) ink__log(n, "%s the brokers", s->ever_up ? "reconnected to" : "connected to");
     if (up) s->ever_up = true;
@@ -376,6 +395,15 @@ struct kpart {
     int64_t saved;     /* next as of the last snapshot; -1 = none */
     int64_t committed; /* last offset committed to Kafka (acknowledged); -1 = none */
     bool assigned;
+    /* shard mode (docs/kafka.md#scale-out) */
+    bool owned;           /* its shard is open here: its keyed state is loaded */
+    bool waiting;         /* assigned and paused: another process holds its shard's lock */
+    bool written_final;   /* the last shard written here was a handover's */
+    bool first_seen;      /* the first record since the assignment was logged */
+    int64_t written;      /* offset of the shard file last written or loaded, -1 none */
+    int64_t commit_sent;  /* offset of the last commit sent, -1 none */
+    int64_t replay_until; /* after a takeover: records below this offset are replays */
+    double assigned_at;   /* monotonic time the shard was taken */
 };
 
 struct ktopic {
@@ -400,6 +428,12 @@ struct ksrc {
     bool restored;
     uint64_t rebalances, commits, commit_failures, consumer_errors;
     rd_kafka_topic_partition_list_t *to_commit; /* offsets of the last save */
+    /* shard mode */
+    uint64_t shards_loaded, shards_written, shards_fenced, shard_failures, replayed, unowned;
+    uint64_t epoch;         /* assignments received: the shard's generation field */
+    double rebalance_s;     /* time spent in rebalance callbacks */
+    double retry_at;        /* next attempt at the locks of waiting partitions */
+    char shard_fatal[1024]; /* a shard file refused: the source stops with this */
 };
 
 static struct kstate *state_of(struct ink_node *n)
@@ -416,7 +450,12 @@ static struct kpart *part_of(struct ksrc *k, int ti, int32_t p)
         struct kpart *v = realloc(t->p, (size_t)np * sizeof *v);
         if (!v) return NULL;
         for (int i = t->np; i < np; i++)
-            v[i] = (struct kpart){.next = -1, .saved = -1, .committed = -1};
+            v[i] = (struct kpart){.next = -1,
+                                  .saved = -1,
+                                  .committed = -1,
+                                  .written = -1,
+                                  .commit_sent = -1,
+                                  .replay_until = -1};
         t->p = v;
         t->np = np;
     }
@@ -430,6 +469,340 @@ static int topic_index(struct ksrc *k, const char *name)
     return -1;
 }
 
+/* ---- shard mode (docs/kafka.md#scale-out) ---------------------------------- */
+
+/* A partition's shard: id (topic index, partition) and file name. */
+static int32_t shard_id(int ti, int32_t p)
+{
+    return (int32_t)(((uint32_t)ti << 20) | (uint32_t)p);
+}
+
+/* GROUP.TOPIC.PARTITION, characters outside [A-Za-z0-9._-] as '_': the
+ * group is the job, shared by its processes whatever their config files
+ * are called. */
+static void shard_name(const struct ksrc *k, int ti, int32_t p, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s.%s.%d", k->c->group, k->t[ti].name, (int)p);
+    for (char *c = buf; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '.' || *c == '_' || *c == '-'))
+            *c = '_';
+}
+
+/* Take a partition's shard: its lock, its file's keyed state and offset.
+ * 0 (taken; *offset is the file's, -1 without one), 1 (another process
+ * still holds it: wait), or negative (a refused file: the source stops). */
+static int shard_take(struct ink_node *n, struct ksrc *k, int ti, int32_t p, struct kpart *kp,
+                      int64_t *offset)
+{
+    char name[256];
+    shard_name(k, ti, p, name, sizeof name);
+    struct ink_shard_pos pos;
+    struct ink_err e = {0};
+    *offset = -1;
+    int rc = ink_shard_open(n->g, shard_id(ti, p), name, &pos, &e);
+    if (rc == INK_EBUSY) {
+        if (!kp->waiting)
+            ink__log_event(n, "%s[%d]: waiting for its shard (%s)", k->t[ti].name, p, e.msg);
+        kp->waiting = true;
+        return 1;
+    }
+    if (rc) {
+        snprintf(k->shard_fatal, sizeof k->shard_fatal, "%s[%d]: %s", k->t[ti].name, p, e.msg);
+        ink__log_event(n, "%s", k->shard_fatal);
+        return rc;
+    }
+    kp->waiting = false;
+    kp->owned = true;
+    kp->first_seen = false;
+    kp->assigned_at = ink_now();
+    kp->next = kp->saved = kp->written = pos.offset;
+    kp->commit_sent = -1;
+    kp->written_final = pos.final;
+    kp->replay_until = -1;
+    *offset = pos.offset;
+    if (pos.offset < 0) {
+        ink__log_event(n, "%s[%d]: no shard yet: no state, read from the group's committed offset",
+                       k->t[ti].name, p);
+        return 0;
+    }
+    k->shards_loaded++;
+    /* A periodic shard's writer went on reading after it (and is gone):
+     * what the partition held then is read again. A handover's shard is
+     * exactly where its writer stopped. */
+    int64_t lo = -1, hi = -1;
+    if (!pos.final &&
+        rd_kafka_query_watermark_offsets(k->rk, k->t[ti].name, p, &lo, &hi, 5000) == 0)
+        kp->replay_until = hi;
+    ink__log_event(n,
+                   "%s[%d]: shard loaded at offset %" PRId64 ", %" PRIu64
+                   " key(s), written %s by pid %" PRId64
+                   " %.1f s ago; replaying to offset %" PRId64,
+                   k->t[ti].name, p, pos.offset, ink_shard_keys(n->g, shard_id(ti, p)),
+                   pos.final ? "at a handover" : "periodically", pos.pid,
+                   pos.wall > 0 ? ink_wall() - pos.wall : 0.0,
+                   kp->replay_until > pos.offset ? kp->replay_until : pos.offset);
+    return 0;
+}
+
+/* Write an owned partition's shard at its position (final: a handover).
+ * 0 written (or nothing new to write), INK_SHARD_FENCED, or negative. */
+static int shard_put(struct ink_node *n, struct ksrc *k, int ti, int32_t p, struct kpart *kp,
+                     bool final, struct ink_err *err)
+{
+    if (!kp->owned || kp->next < 0) return 0;
+    if (kp->next == kp->written && (kp->written_final || !final)) return 0;
+    struct ink_shard_pos pos = {
+        .offset = kp->next, .generation = (int64_t)k->epoch, .final = final};
+    char *mid = rd_kafka_memberid(k->rk);
+    if (mid) {
+        snprintf(pos.member, sizeof pos.member, "%s", mid);
+        rd_kafka_mem_free(k->rk, mid);
+    }
+    int rc = ink_shard_write(n->g, shard_id(ti, p), &pos, err);
+    if (rc == INK_SHARD_FENCED) {
+        k->shards_fenced++;
+        ink__log_event(n, "fenced: %s", err->msg);
+        return rc;
+    }
+    if (rc) {
+        k->shard_failures++;
+        ink__log_event(n, "%s[%d]: shard not written: %s", k->t[ti].name, p, err->msg);
+        return rc;
+    }
+    k->shards_written++;
+    kp->written = kp->saved = kp->next;
+    kp->written_final = final;
+    return 0;
+}
+
+/* Forget a partition's shard here (keys freed, lock released). */
+static void shard_forget(struct ink_node *n, struct ksrc *k, int ti, int32_t p, struct kpart *kp)
+{
+    if (kp->owned) ink_shard_drop(n->g, shard_id(ti, p));
+    (void)k;
+    kp->owned = kp->waiting = false;
+    kp->next = kp->saved = kp->written = kp->commit_sent = -1;
+    kp->replay_until = -1;
+}
+
+static void pause_one(struct ksrc *k, const char *topic, int32_t p, bool pause)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, p);
+    if (pause)
+        rd_kafka_pause_partitions(k->rk, l);
+    else
+        rd_kafka_resume_partitions(k->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Commit the offsets of the shards just made durable (on_commit counts
+ * failures). A handover commits synchronously: an asynchronous commit
+ * would still be in flight when the group moves on to its next
+ * generation, and be refused (ILLEGAL_GENERATION), ending the assignment
+ * this process keeps. */
+static void commit_list(struct ink_node *n, struct ksrc *k, rd_kafka_topic_partition_list_t *l,
+                        bool sync)
+{
+    if (l->cnt > 0) {
+        rd_kafka_resp_err_t e = rd_kafka_commit(k->rk, l, sync ? 0 : 1);
+        k->commits++;
+        if (e) {
+            k->commit_failures++;
+            ink__log(n, "offset commit failed: %s", rd_kafka_err2str(e));
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Partitions assigned while another process held their shard: try again
+ * (every 100 ms); once taken, seek to the shard's offset and resume. */
+static int shard_retry(struct ink_node *n, struct ksrc *k)
+{
+    double now = ink_now();
+    if (now < k->retry_at) return 0;
+    k->retry_at = now + 0.1;
+    for (int ti = 0; ti < k->nt; ti++)
+        for (int p = 0; p < k->t[ti].np; p++) {
+            struct kpart *kp = &k->t[ti].p[p];
+            if (!kp->assigned || !kp->waiting) continue;
+            int64_t off = -1;
+            int rc = shard_take(n, k, ti, p, kp, &off);
+            if (rc < 0) return rc;
+            if (rc) continue;
+            if (off >= 0) {
+                rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+                rd_kafka_topic_partition_list_add(l, k->t[ti].name, p)->offset = off;
+                rd_kafka_error_t *e = rd_kafka_seek_partitions(k->rk, l, 5000);
+                if (e) {
+                    ink__log_event(n, "%s[%d]: seek to %" PRId64 ": %s", k->t[ti].name, p, off,
+                                   rd_kafka_error_string(e));
+                    rd_kafka_error_destroy(e);
+                }
+                rd_kafka_topic_partition_list_destroy(l);
+            }
+            ink__log_event(n, "%s[%d]: shard taken after waiting; resumed", k->t[ti].name, p);
+            pause_one(k, k->t[ti].name, p, false);
+        }
+    return 0;
+}
+
+/* The rebalance callback of shard mode: state follows the partitions. */
+static void rebalance_shards(struct ink_node *n, struct ksrc *k, rd_kafka_t *rk,
+                             rd_kafka_resp_err_t code, rd_kafka_topic_partition_list_t *parts,
+                             bool coop)
+{
+    rd_kafka_error_t *e = NULL;
+    rd_kafka_resp_err_t re = 0;
+    if (code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        k->epoch++;
+        int loaded = 0, waiting = 0;
+        rd_kafka_topic_partition_list_t *wait = rd_kafka_topic_partition_list_new(parts->cnt),
+                                        *go = rd_kafka_topic_partition_list_new(parts->cnt);
+        for (int i = 0; i < parts->cnt; i++) {
+            rd_kafka_topic_partition_t *tp = &parts->elems[i];
+            int ti = topic_index(k, tp->topic);
+            struct kpart *kp = ti >= 0 ? part_of(k, ti, tp->partition) : NULL;
+            if (!kp) continue;
+            kp->assigned = true;
+            if (kp->owned) continue; /* an eager strategy hands back what it took */
+            int64_t off = -1;
+            int rc = shard_take(n, k, ti, tp->partition, kp, &off);
+            if (rc == 0) rd_kafka_topic_partition_list_add(go, tp->topic, tp->partition);
+            if (rc == 0 && off >= 0) {
+                tp->offset = off; /* the shard's offset wins over the group's */
+                loaded++;
+            } else if (rc == 1) {
+                rd_kafka_topic_partition_list_add(wait, tp->topic, tp->partition);
+                waiting++;
+            }
+        }
+        ink__log_event(n,
+                       "assigned %d partition(s): %d from their shards, %d waiting for another "
+                       "process to release theirs",
+                       parts->cnt, loaded, waiting);
+        if (coop)
+            e = rd_kafka_incremental_assign(rk, parts);
+        else
+            re = rd_kafka_assign(rk, parts);
+        /* a partition paused here before (a stale generation, a fence)
+         * stays paused across assignments until resumed */
+        if (go->cnt) rd_kafka_resume_partitions(rk, go);
+        if (wait->cnt) rd_kafka_pause_partitions(rk, wait);
+        rd_kafka_topic_partition_list_destroy(wait);
+        rd_kafka_topic_partition_list_destroy(go);
+    } else {
+        /* Lost (the session timed out, the generation is gone): another
+         * member may own these partitions already; their shards are dropped
+         * without a write or a commit. Revoked: a handover. */
+        bool lost = code != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS || rd_kafka_assignment_lost(rk);
+        struct ink_err err = {0};
+        bool synced = !lost && ink_shard_sync_sinks(n->g, &err) == 0;
+        if (!lost && !synced)
+            ink__log_event(n,
+                           "revoke: outputs not durable (%s): shards not written, the next "
+                           "owner replays from the previous ones",
+                           err.msg);
+        rd_kafka_topic_partition_list_t *done = rd_kafka_topic_partition_list_new(parts->cnt);
+        int written = 0;
+        for (int i = 0; i < parts->cnt; i++) {
+            rd_kafka_topic_partition_t *tp = &parts->elems[i];
+            int ti = topic_index(k, tp->topic);
+            struct kpart *kp = ti >= 0 ? part_of(k, ti, tp->partition) : NULL;
+            if (!kp) continue;
+            kp->assigned = false;
+            if (synced && kp->owned && kp->next >= 0 &&
+                shard_put(n, k, ti, tp->partition, kp, true, &err) == 0) {
+                rd_kafka_topic_partition_list_add(done, tp->topic, tp->partition)->offset =
+                    kp->next;
+                written++;
+            }
+            shard_forget(n, k, ti, tp->partition, kp);
+        }
+        if (lost)
+            ink__log_event(n, "%d partition(s) lost: their shards dropped, not written",
+                           parts->cnt);
+        else
+            ink__log_event(n, "%d partition(s) revoked: %d shard(s) written and committed",
+                           parts->cnt, written);
+        if (lost)
+            rd_kafka_topic_partition_list_destroy(done);
+        else
+            commit_list(n, k, done, true);
+        if (coop)
+            e = rd_kafka_incremental_unassign(rk, parts);
+        else
+            re = rd_kafka_assign(rk, NULL);
+    }
+    if (e) {
+        ink__log(n, "assignment failed: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    } else if (re) {
+        ink__log(n, "assignment failed: %s", rd_kafka_err2str(re));
+    }
+}
+
+/* A commit refused for a stale generation: this process is no longer the
+ * member the group knows, so its shards may be someone else's now. Dropped
+ * without a write; the partitions wait (paused) until their shard can be
+ * taken again, or the group's next assignment moves them. */
+static void drop_all_shards(struct ink_node *n, struct ksrc *k, const char *why)
+{
+    int cnt = 0;
+    for (int ti = 0; ti < k->nt; ti++)
+        for (int p = 0; p < k->t[ti].np; p++) {
+            struct kpart *kp = &k->t[ti].p[p];
+            if (!kp->owned) continue;
+            shard_forget(n, k, ti, p, kp);
+            if (kp->assigned) {
+                kp->waiting = true;
+                pause_one(k, k->t[ti].name, p, true);
+            }
+            cnt++;
+        }
+    if (cnt) ink__log_event(n, "%s: %d shard(s) dropped without writing", why, cnt);
+}
+
+static int ksrc_checkpoint(struct ink_node *n, bool final, struct ink_err *err)
+{
+    struct ksrc *k = n->impl;
+    (void) final; /* a handover's shard is written when the partition is revoked */
+    rd_kafka_topic_partition_list_t *done = rd_kafka_topic_partition_list_new(4);
+    int failed = 0;
+    struct ink_err first = {0};
+    for (int ti = 0; ti < k->nt; ti++)
+        for (int p = 0; p < k->t[ti].np; p++) {
+            struct kpart *kp = &k->t[ti].p[p];
+            if (!kp->owned || kp->next < 0 || kp->next == kp->written) continue;
+            struct ink_err e = {0};
+            int rc = shard_put(n, k, ti, p, kp, false, &e);
+            if (rc == INK_SHARD_FENCED) {
+                /* a stale owner: stop reading it until the group says more */
+                shard_forget(n, k, ti, p, kp);
+                pause_one(k, k->t[ti].name, p, true);
+            } else if (rc) {
+                if (!failed++) first = e;
+            }
+        }
+    /* Commits follow the shards. While the group rebalances a commit may
+     * carry a generation that just ended (ILLEGAL_GENERATION), which ends
+     * the assignment (shards dropped, reloaded): wait for a steady group
+     * (as the statistics last said; the handover commits the rest). */
+    for (int ti = 0; ti < k->nt && !k->st.rebalancing; ti++)
+        for (int p = 0; p < k->t[ti].np; p++) {
+            struct kpart *kp = &k->t[ti].p[p];
+            if (kp->owned && kp->written >= 0 && kp->written != kp->committed &&
+                kp->written != kp->commit_sent) {
+                rd_kafka_topic_partition_list_add(done, k->t[ti].name, p)->offset = kp->written;
+                kp->commit_sent = kp->written;
+            }
+        }
+    commit_list(n, k, done, false);
+    if (failed) return ink_err_set(err, INK_EIO, "%d shard(s) not written: %s", failed, first.msg);
+    return 0;
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t code,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -439,6 +812,12 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t code,
     rd_kafka_error_t *e = NULL;
     rd_kafka_resp_err_t re = 0;
     k->rebalances++;
+    if (k->c->shards) {
+        double t0 = ink_now();
+        rebalance_shards(n, k, rk, code, parts, coop);
+        k->rebalance_s += ink_now() - t0;
+        return;
+    }
     if (code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         int ours = 0;
         for (int i = 0; i < parts->cnt; i++) {
@@ -490,6 +869,13 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t code,
     (void)rk;
     struct ink_node *n = opaque;
     struct ksrc *k = n->impl;
+    bool stale = code == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION;
+    for (int i = 0; offs && i < offs->cnt; i++)
+        stale |= offs->elems[i].err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION;
+    if (stale && k->c->shards)
+        drop_all_shards(n, k,
+                        "offset commit refused (ILLEGAL_GENERATION: this member's "
+                        "generation is over)");
     if (code && code != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         k->commit_failures++;
         ink__log(n,
@@ -502,6 +888,8 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t code,
         struct kpart *kp = ti >= 0 ? part_of(k, ti, offs->elems[i].partition) : NULL;
         if (kp && !offs->elems[i].err && offs->elems[i].offset >= 0)
             kp->committed = offs->elems[i].offset;
+        else if (kp && (offs->elems[i].err || code))
+            kp->commit_sent = -1; /* the next checkpoint tries again */
     }
 }
 
@@ -527,8 +915,13 @@ static int ksrc_open(struct ink_node *n, struct ink_err *err)
      * state nor the group has an offset (a new pipeline sees the topic's
      * history, as a file source sees the whole file). */
     static const char *const defaults[] = {"auto.offset.reset", "earliest", NULL};
-    rd_kafka_conf_t *rc =
-        client_conf(n, k->c->brokers, defaults, &k->c->options, &k->c->secret_files, err);
+    /* Shard mode: a rebalance moves only the partitions that change owner,
+     * and each is handed over shard and all (the others keep flowing). */
+    static const char *const shard_defaults[] = {"auto.offset.reset", "earliest",
+                                                 "partition.assignment.strategy",
+                                                 "cooperative-sticky", NULL};
+    rd_kafka_conf_t *rc = client_conf(n, k->c->brokers, k->c->shards ? shard_defaults : defaults,
+                                      &k->c->options, &k->c->secret_files, err);
     if (!rc) return err->code;
     /* Offsets are ours (the snapshot's): nothing automatic. */
     int e = conf_set(rc, "group.id", k->c->group, err);
@@ -602,6 +995,23 @@ static int handle_message(struct ink_node *n, struct ksrc *k, const rd_kafka_mes
         k->last = ti;
     }
     struct kpart *kp = part_of(k, ti, m->partition);
+    if (k->c->shards) {
+        /* fetched before a revoke or while a shard was not ours: its
+         * state is elsewhere, the record is not this process's to count */
+        if (!kp || !kp->owned) {
+            k->unowned++;
+            return 0;
+        }
+        if (m->offset < kp->replay_until) k->replayed++;
+        if (!kp->first_seen) {
+            kp->first_seen = true;
+            ink__log_event(n,
+                           "%s[%d]: first record, offset %" PRId64 ", %.3f s after the "
+                           "assignment (Unix time %.3f)",
+                           k->t[ti].name, m->partition, m->offset, ink_now() - kp->assigned_at,
+                           ink_wall());
+        }
+    }
     if (kp) kp->next = m->offset + 1;
     struct ink_record rec;
     enum ink_reject why = decode(k, m, &rec);
@@ -627,6 +1037,7 @@ static int handle_message(struct ink_node *n, struct ksrc *k, const rd_kafka_mes
     ink_record_add_i64(&rec, "kafka_partition", m->partition);
     ink_record_add_i64(&rec, "kafka_offset", m->offset);
     if (k->nt > 1) ink_record_add_str(&rec, "kafka_topic", k->t[ti].name, strlen(k->t[ti].name));
+    if (k->c->shards) return ink__source_emit_shard(n, &rec, shard_id(ti, m->partition));
     return ink__source_emit(n, &rec);
 }
 
@@ -652,6 +1063,7 @@ static int ksrc_pump(struct ink_node *n, int budget)
     }
     int done = 0;
     k->more = false;
+    if (k->c->shards && shard_retry(n, k) < 0) return INK_ESTATE;
     while (done < budget) {
         if (n->g->stop) {
             k->more = true;
@@ -669,6 +1081,7 @@ static int ksrc_pump(struct ink_node *n, int budget)
         }
         rd_kafka_message_destroy(m);
         if (rc < 0) return rc;
+        if (k->shard_fatal[0]) return INK_ESTATE; /* a shard refused in a rebalance */
     }
     k->more = true;
     return done;
@@ -850,6 +1263,59 @@ static void ksrc_metrics(struct ink_node *n, struct ink_buf *out)
             "inkflow_kafka_consumer_broker_up{node=\"%s\"} %d\n",
             n->name, k->rebalances, n->name, k->commit_failures, n->name,
             k->consumer_errors + k->st.errors, n->name, k->st.up ? 1 : 0);
+    if (!k->c->shards) return;
+    int owned = 0, waiting = 0;
+    for (int i = 0; i < k->nt; i++)
+        for (int p = 0; p < k->t[i].np; p++) {
+            owned += k->t[i].p[p].owned;
+            waiting += k->t[i].p[p].waiting;
+        }
+    bprintf(out,
+            "# HELP inkflow_kafka_partitions_owned partitions whose shard this process holds\n"
+            "# TYPE inkflow_kafka_partitions_owned gauge\n"
+            "inkflow_kafka_partitions_owned{node=\"%s\"} %d\n"
+            "# HELP inkflow_kafka_partitions_waiting partitions assigned while another process "
+            "still holds their shard (paused)\n"
+            "# TYPE inkflow_kafka_partitions_waiting gauge\n"
+            "inkflow_kafka_partitions_waiting{node=\"%s\"} %d\n",
+            n->name, owned, n->name, waiting);
+    bprintf(out,
+            "# HELP inkflow_kafka_shards_loaded_total shard files loaded when a partition was "
+            "assigned\n"
+            "# TYPE inkflow_kafka_shards_loaded_total counter\n"
+            "inkflow_kafka_shards_loaded_total{node=\"%s\"} %" PRIu64 "\n"
+            "# HELP inkflow_kafka_shards_written_total shard files written (periodic and at "
+            "handovers)\n"
+            "# TYPE inkflow_kafka_shards_written_total counter\n"
+            "inkflow_kafka_shards_written_total{node=\"%s\"} %" PRIu64 "\n"
+            "# HELP inkflow_kafka_shards_fenced_total shard writes refused: the file held a "
+            "higher offset (a stale owner)\n"
+            "# TYPE inkflow_kafka_shards_fenced_total counter\n"
+            "inkflow_kafka_shards_fenced_total{node=\"%s\"} %" PRIu64 "\n"
+            "# HELP inkflow_kafka_shard_write_failures_total shard writes that failed (I/O)\n"
+            "# TYPE inkflow_kafka_shard_write_failures_total counter\n"
+            "inkflow_kafka_shard_write_failures_total{node=\"%s\"} %" PRIu64 "\n",
+            n->name, k->shards_loaded, n->name, k->shards_written, n->name, k->shards_fenced,
+            n->name, k->shard_failures);
+    bprintf(out,
+            "# HELP inkflow_kafka_records_replayed_total records read again after a takeover: "
+            "from a periodic shard's offset to the partition's end when it was taken over\n"
+            "# TYPE inkflow_kafka_records_replayed_total counter\n"
+            "inkflow_kafka_records_replayed_total{node=\"%s\"} %" PRIu64 "\n"
+            "# HELP inkflow_kafka_records_unowned_total records fetched for a partition whose "
+            "shard was not held here (dropped unread)\n"
+            "# TYPE inkflow_kafka_records_unowned_total counter\n"
+            "inkflow_kafka_records_unowned_total{node=\"%s\"} %" PRIu64 "\n"
+            "# HELP inkflow_kafka_rebalance_seconds_total time spent handing shards over in "
+            "rebalance callbacks\n"
+            "# TYPE inkflow_kafka_rebalance_seconds_total counter\n"
+            "inkflow_kafka_rebalance_seconds_total{node=\"%s\"} %.6f\n",
+            n->name, k->replayed, n->name, k->unowned, n->name, k->rebalance_s);
+}
+
+static bool ksrc_sharded(const void *conf)
+{
+    return ((const struct kafka_src_conf *)conf)->shards;
 }
 
 static void ksrc_close(struct ink_node *n)
@@ -892,6 +1358,8 @@ const struct ink_source_type ink_source_kafka = {
     .committed = ksrc_committed,
     .ready = ksrc_ready,
     .metrics = ksrc_metrics,
+    .sharded = ksrc_sharded,
+    .checkpoint = ksrc_checkpoint,
 };
 
 /* ---- sink --------------------------------------------------------------- */
