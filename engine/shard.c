@@ -376,7 +376,9 @@ int ink_shard_sync_sinks(struct ink_graph *g, struct ink_err *err)
         int rc = n->snk->sync(n, &e);
         if (rc) return ink_err_set(err, rc, "%s: %s", n->name, e.msg[0] ? e.msg : ink_strerror(rc));
     }
-    return 0;
+    /* a sink with a durable_fd left its fdatasync to the snapshot writer,
+     * which shard files do not go through */
+    return ink_snapshot_sync_outputs(g, err);
 }
 
 int ink_shard_checkpoint(struct ink_graph *g, bool final, struct ink_err *err)

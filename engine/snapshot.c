@@ -489,25 +489,49 @@ static int pack_transports(struct ink_graph *g, struct ink_err *err)
     return 0;
 }
 
+/* An output failed to sync once: nothing may vouch for it any more. */
+static int lost_error(const struct ink_graph *g, struct ink_err *err)
+{
+    return ink_err_set(err, INK_EIO,
+                       "%s: an earlier sync of its output failed, so what it wrote may not be on "
+                       "disk; no snapshot can cover it (restart from the last good snapshot "
+                       "with --restore)",
+                       g->nodes[g->snap_lost - 1].name);
+}
+
+static int sync_one(struct ink_graph *g, int node, int fd, struct ink_err *err)
+{
+    int rc;
+    while ((rc = fdatasync(fd)) && errno == EINTR) {
+    }
+    if (!rc) return 0;
+    /* The kernel reports a failed writeback once per file: a later
+     * fdatasync may succeed with the data lost, so no later snapshot may
+     * claim this output (cut() and ink_snapshot_sync_outputs refuse). */
+    int e = errno;
+    g->snap_lost = node + 1;
+    return ink_err_set(err, INK_EIO, "%s: cannot sync the output: %s", g->nodes[node].name,
+                       strerror(e));
+}
+
+int ink_snapshot_sync_outputs(struct ink_graph *g, struct ink_err *err)
+{
+    if (g->snap_lost) return lost_error(g, err);
+    for (int i = 0; i < g->n; i++) {
+        struct ink_node *n = &g->nodes[i];
+        int fd = n->kind == INK_NODE_SINK && n->snk->durable_fd ? n->snk->durable_fd(n) : -1;
+        if (fd >= 0 && sync_one(g, i, fd, err)) return INK_EIO;
+    }
+    return 0;
+}
+
 /* The outputs the snapshot describes are durable before it is renamed into
  * place: the sinks wrote them at the cut, this makes them reach the disk
  * (the writer child, or the main thread for the final snapshot). */
 static int sync_outputs(struct ink_graph *g, struct ink_err *err)
 {
-    for (int k = 0; k < g->snap_nsync; k++) {
-        int rc;
-        while ((rc = fdatasync(g->snap_sync[k])) && errno == EINTR) {
-        }
-        if (rc) {
-            /* The kernel reports a failed writeback once per file: a later
-             * fdatasync may succeed with the data lost, so no later snapshot
-             * may claim this output (cut() refuses from now on). */
-            int e = errno;
-            g->snap_lost = g->snap_sync_node[k] + 1;
-            return ink_err_set(err, INK_EIO, "%s: cannot sync the output: %s",
-                               g->nodes[g->snap_sync_node[k]].name, strerror(e));
-        }
-    }
+    for (int k = 0; k < g->snap_nsync; k++)
+        if (sync_one(g, g->snap_sync_node[k], g->snap_sync[k], err)) return INK_EIO;
     return 0;
 }
 
@@ -570,12 +594,7 @@ static int cut(struct ink_graph *g, char *path, size_t n, struct ink_err *err)
 {
     if (ink_snapshot_path(g->cfg, path, n))
         return ink_err_set(err, INK_EINVAL, "no engine.snapshot");
-    if (g->snap_lost)
-        return ink_err_set(err, INK_EIO,
-                           "%s: an earlier sync of its output failed, so what it wrote may not "
-                           "be on disk; no snapshot can cover it (restart from the last good "
-                           "snapshot with --restore)",
-                           g->nodes[g->snap_lost - 1].name);
+    if (g->snap_lost) return lost_error(g, err);
     int rc = check_owner(g, err);
     if (!rc) rc = pack_transports(g, err);
     if (!rc && !g->snap_buf && !(g->snap_buf = calloc(1, sizeof *g->snap_buf)))

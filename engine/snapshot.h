@@ -106,6 +106,11 @@ int ink_snapshot_lock(const struct ink_config *cfg, int *fd, struct ink_err *err
  * place. */
 int ink_snapshot_write(struct ink_graph *g, struct ink_err *err);
 
+/* On this thread: fdatasync every sink's durable_fd (the outputs a shard
+ * file vouches for, engine/shard.c; the forked writer does this itself).
+ * After one failure, this and every later snapshot refuse (g->snap_lost). */
+int ink_snapshot_sync_outputs(struct ink_graph *g, struct ink_err *err);
+
 /* The same off the data path (docs/state.md, "Snapshots off the data
  * path"): between records, sinks are synced and every source's and sink's
  * hooks run here; then fork() and the child encodes the operators from its
