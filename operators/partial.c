@@ -18,16 +18,10 @@ size_t ink__partial_grid_bytes(int d, size_t nodes, size_t cells)
     return 5 + HDR + 4 + 4 * (size_t)d + 8 + 8 + 8 * nodes + 8 * cells;
 }
 
-static uint8_t *put(uint8_t *o, const void *v, size_t n)
-{
-    memcpy(o, v, n);
-    return o + n;
-}
-
 static uint8_t *put_hdr(uint8_t *o, int kind)
 {
     uint8_t h[HDR] = {'I', 'N', 'K', 'P', INK_PARTIAL_VERSION, (uint8_t)kind, 0, 0};
-    return put(o + 5, h, HDR);
+    return ink__put(o + 5, h, HDR);
 }
 
 uint8_t *ink__partial_begin(uint8_t *out, int kind)
@@ -86,17 +80,17 @@ size_t ink__partial_put_kll(uint8_t *out, const struct ink__kll *s)
 {
     uint8_t *o = put_hdr(out, INK_PARTIAL_KLL);
     uint32_t k = s->k, nl = s->nlevels, mk = s->min_k;
-    o = put(o, &k, 4);
-    o = put(o, &nl, 4);
-    o = put(o, &s->n, 8);
-    o = put(o, &s->min, 8);
-    o = put(o, &s->max, 8);
-    o = put(o, &mk, 4);
+    o = ink__put(o, &k, 4);
+    o = ink__put(o, &nl, 4);
+    o = ink__put(o, &s->n, 8);
+    o = ink__put(o, &s->min, 8);
+    o = ink__put(o, &s->max, 8);
+    o = ink__put(o, &mk, 4);
     for (uint32_t h = 0; h < nl; h++) {
         uint32_t sz = s->levels[h + 1] - s->levels[h];
-        o = put(o, &sz, 4);
+        o = ink__put(o, &sz, 4);
     }
-    o = put(o, s->items + s->levels[0], 8 * (size_t)(s->levels[nl] - s->levels[0]));
+    o = ink__put(o, s->items + s->levels[0], 8 * (size_t)(s->levels[nl] - s->levels[0]));
     return close_bin(out, o);
 }
 
@@ -105,54 +99,13 @@ size_t ink__partial_put_grid(uint8_t *out, const struct ink__grid *g, const doub
 {
     uint8_t *o = put_hdr(out, INK_PARTIAL_GRID);
     uint32_t d = (uint32_t)g->d;
-    o = put(o, &d, 4);
-    o = put(o, g->M, 4 * (size_t)d);
-    o = put(o, &n, 8);
-    o = put(o, &wout, 8);
-    for (int a = 0; a < g->d; a++) o = put(o, g->z[a], 8 * (size_t)g->M[a]);
-    o = put(o, T, 8 * g->size);
+    o = ink__put(o, &d, 4);
+    o = ink__put(o, g->M, 4 * (size_t)d);
+    o = ink__put(o, &n, 8);
+    o = ink__put(o, &wout, 8);
+    for (int a = 0; a < g->d; a++) o = ink__put(o, g->z[a], 8 * (size_t)g->M[a]);
+    o = ink__put(o, T, 8 * g->size);
     return close_bin(out, o);
-}
-
-/* A cursor over the payload: every take checks the bytes left. */
-struct cur {
-    const uint8_t *p, *end;
-    bool bad;
-};
-
-static const uint8_t *take(struct cur *c, size_t n)
-{
-    if (c->bad || (size_t)(c->end - c->p) < n) {
-        c->bad = true;
-        return NULL;
-    }
-    const uint8_t *r = c->p;
-    c->p += n;
-    return r;
-}
-
-static uint32_t u32(struct cur *c)
-{
-    uint32_t v = 0;
-    const uint8_t *p = take(c, 4);
-    if (p) memcpy(&v, p, 4);
-    return v;
-}
-
-static uint64_t u64(struct cur *c)
-{
-    uint64_t v = 0;
-    const uint8_t *p = take(c, 8);
-    if (p) memcpy(&v, p, 8);
-    return v;
-}
-
-static double f64(struct cur *c)
-{
-    double v = 0;
-    const uint8_t *p = take(c, 8);
-    if (p) memcpy(&v, p, 8);
-    return v;
 }
 
 int ink__partial_parse(const uint8_t *p, size_t len, struct ink__partial *out, struct ink_err *err)
@@ -167,8 +120,8 @@ int ink__partial_parse(const uint8_t *p, size_t len, struct ink__partial *out, s
     else
         return ink_err_set(err, INK_EINVAL, "partial: not a msgpack bin");
     if (blen != len - h) return ink_err_set(err, INK_EINVAL, "partial: truncated bin");
-    struct cur c = {p + h, p + len, false};
-    const uint8_t *m = take(&c, HDR);
+    struct ink__cur c = {p + h, p + len, false};
+    const uint8_t *m = ink__take(&c, HDR);
     if (!m || memcmp(m, "INKP", 4) != 0)
         return ink_err_set(err, INK_EINVAL, "partial: not an inkflow partial (magic)");
     if (m[4] != INK_PARTIAL_VERSION)
@@ -177,12 +130,12 @@ int ink__partial_parse(const uint8_t *p, size_t len, struct ink__partial *out, s
     memset(out, 0, sizeof *out);
     out->kind = m[5];
     if (out->kind == INK_PARTIAL_KLL) {
-        out->k = u32(&c);
-        out->nlevels = u32(&c);
-        out->n = u64(&c);
-        out->min = f64(&c);
-        out->max = f64(&c);
-        out->min_k = u32(&c);
+        out->k = ink__take_u32(&c);
+        out->nlevels = ink__take_u32(&c);
+        out->n = ink__take_u64(&c);
+        out->min = ink__take_f64(&c);
+        out->max = ink__take_f64(&c);
+        out->min_k = ink__take_u32(&c);
         if (c.bad || out->k < 8 || out->k > 65535 || out->nlevels < 1 ||
             out->nlevels > INK_KLL_MAX_LEVELS || out->min_k > out->k)
             return ink_err_set(err, INK_EINVAL, "partial: corrupt kll header");
@@ -191,7 +144,7 @@ int ink__partial_parse(const uint8_t *p, size_t len, struct ink__partial *out, s
         ink__kll_init(&probe, out->k, 0, NULL, false);
         uint64_t capn = 0;
         for (uint32_t l = 0; l < out->nlevels; l++) {
-            out->size[l] = u32(&c);
+            out->size[l] = ink__take_u32(&c);
             if (out->size[l] > probe.cap) c.bad = true;
             cnt += out->size[l];
             tot += (uint64_t)out->size[l] << l;
@@ -200,26 +153,26 @@ int ink__partial_parse(const uint8_t *p, size_t len, struct ink__partial *out, s
         if (c.bad || cnt > capn || tot != out->n)
             return ink_err_set(err, INK_EINVAL, "partial: kll levels do not add up to n");
         out->R = (uint32_t)cnt;
-        out->items = take(&c, 8 * cnt);
+        out->items = ink__take(&c, 8 * cnt);
         for (uint32_t i = 0; out->items && i < out->R; i++)
             if (ink__partial_f64(out->items, i) != ink__partial_f64(out->items, i)) c.bad = true;
     } else if (out->kind == INK_PARTIAL_GRID) {
-        uint32_t d = u32(&c);
+        uint32_t d = ink__take_u32(&c);
         if (c.bad || d < 1 || d > INK_GRID_MAX_DIM)
             return ink_err_set(err, INK_EINVAL, "partial: corrupt grid header");
         out->d = (int)d;
         out->nn = 0, out->cells = 1;
         for (uint32_t a = 0; a < d; a++) {
-            out->M[a] = u32(&c);
+            out->M[a] = ink__take_u32(&c);
             if (out->M[a] < 1 || out->M[a] > INK_GRID_MAX_NODES) c.bad = true;
             out->nn += out->M[a];
             if (!c.bad && out->cells > ((size_t)1 << 40) / out->M[a]) c.bad = true;
             if (!c.bad) out->cells *= out->M[a];
         }
-        out->n = u64(&c);
-        out->wout = f64(&c);
-        if (!c.bad) out->nodes = take(&c, 8 * out->nn);
-        if (!c.bad) out->T = take(&c, 8 * out->cells);
+        out->n = ink__take_u64(&c);
+        out->wout = ink__take_f64(&c);
+        if (!c.bad) out->nodes = ink__take(&c, 8 * out->nn);
+        if (!c.bad) out->T = ink__take(&c, 8 * out->cells);
     } else if (out->kind == INK_PARTIAL_RLS) {
         out->body = c.p; /* parsed by ink__rls_partial_parse (operators/rls_merge.h) */
         out->body_len = (size_t)(c.end - c.p);

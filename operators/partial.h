@@ -13,6 +13,7 @@
 #ifndef INK_PARTIAL_H
 #define INK_PARTIAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -81,6 +82,59 @@ static inline double ink__partial_f64(const uint8_t *a, size_t i)
     double v;
     __builtin_memcpy(&v, a + 8 * i, 8);
     return v;
+}
+
+/* u32 i of an unaligned array. */
+static inline uint32_t ink__partial_u32(const uint8_t *a, size_t i)
+{
+    uint32_t v;
+    __builtin_memcpy(&v, a + 4 * i, 4);
+    return v;
+}
+
+/* Writing a partial's body: n bytes of v at o, the end returned. */
+static inline uint8_t *ink__put(uint8_t *o, const void *v, size_t n)
+{
+    __builtin_memcpy(o, v, n);
+    return o + n;
+}
+
+/* Reading one: a cursor whose every take checks the bytes left; past the end
+ * it stays bad and reads zeros. */
+struct ink__cur {
+    const uint8_t *p, *end;
+    bool bad;
+};
+
+static inline const uint8_t *ink__take(struct ink__cur *c, size_t n)
+{
+    if (c->bad || (size_t)(c->end - c->p) < n) {
+        c->bad = true;
+        return NULL;
+    }
+    const uint8_t *r = c->p;
+    c->p += n;
+    return r;
+}
+
+static inline uint32_t ink__take_u32(struct ink__cur *c)
+{
+    const uint8_t *p = ink__take(c, 4);
+    return p ? ink__partial_u32(p, 0) : 0;
+}
+
+static inline uint64_t ink__take_u64(struct ink__cur *c)
+{
+    uint64_t v = 0;
+    const uint8_t *p = ink__take(c, 8);
+    if (p) __builtin_memcpy(&v, p, 8);
+    return v;
+}
+
+static inline double ink__take_f64(struct ink__cur *c)
+{
+    const uint8_t *p = ink__take(c, 8);
+    return p ? ink__partial_f64(p, 0) : 0;
 }
 
 #endif

@@ -46,20 +46,14 @@ size_t ink__rls_partial_bytes(int d, int m, bool krr)
     return b;
 }
 
-static uint8_t *put(uint8_t *o, const void *v, size_t n)
-{
-    memcpy(o, v, n);
-    return o + n;
-}
-
 static uint8_t *put_u32(uint8_t *o, uint32_t v)
 {
-    return put(o, &v, 4);
+    return ink__put(o, &v, 4);
 }
 
 static uint8_t *put_f64(uint8_t *o, double v)
 {
-    return put(o, &v, 8);
+    return ink__put(o, &v, 8);
 }
 
 size_t ink__rls_partial_put(uint8_t *out, const struct ink__rls_pub *v)
@@ -77,120 +71,66 @@ size_t ink__rls_partial_put(uint8_t *out, const struct ink__rls_pub *v)
     o = put_f64(o, k->sigma);
     o = put_f64(o, k->c);
     o = put_u32(o, nh);
-    o = put(o, k->h, 8 * (size_t)nh);
+    o = ink__put(o, k->h, 8 * (size_t)nh);
     o = put_f64(o, v->gamma);
     o = put_f64(o, v->eps);
     o = put_f64(o, v->c_est);
     o = put_f64(o, v->gamma_eff);
     o = put_f64(o, v->dhat);
-    o = put(o, &v->n, 8);
-    o = put(o, v->X, 8 * (size_t)v->m * v->d);
-    o = put(o, v->id, 8 * (size_t)v->m);
-    o = put(o, v->p, 8 * (size_t)v->m);
+    o = ink__put(o, &v->n, 8);
+    o = ink__put(o, v->X, 8 * (size_t)v->m * v->d);
+    o = ink__put(o, v->id, 8 * (size_t)v->m);
+    o = ink__put(o, v->p, 8 * (size_t)v->m);
     for (int j = 0; j < v->m; j++) o = put_u32(o, (uint32_t)v->q[j]);
     if (v->nb >= 0) {
         o = put_f64(o, v->mu);
-        o = put(o, &v->nobs, 8);
+        o = ink__put(o, &v->nobs, 8);
         o = put_u32(o, (uint32_t)v->nb);
         for (int j = 0; j < v->nb; j++) o = put_u32(o, (uint32_t)v->bpos[j]);
         for (int j = 0; j < v->nb; j++)
-            o = put(o, v->H + j + (size_t)j * v->ldh, 8 * (size_t)(v->nb - j));
-        o = put(o, v->g, 8 * (size_t)v->nb);
+            o = ink__put(o, v->H + j + (size_t)j * v->ldh, 8 * (size_t)(v->nb - j));
+        o = ink__put(o, v->g, 8 * (size_t)v->nb);
     }
     return ink__partial_end(out, o);
-}
-
-struct cur {
-    const uint8_t *p, *end;
-    bool bad;
-};
-
-static const uint8_t *take(struct cur *c, size_t n)
-{
-    if (c->bad || (size_t)(c->end - c->p) < n) {
-        c->bad = true;
-        return NULL;
-    }
-    const uint8_t *r = c->p;
-    c->p += n;
-    return r;
-}
-
-static uint32_t u32(struct cur *c)
-{
-    uint32_t v = 0;
-    const uint8_t *p = take(c, 4);
-    if (p) memcpy(&v, p, 4);
-    return v;
-}
-
-static double f64(struct cur *c)
-{
-    double v = 0;
-    const uint8_t *p = take(c, 8);
-    if (p) memcpy(&v, p, 8);
-    return v;
-}
-
-static uint64_t u64(struct cur *c)
-{
-    uint64_t v = 0;
-    const uint8_t *p = take(c, 8);
-    if (p) memcpy(&v, p, 8);
-    return v;
-}
-
-static double rd(const uint8_t *a, size_t i)
-{
-    double v;
-    memcpy(&v, a + 8 * i, 8);
-    return v;
-}
-
-static uint32_t ru32(const uint8_t *a, size_t i)
-{
-    uint32_t v;
-    memcpy(&v, a + 4 * i, 4);
-    return v;
 }
 
 int ink__rls_partial_parse(const uint8_t *body, size_t len, struct ink__rls_part *o,
                            struct ink_err *err)
 {
-    struct cur c = {body, body + len, false};
+    struct ink__cur c = {body, body + len, false};
     memset(o, 0, sizeof *o);
-    o->d = u32(&c);
-    o->m = u32(&c);
-    o->qbar = u32(&c);
-    o->flags = u32(&c);
-    o->ktype = u32(&c);
-    o->kdegree = u32(&c);
-    o->ksigma = f64(&c);
-    o->kc = f64(&c);
-    o->nh = u32(&c);
+    o->d = ink__take_u32(&c);
+    o->m = ink__take_u32(&c);
+    o->qbar = ink__take_u32(&c);
+    o->flags = ink__take_u32(&c);
+    o->ktype = ink__take_u32(&c);
+    o->kdegree = ink__take_u32(&c);
+    o->ksigma = ink__take_f64(&c);
+    o->kc = ink__take_f64(&c);
+    o->nh = ink__take_u32(&c);
     if (c.bad || o->d < 1 || o->d > MAX_D || o->m > MAX_M || o->qbar < 1 || o->flags > 3 ||
         (o->nh != 0 && o->nh != o->d))
         return ink_err_set(err, INK_EINVAL, "partial: corrupt rls header");
-    o->kh = take(&c, 8 * (size_t)o->nh);
-    o->gamma = f64(&c);
-    o->eps = f64(&c);
-    o->c_est = f64(&c);
-    o->gamma_eff = f64(&c);
-    o->dhat = f64(&c);
-    o->n = u64(&c);
+    o->kh = ink__take(&c, 8 * (size_t)o->nh);
+    o->gamma = ink__take_f64(&c);
+    o->eps = ink__take_f64(&c);
+    o->c_est = ink__take_f64(&c);
+    o->gamma_eff = ink__take_f64(&c);
+    o->dhat = ink__take_f64(&c);
+    o->n = ink__take_u64(&c);
     size_t m = o->m;
-    o->X = take(&c, 8 * m * o->d);
-    o->id = take(&c, 8 * m);
-    o->p = take(&c, 8 * m);
-    o->q = take(&c, 4 * m);
+    o->X = ink__take(&c, 8 * m * o->d);
+    o->id = ink__take(&c, 8 * m);
+    o->p = ink__take(&c, 8 * m);
+    o->q = ink__take(&c, 4 * m);
     if (!c.bad && (o->flags & INK_RLS_PART_KRR)) {
-        o->mu = f64(&c);
-        o->nobs = u64(&c);
-        o->nb = u32(&c);
+        o->mu = ink__take_f64(&c);
+        o->nobs = ink__take_u64(&c);
+        o->nb = ink__take_u32(&c);
         if (o->nb > o->m) c.bad = true;
-        o->bpos = take(&c, 4 * (size_t)o->nb);
-        o->H = take(&c, 8 * ((size_t)o->nb * (o->nb + 1) / 2));
-        o->g = take(&c, 8 * (size_t)o->nb);
+        o->bpos = ink__take(&c, 4 * (size_t)o->nb);
+        o->H = ink__take(&c, 8 * ((size_t)o->nb * (o->nb + 1) / 2));
+        o->g = ink__take(&c, 8 * (size_t)o->nb);
     }
     if (c.bad || c.p != c.end)
         return ink_err_set(err, INK_EINVAL, "partial: rls %s",
@@ -199,16 +139,17 @@ int ink__rls_partial_parse(const uint8_t *body, size_t len, struct ink__rls_part
         !(o->c_est > 0 && o->c_est <= 1))
         return ink_err_set(err, INK_EINVAL, "partial: rls gamma, gamma_eff or est_scale corrupt");
     for (size_t j = 0; j < m; j++) {
-        double p = rd(o->p, j);
-        uint32_t q = ru32(o->q, j);
+        double p = ink__partial_f64(o->p, j);
+        uint32_t q = ink__partial_u32(o->q, j);
         if (!(p > 0 && p <= 1) || q < 1 || q > o->qbar)
             return ink_err_set(err, INK_EINVAL, "partial: rls atom %zu has p or q out of range", j);
     }
     for (size_t i = 0; i < m * o->d; i++)
-        if (!isfinite(rd(o->X, i)))
+        if (!isfinite(ink__partial_f64(o->X, i)))
             return ink_err_set(err, INK_EINVAL, "partial: rls atom point not finite");
     for (uint32_t k = 0; k < o->nb; k++)
-        if (ru32(o->bpos, k) >= o->m || (k > 0 && ru32(o->bpos, k) <= ru32(o->bpos, k - 1)))
+        if (ink__partial_u32(o->bpos, k) >= o->m ||
+            (k > 0 && ink__partial_u32(o->bpos, k) <= ink__partial_u32(o->bpos, k - 1)))
             return ink_err_set(err, INK_EINVAL, "partial: rls basis position out of range");
     return 0;
 }
@@ -273,7 +214,7 @@ static bool same_kernel(const struct ink_kernel *k, const struct ink__rls_part *
     switch (k->type) {
     case INK_K_LAPLACIAN_L1:
         for (uint32_t i = 0; i < pt->nh; i++)
-            if (rd(pt->kh, i) != k->h[i]) return false;
+            if (ink__partial_f64(pt->kh, i) != k->h[i]) return false;
         return pt->nh == (uint32_t)k->d;
     case INK_K_LINEAR:
         return pt->kc == k->c;
@@ -345,8 +286,8 @@ static void append_part(struct ink__rlsm *s, const struct ink__rls_part *pt)
     size_t cap = (size_t)s->cap;
     memcpy(s->X + (size_t)m0 * d, pt->X, 8 * (size_t)mi * d);
     for (int j = 0; j < mi; j++) {
-        s->p[m0 + j] = rd(pt->p, (size_t)j);
-        s->q[m0 + j] = (int32_t)ru32(pt->q, (size_t)j);
+        s->p[m0 + j] = ink__partial_f64(pt->p, (size_t)j);
+        s->q[m0 + j] = (int32_t)ink__partial_u32(pt->q, (size_t)j);
     }
     s->m = m;
     if (mi == 0) return;
@@ -513,7 +454,7 @@ static int add_krr(struct ink__rlsm *s, const struct ink__rls_part *pt)
     for (int k = 0; k < nb; k++)
         memcpy(XB + (size_t)k * d, s->X + (size_t)s->bpos[k] * d, (size_t)d * 8);
     for (int k = 0; k < ni; k++)
-        memcpy(Xi + (size_t)k * d, pt->X + 8 * (size_t)ru32(pt->bpos, (size_t)k) * d,
+        memcpy(Xi + (size_t)k * d, pt->X + 8 * (size_t)ink__partial_u32(pt->bpos, (size_t)k) * d,
                (size_t)d * 8);
     /* R_i: the partial's basis factor, recomputed (upper, R_i^T R_i = K_BiBi) */
     ink_kernel_block(&s->c.kern, Xi, ni, Xi, ni, Ri, mx, s->kwork);
@@ -529,8 +470,8 @@ static int add_krr(struct ink__rlsm *s, const struct ink__rls_part *pt)
     /* H_i from its packed lower triangle */
     size_t o = 0;
     for (int j = 0; j < ni; j++)
-        for (int i = j; i < ni; i++, o++) Hi[i + (size_t)j * mx] = rd(pt->H, o);
-    for (int k = 0; k < ni; k++) s->kx[k] = rd(pt->g, (size_t)k);
+        for (int i = j; i < ni; i++, o++) Hi[i + (size_t)j * mx] = ink__partial_f64(pt->H, o);
+    for (int k = 0; k < ni; k++) s->kx[k] = ink__partial_f64(pt->g, (size_t)k);
     cblas_dsymm(CblasColMajor, CblasRight, CblasLower, nb, ni, 1.0, Hi, mx, T, mx, 0.0, W, mx);
     cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, nb, nb, ni, 1.0, W, mx, T, mx, 1.0, s->H,
                 mx);
