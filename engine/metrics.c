@@ -236,6 +236,74 @@ static void render_connections(struct ink_buf *b, const struct ink_metrics *m)
                     esc(m->names[i], e, sizeof e), ev[k], (unsigned long long)m->nodes[i].conn[k]);
 }
 
+/* Transports' own lines, one group per family (the text format wants every
+ * line of a family together, its HELP and TYPE once): two nodes of one
+ * transport (two kafka sources) print the same families; their samples are
+ * gathered under the first node's header, in node order. */
+struct tline {
+    const char *p, *f; /* the line (with its newline); its family, NULL: a lone comment */
+    size_t n, fl;
+    int node;
+    bool head; /* # HELP or # TYPE */
+};
+
+static void render_transport_lines(struct ink_buf *b, const struct ink_metrics *m)
+{
+    size_t cnt = 0;
+    for (int i = 0; i < m->n; i++) {
+        const struct ink_buf *e = &m->nodes[i].extra;
+        for (size_t k = 0; k < e->len; k++) cnt += e->p[k] == '\n' || k + 1 == e->len;
+    }
+    if (!cnt) return;
+    struct tline *t = malloc(cnt * sizeof *t);
+    if (!t) { /* out of memory: as the transports wrote them */
+        for (int i = 0; i < m->n; i++)
+            ink_buf_append(b, m->nodes[i].extra.p, m->nodes[i].extra.len);
+        return;
+    }
+    size_t L = 0;
+    for (int i = 0; i < m->n; i++) {
+        const struct ink_buf *e = &m->nodes[i].extra;
+        const char *x = (const char *)e->p, *end = x + e->len, *cur = NULL;
+        size_t curlen = 0;
+        while (x < end && L < cnt) {
+            const char *nl = memchr(x, '\n', (size_t)(end - x));
+            size_t n = nl ? (size_t)(nl - x) + 1 : (size_t)(end - x);
+            struct tline *l = &t[L++];
+            *l = (struct tline){.p = x, .n = n, .node = i};
+            l->head = n >= 7 && (!memcmp(x, "# HELP ", 7) || !memcmp(x, "# TYPE ", 7));
+            if (l->head || x[0] != '#') {
+                const char *f = l->head ? x + 7 : x;
+                size_t k = 0;
+                while (f + k < x + n && !strchr(" {\n", f[k])) k++;
+                /* a histogram's or summary's _bucket/_sum/_count: the family declared before */
+                if (!l->head && cur && k > curlen && !memcmp(f, cur, curlen) && f[curlen] == '_')
+                    k = curlen;
+                l->f = f, l->fl = k;
+                if (l->head) cur = f, curlen = k;
+            }
+            x += n;
+        }
+    }
+    for (size_t i = 0; i < L; i++) {
+        if (!t[i].f) {
+            ink_buf_append(b, t[i].p, t[i].n);
+            continue;
+        }
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = t[j].f && t[j].fl == t[i].fl && !memcmp(t[j].f, t[i].f, t[i].fl);
+        if (seen) continue;
+        for (size_t j = i; j < L; j++)
+            if (t[j].f && t[j].fl == t[i].fl && !memcmp(t[j].f, t[i].f, t[i].fl) &&
+                (!t[j].head || t[j].node == t[i].node)) {
+                ink_buf_append(b, t[j].p, t[j].n);
+                if (t[j].p[t[j].n - 1] != '\n') ink_buf_append(b, "\n", 1);
+            }
+    }
+    free(t);
+}
+
 static void render_rejects(struct ink_buf *b, const struct ink_metrics *m)
 {
     head(b, "inkflow_records_rejected_total", "counter", "records refused, by reason");
@@ -263,8 +331,7 @@ static void render(struct ink_metrics *m, struct ink_buf *b)
     render_connections(b, m);
     render_latency(b, m);
     render_operators(b, m);
-    for (int i = 0; i < m->n; i++)
-        if (m->nodes[i].extra.len) ink_buf_append(b, m->nodes[i].extra.p, m->nodes[i].extra.len);
+    render_transport_lines(b, m);
     head(b, "inkflow_snapshot_age_seconds", "gauge",
          "seconds since the last snapshot (NaN: none yet)");
     out(b, "inkflow_snapshot_age_seconds %.6f\n",
