@@ -45,12 +45,6 @@ static void pack_str(msgpack_packer *pk, const char *s, size_t n)
     msgpack_pack_str_body(pk, s, n);
 }
 
-static const msgpack_object *get(const msgpack_object *m, const char *key)
-{
-    const msgpack_object *o = NULL;
-    return ink_state_get(m, key, &o, NULL) == 0 ? o : NULL;
-}
-
 /* Under the lock: NAME.shard.tmp.PID files are what a writer killed before
  * its rename left behind (ink_snapshot_commit_file's temporary names). */
 static void remove_stale_tmp(const struct ink_graph *g, const char *name)
@@ -121,14 +115,15 @@ static int i64_of(const msgpack_object *o, int64_t *v)
 static int read_pos(const msgpack_object *root, const char *name, struct ink_shard_pos *pos,
                     const char *path, struct ink_err *err)
 {
-    const msgpack_object *nm = get(root, "shard"), *fin = get(root, "final"),
-                         *mem = get(root, "member"), *w = get(root, "wall");
+    const msgpack_object *nm = ink_state_find(root, "shard"), *fin = ink_state_find(root, "final"),
+                         *mem = ink_state_find(root, "member"), *w = ink_state_find(root, "wall");
     if (!nm || nm->type != MSGPACK_OBJECT_STR || nm->via.str.size != strlen(name) ||
         memcmp(nm->via.str.ptr, name, nm->via.str.size) != 0)
         return ink_err_set(err, INK_ESTATE, "shard %s refused: it is not shard '%s'", path, name);
-    if (i64_of(get(root, "offset"), &pos->offset) ||
-        i64_of(get(root, "generation"), &pos->generation) || i64_of(get(root, "pid"), &pos->pid) ||
-        !fin || fin->type != MSGPACK_OBJECT_BOOLEAN)
+    if (i64_of(ink_state_find(root, "offset"), &pos->offset) ||
+        i64_of(ink_state_find(root, "generation"), &pos->generation) ||
+        i64_of(ink_state_find(root, "pid"), &pos->pid) || !fin ||
+        fin->type != MSGPACK_OBJECT_BOOLEAN)
         return ink_err_set(err, INK_ESTATE, "shard %s refused: position missing", path);
     pos->final = fin->via.boolean;
     pos->wall = w && w->type == MSGPACK_OBJECT_FLOAT64 ? w->via.f64 : 0;
@@ -142,12 +137,12 @@ static int read_pos(const msgpack_object *root, const char *name, struct ink_sha
 static int load_keys(struct ink_graph *g, int32_t id, const msgpack_object *root, const char *path,
                      uint64_t *nkeys, struct ink_err *err)
 {
-    const msgpack_object *nodes = get(root, "nodes");
+    const msgpack_object *nodes = ink_state_find(root, "nodes");
     if (!nodes || nodes->type != MSGPACK_OBJECT_ARRAY)
         return ink_err_set(err, INK_ESTATE, "shard %s refused: no node list", path);
     for (uint32_t i = 0; i < nodes->via.array.size; i++) {
-        const msgpack_object *m = &nodes->via.array.ptr[i], *nm = get(m, "name"),
-                             *keys = get(m, "keys");
+        const msgpack_object *m = &nodes->via.array.ptr[i], *nm = ink_state_find(m, "name"),
+                             *keys = ink_state_find(m, "keys");
         if (!nm || nm->type != MSGPACK_OBJECT_STR || !keys || keys->type != MSGPACK_OBJECT_ARRAY)
             return ink_err_set(err, INK_ESTATE, "shard %s refused: node %u malformed", path, i);
         struct ink_node *n = NULL;

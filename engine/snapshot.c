@@ -755,19 +755,6 @@ void ink_snapshot_abandon(struct ink_graph *g)
 
 /* ---- read and verify -------------------------------------------------------------- */
 
-static const msgpack_object *map_get(const msgpack_object *m, const char *key)
-{
-    if (m->type != MSGPACK_OBJECT_MAP) return NULL;
-    size_t kl = strlen(key);
-    for (uint32_t i = 0; i < m->via.map.size; i++) {
-        const msgpack_object *k = &m->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == kl &&
-            memcmp(k->via.str.ptr, key, kl) == 0)
-            return &m->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
 static int refuse(struct ink_snap *s, struct ink_err *err, const char *why)
 {
     return ink_err_set(err, INK_ESTATE, "snapshot %s refused: %s", s->path, why);
@@ -814,7 +801,7 @@ static int verify_nodes(struct ink_snap *s, const struct ink_config *cfg, struct
         int at = s->node_of[i];
         if (at < 0 || at >= cfg->nnodes) return refuse(s, err, "its node list is inconsistent");
         const msgpack_object *m = &nodes->via.array.ptr[at];
-        const msgpack_object *nm = map_get(m, "name"), *kd = map_get(m, "kind");
+        const msgpack_object *nm = ink_state_find(m, "name"), *kd = ink_state_find(m, "kind");
         const char *want = cfg->nodes[i].name;
         if (!nm || nm->type != MSGPACK_OBJECT_STR || nm->via.str.size != strlen(want) ||
             memcmp(nm->via.str.ptr, want, nm->via.str.size) != 0 || !kd ||
@@ -877,8 +864,9 @@ static int load(struct ink_snap *s, const struct ink_config *cfg, struct ink_err
     if (!unpack_exact(payload, plen, &s->u))
         return refuse(s, err, "the payload is not one msgpack object");
     const msgpack_object *root = &s->u.data;
-    s->nodes = map_get(root, "nodes");
-    const msgpack_object *w = map_get(root, "wall"), *sr = map_get(root, "src_records");
+    s->nodes = ink_state_find(root, "nodes");
+    const msgpack_object *w = ink_state_find(root, "wall"),
+                         *sr = ink_state_find(root, "src_records");
     if (w && w->type == MSGPACK_OBJECT_FLOAT64) s->wall = w->via.f64;
     if (sr && sr->type == MSGPACK_OBJECT_POSITIVE_INTEGER) s->src_records = sr->via.u64;
     return verify_nodes(s, cfg, err);
@@ -898,7 +886,7 @@ void ink_snapshot_free(struct ink_snap *s)
 
 static int get_u64_key(const msgpack_object *m, const char *k, uint64_t *v)
 {
-    const msgpack_object *o = map_get(m, k);
+    const msgpack_object *o = ink_state_find(m, k);
     if (!o || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER) return INK_ESTATE;
     *v = o->via.u64;
     return 0;
@@ -908,13 +896,13 @@ static int apply_operator(struct ink_node *n, const msgpack_object *m, struct in
 {
     struct ink_err e = {0};
     if (!n->slots) {
-        const msgpack_object *st = map_get(m, "state");
+        const msgpack_object *st = ink_state_find(m, "state");
         int rc = st ? ink__op_load(n->vt, n->state, st, &e) : INK_ESTATE;
         if (rc)
             return ink_err_set(err, INK_ESTATE, "%s: %s", n->name, e.msg[0] ? e.msg : "no state");
         return 0;
     }
-    const msgpack_object *keys = map_get(m, "keys");
+    const msgpack_object *keys = ink_state_find(m, "keys");
     if (!keys || keys->type != MSGPACK_OBJECT_ARRAY || get_u64_key(m, "evicted", &n->evicted))
         return ink_err_set(err, INK_ESTATE, "%s: keyed state missing", n->name);
     if ((int64_t)keys->via.array.size > n->nslots)
@@ -956,7 +944,7 @@ static int apply_counters(struct ink_node *n, const msgpack_object *m)
 static int apply_position(struct ink_node *n, const msgpack_object *m, struct ink_err *err)
 {
     int (*restore)(struct ink_node *, const msgpack_object *, struct ink_err *) = restore_hook(n);
-    const msgpack_object *pos = map_get(m, "pos");
+    const msgpack_object *pos = ink_state_find(m, "pos");
     if (!restore && !pos) return 0;
     if (!restore || !pos)
         return ink_err_set(err, INK_ESTATE, "%s: %s", n->name,

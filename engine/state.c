@@ -40,20 +40,25 @@ void ink_pack_rng(msgpack_packer *pk, const struct ink_rng *r)
     pack_bin(pk, r->s, sizeof r->s);
 }
 
+const msgpack_object *ink_state_find(const msgpack_object *map, const char *key)
+{
+    if (!map || map->type != MSGPACK_OBJECT_MAP) return NULL;
+    size_t n = strlen(key);
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object_kv *kv = &map->via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == n &&
+            memcmp(kv->key.via.str.ptr, key, n) == 0)
+            return &kv->val;
+    }
+    return NULL;
+}
+
 int ink_state_get(const msgpack_object *map, const char *key, const msgpack_object **out,
                   struct ink_err *err)
 {
     if (!map || map->type != MSGPACK_OBJECT_MAP)
         return ink_err_set(err, INK_ESTATE, "state: not a map");
-    size_t n = strlen(key);
-    for (uint32_t i = 0; i < map->via.map.size; i++) {
-        const msgpack_object_kv *kv = &map->via.map.ptr[i];
-        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == n &&
-            memcmp(kv->key.via.str.ptr, key, n) == 0) {
-            *out = &kv->val;
-            return 0;
-        }
-    }
+    if ((*out = ink_state_find(map, key))) return 0;
     return ink_err_set(err, INK_ESTATE, "state: key '%s' missing", key);
 }
 

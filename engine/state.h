@@ -18,6 +18,9 @@ void ink_pack_i32s(msgpack_packer *pk, const int32_t *v, size_t n);
 void ink_pack_u64s(msgpack_packer *pk, const uint64_t *v, size_t n);
 void ink_pack_rng(msgpack_packer *pk, const struct ink_rng *r);
 
+/* The value under key in a loaded map, or NULL (no such key, not a map). */
+const msgpack_object *ink_state_find(const msgpack_object *map, const char *key);
+
 /* Lookups in a loaded map. All return 0, or INK_ESTATE with err filled
  * ("state: key 'p' missing" / "has 10 values, expected 12"). */
 int ink_state_get(const msgpack_object *map, const char *key, const msgpack_object **out,

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "snapshot.h"
+#include "state.h"
 
 /* ---- the keys of one node (or of the engine) as (name, text) pairs --------- */
 
@@ -109,19 +110,6 @@ out:
 
 /* ---- check ---------------------------------------------------------------------- */
 
-static const msgpack_object *get(const msgpack_object *m, const char *key)
-{
-    if (!m || m->type != MSGPACK_OBJECT_MAP) return NULL;
-    size_t kl = strlen(key);
-    for (uint32_t i = 0; i < m->via.map.size; i++) {
-        const msgpack_object *k = &m->via.map.ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == kl &&
-            memcmp(k->via.str.ptr, key, kl) == 0)
-            return &m->via.map.ptr[i].val;
-    }
-    return NULL;
-}
-
 static bool str_is(const msgpack_object *o, const char *s)
 {
     return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
@@ -194,7 +182,7 @@ static void compare_keys(struct diffs *d, const char *who, const msgpack_object 
                          const struct kvs *now)
 {
     for (int i = 0; i < now->n; i++) {
-        const msgpack_object *o = get(saved, now->v[i].name);
+        const msgpack_object *o = ink_state_find(saved, now->v[i].name);
         if (o && same_text(o, now->v[i].text)) continue;
         char a[112], b[112];
         show_text(b, sizeof b, now->v[i].text);
@@ -213,7 +201,7 @@ static void compare_keys(struct diffs *d, const char *who, const msgpack_object 
 static const msgpack_object *saved_node(const msgpack_object *nodes, const char *name, int *at)
 {
     for (uint32_t j = 0; j < nodes->via.array.size; j++)
-        if (str_is(get(&nodes->via.array.ptr[j], "name"), name)) {
+        if (str_is(ink_state_find(&nodes->via.array.ptr[j], "name"), name)) {
             *at = (int)j;
             return &nodes->via.array.ptr[j];
         }
@@ -255,7 +243,7 @@ static void compare_inputs(struct diffs *d, const struct ink_node_conf *nc,
  * order, so the restored run must keep it to write the same bytes. */
 static bool feeds(const msgpack_object *m, const char *from)
 {
-    const msgpack_object *in = get(m, "inputs");
+    const msgpack_object *in = ink_state_find(m, "inputs");
     for (uint32_t k = 0; in && in->type == MSGPACK_OBJECT_ARRAY && k < in->via.array.size; k++)
         if (str_is(&in->via.array.ptr[k], from)) return true;
     return false;
@@ -277,7 +265,7 @@ static void compare_order(struct diffs *d, const struct ink_config *cfg,
                 if (fed) break;
                 j++;
             }
-            if (j == cfg->nnodes || !str_is(get(m, "name"), cfg->nodes[j].name)) {
+            if (j == cfg->nnodes || !str_is(ink_state_find(m, "name"), cfg->nodes[j].name)) {
                 diff(d,
                      "node '%s': its consumers come in another order in the config than in the "
                      "snapshot (records reach them in the order of the nodes in the file: keep "
@@ -293,13 +281,14 @@ static void compare_order(struct diffs *d, const struct ink_config *cfg,
 int ink_structure_check(const msgpack_object *saved, const struct ink_config *cfg, int *map,
                         struct ink_err *err)
 {
-    const msgpack_object *eng = get(saved, "engine"), *nodes = get(saved, "nodes");
+    const msgpack_object *eng = ink_state_find(saved, "engine"),
+                         *nodes = ink_state_find(saved, "nodes");
     if (!eng || eng->type != MSGPACK_OBJECT_MAP || !nodes || nodes->type != MSGPACK_OBJECT_ARRAY)
         return ink_err_set(err, INK_ESTATE, "its structure section is malformed");
     for (uint32_t j = 0; j < nodes->via.array.size; j++) {
         const msgpack_object *m = &nodes->via.array.ptr[j];
-        const msgpack_object *nm = get(m, "name"), *kd = get(m, "kind"), *ty = get(m, "type"),
-                             *ks = get(m, "keys");
+        const msgpack_object *nm = ink_state_find(m, "name"), *kd = ink_state_find(m, "kind"),
+                             *ty = ink_state_find(m, "type"), *ks = ink_state_find(m, "keys");
         if (!nm || nm->type != MSGPACK_OBJECT_STR || !kd || kd->type != MSGPACK_OBJECT_STR || !ty ||
             ty->type != MSGPACK_OBJECT_STR || !ks || ks->type != MSGPACK_OBJECT_MAP)
             return ink_err_set(err, INK_ESTATE, "its structure section is malformed (node %u)", j);
@@ -327,7 +316,7 @@ int ink_structure_check(const msgpack_object *saved, const struct ink_config *cf
         if (!seen[j]) removed++, last_removed = (int)j;
     if (added == 1 && removed == 1) {
         const msgpack_object *m = &nodes->via.array.ptr[last_removed];
-        const msgpack_object *nm = get(m, "name"), *ty = get(m, "type");
+        const msgpack_object *nm = ink_state_find(m, "name"), *ty = ink_state_find(m, "type");
         diff(&d,
              "node '%.*s' (%.*s) of the snapshot is not in the config, which has '%s' (%s) "
              "instead: a node's name is its identity in the snapshot (renamed?)",
@@ -343,8 +332,9 @@ int ink_structure_check(const msgpack_object *saved, const struct ink_config *cf
         for (uint32_t j = 0; j < nodes->via.array.size; j++)
             if (!seen[j]) {
                 const msgpack_object *m = &nodes->via.array.ptr[j];
-                const msgpack_object *nm = get(m, "name"), *kd = get(m, "kind"),
-                                     *ty = get(m, "type");
+                const msgpack_object *nm = ink_state_find(m, "name"),
+                                     *kd = ink_state_find(m, "kind"),
+                                     *ty = ink_state_find(m, "type");
                 diff(&d, "node '%.*s' (%.*s %.*s) of the snapshot is not in the config (removed)",
                      (int)nm->via.str.size, nm->via.str.ptr, (int)kd->via.str.size, kd->via.str.ptr,
                      (int)ty->via.str.size, ty->via.str.ptr);
@@ -356,19 +346,19 @@ int ink_structure_check(const msgpack_object *saved, const struct ink_config *cf
         const struct ink_node_conf *nc = &cfg->nodes[i];
         if (at[i] < 0) continue;
         const msgpack_object *m = &nodes->via.array.ptr[at[i]];
-        const msgpack_object *kd = get(m, "kind"), *ty = get(m, "type");
+        const msgpack_object *kd = ink_state_find(m, "kind"), *ty = ink_state_find(m, "type");
         if (!str_is(kd, kind_names[nc->kind]) || !str_is(ty, nc->type->name)) {
             diff(&d, "node '%s': %.*s %.*s in the snapshot, %s %s in the config", nc->name,
                  (int)kd->via.str.size, kd->via.str.ptr, (int)ty->via.str.size, ty->via.str.ptr,
                  kind_names[nc->kind], nc->type->name);
             continue;
         }
-        compare_inputs(&d, nc, get(m, "inputs"));
+        compare_inputs(&d, nc, ink_state_find(m, "inputs"));
         kvs_free(&l);
         if ((rc = node_keys(nc, &l))) goto out;
         char who[300];
         snprintf(who, sizeof who, "node '%s' (%s)", nc->name, nc->type->name);
-        compare_keys(&d, who, get(m, "keys"), &l);
+        compare_keys(&d, who, ink_state_find(m, "keys"), &l);
     }
     if (d.n == 0) compare_order(&d, cfg, nodes);
     if (d.n) {
