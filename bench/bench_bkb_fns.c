@@ -36,6 +36,7 @@
 
 #include "../engine/rng.h"
 #include "../operators/bkb.h"
+#include "../tests/testfns.h"
 
 enum { DMAX = 16 };
 
@@ -62,29 +63,12 @@ static double gauss(struct ink_rng *r)
 
 static double branin(const double *u)
 {
-    double x1 = 15 * u[0] - 5, x2 = 15 * u[1];
-    double a = x2 - 5.1 / (4 * M_PI * M_PI) * x1 * x1 + 5 / M_PI * x1 - 6;
-    return a * a + 10 * (1 - 1 / (8 * M_PI)) * cos(x1) + 10;
+    return ink_branin(u);
 }
 
 static double hartmann(const double *u, int d)
 {
-    static const double al[4] = {1.0, 1.2, 3.0, 3.2};
-    static const double a[4][6] = {{10, 3, 17, 3.5, 1.7, 8},
-                                   {0.05, 10, 17, 0.1, 8, 14},
-                                   {3, 3.5, 1.7, 10, 17, 8},
-                                   {17, 8, 0.05, 10, 0.1, 14}};
-    static const double p[4][6] = {{.1312, .1696, .5569, .0124, .8283, .5886},
-                                   {.2329, .4135, .8307, .3736, .1004, .9991},
-                                   {.2348, .1451, .3522, .2883, .3047, .6650},
-                                   {.4047, .8828, .8732, .5743, .1091, .0381}};
-    double s = 0;
-    for (int i = 0; i < 4; i++) {
-        double e = 0;
-        for (int j = 0; j < d; j++) e += a[i][j] * (u[j] - p[i][j]) * (u[j] - p[i][j]);
-        s += al[i] * exp(-e);
-    }
-    return -s;
+    return -ink_hartmann_sum(u, d);
 }
 
 static double ackley(const double *u) /* box [-32.768, 32.768]^D */

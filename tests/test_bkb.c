@@ -11,6 +11,7 @@
 #include "../operators/bkb.h"
 #include "alloc_count.h"
 #include "ink_test.h"
+#include "testfns.h"
 
 #include <sys/stat.h>
 
@@ -547,9 +548,8 @@ TEST(regret_linear_kernel_close_to_exact_gpucb)
 
 static double branin01(double u, double v)
 {
-    double x1 = 15 * u - 5, x2 = 15 * v;
-    double a = x2 - 5.1 / (4 * M_PI * M_PI) * x1 * x1 + 5 / M_PI * x1 - 6;
-    return a * a + 10 * (1 - 1 / (8 * M_PI)) * cos(x1) + 10;
+    const double x[2] = {u, v};
+    return ink_branin(x);
 }
 
 TEST(regret_rbf_branin_close_to_exact_gpucb)
@@ -612,22 +612,7 @@ TEST(regret_rbf_branin_close_to_exact_gpucb)
 /* Hartmann-6 (negated: larger is better) on the unit cube. */
 static double hartmann6(const double *u)
 {
-    static const double al[4] = {1.0, 1.2, 3.0, 3.2};
-    static const double a[4][6] = {{10, 3, 17, 3.5, 1.7, 8},
-                                   {0.05, 10, 17, 0.1, 8, 14},
-                                   {3, 3.5, 1.7, 10, 17, 8},
-                                   {17, 8, 0.05, 10, 0.1, 14}};
-    static const double p[4][6] = {{.1312, .1696, .5569, .0124, .8283, .5886},
-                                   {.2329, .4135, .8307, .3736, .1004, .9991},
-                                   {.2348, .1451, .3522, .2883, .3047, .6650},
-                                   {.4047, .8828, .8732, .5743, .1091, .0381}};
-    double s = 0;
-    for (int i = 0; i < 4; i++) {
-        double e = 0;
-        for (int j = 0; j < 6; j++) e += a[i][j] * (u[j] - p[i][j]) * (u[j] - p[i][j]);
-        s += al[i] * exp(-e);
-    }
-    return s;
+    return ink_hartmann_sum(u, 6);
 }
 
 static double branin_unit(const double *u)
