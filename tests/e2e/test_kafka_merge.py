@@ -9,7 +9,7 @@ docs/ecdf.md#global-answers-by-merging), on librdkafka's mock cluster and the re
   router. Its cdf and quantile answers are within eps(k) of the exact ECDF of ALL the
   values produced, with n the total and one source per (key, partition).
 - A replay: mid-stream one publisher is killed with SIGKILL once it has read at least
-  2,000 records past its last shards (checked while it is stopped: no race), and a new
+  4,000 records past its last shards (checked while it is stopped: no race), and a new
   process starts on the same config; the group gives the partitions out again, they
   start from the dead one's shards and re-publish partials the merge already holds,
   with older or equal offsets. The merge replaces rather than adds: n is still the
@@ -165,31 +165,61 @@ inkt.check(inkt.wait_for(lambda: owned(A) == 2 and owned(B) == 2, 60, 0.1),
 # ---- half the values; then the rest, and B dies mid-stream ---------------------------
 half = N // 2
 mock.produce("in", records[:half])
-before = records_in(B)
-mock.produce("in", records[half:])
-killed, replay = False, 0
-deadline = __import__("time").time() + 60
-while not killed and __import__("time").time() < deadline and B.p.poll() is None:
-    seen = records_in(B)  # B has read at least this many (it only reads its 2 partitions)
-    B.p.send_signal(signal.SIGSTOP)  # frozen: its shard files cannot move under us
+
+
+def ends():
+    """{partition: end offset} of the input topic now."""
+    out = {}
+    for part, off, _, _, _ in mock.consume("in"):
+        out[part] = max(out.get(part, 0), off + 1)
+    return out
+
+
+def committed_all(end):
+    c = mock.committed("pub", "in")
+    return all(c.get(p, -1) == end[p] for p in end)
+
+
+end = ends()
+inkt.check(inkt.wait_for(lambda: committed_all(end), 120, 0.2),
+           "the first half read; its shards durable and committed")
+killed, replay, shards = False, 0, {}
+
+
+def try_kill():
+    """SIGKILL B if it has read >= 4,000 records past its last shards (one per partition
+    it owns). Checked while B is
+    stopped (SIGSTOP): its shard files cannot move between the check and the kill."""
+    global killed, replay, shards
+    seen = records_in(B)  # B has read at least this many (it reads only its 2 partitions)
+    B.p.send_signal(signal.SIGSTOP)
     shards = shard_offsets(B.p.pid)
     replay = seen - sum(shards.values())
-    if seen > before and replay >= 2000:
+    if len(shards) == 2 and replay >= 4000:
         B.p.send_signal(signal.SIGKILL)
         killed = True
     else:
         B.p.send_signal(signal.SIGCONT)
-        inkt.wait_for(lambda: False, 0.02, 0.02)  # a short poll step, not a condition
+    return killed
+
+
+# the second half in 10 chunks, B checked after each (within a second) until it is
+# 4,000 records past a shard: a shard is written every second, B reads a chunk faster
+rest = records[half:]
+for c in range(10):
+    mock.produce("in", rest[c * len(rest) // 10:(c + 1) * len(rest) // 10])
+    if not killed:
+        inkt.wait_for(try_kill, 1, 0.05)
+if not killed:  # never caught: kill it anyway; the replay checks below will say so
+    B.p.send_signal(signal.SIGKILL)
+    B.p.send_signal(signal.SIGCONT)
 B.p.wait()
 inkt.check(killed, "kill -9 B mid-stream, %d records past its last shards %s" % (replay, shards))
 # the restarted publisher (a new process on the same config, as a supervisor would)
 B2 = Proc(pub_cfg)
-ends = {}
-for part, off, _, _, _ in mock.consume("in"):
-    ends[part] = max(ends.get(part, 0), off + 1)
-inkt.check(sum(ends.values()) == N and len(ends) == 4, "%d values on 4 partitions" % N)
-inkt.check(inkt.wait_for(lambda: all(mock.committed("pub", "in").get(p, -1) == ends[p]
-                                     for p in ends), 120, 0.2),
+end = ends()
+inkt.check(sum(end.values()) == N and len(end) == 4, "%d values on 4 partitions" % N)
+inkt.check(inkt.wait_for(lambda: committed_all(end), 120, 0.2),
            "A and the restarted B read every partition to its end; shards committed")
 B2.read()
 inkt.check(re.search(r"shard loaded at offset \d+, .* by pid %d" % B.p.pid, A.log + B2.log) or
@@ -197,7 +227,7 @@ inkt.check(re.search(r"shard loaded at offset \d+, .* by pid %d" % B.p.pid, A.lo
            "the dead publisher's partitions start again from its shards")
 replayed = sum(p.metric("inkflow_kafka_records_replayed", "inkflow_kafka_records_replayed_total")
                or 0 for p in (A, B2))
-inkt.check(replayed >= 2000, "records replayed after the kill: %d" % replayed)
+inkt.check(replayed >= 4000, "records replayed after the kill: %d" % replayed)
 
 # ---- the partials topic: what the merge reads, in its order per key ----------------
 total_parts = mock.count("parts")
