@@ -323,24 +323,34 @@ static const struct ink_value *field_of(const struct ink_record *r, const char *
     return NULL;
 }
 
-static bool get_partial(const struct ink_record *r, const uint8_t **p, size_t *n)
+/* Where the record's partial is: 0 none, PART_FIELD (emitted in this
+ * process: the publisher's tags are fields too) or PART_EXTRA (decoded from
+ * a payload: its tags came in the same payload). */
+enum { PART_NONE, PART_FIELD, PART_EXTRA };
+
+static int get_partial(const struct ink_record *r, const uint8_t **p, size_t *n)
 {
     const struct ink_value *v = field_of(r, "partial");
     if (v && v->type == INK_V_RAW) {
         *p = v->raw.p, *n = v->raw.n;
-        return true;
+        return PART_FIELD;
     }
     const uint8_t *end;
     if (ink_record_extra_raw(r, "partial", p, &end) == 1) {
         *n = (size_t)(end - *p);
-        return true;
+        return PART_EXTRA;
     }
-    return false;
+    return PART_NONE;
 }
 
-static int get_i64(const struct ink_record *r, const char *name, int64_t *out)
+/* A tag of the partial (kafka_partition, kafka_offset), from where the
+ * partial is. A partial read from a payload takes its tags from that payload
+ * only: the fields a transport adds (a kafka source's kafka_partition and
+ * kafka_offset of the partials topic) say where the message was, not which
+ * input partition and offset the partial covers. */
+static int get_i64(const struct ink_record *r, int where, const char *name, int64_t *out)
 {
-    const struct ink_value *v = field_of(r, name);
+    const struct ink_value *v = where == PART_EXTRA ? NULL : field_of(r, name);
     if (v) {
         if (v->type != INK_V_I64) return -1;
         *out = v->i;
@@ -350,7 +360,7 @@ static int get_i64(const struct ink_record *r, const char *name, int64_t *out)
 }
 
 /* The source's identity: source \x1f key \x1f partition. */
-static uint32_t make_id(const struct ink_record *r, char *id)
+static uint32_t make_id(const struct ink_record *r, int where, char *id)
 {
     const char *src = "";
     uint32_t sl = 0;
@@ -371,7 +381,7 @@ static uint32_t make_id(const struct ink_record *r, char *id)
     }
     id[n++] = 0x1f;
     int64_t part;
-    if (get_i64(r, "kafka_partition", &part) == 1)
+    if (get_i64(r, where, "kafka_partition", &part) == 1)
         n += (uint32_t)snprintf(id + n, ID_MAX - n, "%lld", (long long)part);
     return n;
 }
@@ -425,7 +435,8 @@ static int merge_process(void *state, const struct ink_record *in, const struct 
     struct merge *s = state;
     const uint8_t *p;
     size_t n;
-    if (!get_partial(in, &p, &n)) {
+    int where = get_partial(in, &p, &n);
+    if (where == PART_NONE) {
         s->skipped++; /* an ecdf's per-record output: not for the merge (counted) */
         return 0;
     }
@@ -433,9 +444,9 @@ static int merge_process(void *state, const struct ink_record *in, const struct 
     int rc = admit(s, p, n, &pt, err);
     if (rc) return rc;
     char id[ID_MAX];
-    uint32_t idn = make_id(in, id);
+    uint32_t idn = make_id(in, where, id);
     int64_t off = -1;
-    if (get_i64(in, "kafka_offset", &off) < 0 || off < -1)
+    if (get_i64(in, where, "kafka_offset", &off) < 0 || off < -1)
         return ink_err_set(err, INK_EINVAL, "kafka_offset: an integer >= 0");
     int64_t i = find_src(s, id, idn);
     if (i < 0 && s->nsrc == s->max)

@@ -356,6 +356,74 @@ TEST(replays_replace_stale_is_ignored_mismatches_refused)
     sink_free(&pg);
 }
 
+/* A partial as a transport delivers it: the payload's map (partial, its
+ * kafka tags) as extras, and the transport's own kafka_partition and
+ * kafka_offset (where the message was in the partials topic) as fields. */
+static int give_wire(struct node *m, const uint8_t *p, uint32_t len, int64_t part, int64_t off,
+                     int64_t topic_part, int64_t topic_off, struct ink_err *err)
+{
+    static uint8_t ex[8192];
+    size_t o = 0;
+    ex[o++] = 0xa7, memcpy(ex + o, "partial", 7), o += 7;
+    memcpy(ex + o, p, len), o += len; /* the partial field is a msgpack bin already */
+    const char *names[2] = {"kafka_partition", "kafka_offset"};
+    int64_t vals[2] = {part, off};
+    for (int f = 0; f < 2; f++) {
+        size_t nl = strlen(names[f]);
+        ex[o++] = (uint8_t)(0xa0 | nl), memcpy(ex + o, names[f], nl), o += nl;
+        ex[o++] = 0xd3; /* int 64, big-endian */
+        for (int i = 0; i < 8; i++) ex[o++] = (uint8_t)((uint64_t)vals[f] >> (56 - 8 * i));
+    }
+    struct sink dummy = {0};
+    struct ink_emitter em = {capture, &dummy};
+    struct ink_record r;
+    memset(&r, 0, sizeof r);
+    r.flags = INK_HAS_KEY;
+    r.key = "a";
+    r.key_len = 1;
+    r.extra = ex, r.extra_len = (uint32_t)o, r.extra_n = 3;
+    ink_record_add_i64(&r, "kafka_partition", topic_part);
+    ink_record_add_i64(&r, "kafka_offset", topic_off);
+    return m->vt->process(m->st, &r, &em, err);
+}
+
+/* Partials read back from a kafka topic: the source and the staleness are the
+ * payload's tags (the input partition and offset the partial covers), not
+ * the partials topic's coordinates that the kafka source adds. */
+TEST(partials_from_a_topic_keep_their_own_tags)
+{
+    struct node e, m;
+    struct sink parts = {0};
+    struct ink_emitter em = {capture, &parts};
+    node_open(&e, "ecdf", "mode: kll, k: 64, publish: 100");
+    for (int i = 0; i < 300; i++) {
+        double x = cos(i * 0.29);
+        REQUIRE(feed_value(&e, &x, 1, "a", &em) == 0);
+    }
+    REQUIRE(parts.np == 3 && parts.len[2] < 4096);
+    node_open(&m, "merge", "mode: kll, k: 64, max_sources: 4");
+    struct ink_err err = {0};
+    struct sink r = {0};
+    double x = 0.1;
+    REQUIRE(give_wire(&m, parts.p[1], parts.len[1], 2, 199, 5, 1000, &err) == 0);
+    /* a replay re-published later in the topic: older by its own tag, stale */
+    REQUIRE(give_wire(&m, parts.p[0], parts.len[0], 2, 99, 5, 1001, &err) == 0);
+    REQUIRE(ask(&m, "cdf", &x, 1, -1, &r) == 0);
+    CHECK(r.rn == 200 && r.sources == 1);
+    CHECK(ink_op_gauge_read(m.vt, m.st, "merge_stale_partials") == 1);
+    /* the same input partition from another topic partition: the same source */
+    REQUIRE(give_wire(&m, parts.p[2], parts.len[2], 2, 299, 7, 3, &err) == 0);
+    REQUIRE(ask(&m, "cdf", &x, 1, -1, &r) == 0);
+    CHECK(r.rn == 300 && r.sources == 1);
+    /* another input partition: another source */
+    REQUIRE(give_wire(&m, parts.p[0], parts.len[0], 3, 99, 5, 1002, &err) == 0);
+    REQUIRE(ask(&m, "cdf", &x, 1, -1, &r) == 0);
+    CHECK(r.rn == 400 && r.sources == 2);
+    node_close(&e);
+    node_close(&m);
+    sink_free(&parts);
+}
+
 int main(int argc, char **argv)
 {
     return ink_test_main(argc, argv);
