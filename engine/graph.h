@@ -136,8 +136,8 @@ struct ink_graph {
     int *snap_sync;      /* descriptors the writer fdatasyncs before its rename */
     int *snap_sync_node; /* the sink node of each */
     int snap_nsync;
-    int snap_lost; /* 1 + the sink whose output failed to sync once (never cleared), 0 = none */
-    FILE *snap_trace;            /* INKFLOW_SNAPSHOT_TRACE (docs/state.md), or NULL */
+    int snap_lost;    /* 1 + the sink whose output failed to sync once (never cleared), 0 = none */
+    FILE *snap_trace; /* INKFLOW_SNAPSHOT_TRACE (docs/state.md), or NULL */
     struct ink_metrics *metrics; /* NULL without engine.http */
 };
 
