@@ -202,8 +202,9 @@ static const char send_usage[] =
     "then an end-of-stream marker that each receiving inkflow source acknowledges, so the\n"
     "tail of the stream is never lost. --eos auto (the default) sends the marker only when\n"
     "every connected receiver is an inkflow source (a plain PULL consumer never sees it);\n"
-    "true always, false never. Exit 0 when acknowledged or not sent on purpose, 1 "
-    "otherwise.\n" CURVE_USAGE;
+    "true always, false never. A record no receiver takes for --eos-timeout seconds (default\n"
+    "10: none connected, a refused handshake, every receiver full) ends the send.\n"
+    "Exit 0 when acknowledged or not sent on purpose, 1 otherwise.\n" CURVE_USAGE;
 
 int ink_cmd_send(int argc, char **argv)
 {
@@ -303,6 +304,7 @@ int ink_cmd_send(int argc, char **argv)
     const char *name = strcmp(file, "-") ? file : "stdin";
     uint64_t sent = 0, bad = 0;
     int rc = 0;
+    bool stalled = false;
     for (;;) {
         struct ink_record rec;
         enum ink_reject why;
@@ -323,10 +325,30 @@ int ink_cmd_send(int argc, char **argv)
         }
         ink_buf_reset(&buf);
         ink_encode_msgpack(&rec, 0, &buf);
-        while (zmq_send(s, buf.p, buf.len, 0) < 0) {
-            if (zmq_errno() == EINTR && !interrupted) continue;
-            rc = 1;
-            break;
+        /* Never blocked for good: a PUSH socket whose only connection was
+         * refused at the handshake (no CURVE, a wrong key) has no peer to
+         * queue for, and a blocking send would wait forever. */
+        double stall = 0;
+        while (zmq_send(s, buf.p, buf.len, ZMQ_DONTWAIT) < 0) {
+            int e = zmq_errno();
+            if (interrupted || (e != EINTR && e != EAGAIN)) {
+                rc = 1;
+                break;
+            }
+            if (e == EINTR) continue;
+            if (!stall) stall = ink_now();
+            if (ink_now() - stall > eos_timeout) {
+                fprintf(stderr,
+                        "inkflow send: no receiver took a record for %.1f s (none connected, a "
+                        "handshake refused: check --server-key and --secret-key, or every "
+                        "receiver full); giving up\n",
+                        eos_timeout);
+                rc = 1;
+                stalled = true;
+                break;
+            }
+            zmq_pollitem_t it = {.socket = s, .events = ZMQ_POLLOUT};
+            zmq_poll(&it, 1, 100);
         }
         if (rc || interrupted) break;
         if (!sent) es.first_send = ink_now();
@@ -336,7 +358,7 @@ int ink_cmd_send(int argc, char **argv)
     uint64_t got = 0;
     char note[300] = "";
     int e = 1;
-    if (eos != INK_EOS_OFF)
+    if (eos != INK_EOS_OFF && !stalled)
         e = ink_eos_finish(&es, s, eos, sent, eos_timeout, interrupted, &got, note, sizeof note,
                            &err);
     if (e == 1 && note[0]) fprintf(stderr, "inkflow send: %s\n", note);

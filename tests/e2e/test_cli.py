@@ -189,6 +189,29 @@ inkt.check(p.returncode == 2, "--restore=auto with a damaged snapshot: refused, 
            % (p.returncode, p.stderr.decode().strip()[-160:]))
 p = inkt.run([I, "run", ra, "--restore=maybe"], timeout=60)
 inkt.check(p.returncode == 2 and b"--restore takes" in p.stderr, "--restore=maybe refused")
+# send against a CURVE receiver without CURVE: the refused handshake leaves the
+# PUSH socket no peer; more records than the queues hold must not block send
+# for good (it did: a blocking zmq_send); it gives up after --eos-timeout.
+import time  # noqa: E402
+import zmq  # noqa: E402
+zctx = zmq.Context()
+cpub, csec = zmq.curve_keypair()
+cs = zctx.socket(zmq.PULL)
+cs.curve_server = True
+cs.curve_secretkey = csec
+cs.curve_publickey = cpub
+cport = cs.bind_to_random_port("tcp://127.0.0.1")
+many = os.path.join(d, "many.jsonl")
+with open(many, "w") as f:
+    for i in range(20000):
+        f.write('{"x": [%d]}\n' % i)
+t0 = time.monotonic()
+p = inkt.run([I, "send", "tcp://127.0.0.1:%d" % cport, many, "--eos-timeout", "1.5"], timeout=60)
+inkt.check(p.returncode == 1 and b"no receiver took a record for 1.5 s" in p.stderr,
+           "send to a receiver that refuses its handshake gives up, exit 1, in %.1f s: %s"
+           % (time.monotonic() - t0, p.stderr.decode().strip()[-200:]))
+cs.close(0)
+zctx.term()
 v = inkt.run([I, "--version"])
 inkt.check(v.returncode == 0 and v.stdout.decode().startswith("inkflow ") and b"(commit " in v.stdout,
            "--version: %s" % v.stdout.decode().strip())
