@@ -2,10 +2,13 @@
 mock cluster on 127.0.0.1 ports it picks itself) started and stopped by pid, and its
 produce / consume / committed / commit subcommands."""
 import os
+import re
+import signal
 import subprocess
 
 import msgpack
 
+import inkprom
 import inkt
 
 TOOL = os.path.join(inkt.BUILD, "tests", "kafka_mock")
@@ -86,3 +89,45 @@ class Mock:
         r = inkt.run(args, timeout=60)
         if r.returncode != 0:
             raise RuntimeError("commit failed: " + r.stderr.decode())
+
+
+class Proc:
+    """An inkflow process whose stderr is read as it comes (its http port from the
+    log of `http: {listen: "127.0.0.1:0"}`, its log), and its /metrics."""
+
+    def __init__(self, cfg):
+        self.p = inkt.start([inkt.INKFLOW, "run", cfg], stdout=open(os.devnull, "w"))
+        os.set_blocking(self.p.stderr.fileno(), False)
+        self.log, self.port = "", None
+        inkt.wait_for(lambda: self.read() and self.port is not None, 30)
+
+    def read(self):
+        try:
+            b = self.p.stderr.read()
+        except (ValueError, OSError):
+            b = None
+        if b:
+            self.log += b.decode(errors="replace")
+        m = self.port is None and re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log)
+        if m:
+            self.port = int(m.group(1))
+        return True
+
+    def metric(self, fam, sample=None, node="feed"):
+        """A sample of node's; a counter may be named by its sample (..._total)."""
+        if sample is None:
+            sample, fam = fam, fam[:-6] if fam.endswith("_total") else fam
+        fams = inkprom.scrape(self.port) if self.port else None
+        return inkprom.value(fams, fam, sample, node=node) if fams else None
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+        try:
+            self.p.wait(60)
+        except Exception:
+            self.p.kill()
+            self.p.wait()
+        os.set_blocking(self.p.stderr.fileno(), True)
+        self.log += self.p.stderr.read().decode(errors="replace")
+        return self.p.returncode

@@ -30,7 +30,6 @@ import msgpack
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import inkkafka  # noqa: E402
-import inkprom  # noqa: E402
 import inkt  # noqa: E402
 
 N = int(os.environ.get("INK_KMERGE_N") or 200000)
@@ -82,42 +81,7 @@ sinks:
 """ % (mock.bootstrap, ep, K), "merge.yaml")
 
 
-class Proc:
-    """An inkflow process whose stderr is read as it comes (its http port, its log)."""
-
-    def __init__(self, cfg):
-        self.p = inkt.start([inkt.INKFLOW, "run", cfg], stdout=open(os.devnull, "w"))
-        os.set_blocking(self.p.stderr.fileno(), False)
-        self.log, self.port = "", None
-        inkt.wait_for(lambda: self.read() and self.port is not None, 30)
-
-    def read(self):
-        try:
-            b = self.p.stderr.read()
-        except (ValueError, OSError):
-            b = None
-        if b:
-            self.log += b.decode(errors="replace")
-        m = self.port is None and re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log)
-        if m:
-            self.port = int(m.group(1))
-        return True
-
-    def metric(self, fam, sample=None, node="feed"):
-        fams = inkprom.scrape(self.port) if self.port else None
-        return inkprom.value(fams, fam, sample or fam, node=node) if fams else None
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-        try:
-            self.p.wait(60)
-        except Exception:
-            self.p.kill()
-            self.p.wait()
-        os.set_blocking(self.p.stderr.fileno(), True)
-        self.log += self.p.stderr.read().decode(errors="replace")
-        return self.p.returncode
+Proc = inkkafka.Proc
 
 
 def owned(p):

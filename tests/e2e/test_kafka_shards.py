@@ -62,47 +62,7 @@ sinks:
 """ % (snapdir, mock.bootstrap, group, mock.bootstrap), name + ".yaml")
 
 
-class Proc:
-    """An inkflow process whose stderr is read line by line (its http port, its log)."""
-
-    def __init__(self, cfg):
-        self.p = inkt.start([inkt.INKFLOW, "run", cfg], stdout=open(os.devnull, "w"))
-        os.set_blocking(self.p.stderr.fileno(), False)
-        self.log = ""
-        self.port = None
-        inkt.wait_for(lambda: self.read() and self.port is not None, 30)
-
-    def read(self):
-        try:
-            b = self.p.stderr.read()
-        except (ValueError, OSError):
-            b = None
-        if b:
-            self.log += b.decode(errors="replace")
-        if self.port is None:
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log)
-            if m:
-                self.port = int(m.group(1))
-        return True
-
-    def metric(self, name):
-        fams = inkprom.scrape(self.port) if self.port else None
-        if not fams:
-            return None
-        fam = name[:-6] if name.endswith("_total") else name
-        return inkprom.value(fams, fam, name, node="feed")
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-        try:
-            self.p.wait(60)
-        except Exception:
-            self.p.kill()
-            self.p.wait()
-        os.set_blocking(self.p.stderr.fileno(), True)
-        self.log += self.p.stderr.read().decode(errors="replace")
-        return self.p.returncode
+Proc = inkkafka.Proc
 
 
 def owned(p):
