@@ -138,7 +138,8 @@ sinks:
              "%.2f" % (res["ms"] / floor if floor else float("nan")))]
 
 
-KLL_GRAPH = """
+# The 10,000-key KLL graph of snapshot_kll/_cost and snapshot_pause; only the sinks differ.
+KLL_HEAD = """
 engine: {snapshot: {dir: snap, every: %s}}
 sources:
   src: {type: file, path: in.msgpack}
@@ -151,6 +152,8 @@ operators:
     key_by: key
     max_keys: 10000
 sinks:
+"""
+KLL_GRAPH = KLL_HEAD + """\
   out: {type: file, path: /dev/null, format: msgpack, inputs: [cdf]}
 """
 
@@ -282,19 +285,7 @@ def split_gaps(t, wins, slack=1e-3):
     return gap[inside], gap[~inside]
 
 
-PAUSE_GRAPH = """
-engine: {snapshot: {dir: snap, every: %s}}
-sources:
-  src: {type: file, path: in.msgpack}
-operators:
-  cdf:
-    type: ecdf
-    inputs: [src]
-    mode: kll
-    k: 200
-    key_by: key
-    max_keys: 10000
-sinks:
+PAUSE_GRAPH = KLL_HEAD + """\
   out: {type: zmq, socket: push, bind: "%s", inputs: [cdf]}
   keep: {type: file, path: out.msgpack, format: msgpack, inputs: [cdf]}
 """

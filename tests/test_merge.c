@@ -14,45 +14,15 @@
 #include "../engine/rng.h"
 #include "../operators/kll.h"
 #include "ink_test.h"
+#include "opnode.h"
 
-/* A one-node operator from a YAML flow-map body. */
-struct node {
-    struct ink_config cfg;
-    const struct ink_op_vtable *vt;
-    void *st;
-};
-
+/* A one-node operator from a YAML flow-map body (tests/opnode.h). */
 static void node_open(struct node *n, const char *type, const char *keys)
 {
-    char yaml[1024];
-    snprintf(yaml, sizeof yaml,
-             "sources:\n  in: {type: file, path: in.csv}\n"
-             "operators:\n  op: {type: %s, inputs: [in], %s}\n"
-             "sinks:\n  out: {type: file, path: out.jsonl, inputs: [op]}\n",
-             type, keys);
-    struct ink_diags d = {0};
-    memset(n, 0, sizeof *n);
-    int rc = ink_config_load_buf("t.yaml", yaml, strlen(yaml), &n->cfg, &d);
-    if (rc) ink_diags_print(&d, "t.yaml", stderr);
-    ink_diags_free(&d);
-    REQUIRE(rc == 0);
-    n->vt = ink_op_find(type);
-    const void *conf = NULL;
-    for (int i = 0; i < n->cfg.nnodes; i++)
-        if (!strcmp(n->cfg.nodes[i].name, "op")) conf = n->cfg.nodes[i].conf;
-    REQUIRE(n->vt && conf);
-    n->st = calloc(1, n->vt->state_size);
-    struct ink_op_init ini = {.name = "src", .seed = 99};
     struct ink_err err = {0};
-    rc = n->vt->init(n->st, conf, &ini, &err);
+    int rc = node_try(n, type, keys, "src", 99, &err);
     CHECK_MSG(rc == 0, "%s", err.msg);
-}
-
-static void node_close(struct node *n)
-{
-    ink__op_fini(n->vt, n->st);
-    free(n->st);
-    ink_config_free(&n->cfg);
+    REQUIRE(rc == 0);
 }
 
 /* Captured partial records (copies) and the last reply's fields. */

@@ -18,54 +18,16 @@
 #include "../engine/op.h"
 #include "../engine/rng.h"
 #include "ink_test.h"
+#include "opnode.h"
 
 enum { D = 3, N = 3000, S = 3, MAXP = 32, MAXM = 4096 };
-
-/* A one-node operator from a YAML flow-map body, with its own seed. */
-struct node {
-    struct ink_config cfg;
-    const struct ink_op_vtable *vt;
-    void *st;
-};
-
-static int node_try(struct node *n, const char *type, const char *keys, uint64_t seed,
-                    struct ink_err *err)
-{
-    char yaml[1024];
-    snprintf(yaml, sizeof yaml,
-             "sources:\n  in: {type: file, path: in.csv}\n"
-             "operators:\n  op: {type: %s, inputs: [in], %s}\n"
-             "sinks:\n  out: {type: file, path: out.jsonl, inputs: [op]}\n",
-             type, keys);
-    struct ink_diags d = {0};
-    memset(n, 0, sizeof *n);
-    int rc = ink_config_load_buf("t.yaml", yaml, strlen(yaml), &n->cfg, &d);
-    if (rc && d.n) snprintf(err->msg, sizeof err->msg, "%s", d.v[0].msg);
-    ink_diags_free(&d);
-    if (rc) return rc;
-    n->vt = ink_op_find(type);
-    const void *conf = NULL;
-    for (int i = 0; i < n->cfg.nnodes; i++)
-        if (!strcmp(n->cfg.nodes[i].name, "op")) conf = n->cfg.nodes[i].conf;
-    if (!n->vt || !conf) return INK_EINVAL;
-    n->st = calloc(1, n->vt->state_size);
-    struct ink_op_init ini = {.name = "sk", .seed = seed};
-    return n->vt->init(n->st, conf, &ini, err);
-}
 
 static void node_open(struct node *n, const char *type, const char *keys, uint64_t seed)
 {
     struct ink_err err = {0};
-    int rc = node_try(n, type, keys, seed, &err);
+    int rc = node_try(n, type, keys, "sk", seed, &err);
     CHECK_MSG(rc == 0, "%s", err.msg);
     REQUIRE(rc == 0);
-}
-
-static void node_close(struct node *n)
-{
-    ink__op_fini(n->vt, n->st);
-    free(n->st);
-    ink_config_free(&n->cfg);
 }
 
 /* Captured partials (copies) and the last reply's fields. */
@@ -401,9 +363,9 @@ TEST(mismatched_partials_are_refused)
     CHECK(ask(&m, "predict", X, &r) == INK_ENOTSUP);
     /* configs that cannot be an rls merge */
     struct node bad_m;
-    CHECK(node_try(&bad_m, "merge", "mode: kll, dim: 3", 1, &err) != 0);
+    CHECK(node_try(&bad_m, "merge", "mode: kll, dim: 3", "sk", 1, &err) != 0);
     CHECK_MSG(strstr(err.msg, "only for mode rls") != NULL, "%s", err.msg);
-    CHECK(node_try(&bad_m, "merge", "mode: rls", 1, &err) != 0);
+    CHECK(node_try(&bad_m, "merge", "mode: rls", "sk", 1, &err) != 0);
     CHECK_MSG(strstr(err.msg, "needs dim") != NULL, "%s", err.msg);
     node_close(&e);
     node_close(&m);
